@@ -1,0 +1,199 @@
+//! crew's storage: one [`Store`] trait with an SQLite engine (the embedded default) and a PostgreSQL engine
+//! (for teams and for several `crew serve` replicas), and the in-process event bus fed by committed events.
+//!
+//! Architecture invariants:
+//! - Every write that changes state appends its event in the same transaction, so the timeline never misses
+//!   a change and never shows one that did not happen.
+//! - An event reaches the bus only after its transaction committed. With SQLite the appending process
+//!   publishes; with PostgreSQL every replica (the writer too) publishes what LISTEN/NOTIFY tells it, so each
+//!   event is published exactly once per replica.
+//! - Both engines pass the same conformance suite (`tests/conformance.rs`).
+
+#[macro_use]
+mod common;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use crew_core::{Event, EventError, EventFilter, NewEvent, Role};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Which engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// What went wrong in the store. Messages name the thing and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// The URL with any password replaced by `***`.
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database URL `{0}` is not understood: expected sqlite://PATH or postgres://USER@HOST:PORT/DB")]
+    BadUrl(String),
+    #[error("cannot apply migrations to {url}: {source}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] EventError),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One page of the timeline, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub events: Vec<Event>,
+    /// Pass back as `before` for the next (older) page; `None` when this page is the last.
+    pub next: Option<crew_core::Cursor>,
+}
+
+/// A token as the store knows it: never the secret, only its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenInfo {
+    /// The person or application the token names; the actor of what it does.
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// A signed-in browser session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub token: TokenInfo,
+    /// The secret that every form of this session must send back.
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Counts for `crew status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub events: i64,
+    pub tokens: i64,
+}
+
+/// The storage every part of crew uses. Implemented by [`SqliteStore`] and [`PgStore`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn engine(&self) -> Engine;
+
+    /// The URL it was opened with, password redacted.
+    fn url(&self) -> &str;
+
+    /// Committed events, as they are committed (from any replica on PostgreSQL).
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>>;
+
+    /// Appends events in one transaction, in order; returns them as stored.
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>>;
+
+    /// The timeline, newest first.
+    async fn query(&self, filter: &EventFilter) -> Result<Page>;
+
+    /// Events after `seq`, oldest first, for a live stream that resumes (`Last-Event-ID`).
+    async fn events_after(&self, seq: i64, filter: &EventFilter, limit: u32) -> Result<Vec<Event>>;
+
+    async fn event(&self, id: &str) -> Result<Option<Event>>;
+
+    async fn counts(&self) -> Result<Counts>;
+
+    /// Stores a token (by the hash of its secret) and its event. `Conflict` if the name is taken.
+    async fn create_token(&self, token: &TokenInfo, hash: &str, event: NewEvent) -> Result<Event>;
+
+    /// Removes a token, its sessions, and records the event. `NotFound` if no such token.
+    async fn revoke_token(&self, name: &str, event: NewEvent) -> Result<Event>;
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>>;
+
+    /// Starts a browser session for a token and records the sign-in.
+    async fn create_session(&self, hash: &str, token_name: &str, csrf: &str, expires_at: DateTime<Utc>, event: NewEvent) -> Result<Event>;
+
+    /// A live (unexpired, token not revoked) session.
+    async fn session(&self, hash: &str) -> Result<Option<Session>>;
+
+    async fn delete_session(&self, hash: &str) -> Result<()>;
+}
+
+/// Opens the store a URL names (`sqlite://PATH` or `postgres://...`), creating it if needed and applying
+/// migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::BadUrl(redact(url)))
+    }
+}
+
+/// The URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Milliseconds since the epoch, the stored form of every time.
+pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms} out of range")))
+}
+
+/// Validates and stamps events: an id and the current time, truncated to milliseconds so that what a client
+/// reads back filters the same way.
+pub(crate) fn stamp(events: Vec<NewEvent>) -> Result<Vec<(String, i64, NewEvent)>> {
+    let now = to_millis(Utc::now());
+    events
+        .into_iter()
+        .map(|mut e| {
+            e.validate()?;
+            Ok((uuid::Uuid::now_v7().to_string(), now, e))
+        })
+        .collect()
+}
+
+/// Capacity of the bus: a subscriber slower than this many events is told it lagged and catches up from the
+/// store.
+pub const BUS_CAPACITY: usize = 4096;

@@ -1,0 +1,223 @@
+//! The PostgreSQL engine: for teams and for several `crew serve` replicas sharing one database. Full-text
+//! search with a GIN index; committed events reach every replica's bus through LISTEN/NOTIFY.
+
+use crate::sql::{self, Dialect, Param, Select};
+use crate::{Engine, Result, StoreError, BUS_CAPACITY};
+use crew_core::{event::kind_prefixes, Event, NewEvent};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The NOTIFY channel; its payload is a comma-separated list of committed sequence numbers.
+const CHANNEL: &str = "crew_events";
+/// Sequence numbers per NOTIFY, well under PostgreSQL's 8000-byte payload limit.
+const SEQS_PER_NOTIFY: usize = 400;
+
+pub struct PgStore {
+    pool: PgPool,
+    url: String,
+    bus: broadcast::Sender<Arc<Event>>,
+    /// The task that turns notifications into bus messages; stopped when the store is dropped.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let shown = crate::redact(url);
+        let connect_err = |source| StoreError::Connect { url: shown.clone(), source };
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(connect_err)?;
+        // Replicas starting together take turns: sqlx's migrator holds an advisory lock while it runs.
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { url: shown.clone(), source })?;
+        let (bus, _) = broadcast::channel(BUS_CAPACITY);
+        let mut listener = PgListener::connect_with(&pool).await.map_err(connect_err)?;
+        listener.listen(CHANNEL).await.map_err(connect_err)?;
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events").fetch_one(&pool).await?;
+        let task = tokio::spawn(listen(listener, pool.clone(), bus.clone(), last));
+        Ok(PgStore { pool, url: shown, bus, listener: task })
+    }
+
+    async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>)> {
+        Ok(((), self.pool.begin().await?))
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn fetch(&self, select: Select) -> Result<Vec<Event>> {
+        fetch_select(&self.pool, select).await
+    }
+
+    /// Inserts a batch in three round trips (events, kind prefixes, notify), whatever its size.
+    async fn insert_events(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        stamped: Vec<(String, i64, NewEvent)>,
+    ) -> Result<Vec<Event>> {
+        let n = stamped.len();
+        let mut cols: [Vec<String>; 8] = Default::default();
+        let mut ats = Vec::with_capacity(n);
+        for (id, at, e) in &stamped {
+            cols[0].push(id.clone());
+            ats.push(*at);
+            cols[1].push(e.actor.name.clone());
+            cols[2].push(e.actor.via.as_str().to_string());
+            cols[3].push(e.kind.clone());
+            cols[4].push(e.subject.clone());
+            cols[5].push(e.summary.clone());
+            cols[6].push(e.data.to_string());
+            cols[7].push(serde_json::to_string(&e.links).expect("links serialize"));
+        }
+        let [ids, actors, vias, kinds, subjects, summaries, datas, links] = cols;
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) \
+             SELECT id, at, actor, via, kind, subject, summary, data::jsonb, links::jsonb \
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::text[], $9::text[]) \
+                  WITH ORDINALITY AS t(id, at, actor, via, kind, subject, summary, data, links, n) \
+             ORDER BY t.n RETURNING seq, id",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .bind(&actors)
+        .bind(&vias)
+        .bind(&kinds)
+        .bind(&subjects)
+        .bind(&summaries)
+        .bind(&datas)
+        .bind(&links)
+        .fetch_all(&mut **tx)
+        .await?;
+        let seq_of: std::collections::HashMap<String, i64> = rows.into_iter().map(|(s, id)| (id, s)).collect();
+        let mut out = Vec::with_capacity(n);
+        let (mut prefixes, mut prefix_seqs) = (Vec::new(), Vec::new());
+        for (id, at, e) in stamped {
+            let seq = *seq_of.get(&id).ok_or_else(|| StoreError::Corrupt(format!("event {id} not returned")))?;
+            for p in kind_prefixes(&e.kind) {
+                prefixes.push(p.to_string());
+                prefix_seqs.push(seq);
+            }
+            out.push(Event {
+                id,
+                seq,
+                at: crate::from_millis(at)?,
+                actor: e.actor,
+                kind: e.kind,
+                subject: e.subject,
+                summary: e.summary,
+                data: e.data,
+                links: e.links,
+            });
+        }
+        sqlx::query("INSERT INTO event_kinds (prefix, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])")
+            .bind(&prefixes)
+            .bind(&prefix_seqs)
+            .execute(&mut **tx)
+            .await?;
+        // Delivered to every listener (this replica too) when the transaction commits, never before.
+        for chunk in out.chunks(SEQS_PER_NOTIFY) {
+            let payload = chunk.iter().map(|e| e.seq.to_string()).collect::<Vec<_>>().join(",");
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut **tx).await?;
+        }
+        Ok(out)
+    }
+
+    /// Nothing to do: the listener publishes what NOTIFY announces, for this replica's writes too.
+    fn committed(&self, _events: &[Event]) {}
+}
+
+/// Publishes the events each notification names, oldest first. When the listening connection drops, sqlx
+/// reconnects it; notifications sent meanwhile are lost, so it catches up from the last sequence number seen.
+async fn listen(mut listener: PgListener, pool: PgPool, bus: broadcast::Sender<Arc<Event>>, mut last: i64) {
+    let all = crew_core::EventFilter::new();
+    loop {
+        let seqs: Vec<i64> = match listener.try_recv().await {
+            Ok(Some(n)) => n.payload().split(',').filter_map(|s| s.parse().ok()).collect(),
+            Ok(None) => {
+                tracing::warn!("event listener reconnected to PostgreSQL; catching up");
+                let sel = sql::select(&all, Dialect::Postgres, sql::Order::OldestAfter(last), 10_000);
+                match fetch_select(&pool, sel).await {
+                    Ok(events) => {
+                        for e in events {
+                            last = last.max(e.seq);
+                            let _ = bus.send(Arc::new(e));
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "catching up the event stream failed"),
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event listener lost PostgreSQL; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let sql = format!("SELECT {} FROM events e WHERE e.seq = ANY($1) ORDER BY e.seq", sql::columns(Dialect::Postgres));
+        match sqlx::query(&sql).bind(&seqs).fetch_all(&pool).await {
+            Ok(rows) => {
+                for row in &rows {
+                    match sql::row_to_event(row) {
+                        Ok(e) => {
+                            last = last.max(e.seq);
+                            let _ = bus.send(Arc::new(e));
+                        }
+                        Err(e) => tracing::error!(error = %e, "unreadable event"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading notified events failed"),
+        }
+    }
+}
+
+async fn fetch_select(pool: &PgPool, select: Select) -> Result<Vec<Event>> {
+    let mut q = sqlx::query(&select.sql);
+    for p in select.params {
+        q = match p {
+            Param::Text(s) => q.bind(s),
+            Param::Int(i) => q.bind(i),
+        };
+    }
+    let rows = q.fetch_all(pool).await?;
+    rows.iter().map(sql::row_to_event).collect()
+}
+
+impl_store!(PgStore, {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.bus.subscribe()
+    }
+
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let stamped = crate::stamp(events)?;
+        let mut tx = self.pool.begin().await?;
+        let events = self.insert_events(&mut tx, stamped).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+});

@@ -1,0 +1,147 @@
+//! The SQLite engine: the embedded default (`sqlite://<data-dir>/crew.db`), WAL, full sync, FTS5 search.
+
+use crate::sql::{self, Dialect, Param, Select};
+use crate::{Engine, Result, StoreError, BUS_CAPACITY};
+use crew_core::{event::kind_prefixes, Event, NewEvent};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    url: String,
+    /// Committed events; this process is the only writer, so it publishes after each commit.
+    bus: broadcast::Sender<Arc<Event>>,
+    /// Serialises this process's write transactions. SQLite allows one writer at a time anyway; taking turns
+    /// here, rather than in SQLite's busy loop, keeps a read-then-write transaction from failing with
+    /// SQLITE_BUSY_SNAPSHOT when another write commits between its read and its write.
+    write: tokio::sync::Mutex<()>,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let connect_err = |source| StoreError::Connect { url: url.to_string(), source };
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(connect_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged event survives a crash of the machine, not only of the process.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(connect_err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { url: url.to_string(), source })?;
+        let (bus, _) = broadcast::channel(BUS_CAPACITY);
+        Ok(SqliteStore { pool, url: url.to_string(), bus, write: tokio::sync::Mutex::new(()) })
+    }
+
+    async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
+        let guard = self.write.lock().await;
+        Ok((guard, self.pool.begin().await?))
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn fetch(&self, select: Select) -> Result<Vec<Event>> {
+        let mut q = sqlx::query(&select.sql);
+        for p in select.params {
+            q = match p {
+                Param::Text(s) => q.bind(s),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(sql::row_to_event).collect()
+    }
+
+    async fn insert_events(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        stamped: Vec<(String, i64, NewEvent)>,
+    ) -> Result<Vec<Event>> {
+        let mut out = Vec::with_capacity(stamped.len());
+        for (id, at, e) in stamped {
+            let data = e.data.to_string();
+            let links = serde_json::to_string(&e.links).expect("links serialize");
+            let seq: i64 = sqlx::query_scalar(
+                "INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            )
+            .bind(&id)
+            .bind(at)
+            .bind(&e.actor.name)
+            .bind(e.actor.via.as_str())
+            .bind(&e.kind)
+            .bind(&e.subject)
+            .bind(&e.summary)
+            .bind(&data)
+            .bind(&links)
+            .fetch_one(&mut **tx)
+            .await?;
+            for prefix in kind_prefixes(&e.kind) {
+                sqlx::query("INSERT INTO event_kinds (prefix, seq) VALUES (?, ?)")
+                    .bind(prefix)
+                    .bind(seq)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO events_fts (rowid, summary, subject) VALUES (?, ?, ?)")
+                .bind(seq)
+                .bind(&e.summary)
+                .bind(&e.subject)
+                .execute(&mut **tx)
+                .await?;
+            out.push(Event {
+                id,
+                seq,
+                at: crate::from_millis(at)?,
+                actor: e.actor,
+                kind: e.kind,
+                subject: e.subject,
+                summary: e.summary,
+                data: e.data,
+                links: e.links,
+            });
+        }
+        Ok(out)
+    }
+
+    fn committed(&self, events: &[Event]) {
+        for e in events {
+            // No subscriber is fine: nobody is watching.
+            let _ = self.bus.send(Arc::new(e.clone()));
+        }
+    }
+}
+
+impl_store!(SqliteStore, {
+    fn engine(&self) -> Engine {
+        Engine::Sqlite
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.bus.subscribe()
+    }
+
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let stamped = crate::stamp(events)?;
+        let (_write, mut tx) = self.begin_write().await?;
+        let events = self.insert_events(&mut tx, stamped).await?;
+        tx.commit().await?;
+        self.committed(&events);
+        Ok(events)
+    }
+
+});

@@ -1,0 +1,123 @@
+//! Test harness: real peers for crew's tests. PostgreSQL is started from Debian's package on a free port in a
+//! temporary folder, once per machine and shared by every test process (each test gets its own database).
+//!
+//! `CREW_TEST_DATABASE_URL=postgres://...` makes tests use that server instead (it must allow CREATE DATABASE).
+
+use anyhow::{bail, Context, Result};
+use sqlx::Connection;
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Where the shared test cluster lives. `scripts/test` stops it when the run ends.
+pub fn cluster_dir() -> PathBuf {
+    std::env::var_os("CREW_TEST_PG_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("crew-test-pg"))
+}
+
+/// A free TCP port on loopback (bound, then released for the peer to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+}
+
+/// A fresh, empty PostgreSQL database for one test; returns its URL.
+pub async fn fresh_postgres() -> String {
+    let admin = match std::env::var("CREW_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => tokio::task::spawn_blocking(shared_cluster).await.unwrap().expect("start the test PostgreSQL"),
+    };
+    let name = format!("crew_test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.with_context(|| format!("connect {admin}")).unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("a valid database URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Starts (or finds running) the shared cluster; returns an admin URL. A file lock makes concurrent test
+/// processes take turns, so exactly one starts it.
+fn shared_cluster() -> Result<String> {
+    let dir = cluster_dir();
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let lock = File::create(dir.join("lock"))?;
+    lock.lock().context("lock the test cluster folder")?;
+    let port_file = dir.join("port");
+    if let Ok(port) = fs::read_to_string(&port_file) {
+        let port = port.trim();
+        if Command::new(bin("pg_isready")?).args(["-q", "-h", "127.0.0.1", "-p", port]).status()?.success() {
+            return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
+        }
+    }
+    let as_root = running_as_root();
+    let data = dir.join("db");
+    if as_root {
+        chown_postgres(&dir)?;
+    }
+    if !data.join("PG_VERSION").exists() {
+        let _ = fs::remove_dir_all(&data);
+        run(as_root, &format!("{} -D {} -A trust -U postgres --no-sync -E UTF8", bin("initdb")?.display(), data.display()))
+            .context("initdb (is Debian's postgresql package installed?)")?;
+    }
+    let port = free_port();
+    let opts = format!(
+        "-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
+        dir = dir.display()
+    );
+    run(
+        as_root,
+        &format!("{} -D {} -l {} -o '{opts}' -w -t 60 start", bin("pg_ctl")?.display(), data.display(), dir.join("log").display()),
+    )
+    .with_context(|| format!("pg_ctl start; see {}", dir.join("log").display()))?;
+    fs::write(&port_file, port.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !Command::new(bin("pg_isready")?).args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()]).status()?.success() {
+        if Instant::now() > deadline {
+            bail!("test PostgreSQL on port {port} is not ready after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+}
+
+/// PostgreSQL's server programs: Debian keeps them out of PATH, under /usr/lib/postgresql/<version>/bin.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin").join(name))))
+        .filter(|(_, p): &(u32, PathBuf)| p.exists())
+        .collect();
+    versions.sort();
+    if let Some((_, p)) = versions.pop() {
+        return Ok(p);
+    }
+    Ok(PathBuf::from(name))
+}
+
+/// initdb refuses to run as root, so as root the cluster belongs to the `postgres` user.
+fn run(as_root: bool, cmd: &str) -> Result<()> {
+    let status = if as_root {
+        Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", cmd]).status()?
+    } else {
+        Command::new("sh").args(["-c", cmd]).status()?
+    };
+    if !status.success() {
+        bail!("`{cmd}` failed with {status}");
+    }
+    Ok(())
+}
+
+fn chown_postgres(dir: &Path) -> Result<()> {
+    let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status()?;
+    if !status.success() {
+        bail!("chown postgres {} failed", dir.display());
+    }
+    Ok(())
+}
+
+fn running_as_root() -> bool {
+    // `id -u` rather than libc, to keep the harness free of unsafe code.
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
