@@ -5,7 +5,7 @@ use crate::sql::{self, Dialect, Param, Select};
 use crate::{Engine, Result, StoreError, BUS_CAPACITY};
 use crew_core::{event::kind_prefixes, Event, NewEvent};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -33,6 +33,13 @@ impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
         let shown = crate::redact(url);
         let connect_err = |source| StoreError::Connect { url: shown.clone(), source };
+        // One plain connection first: a pool only reports "timed out" when the server is down or refuses us,
+        // while a direct attempt names the cause (connection refused, authentication failed, no such database).
+        let probe = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(url))
+            .await
+            .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
+            .map_err(connect_err)?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

@@ -1,0 +1,132 @@
+//! The command line: every command, flag and its help. Each flag also reads a `CREW_*` variable.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crew",
+    version,
+    about = "Ship trunk ten times a day without breaking the site.",
+    long_about = "crew builds and deploys trunk in one step and keeps the deploy log, serves feature flags, \
+                  collects metrics with deploys drawn on every graph, sits in chat, keeps machines in their roles, \
+                  and records every change as an event on one timeline.\n\n\
+                  `crew serve` runs the server; every other command is a client of a running server \
+                  (--server, a token from CREW_TOKEN or <data-dir>/admin.token).\n\n\
+                  Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input, 3 refused (auth, lock held).",
+    after_help = "New here? Run `crew demo`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The crew server to talk to.
+    #[arg(long, global = true, env = "CREW_SERVER", default_value = "http://127.0.0.1:7070", value_name = "URL")]
+    pub server: String,
+    /// crew's data folder: the server keeps its database and admin.token here; the CLI reads the token from it
+    /// when CREW_TOKEN is not set. [default: ./.crew]
+    #[arg(long, global = true, env = "CREW_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print JSON instead of human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API, web UI, live stream, and (as they land) StatsD, the robot and schedulers.
+    Serve(ServeArgs),
+    /// Try crew: a server on a fresh temporary data folder with some events, and what to try next.
+    Demo(DemoArgs),
+    /// Show the timeline, oldest of the newest N first; --follow keeps printing new events as they happen.
+    Events(EventsArgs),
+    /// Show the server's version, store, uptime and counts.
+    Status,
+    /// Create, list and revoke tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config file; an explicitly named file must exist. [default: ./crew.toml if present]
+    #[arg(long, env = "CREW_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address for the HTTP API and web UI; port 0 picks a free port. [default: 127.0.0.1:7070]
+    #[arg(long, env = "CREW_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Address for StatsD over UDP and TCP, or `off`. [default: 127.0.0.1:8125]
+    #[arg(long, env = "CREW_STATSD", value_name = "ADDR|off")]
+    pub statsd: Option<String>,
+    /// Database URL: sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB. [default: sqlite://<data-dir>/crew.db]
+    #[arg(long, env = "CREW_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+    /// Log format.
+    #[arg(long, env = "CREW_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Address for the demo server; if 127.0.0.1:7070 is taken, a free port is used.
+    #[arg(long, env = "CREW_LISTEN", default_value = "127.0.0.1:7070", value_name = "ADDR")]
+    pub listen: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this kind, or kinds under a dotted prefix (`deploy` matches `deploy.started`).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only events about this subject (`www/production`, `flag:video`).
+    #[arg(long, value_name = "SUBJECT")]
+    pub subject: Option<String>,
+    /// Only events by this person or robot.
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Words that must all appear in the summary or subject (any case; words match from their start).
+    #[arg(long, short = 's', value_name = "WORDS")]
+    pub search: Option<String>,
+    /// Only events since then: a span back from now (90s, 15m, 1h, 7d) or a time (RFC 3339).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only events before then (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// How many of the newest events to show (1 to 1000).
+    #[arg(short = 'n', long = "limit", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Keep running and print new events as they happen.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a person or an application; prints the secret once.
+    Create {
+        /// Who the token names: their name becomes the actor of what they do (e.g. alice, ci, www-app).
+        name: String,
+        /// viewer reads everything; member deploys, flips flags, records events; admin manages tokens;
+        /// evaluate is for applications (flag evaluation only).
+        #[arg(long, value_parser = ["viewer", "member", "admin", "evaluate"])]
+        role: String,
+    },
+    /// List tokens (names and roles; secrets are never shown again).
+    List,
+    /// Revoke a token: it stops working at once, and its web sessions end.
+    Revoke {
+        name: String,
+    },
+}

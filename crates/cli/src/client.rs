@@ -1,0 +1,85 @@
+//! The HTTP client every command but `serve` uses: the token, the `cli` channel, and server errors turned into
+//! exit codes.
+
+use crate::Exit;
+use anyhow::{Context, Result};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+use std::path::Path;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// A client of `server`, with the token from CREW_TOKEN or `<data-dir>/admin.token`.
+    pub fn new(server: &str, data_dir: &Path) -> Result<Client> {
+        let token = match std::env::var("CREW_TOKEN") {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let path = data_dir.join("admin.token");
+                std::fs::read_to_string(&path).map(|t| t.trim().to_string()).map_err(|e| {
+                    Exit::new(
+                        3,
+                        format!("no token: set CREW_TOKEN, or run where {} is readable ({e})", path.display()),
+                    )
+                })?
+            }
+        };
+        Ok(Client::with_token(server, &token))
+    }
+
+    pub fn with_token(server: &str, token: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder().user_agent(concat!("crew-cli/", env!("CARGO_PKG_VERSION"))).build().expect("http client"),
+            base: server.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends a request and returns the response if it succeeded; otherwise the server's error detail with the
+    /// matching exit code.
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    /// [`Client::send`] with extra headers.
+    pub async fn send_with(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Result<Response> {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token).header("x-crew-via", "cli");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.map_err(|e| {
+            Exit::new(1, format!("cannot reach the crew server at {}: {e} (is `crew serve` running? --server / CREW_SERVER)", self.base))
+        })?;
+        if res.status().is_success() {
+            return Ok(res);
+        }
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"][0]["detail"].as_str().map(String::from))
+            .unwrap_or(text);
+        let code = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::CONFLICT | StatusCode::LOCKED => 3,
+            s if s.is_client_error() => 2,
+            _ => 1,
+        };
+        Err(Exit::new(code, format!("{detail} ({status})")).into())
+    }
+
+    pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
+        let res = self.send(method, path, body).await?;
+        res.json().await.context("the server's answer is not JSON")
+    }
+}

@@ -1,0 +1,221 @@
+//! What each command does: `serve` runs the server; the others are clients of its HTTP API.
+
+use crate::cli::{Cli, Command, EventsArgs, LogFormat, ServeArgs, TokenCommand};
+use crate::client::Client;
+use crate::output::{event_line, uptime};
+use crate::Exit;
+use anyhow::{Context, Result};
+use crew_core::Event;
+use crew_server::{App, Overrides, Settings};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let data_dir = cli.global.data_dir.clone().unwrap_or_else(|| PathBuf::from(".crew"));
+    match cli.command {
+        Command::Serve(args) => serve(args, cli.global.data_dir).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Events(args) => events(Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await,
+        Command::Status => status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
+        Command::Token(cmd) => token(Client::new(&cli.global.server, &data_dir)?, cmd, cli.global.json).await,
+    }
+}
+
+pub fn init_logs(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Turns a start-up failure into the right exit code: bad input (config, database URL) is 2.
+pub fn start_error(e: crew_server::StartError) -> anyhow::Error {
+    let code = if e.is_bad_input() { 2 } else { 1 };
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !message.contains(&s_text) {
+            message.push_str(": ");
+            message.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    Exit::new(code, message).into()
+}
+
+async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
+    init_logs(args.log_format, "info,sqlx=warn,tower_http=warn");
+    let settings = Settings::resolve(Overrides {
+        config: args.config,
+        data_dir,
+        listen: args.listen,
+        statsd: args.statsd,
+        database: args.database,
+    })
+    .map_err(|e| Exit::new(2, e.to_string()))?;
+    let app = App::build(settings).await.map_err(start_error)?;
+    // The bound address on stdout, for scripts and tests that start the server on port 0.
+    println!("crew listening on http://{}", app.local_addr());
+    let shutdown = CancellationToken::new();
+    crew_server::cancel_on_signal(shutdown.clone());
+    app.run(shutdown).await
+}
+
+fn filter_query(args: &EventsArgs, paged: bool) -> Vec<(&'static str, String)> {
+    let mut q = Vec::new();
+    let fields = [("kind", &args.kind), ("subject", &args.subject), ("actor", &args.actor), ("q", &args.search), ("since", &args.since), ("until", &args.until)];
+    for (k, v) in fields {
+        if let Some(v) = v {
+            q.push((k, v.clone()));
+        }
+    }
+    if paged {
+        q.push(("limit", args.limit.to_string()));
+    }
+    q
+}
+
+fn encode(pairs: &[(&str, String)]) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+async fn events(client: Client, args: EventsArgs, as_json: bool) -> Result<()> {
+    // With --follow, subscribe before reading the newest events, so nothing falls between the two.
+    let stream = if args.follow {
+        Some(open_stream(&client, &encode(&filter_query(&args, false)), None).await?)
+    } else {
+        None
+    };
+    let page = client.json(Method::GET, &format!("/api/v1/events?{}", encode(&filter_query(&args, true))), None).await?;
+    let mut events: Vec<Event> = serde_json::from_value(page["events"].clone()).context("the server's events")?;
+    events.reverse();
+    if as_json && !args.follow {
+        println!("{}", serde_json::to_string_pretty(&page)?);
+        return Ok(());
+    }
+    let mut seen = HashSet::new();
+    for e in &events {
+        seen.insert(e.id.clone());
+        print_event(e, as_json);
+    }
+    let Some(first) = stream else { return Ok(()) };
+    follow(&client, &encode(&filter_query(&args, false)), first, seen, as_json).await
+}
+
+fn print_event(e: &Event, as_json: bool) {
+    if as_json {
+        println!("{}", serde_json::to_string(e).expect("events serialize"));
+    } else {
+        println!("{}", event_line(e));
+    }
+}
+
+async fn open_stream(client: &Client, query: &str, last_id: Option<&str>) -> Result<reqwest::Response> {
+    let path = format!("/api/v1/events/stream?{query}");
+    let headers: Vec<(&str, &str)> = last_id.map(|id| ("last-event-id", id)).into_iter().collect();
+    client.send_with(Method::GET, &path, None, &headers).await
+}
+
+/// Prints streamed events until Ctrl-C; reconnects (resuming after the last event) if the server goes away.
+async fn follow(client: &Client, query: &str, first: reqwest::Response, mut seen: HashSet<String>, as_json: bool) -> Result<()> {
+    let mut res = Some(first);
+    let mut last_id: Option<String> = None;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let response = match res.take() {
+            Some(r) => r,
+            None => match open_stream(client, query, last_id.as_deref()).await {
+                Ok(r) => {
+                    backoff = Duration::from_millis(500);
+                    r
+                }
+                Err(e) => {
+                    eprintln!("crew: live stream lost ({e:#}); retrying in {:.1}s", backoff.as_secs_f32());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            },
+        };
+        let mut stream = response.bytes_stream().eventsource();
+        while let Some(item) = stream.next().await {
+            let Ok(msg) = item else { break };
+            if msg.data.is_empty() {
+                continue;
+            }
+            if !msg.id.is_empty() {
+                last_id = Some(msg.id.clone());
+            }
+            let e: Event = serde_json::from_str(&msg.data).context("a streamed event")?;
+            if seen.remove(&e.id) {
+                continue;
+            }
+            print_event(&e, as_json);
+        }
+        eprintln!("crew: live stream ended; reconnecting");
+    }
+}
+
+async fn status(client: Client, as_json: bool) -> Result<()> {
+    let s = client.json(Method::GET, "/api/v1/status", None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    println!("crew {} at {}", s["version"].as_str().unwrap_or("?"), client.url(""));
+    println!("store     {} ({})", s["store"].as_str().unwrap_or("?"), s["database"].as_str().unwrap_or("?"));
+    println!("uptime    {} (since {})", uptime(s["uptime_seconds"].as_u64().unwrap_or(0)), s["started_at"].as_str().unwrap_or("?"));
+    println!("events    {}", s["counts"]["events"]);
+    println!("tokens    {}", s["counts"]["tokens"]);
+    Ok(())
+}
+
+async fn token(client: Client, cmd: TokenCommand, as_json: bool) -> Result<()> {
+    match cmd {
+        TokenCommand::Create { name, role } => {
+            let t = client.json(Method::POST, "/api/v1/tokens", Some(&json!({"name": name, "role": role}))).await?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("{}", t["token"].as_str().unwrap_or_default());
+                eprintln!("Token `{name}` ({role}) created. This is the only time it is shown: hand it over now.");
+            }
+        }
+        TokenCommand::List => {
+            let v = client.json(Method::GET, "/api/v1/tokens", None).await?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let tokens = v["tokens"].as_array().cloned().unwrap_or_default();
+                println!("{:<24} {:<9} {:<25} {}", "NAME", "ROLE", "CREATED", "BY");
+                for t in tokens {
+                    let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+                    println!("{:<24} {:<9} {:<25} {}", s("name"), s("role"), s("created_at"), s("created_by"));
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            let path = format!("/api/v1/tokens/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
+            let v: Value = client.json(Method::DELETE, &path, None).await?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("Token `{name}` revoked.");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The web UI in a real headless Chromium (Debian's chromium and chromium-driver), driven over WebDriver.
+
+use crate::harness::{eventually, Server};
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// chromedriver on a free port; killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn driver() -> (Driver, fantoccini::Client) {
+    let port = crew_testkit::free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver (Debian's chromium-driver package; scripts/test installs it)");
+    let url = format!("http://127.0.0.1:{port}");
+    let profile = tempfile::tempdir().unwrap();
+    let d = Driver { child, url, _profile: profile };
+    let ready = eventually(Duration::from_secs(20), || async {
+        reqwest::get(format!("{}/status", d.url)).await.map(|r| r.status().is_success()).unwrap_or(false)
+    })
+    .await;
+    assert!(ready, "chromedriver did not start");
+    let mut caps = serde_json::Map::new();
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(format!("--user-data-dir={}", d._profile.path().display())))
+    .collect::<Vec<_>>();
+    caps.insert("goog:chromeOptions".into(), json!({"args": args, "binary": "/usr/bin/chromium"}));
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&d.url)
+        .await
+        .expect("a WebDriver session");
+    (d, client)
+}
+
+#[tokio::test]
+async fn sign_in_and_watch_the_timeline_update_live() {
+    let s = Server::start().await;
+    let member = s.token("mo", "member").await;
+    let viewer = s.token("vera", "viewer").await;
+    s.record(&member, json!({"kind": "note", "subject": "www", "summary": "<b>not bold</b> before sign-in"})).await;
+    let (_driver, c) = driver().await;
+
+    // A page needs a session: it redirects to the sign-in form.
+    c.goto(&format!("{}/timeline", s.url)).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
+
+    // A wrong token is refused with a message.
+    c.find(Locator::Css("#token")).await.unwrap().send_keys("crew_wrong").await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let msg = c.find(Locator::Css(".error")).await.unwrap().text().await.unwrap();
+    assert!(msg.contains("not recognised"), "{msg}");
+
+    c.find(Locator::Css("#token")).await.unwrap().send_keys(&viewer).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/timeline");
+    let who = c.find(Locator::Css("form.who span")).await.unwrap().text().await.unwrap();
+    assert_eq!(who, "vera · viewer");
+    // The session cookie is HttpOnly: page scripts cannot read it.
+    let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
+    assert_eq!(cookies, json!(""));
+    // Event text is shown as text, never as markup.
+    let rows = c.find(Locator::Css("#events")).await.unwrap().text().await.unwrap();
+    assert!(rows.contains("<b>not bold</b> before sign-in"), "{rows}");
+
+    // Wait until the page's live stream is open, then record an event through the API.
+    let live = eventually(Duration::from_secs(10), || async {
+        c.find(Locator::Css("#live-status")).await.unwrap().text().await.unwrap().starts_with("Live")
+    })
+    .await;
+    assert!(live);
+    // Mark the document so a reload would be noticed.
+    c.execute("window.__crew_marker = 42", vec![]).await.unwrap();
+    s.record(&member, json!({"kind": "deploy.finished", "subject": "www/production", "summary": "mo shipped the login fix"})).await;
+    let appeared = eventually(Duration::from_secs(5), || async {
+        match c.find(Locator::Css("#events tr:first-child td.summary")).await {
+            Ok(td) => td.text().await.unwrap_or_default().contains("mo shipped the login fix"),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(appeared, "the new event appears at the top without reload");
+    assert_eq!(c.execute("return window.__crew_marker", vec![]).await.unwrap(), json!(42), "no reload happened");
+
+    // Filters: the page filters by kind, and the search form narrows the list.
+    c.goto(&format!("{}/timeline?kind=note", s.url)).await.unwrap();
+    let rows = c.find_all(Locator::Css("#events tr")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+
+    // The sign-in was recorded on the timeline, via web.
+    let v = s.get_json("/api/v1/events?kind=session.started", &s.admin).await;
+    assert_eq!(v["events"][0]["actor"], json!({"name": "vera", "via": "web"}));
+
+    // Signing out ends the session.
+    c.find(Locator::Css("form.who button")).await.unwrap().click().await.unwrap();
+    c.goto(&format!("{}/timeline", s.url)).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn session_writes_need_the_csrf_token() {
+    // Without a browser: the API refuses a cookie-authenticated write that lacks the page's CSRF header, and a
+    // sign-in posted from another origin.
+    let s = Server::start().await;
+    let m = s.token("mo", "member").await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = http.post(format!("{}/signin", s.url)).header("origin", "https://evil.example").form(&[("token", m.as_str())]).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let res = http.post(format!("{}/signin", s.url)).form(&[("token", m.as_str())]).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let set = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = http.get(format!("{}/timeline", s.url)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let body = json!({"kind": "note", "summary": "from the page"});
+    let res = http.post(format!("{}/api/v1/events", s.url)).header("cookie", &cookie).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+    let res = http.post(format!("{}/api/v1/events", s.url)).header("cookie", &cookie).header("x-csrf-token", &csrf).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let e: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(e["actor"], json!({"name": "mo", "via": "web"}));
+}

@@ -1,0 +1,7 @@
+//! crew's black-box tests: the built `crew` binary, started for real on port 0, driven over HTTP, from the
+//! command line and from headless Chromium. One test binary (see ripgrep's tests/tests.rs).
+
+mod api;
+mod browser;
+mod cli;
+mod harness;

@@ -1,0 +1,172 @@
+//! The timeline over HTTP: query with filters and paging, read one, record one, and stream live (SSE).
+
+use crate::api::{parse_json, query_pairs};
+use crate::auth::{Member, Viewer};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
+use crew_core::{Cursor, Event, EventFilter, Link, NewEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::convert::Infallible;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Reads a filter from query pairs. `paged` allows `limit` and `cursor` (queries, not streams).
+pub fn parse_filter(pairs: &[(String, String)], paged: bool) -> Result<EventFilter, ApiError> {
+    let mut f = EventFilter::new();
+    let now = chrono::Utc::now();
+    let time = |k: &str, v: &str| {
+        crew_core::time::parse_time(v, now).map_err(|e| ApiError::BadRequest(format!("filter `{k}`: {e}")))
+    };
+    for (k, v) in pairs {
+        if v.is_empty() {
+            continue; // An empty form field means "no filter", as in the web UI's filter form.
+        }
+        match k.as_str() {
+            "kind" => f.kind = Some(v.clone()),
+            "subject" => f.subject = Some(v.clone()),
+            "actor" => f.actor = Some(v.clone()),
+            "q" => f.words = crew_core::search_words(v),
+            "since" => f.since = Some(time(k, v)?),
+            "until" => f.until = Some(time(k, v)?),
+            "limit" if paged => {
+                f.limit = v.parse().map_err(|_| ApiError::BadRequest(format!("filter `limit`: `{v}` is not a number")))?
+            }
+            "cursor" if paged => f.before = Some(Cursor::decode(v)?),
+            other => {
+                let known = if paged { "kind, subject, actor, q, since, until, limit, cursor" } else { "kind, subject, actor, q, since, until" };
+                return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected one of {known}")));
+            }
+        }
+    }
+    f.validate()?;
+    Ok(f)
+}
+
+pub async fn list(_: Viewer, State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let filter = parse_filter(&query_pairs(q.as_deref()), true)?;
+    let page = st.store.query(&filter).await?;
+    Ok(Json(json!({"events": page.events, "next_cursor": page.next.map(Cursor::encode)})))
+}
+
+pub async fn one(_: Viewer, State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Event>> {
+    match st.store.event(&id).await? {
+        Some(e) => Ok(Json(e)),
+        None => Err(ApiError::NotFound(format!("no event with id `{id}`"))),
+    }
+}
+
+/// An event recorded through the API: the caller is the actor, the server sets id and time.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordEvent {
+    kind: String,
+    #[serde(default)]
+    subject: String,
+    summary: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    links: Vec<Link>,
+}
+
+pub async fn create(Member(caller): Member, State(st): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Event>)> {
+    let req: RecordEvent = parse_json(&body)?;
+    let event = NewEvent { actor: caller.actor(), kind: req.kind, subject: req.subject, summary: req.summary, data: req.data, links: req.links };
+    let stored = st.store.append(vec![event]).await?.remove(0);
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+fn sse_event(e: &Event) -> SseEvent {
+    SseEvent::default().id(e.seq.to_string()).json_data(e).expect("events serialize")
+}
+
+/// Events as they are committed, filtered. With `Last-Event-ID` (sent by browsers when they reconnect) the
+/// stream first replays what was missed. Ends when the server shuts down.
+pub async fn stream(
+    _: Viewer,
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let filter = parse_filter(&query_pairs(q.as_deref()), false)?;
+    let resume: Option<i64> = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    // Subscribe before replaying, so nothing committed in between is missed.
+    let mut live = st.store.subscribe();
+    let (tx, rx) = mpsc::channel(256);
+    let shutdown = st.shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(SseEvent::default().comment("crew timeline"))).await;
+        let mut last = resume.unwrap_or(0);
+        let mut replayed = HashSet::new();
+        if resume.is_some() {
+            match replay(&st, &filter, &mut last, &tx).await {
+                Ok(seqs) => replayed = seqs,
+                Err(()) => return,
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok(e) => {
+                    if replayed.remove(&e.seq) || !filter.matches(&e) {
+                        continue;
+                    }
+                    last = last.max(e.seq);
+                    if tx.send(Ok(sse_event(&e))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "a live stream fell behind; replaying from the store");
+                    match replay(&st, &filter, &mut last, &tx).await {
+                        Ok(seqs) => replayed = seqs,
+                        Err(()) => return,
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+}
+
+/// Sends the stored events after `last`, oldest first; returns their sequence numbers so the live copies of
+/// the same events are skipped. `Err` when the client has gone.
+async fn replay(
+    st: &AppState,
+    filter: &EventFilter,
+    last: &mut i64,
+    tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
+) -> Result<HashSet<i64>, ()> {
+    let mut seqs = HashSet::new();
+    loop {
+        let batch = match st.store.events_after(*last, filter, 500).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "replaying the timeline failed");
+                return Err(());
+            }
+        };
+        let done = batch.len() < 500;
+        for e in &batch {
+            *last = (*last).max(e.seq);
+            seqs.insert(e.seq);
+            tx.send(Ok(sse_event(e))).await.map_err(|_| ())?;
+        }
+        if done {
+            return Ok(seqs);
+        }
+    }
+}

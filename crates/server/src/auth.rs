@@ -1,0 +1,150 @@
+//! Who is calling: bearer tokens (or `X-API-Key` for applications) and browser sessions, and the role guards
+//! that every route uses.
+//!
+//! Tokens are random 40-character secrets; only their SHA-256 is stored. A fast hash is right here (not a
+//! password hash): the secrets are long and random, so there is nothing to guess, and every request checks one.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::Method;
+use crew_core::{Actor, Role, Via};
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+
+/// The browser session cookie.
+pub const SESSION_COOKIE: &str = "crew_session";
+/// The header a signed-in page sends its CSRF secret in, for API writes made with the session cookie.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A new token secret: `crew_` and 40 random letters and digits (about 238 bits).
+pub fn new_secret() -> String {
+    format!("crew_{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
+}
+
+/// A random secret for sessions and CSRF.
+pub fn random_id() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 43)
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    format!("{:x}", Sha256::digest(secret.trim().as_bytes()))
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub via: Via,
+    /// The session's CSRF secret when the caller came with the session cookie.
+    pub csrf: Option<String>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.name.clone(), self.via)
+    }
+
+    pub fn require(&self, needed: Role) -> Result<(), ApiError> {
+        if self.role.allows(needed) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "`{}` has role {}; this needs {}",
+                self.name, self.role, needed
+            )))
+        }
+    }
+}
+
+/// The value of a cookie in a request.
+pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let bearer = header("authorization").map(|v| {
+            v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim).unwrap_or("")
+        });
+        if let Some(secret) = bearer.or_else(|| header("x-api-key").map(str::trim)) {
+            if secret.is_empty() {
+                return Err(ApiError::Unauthorized("malformed Authorization header: expected `Bearer <token>`".into()));
+            }
+            let token = state.store.token_by_hash(&hash_secret(secret)).await?.ok_or_else(|| {
+                ApiError::Unauthorized("token not recognised: it was revoked or mistyped".into())
+            })?;
+            let via = match header("x-crew-via") {
+                Some("cli") => Via::Cli,
+                _ => Via::Api,
+            };
+            return Ok(Caller { name: token.name, role: token.role, via, csrf: None });
+        }
+        if let Some(id) = cookie(parts, SESSION_COOKIE) {
+            if let Some(session) = state.store.session(&hash_secret(id)).await? {
+                let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                if !safe && header(CSRF_HEADER) != Some(session.csrf.as_str()) {
+                    return Err(ApiError::Forbidden(format!(
+                        "a write with the session cookie needs the page's {CSRF_HEADER} header"
+                    )));
+                }
+                return Ok(Caller {
+                    name: session.token.name,
+                    role: session.token.role,
+                    via: Via::Web,
+                    csrf: Some(session.csrf),
+                });
+            }
+        }
+        Err(ApiError::Unauthorized(
+            "authentication required: send `Authorization: Bearer <token>` (crew token create NAME --role viewer)".into(),
+        ))
+    }
+}
+
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Caller);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                let caller = Caller::from_request_parts(parts, state).await?;
+                caller.require($role)?;
+                Ok($name(caller))
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// A caller who may read everything (viewer and up).
+    Viewer,
+    Role::Viewer
+);
+role_guard!(
+    /// A caller who may change things: deploys, locks, flags, acks, events (member and up).
+    Member,
+    Role::Member
+);
+role_guard!(
+    /// A caller who may manage tokens and configuration (admin).
+    Admin,
+    Role::Admin
+);

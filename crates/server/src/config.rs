@@ -1,0 +1,202 @@
+//! Settings of `crew serve`: command-line flags and `CREW_*` variables over `crew.toml` over defaults.
+//!
+//! `crew.toml` is read strictly: an unknown key is an error naming the key's path and the file.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What the user gave on the command line or in the environment; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub statsd: Option<String>,
+    pub database: Option<String>,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// Where StatsD is received; `None` when `off`.
+    pub statsd: Option<SocketAddr>,
+    pub database: String,
+    /// The file the settings came from, if one was read.
+    pub config_path: Option<PathBuf>,
+    pub file: FileConfig,
+}
+
+/// `crew.toml`. Sections of areas that land later are accepted as tables and typed strictly when they land.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    pub app: Option<toml::Table>,
+    pub build: Option<toml::Table>,
+    pub environments: Option<toml::Table>,
+    pub metrics: Option<toml::Table>,
+    pub chat: Option<toml::Table>,
+    pub dashboards: Option<toml::Value>,
+    pub hosts: Option<toml::Value>,
+}
+
+/// `[server]`: the same settings as `crew serve`'s flags, for a team that keeps them in the repository.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub statsd: Option<String>,
+    pub database: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: `{key}`: {message}")]
+    Parse { path: PathBuf, key: String, message: String },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("bad {what} `{value}`: {why}")]
+    BadValue { what: &'static str, value: String, why: String },
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_STATSD: &str = "127.0.0.1:8125";
+
+impl FileConfig {
+    /// Parses `crew.toml` text; `path` is only for messages.
+    pub fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::Syntax { path: path.to_path_buf(), message: e.to_string() })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().message().to_string();
+            ConfigError::Parse { path: path.to_path_buf(), key, message }
+        })
+    }
+}
+
+impl Settings {
+    /// Resolves flags and variables over the config file over defaults.
+    pub fn resolve(o: Overrides) -> Result<Settings, ConfigError> {
+        let (file, config_path) = match &o.config {
+            Some(p) => (read_file(p)?, Some(p.clone())),
+            None => {
+                let p = PathBuf::from("crew.toml");
+                if p.exists() {
+                    (read_file(&p)?, Some(p))
+                } else {
+                    (FileConfig::default(), None)
+                }
+            }
+        };
+        let s = &file.server;
+        let data_dir = o.data_dir.or(s.data_dir.clone()).unwrap_or_else(|| PathBuf::from(".crew"));
+        let listen = o.listen.or(s.listen.clone()).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        check_listen(&listen)?;
+        let statsd_raw = o.statsd.or(s.statsd.clone()).unwrap_or_else(|| DEFAULT_STATSD.into());
+        let statsd = if statsd_raw == "off" {
+            None
+        } else {
+            Some(statsd_raw.parse().map_err(|e| ConfigError::BadValue {
+                what: "statsd address",
+                value: statsd_raw.clone(),
+                why: format!("{e}; expected HOST:PORT like 127.0.0.1:8125, or off"),
+            })?)
+        };
+        let database = match o.database.or(s.database.clone()) {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("crew.db").display()),
+        };
+        if !(database.starts_with("sqlite:") || database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+            return Err(ConfigError::BadValue {
+                what: "database URL",
+                value: crew_store::redact(&database),
+                why: "expected sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
+            });
+        }
+        Ok(Settings { data_dir, listen, statsd, database, config_path, file })
+    }
+}
+
+fn check_listen(listen: &str) -> Result<(), ConfigError> {
+    // A host name (localhost:7070) is fine too; only the shape HOST:PORT is checked here.
+    let ok = listen.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::BadValue {
+            what: "listen address",
+            value: listen.into(),
+            why: "expected HOST:PORT like 127.0.0.1:7070 (port 0 picks a free port)".into(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    FileConfig::parse(&text, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        FileConfig::parse(text, Path::new("crew.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn file_errors_name_the_key_and_file() {
+        let table = [
+            ("[server]\nlisten = \"127.0.0.1:9\"\n", Ok(())),
+            ("[app]\nname = \"www\"\n[environments.production]\nhosts = []\n", Ok(())),
+            ("[server]\nlisen = \"x\"\n", Err("crew.toml: `server.lisen`: unknown field `lisen`")),
+            ("colour = 1\n", Err("crew.toml: `colour`: unknown field `colour`")),
+            ("[server]\nlisten = 7\n", Err("crew.toml: `server.listen`: invalid type")),
+            ("[server\n", Err("crew.toml: TOML parse error")),
+        ];
+        for (text, want) in table {
+            match (parse(text), want) {
+                (Ok(_), Ok(())) => {}
+                (Err(got), Err(prefix)) => assert!(got.starts_with(prefix), "{text:?}: {got}"),
+                (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn flags_win_over_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("crew-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("crew.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9000\"\nstatsd = \"off\"\n").unwrap();
+        let s = Settings::resolve(Overrides { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9000");
+        assert_eq!(s.statsd, None);
+        assert_eq!(s.database, "sqlite://.crew/crew.db");
+        let s = Settings::resolve(Overrides {
+            config: Some(path),
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((s.listen.as_str(), s.database.as_str()), ("127.0.0.1:0", "sqlite:///tmp/x/crew.db"));
+        let bad = Settings::resolve(Overrides { listen: Some("7070".into()), ..Default::default() }).unwrap_err();
+        assert!(bad.to_string().contains("bad listen address `7070`"), "{bad}");
+        let bad = Settings::resolve(Overrides { database: Some("mysql://u:secret@h/db".into()), ..Default::default() }).unwrap_err();
+        assert!(!bad.to_string().contains("secret"), "{bad}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,34 @@
+//! The state every handler sees.
+
+use crate::config::Settings;
+use crew_store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    /// The address actually bound (port 0 resolved).
+    pub addr: SocketAddr,
+    /// For `uptime` in the status.
+    pub started: Instant,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr) -> Self {
+        AppState {
+            store,
+            settings: Arc::new(settings),
+            addr,
+            started: Instant::now(),
+            started_at: chrono::Utc::now(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
