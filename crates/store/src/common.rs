@@ -15,7 +15,13 @@ macro_rules! impl_store {
         async fn query(&self, filter: &crew_core::EventFilter) -> crate::Result<crate::Page> {
             let limit = filter.limit.clamp(1, crew_core::filter::MAX_LIMIT) as i64;
             let order = crate::sql::Order::NewestBefore(filter.before.map(|c| c.0));
-            let mut events = self.fetch(crate::sql::select(filter, self.dialect(), order, limit + 1)).await?;
+            let mut events = Vec::new();
+            for step in crate::sql::plan(filter, self.dialect(), order, limit + 1) {
+                events.extend(self.fetch(step).await?);
+                if events.len() as i64 > limit {
+                    break;
+                }
+            }
             let next = if events.len() as i64 > limit {
                 events.truncate(limit as usize);
                 events.last().map(|e| crew_core::Cursor(e.seq))
@@ -32,7 +38,15 @@ macro_rules! impl_store {
             limit: u32,
         ) -> crate::Result<Vec<crew_core::Event>> {
             let order = crate::sql::Order::OldestAfter(seq);
-            self.fetch(crate::sql::select(filter, self.dialect(), order, limit as i64)).await
+            let mut events = Vec::new();
+            for step in crate::sql::plan(filter, self.dialect(), order, limit as i64) {
+                events.extend(self.fetch(step).await?);
+                if events.len() as i64 >= limit as i64 {
+                    break;
+                }
+            }
+            events.truncate(limit as usize);
+            Ok(events)
         }
 
         async fn event(&self, id: &str) -> crate::Result<Option<crew_core::Event>> {

@@ -158,7 +158,7 @@ async fn listen(mut listener: PgListener, pool: PgPool, bus: broadcast::Sender<A
             Ok(Some(n)) => n.payload().split(',').filter_map(|s| s.parse().ok()).collect(),
             Ok(None) => {
                 tracing::warn!("event listener reconnected to PostgreSQL; catching up");
-                let sel = sql::select(&all, Dialect::Postgres, sql::Order::OldestAfter(last), 10_000);
+                let sel = sql::plan(&all, Dialect::Postgres, sql::Order::OldestAfter(last), 10_000).remove(0);
                 match fetch_select(&pool, sel).await {
                     Ok(events) => {
                         for e in events {

@@ -62,54 +62,64 @@ impl SqliteStore {
         rows.iter().map(sql::row_to_event).collect()
     }
 
+    /// Inserts a batch with a few multi-row statements (sqlx hands each statement to the connection's thread,
+    /// so a statement per row would cost a round trip per row). The full-text index follows by trigger.
     async fn insert_events(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         stamped: Vec<(String, i64, NewEvent)>,
     ) -> Result<Vec<Event>> {
+        /// Rows per statement: 9 values each, well under SQLite's 32766 bound variables.
+        const ROWS: usize = 500;
         let mut out = Vec::with_capacity(stamped.len());
-        for (id, at, e) in stamped {
-            let data = e.data.to_string();
-            let links = serde_json::to_string(&e.links).expect("links serialize");
-            let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            )
-            .bind(&id)
-            .bind(at)
-            .bind(&e.actor.name)
-            .bind(e.actor.via.as_str())
-            .bind(&e.kind)
-            .bind(&e.subject)
-            .bind(&e.summary)
-            .bind(&data)
-            .bind(&links)
-            .fetch_one(&mut **tx)
-            .await?;
-            for prefix in kind_prefixes(&e.kind) {
-                sqlx::query("INSERT INTO event_kinds (prefix, seq) VALUES (?, ?)")
-                    .bind(prefix)
-                    .bind(seq)
-                    .execute(&mut **tx)
-                    .await?;
+        let mut rest = stamped;
+        while !rest.is_empty() {
+            let chunk: Vec<_> = rest.drain(..ROWS.min(rest.len())).collect();
+            let mut sql = String::from("INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) VALUES ");
+            sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "));
+            sql.push_str(" RETURNING seq, id");
+            let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+            for (id, at, e) in &chunk {
+                q = q
+                    .bind(id)
+                    .bind(at)
+                    .bind(&e.actor.name)
+                    .bind(e.actor.via.as_str())
+                    .bind(&e.kind)
+                    .bind(&e.subject)
+                    .bind(&e.summary)
+                    .bind(e.data.to_string())
+                    .bind(serde_json::to_string(&e.links).expect("links serialize"));
             }
-            sqlx::query("INSERT INTO events_fts (rowid, summary, subject) VALUES (?, ?, ?)")
-                .bind(seq)
-                .bind(&e.summary)
-                .bind(&e.subject)
-                .execute(&mut **tx)
-                .await?;
-            out.push(Event {
-                id,
-                seq,
-                at: crate::from_millis(at)?,
-                actor: e.actor,
-                kind: e.kind,
-                subject: e.subject,
-                summary: e.summary,
-                data: e.data,
-                links: e.links,
-            });
+            let seq_of: std::collections::HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().map(|(s, id)| (id, s)).collect();
+            let mut prefixes: Vec<(&str, i64)> = Vec::new();
+            let mut events = Vec::with_capacity(chunk.len());
+            for (id, at, e) in chunk {
+                let seq = *seq_of.get(&id).ok_or_else(|| StoreError::Corrupt(format!("event {id} not returned")))?;
+                events.push(Event {
+                    id,
+                    seq,
+                    at: crate::from_millis(at)?,
+                    actor: e.actor,
+                    kind: e.kind,
+                    subject: e.subject,
+                    summary: e.summary,
+                    data: e.data,
+                    links: e.links,
+                });
+            }
+            for e in &events {
+                prefixes.extend(kind_prefixes(&e.kind).map(|p| (p, e.seq)));
+            }
+            for part in prefixes.chunks(ROWS * 2) {
+                let sql = format!("INSERT INTO event_kinds (prefix, seq) VALUES {}", vec!["(?, ?)"; part.len()].join(", "));
+                let mut q = sqlx::query(&sql);
+                for (p, seq) in part {
+                    q = q.bind(*p).bind(*seq);
+                }
+                q.execute(&mut **tx).await?;
+            }
+            out.extend(events);
         }
         Ok(out)
     }

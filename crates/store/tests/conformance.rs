@@ -40,6 +40,7 @@ conformance!(
     kind_matches_dotted_prefixes,
     subject_and_actor,
     search_words,
+    search_reaches_past_the_newest_window,
     time_window,
     sql_agrees_with_live_matcher,
     bad_event_stores_nothing,
@@ -181,6 +182,37 @@ async fn search_words(e: Engine) {
     // Characters that mean something to FTS5 or tsquery are only separators here.
     assert_eq!(q("\"login\" OR (fix) & !x*").await.len(), 0);
     assert_eq!(q("login:* | fix").await, ["Deployed WWW: fix login"]);
+}
+
+/// PostgreSQL searches the newest 5,000 events one by one, then asks the GIN index for older ones: matches on
+/// both sides of that boundary, and pages across it, must all be found in order.
+async fn search_reaches_past_the_newest_window(e: Engine) {
+    let s = &*e.store;
+    let mut batch: Vec<NewEvent> = Vec::new();
+    for i in 0..5_300 {
+        let summary = if [5, 17, 60, 5_290, 5_299].contains(&i) { format!("needle {i}") } else { format!("hay {i}") };
+        let kind = if i == 17 { "deploy.failed" } else { "note" };
+        batch.push(ev("a", kind, "x", &summary));
+    }
+    for chunk in batch.chunks(1000) {
+        s.append(chunk.to_vec()).await.unwrap();
+    }
+    let got = all(s, EventFilter::new().search("needle")).await;
+    assert_eq!(summaries(&got), ["needle 5299", "needle 5290", "needle 60", "needle 17", "needle 5"]);
+    let mut f = EventFilter::new().search("needle").limit(2);
+    let mut pages = Vec::new();
+    loop {
+        let p = s.query(&f).await.unwrap();
+        pages.push(summaries(&p.events).join(","));
+        match p.next {
+            Some(c) => f.before = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, ["needle 5299,needle 5290", "needle 60,needle 17", "needle 5"]);
+    let got = all(s, EventFilter::new().search("needle").kind("deploy")).await;
+    assert_eq!(summaries(&got), ["needle 17"]);
+    assert!(all(s, EventFilter::new().search("absent")).await.is_empty());
 }
 
 async fn time_window(e: Engine) {

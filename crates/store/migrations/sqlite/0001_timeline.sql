@@ -29,6 +29,13 @@ CREATE VIRTUAL TABLE events_fts USING fts5 (
     content = 'events', content_rowid = 'seq',
     tokenize = 'unicode61 remove_diacritics 0'
 );
+-- Kept in step by SQLite itself, whatever inserts the event. Events are never updated; retention deletes.
+CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN
+    INSERT INTO events_fts (rowid, summary, subject) VALUES (new.seq, new.summary, new.subject);
+END;
+CREATE TRIGGER events_fts_delete AFTER DELETE ON events BEGIN
+    INSERT INTO events_fts (events_fts, rowid, summary, subject) VALUES ('delete', old.seq, old.summary, old.subject);
+END;
 
 CREATE TABLE tokens (
     name       TEXT    PRIMARY KEY,
