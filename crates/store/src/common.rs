@@ -159,9 +159,14 @@ macro_rules! impl_store {
             }))
         }
 
-        async fn delete_session(&self, hash: &str) -> crate::Result<()> {
-            sqlx::query(crate::sql::stmt::DELETE_SESSION).bind(hash).execute(&self.pool).await?;
-            Ok(())
+        async fn delete_session(&self, hash: &str, event: crew_core::NewEvent) -> crate::Result<crew_core::Event> {
+            let stamped = crate::stamp(vec![event])?;
+            let (_write, mut tx) = self.begin_write().await?;
+            sqlx::query(crate::sql::stmt::DELETE_SESSION).bind(hash).execute(&mut *tx).await?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(events.into_iter().next().expect("one event"))
         }
         }
     };

@@ -146,7 +146,8 @@ pub trait Store: Send + Sync + 'static {
     /// A live (unexpired, token not revoked) session.
     async fn session(&self, hash: &str) -> Result<Option<Session>>;
 
-    async fn delete_session(&self, hash: &str) -> Result<()>;
+    /// Ends a browser session (sign-out) and records the event.
+    async fn delete_session(&self, hash: &str, event: NewEvent) -> Result<Event>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`), creating it if needed and applying

@@ -98,10 +98,10 @@ fn where_sql(w: &[String]) -> String {
     }
 }
 
-/// How many of the newest events a PostgreSQL search checks one by one before it asks the GIN index: read in
-/// order from the heap (cheap per row), or through the kind table (an index lookup per row, so fewer).
+/// How many of the newest candidates a PostgreSQL search checks one by one before it asks the GIN index. Big
+/// enough that a common word fills a page from the window alone (the GIN path costs about 1 µs per match, so
+/// it must only run for words that are rare); small enough to stay a few milliseconds.
 pub(crate) const SEARCH_WINDOW: i64 = 5_000;
-pub(crate) const KIND_SEARCH_WINDOW: i64 = 2_000;
 
 /// The statements that answer a timeline query: run them in order, concatenate, stop once `limit` rows are in
 /// hand. Most queries are one statement; a PostgreSQL search is two (see below).
@@ -130,7 +130,7 @@ fn postgres_search(filter: &EventFilter, before: Option<i64>, limit: i64) -> Vec
                 if let Some(s) = before {
                     w.push(format!("k.seq < {}", b.int(s)));
                 }
-                (format!("SELECT k.seq FROM event_kinds k{} ORDER BY k.seq DESC LIMIT {KIND_SEARCH_WINDOW}", where_sql(&w)), false)
+                (format!("SELECT k.seq FROM event_kinds k{} ORDER BY k.seq DESC LIMIT {SEARCH_WINDOW}", where_sql(&w)), false)
             }
             None => {
                 let w: Vec<String> = before.map(|s| format!("seq < {}", b.int(s))).into_iter().collect();

@@ -314,7 +314,8 @@ async fn sessions_lifecycle(e: Engine) {
     let past = Utc::now() - Duration::seconds(1);
     s.create_session("s2", "bob", "csrf2", past, NewEvent::new(web.clone(), "session.started", "token:bob", "signed in")).await.unwrap();
     assert_eq!(s.session("s2").await.unwrap(), None, "expired sessions are not live");
-    s.delete_session("s1").await.unwrap();
+    let ended = s.delete_session("s1", NewEvent::new(web.clone(), "session.ended", "token:bob", "signed out")).await.unwrap();
+    assert_eq!(ended.kind, "session.ended");
     assert_eq!(s.session("s1").await.unwrap(), None);
     s.create_session("s3", "bob", "csrf3", later, NewEvent::new(web, "session.started", "token:bob", "signed in")).await.unwrap();
     s.revoke_token("bob", NewEvent::new(admin, "token.revoked", "token:bob", "r")).await.unwrap();

@@ -123,6 +123,8 @@ async fn sign_in_and_watch_the_timeline_update_live() {
     c.find(Locator::Css("form.who button")).await.unwrap().click().await.unwrap();
     c.goto(&format!("{}/timeline", s.url)).await.unwrap();
     assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
+    let v = s.get_json("/api/v1/events?kind=session", &s.admin).await;
+    assert_eq!(v["events"][0]["summary"], "vera signed out of the web UI");
     c.close().await.unwrap();
 }
 

@@ -178,3 +178,45 @@ fn an_unreachable_server_is_exit_1() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot reach the crew server"), "{err}");
 }
+
+/// The README's first command: `crew demo` serves a working timeline with real events, and Ctrl-C stops it and
+/// removes its temporary folder.
+#[tokio::test]
+async fn demo_serves_real_events_until_interrupted() {
+    let mut child = Command::new(CREW)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .env_remove("CREW_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut url, mut token, mut folder) = (None, None, None);
+    while url.is_none() || token.is_none() || folder.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("demo output").expect("demo running");
+        if let Some(rest) = line.strip_prefix("crew demo is running at ") {
+            url = Some(rest.trim().to_string());
+        } else if line.trim().starts_with("crew_") {
+            token = Some(line.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("Data lives in ") {
+            folder = Some(rest.split(" until").next().unwrap().to_string());
+        }
+    }
+    let (url, token, folder) = (url.unwrap(), token.unwrap(), folder.unwrap());
+    assert!(std::path::Path::new(&folder).exists());
+    let http = reqwest::Client::new();
+    let v: Value = http.get(format!("{url}/api/v1/events?limit=100")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let kinds: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"token.created") && kinds.contains(&"note"), "{kinds:?}");
+    assert!(v["events"].as_array().unwrap().iter().any(|e| e["actor"]["name"] == "alice"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!std::path::Path::new(&folder).exists(), "the demo's folder is removed");
+}

@@ -147,7 +147,13 @@ async fn signout(State(st): State<AppState>, user: WebUser, body: Bytes) -> Resp
     if field(&f, "csrf") != Some(user.csrf.as_str()) {
         return (StatusCode::FORBIDDEN, "this form is stale or from another site; reload the page").into_response();
     }
-    if let Err(e) = st.store.delete_session(&user.session).await {
+    let event = NewEvent::new(
+        Actor::new(user.name.clone(), Via::Web),
+        "session.ended",
+        &format!("token:{}", user.name),
+        format!("{} signed out of the web UI", user.name),
+    );
+    if let Err(e) = st.store.delete_session(&user.session, event).await {
         tracing::error!(error = %e, "ending a session failed");
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
