@@ -52,10 +52,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         alice.json(Method::POST, "/api/v1/events", Some(&body)).await?;
     }
 
+    // `cargo run -- demo` leaves no `crew` on PATH: say how to call this very binary.
+    let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("crew").is_file()));
+    let alias = match std::env::current_exe() {
+        Ok(exe) if !on_path => format!("    alias crew={}\n", exe.display()),
+        _ => String::new(),
+    };
     println!(
         "\ncrew demo is running at {url}\n\n\
          Sign in: open {url}/signin and paste the admin token:\n    {admin_token}\n\n\
-         Then try, in another terminal:\n    \
+         Then try, in another terminal:\n{alias}    \
          export CREW_SERVER={url} CREW_TOKEN={admin_token}\n    \
          crew events --follow                      # the timeline, live\n    \
          crew token create carol --role viewer     # appears on the timeline at once\n    \
