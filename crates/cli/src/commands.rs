@@ -142,6 +142,8 @@ async fn follow(client: &Client, query: &str, first: reqwest::Response, mut seen
                     backoff = Duration::from_millis(500);
                     r
                 }
+                // Refused or bad input will not get better by retrying.
+                Err(e) if e.downcast_ref::<Exit>().is_some_and(|x| x.code >= 2) => return Err(e),
                 Err(e) => {
                     eprintln!("crew: live stream lost ({e:#}); retrying in {:.1}s", backoff.as_secs_f32());
                     tokio::time::sleep(backoff).await;

@@ -128,6 +128,8 @@ pub enum EventError {
     LongSummary(usize),
     #[error("summary has a line break: an event's summary is one line")]
     MultilineSummary,
+    #[error("{0} has a control character (U+{1:04X}): only printable text is stored")]
+    ControlCharacter(&'static str, u32),
     #[error("subject is {0} characters long: at most 200")]
     LongSubject(usize),
     #[error("data must be a JSON object, not {0}")]
@@ -180,6 +182,10 @@ impl NewEvent {
         if self.summary.contains(['\n', '\r']) {
             return Err(EventError::MultilineSummary);
         }
+        printable("summary", &self.summary)?;
+        printable("subject", &self.subject)?;
+        printable("actor", &self.actor.name)?;
+        no_nul_in_json(&self.data)?;
         let n = self.subject.chars().count();
         if n > 200 {
             return Err(EventError::LongSubject(n));
@@ -196,6 +202,8 @@ impl NewEvent {
             return Err(EventError::TooManyLinks(self.links.len()));
         }
         for link in &self.links {
+            printable("link", &link.href)?;
+            printable("link", &link.rel)?;
             let href = link.href.as_str();
             let ok = (href.starts_with('/') && !href.starts_with("//"))
                 || href.starts_with("http://")
@@ -212,6 +220,25 @@ impl NewEvent {
             return Err(EventError::BadActor(name.clone()));
         }
         Ok(())
+    }
+}
+
+/// Refuses control characters: they would forge lines in a terminal or chat, and PostgreSQL refuses NUL.
+pub fn printable(field: &'static str, s: &str) -> Result<(), EventError> {
+    match s.chars().find(|c| c.is_control()) {
+        Some(c) => Err(EventError::ControlCharacter(field, c as u32)),
+        None => Ok(()),
+    }
+}
+
+/// NUL is the one character JSON allows that PostgreSQL's jsonb cannot store.
+fn no_nul_in_json(v: &serde_json::Value) -> Result<(), EventError> {
+    let nul = |s: &str| if s.contains('\0') { Err(EventError::ControlCharacter("data", 0)) } else { Ok(()) };
+    match v {
+        serde_json::Value::String(s) => nul(s),
+        serde_json::Value::Array(a) => a.iter().try_for_each(no_nul_in_json),
+        serde_json::Value::Object(o) => o.iter().try_for_each(|(k, v)| nul(k).and_then(|_| no_nul_in_json(v))),
+        _ => Ok(()),
     }
 }
 
@@ -293,6 +320,11 @@ mod tests {
             (Box::new(|e| e.summary = "x".repeat(501)), Some(EventError::LongSummary(501))),
             (Box::new(|e| e.data = serde_json::json!([1])), Some(EventError::DataNotObject("an array"))),
             (Box::new(|e| e.data = serde_json::Value::Null), None),
+            (Box::new(|e| e.summary = "bell\u{7}".into()), Some(EventError::ControlCharacter("summary", 7))),
+            (Box::new(|e| e.subject = "a\nb".into()), Some(EventError::ControlCharacter("subject", 10))),
+            (Box::new(|e| e.subject = "\u{1b}[2J".into()), Some(EventError::ControlCharacter("subject", 0x1b))),
+            (Box::new(|e| e.data = serde_json::json!({"a": ["\u{0}"]})), Some(EventError::ControlCharacter("data", 0))),
+            (Box::new(|e| e.summary = "café Ärger ✓".into()), None),
             (
                 Box::new(|e| e.links.push(Link { rel: "x".into(), href: "javascript:alert(1)".into() })),
                 Some(EventError::BadLink("javascript:alert(1)".into())),

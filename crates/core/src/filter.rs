@@ -76,6 +76,11 @@ impl EventFilter {
 
     /// Checks the values a client sent.
     pub fn validate(&self) -> Result<(), FilterError> {
+        for (name, v) in [("subject", &self.subject), ("actor", &self.actor)] {
+            if let Some(v) = v {
+                crate::event::printable("filter", v).map_err(|_| FilterError(format!("bad {name} filter: it has a control character")))?;
+            }
+        }
         if let Some(k) = &self.kind {
             if !crate::event::valid_kind(k) {
                 return Err(FilterError(format!(

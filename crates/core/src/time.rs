@@ -20,7 +20,7 @@ pub fn parse_time(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
     }
     let span = parse_span(s.strip_prefix('-').unwrap_or(s))
         .map_err(|e| format!("bad time `{s}`: {e}; expected RFC 3339 (2026-11-26T16:03:57Z), Unix seconds or a span like 1h"))?;
-    Ok(now - span)
+    now.checked_sub_signed(span).ok_or_else(|| format!("bad time `{s}`: too far back"))
 }
 
 /// Parses a span like `90s`, `15m`, `1h`, `7d`, `2w`, or combined `1h30m`.
@@ -33,19 +33,21 @@ pub fn parse_span(s: &str) -> Result<Duration, String> {
             digits.push(c);
             continue;
         }
-        let n: i64 = digits
-            .parse()
-            .map_err(|_| format!("`{s}` has a unit without a number"))?;
+        let n: i64 = match digits.parse() {
+            Ok(n) => n,
+            Err(_) if digits.is_empty() => return Err(format!("`{s}` has a unit without a number")),
+            Err(_) => return Err(format!("`{s}` is too large")),
+        };
         digits.clear();
         let unit = match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            'w' => Duration::weeks(n),
+            's' => Duration::try_seconds(n),
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
+            'w' => Duration::try_weeks(n),
             other => return Err(format!("unknown unit `{other}` (use s, m, h, d or w)")),
         };
-        total += unit;
+        total = unit.and_then(|u| total.checked_add(&u)).ok_or_else(|| format!("`{s}` is too large"))?;
         any = true;
     }
     if !digits.is_empty() || !any {
@@ -84,6 +86,9 @@ mod tests {
             ("h", None),
             ("10x", None),
             ("", None),
+            ("100000000d", None),
+            ("9999999999999w", None),
+            ("99999999999999999999999s", None),
         ];
         for (input, want) in table {
             let got = parse_time(input, now).ok().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));

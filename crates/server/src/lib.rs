@@ -123,7 +123,15 @@ async fn ensure_admin_token(store: &dyn crew_store::Store, data_dir: &Path) -> a
     };
     let event = NewEvent::new(Actor::system(), "token.created", "token:admin", "crew created the first admin token")
         .with_data(serde_json::json!({"name": "admin", "role": "admin"}));
-    store.create_token(&info, &auth::hash_secret(&secret), event).await?;
+    match store.create_token(&info, &auth::hash_secret(&secret), event).await {
+        Ok(_) => {}
+        // Another replica on the same database made it first; its data dir has the token.
+        Err(crew_store::StoreError::Conflict(_)) => {
+            tracing::warn!("another replica created the admin token first: set CREW_TOKEN to use the CLI here");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
     write_private(&path, &format!("{secret}\n")).with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "created the admin token");
     Ok(())

@@ -2,15 +2,33 @@
 //! engine expands inside its `impl Store`. (A generic function over `sqlx::Database` would need a long list of
 //! trait bounds per query; the macro keeps the code readable and identical.)
 
-/// Expands to `impl Store for $engine` with the engine's own methods `$own` and the shared token, session,
-/// query and count methods. The engine provides `self.pool`,
+/// Expands to `impl Store for $engine`: every method, written once. The engine provides `self.pool`, `self.url`, `self.bus`,
 /// `self.dialect()`, `self.fetch(select)`, `self.begin_write()`, `self.insert_events(&mut tx, stamped)` and
 /// `self.committed(events)`.
 macro_rules! impl_store {
-    ($engine:ty, { $($own:tt)* }) => {
+    ($engine:ty, $kind:expr) => {
         #[async_trait::async_trait]
         impl crate::Store for $engine {
-        $($own)*
+        fn engine(&self) -> crate::Engine {
+            $kind
+        }
+
+        fn url(&self) -> &str {
+            &self.url
+        }
+
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<crew_core::Event>> {
+            self.bus.subscribe()
+        }
+
+        async fn append(&self, events: Vec<crew_core::NewEvent>) -> crate::Result<Vec<crew_core::Event>> {
+            let stamped = crate::stamp(events)?;
+            let (_write, mut tx) = self.begin_write().await?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(events)
+        }
 
         async fn query(&self, filter: &crew_core::EventFilter) -> crate::Result<crate::Page> {
             let limit = filter.limit.clamp(1, crew_core::filter::MAX_LIMIT) as i64;
@@ -88,7 +106,15 @@ macro_rules! impl_store {
                 .bind(crate::to_millis(token.created_at))
                 .bind(&token.created_by)
                 .execute(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    // Another replica created it between our check and our insert.
+                    sqlx::Error::Database(d) if d.is_unique_violation() => crate::StoreError::Conflict(format!(
+                        "a token named `{}` exists: revoke it first or choose another name",
+                        token.name
+                    )),
+                    other => other.into(),
+                })?;
             let events = self.insert_events(&mut tx, stamped).await?;
             tx.commit().await?;
             self.committed(&events);

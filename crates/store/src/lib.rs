@@ -164,12 +164,44 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 
 /// The URL with its password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    let Ok(mut u) = url::Url::parse(url) else {
+        // Unparseable: hide everything between the scheme and the host, where a password would be.
+        return match (url.find("://"), url.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+            _ => url.to_string(),
+        };
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| k.contains("password")) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.contains("password") { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction() {
+        let table = [
+            ("postgres://crew:s3cret@db:5432/crew", "postgres://crew:***@db:5432/crew"),
+            ("postgres://crew@db/crew?password=s3cret&sslmode=require", "postgres://crew@db/crew?password=***&sslmode=require"),
+            ("postgres://crew:a/b@db:5432/crew", "postgres://***@db:5432/crew"),
+            ("sqlite://.crew/crew.db", "sqlite://.crew/crew.db"),
+        ];
+        for (url, want) in table {
+            let got = super::redact(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("s3cret"));
         }
-        _ => url.to_string(),
     }
 }
 
@@ -193,6 +225,21 @@ pub(crate) fn stamp(events: Vec<NewEvent>) -> Result<Vec<(String, i64, NewEvent)
             Ok((uuid::Uuid::now_v7().to_string(), now, e))
         })
         .collect()
+}
+
+/// The event as stored, from what was appended and what the store gave it.
+pub(crate) fn stored(id: String, seq: i64, at: i64, e: NewEvent) -> Result<Event> {
+    Ok(Event {
+        id,
+        seq,
+        at: from_millis(at)?,
+        actor: e.actor,
+        kind: e.kind,
+        subject: e.subject,
+        summary: e.summary,
+        data: e.data,
+        links: e.links,
+    })
 }
 
 /// Capacity of the bus: a subscriber slower than this many events is told it lagged and catches up from the

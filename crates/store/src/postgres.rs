@@ -78,7 +78,7 @@ impl PgStore {
         stamped: Vec<(String, i64, NewEvent)>,
     ) -> Result<Vec<Event>> {
         let n = stamped.len();
-        let mut cols: [Vec<String>; 8] = Default::default();
+        let mut cols: [Vec<String>; 9] = Default::default();
         let mut ats = Vec::with_capacity(n);
         for (id, at, e) in &stamped {
             cols[0].push(id.clone());
@@ -90,14 +90,16 @@ impl PgStore {
             cols[5].push(e.summary.clone());
             cols[6].push(e.data.to_string());
             cols[7].push(serde_json::to_string(&e.links).expect("links serialize"));
+            let words = crew_core::search_words(&e.summary);
+            cols[8].push(words.into_iter().chain(crew_core::search_words(&e.subject)).collect::<Vec<_>>().join(" "));
         }
-        let [ids, actors, vias, kinds, subjects, summaries, datas, links] = cols;
+        let [ids, actors, vias, kinds, subjects, summaries, datas, links, words] = cols;
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) \
-             SELECT id, at, actor, via, kind, subject, summary, data::jsonb, links::jsonb \
+            "INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links, words) \
+             SELECT id, at, actor, via, kind, subject, summary, data::jsonb, links::jsonb, words \
              FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                         $8::text[], $9::text[]) \
-                  WITH ORDINALITY AS t(id, at, actor, via, kind, subject, summary, data, links, n) \
+                         $8::text[], $9::text[], $10::text[]) \
+                  WITH ORDINALITY AS t(id, at, actor, via, kind, subject, summary, data, links, words, n) \
              ORDER BY t.n RETURNING seq, id",
         )
         .bind(&ids)
@@ -109,6 +111,7 @@ impl PgStore {
         .bind(&summaries)
         .bind(&datas)
         .bind(&links)
+        .bind(&words)
         .fetch_all(&mut **tx)
         .await?;
         let seq_of: std::collections::HashMap<String, i64> = rows.into_iter().map(|(s, id)| (id, s)).collect();
@@ -120,17 +123,7 @@ impl PgStore {
                 prefixes.push(p.to_string());
                 prefix_seqs.push(seq);
             }
-            out.push(Event {
-                id,
-                seq,
-                at: crate::from_millis(at)?,
-                actor: e.actor,
-                kind: e.kind,
-                subject: e.subject,
-                summary: e.summary,
-                data: e.data,
-                links: e.links,
-            });
+            out.push(crate::stored(id, seq, at, e)?);
         }
         sqlx::query("INSERT INTO event_kinds (prefix, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[])")
             .bind(&prefixes)
@@ -150,47 +143,93 @@ impl PgStore {
 }
 
 /// Publishes the events each notification names, oldest first. When the listening connection drops, sqlx
-/// reconnects it; notifications sent meanwhile are lost, so it catches up from the last sequence number seen.
+/// reconnects it on the next receive; notifications sent meanwhile are lost, so after a reconnect the listener
+/// catches up from the last sequence number it published, once it is listening again. A window of recently
+/// published sequence numbers keeps every event to one publication.
 async fn listen(mut listener: PgListener, pool: PgPool, bus: broadcast::Sender<Arc<Event>>, mut last: i64) {
     let all = crew_core::EventFilter::new();
+    let mut recent = Recent::default();
+    let mut catch_up = false;
     loop {
         let seqs: Vec<i64> = match listener.try_recv().await {
             Ok(Some(n)) => n.payload().split(',').filter_map(|s| s.parse().ok()).collect(),
             Ok(None) => {
-                tracing::warn!("event listener reconnected to PostgreSQL; catching up");
-                let sel = sql::plan(&all, Dialect::Postgres, sql::Order::OldestAfter(last), 10_000).remove(0);
-                match fetch_select(&pool, sel).await {
-                    Ok(events) => {
-                        for e in events {
-                            last = last.max(e.seq);
-                            let _ = bus.send(Arc::new(e));
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "catching up the event stream failed"),
-                }
+                tracing::warn!("event listener lost PostgreSQL; reconnecting, then catching up");
+                catch_up = true;
                 continue;
             }
             Err(e) => {
-                tracing::error!(error = %e, "event listener lost PostgreSQL; retrying in 1 s");
+                tracing::error!(error = %e, "event listener cannot reach PostgreSQL; retrying in 1 s");
+                catch_up = true;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
+        let mut events = Vec::new();
+        if catch_up {
+            // Listening again (a notification arrived): whatever committed while away is in the table.
+            loop {
+                let sel = sql::plan(&all, Dialect::Postgres, sql::Order::OldestAfter(last), 1000).remove(0);
+                match fetch_select(&pool, sel).await {
+                    Ok(batch) => {
+                        let done = batch.len() < 1000;
+                        last = batch.last().map_or(last, |e| e.seq.max(last));
+                        events.extend(batch);
+                        if done {
+                            catch_up = false;
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "catching up the event stream failed; will retry");
+                        break;
+                    }
+                }
+            }
+        }
         let sql = format!("SELECT {} FROM events e WHERE e.seq = ANY($1) ORDER BY e.seq", sql::columns(Dialect::Postgres));
         match sqlx::query(&sql).bind(&seqs).fetch_all(&pool).await {
             Ok(rows) => {
                 for row in &rows {
                     match sql::row_to_event(row) {
-                        Ok(e) => {
-                            last = last.max(e.seq);
-                            let _ = bus.send(Arc::new(e));
-                        }
+                        Ok(e) => events.push(e),
                         Err(e) => tracing::error!(error = %e, "unreadable event"),
                     }
                 }
             }
             Err(e) => tracing::error!(error = %e, "reading notified events failed"),
         }
+        for e in events {
+            if recent.insert(e.seq) {
+                last = last.max(e.seq);
+                let _ = bus.send(Arc::new(e));
+            }
+        }
+    }
+}
+
+/// The sequence numbers published lately (a bounded window), to publish each event once.
+#[derive(Default)]
+struct Recent {
+    order: std::collections::VecDeque<i64>,
+    set: std::collections::HashSet<i64>,
+}
+
+impl Recent {
+    const SIZE: usize = 50_000;
+
+    /// False if `seq` was published lately.
+    fn insert(&mut self, seq: i64) -> bool {
+        if !self.set.insert(seq) {
+            return false;
+        }
+        self.order.push_back(seq);
+        if self.order.len() > Self::SIZE {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
     }
 }
 
@@ -206,25 +245,4 @@ async fn fetch_select(pool: &PgPool, select: Select) -> Result<Vec<Event>> {
     rows.iter().map(sql::row_to_event).collect()
 }
 
-impl_store!(PgStore, {
-    fn engine(&self) -> Engine {
-        Engine::Postgres
-    }
-
-    fn url(&self) -> &str {
-        &self.url
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.bus.subscribe()
-    }
-
-    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
-        let stamped = crate::stamp(events)?;
-        let mut tx = self.pool.begin().await?;
-        let events = self.insert_events(&mut tx, stamped).await?;
-        tx.commit().await?;
-        Ok(events)
-    }
-
-});
+impl_store!(PgStore, Engine::Postgres);

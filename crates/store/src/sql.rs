@@ -120,7 +120,7 @@ pub(crate) fn plan(filter: &EventFilter, d: Dialect, order: Order, limit: i64) -
 /// order (bounded work, enough for any common word); then, only if the page is not full, the GIN index for the
 /// older matches (few, since the word was rare among the newest).
 fn postgres_search(filter: &EventFilter, before: Option<i64>, limit: i64) -> Vec<Select> {
-    let tsquery = filter.words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
+    let tsquery = tsquery(&filter.words);
     let cols = columns(Dialect::Postgres);
     // The newest candidates: `seq` (and `search` when it comes from `events` itself).
     let window = |b: &mut Binds| -> (String, bool) {
@@ -142,7 +142,7 @@ fn postgres_search(filter: &EventFilter, before: Option<i64>, limit: i64) -> Vec
     let mut b = Binds::new(Dialect::Postgres);
     let (recent, has_search) = window(&mut b);
     let col = if has_search { "r.search" } else { "e.search" };
-    let mut w = vec![format!("{col} @@ to_tsquery('simple', {})", b.text(&tsquery))];
+    let mut w = vec![format!("{col} @@ {}::tsquery", b.text(&tsquery))];
     // The kind is already the window's own filter.
     w.extend(conditions(filter, &mut b, true));
     let lim = b.int(limit);
@@ -162,7 +162,7 @@ fn postgres_search(filter: &EventFilter, before: Option<i64>, limit: i64) -> Vec
     let lim = b.int(limit);
     let older = Select {
         sql: format!(
-            "WITH matched AS MATERIALIZED (SELECT seq FROM events WHERE search @@ to_tsquery('simple', {q}) \
+            "WITH matched AS MATERIALIZED (SELECT seq FROM events WHERE search @@ {q}::tsquery \
                  AND seq < (SELECT COALESCE(MIN(seq), 0) FROM ({recent}) w)) \
              SELECT {cols} FROM matched m JOIN events e ON e.seq = m.seq{} ORDER BY e.seq DESC LIMIT {lim}",
             where_sql(&w)
@@ -170,6 +170,13 @@ fn postgres_search(filter: &EventFilter, before: Option<i64>, limit: i64) -> Vec
         params: b.params,
     };
     vec![first, older]
+}
+
+/// A PostgreSQL tsquery matching every word as a lexeme or a lexeme's beginning. Written as tsquery text, not
+/// through `to_tsquery`, so the database's parser and locale play no part; words are letters and digits only, so
+/// quoting them cannot be escaped from.
+fn tsquery(words: &[String]) -> String {
+    words.iter().map(|w| format!("'{w}':*")).collect::<Vec<_>>().join(" & ")
 }
 
 /// One statement, driven by the most selective index the filter allows.
@@ -189,8 +196,7 @@ fn select(filter: &EventFilter, d: Dialect, order: Order, limit: i64) -> Select 
         ("events e", "e.seq")
     };
     if !filter.words.is_empty() && d == Dialect::Postgres {
-        let expr = filter.words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
-        w.push(format!("e.search @@ to_tsquery('simple', {})", b.text(&expr)));
+        w.push(format!("e.search @@ {}::tsquery", b.text(&tsquery(&filter.words))));
     }
     w.extend(conditions(filter, &mut b, kind_drives));
     let dir = match order {

@@ -96,17 +96,7 @@ impl SqliteStore {
             let mut events = Vec::with_capacity(chunk.len());
             for (id, at, e) in chunk {
                 let seq = *seq_of.get(&id).ok_or_else(|| StoreError::Corrupt(format!("event {id} not returned")))?;
-                events.push(Event {
-                    id,
-                    seq,
-                    at: crate::from_millis(at)?,
-                    actor: e.actor,
-                    kind: e.kind,
-                    subject: e.subject,
-                    summary: e.summary,
-                    data: e.data,
-                    links: e.links,
-                });
+                events.push(crate::stored(id, seq, at, e)?);
             }
             for e in &events {
                 prefixes.extend(kind_prefixes(&e.kind).map(|p| (p, e.seq)));
@@ -132,26 +122,4 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, {
-    fn engine(&self) -> Engine {
-        Engine::Sqlite
-    }
-
-    fn url(&self) -> &str {
-        &self.url
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.bus.subscribe()
-    }
-
-    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Event>> {
-        let stamped = crate::stamp(events)?;
-        let (_write, mut tx) = self.begin_write().await?;
-        let events = self.insert_events(&mut tx, stamped).await?;
-        tx.commit().await?;
-        self.committed(&events);
-        Ok(events)
-    }
-
-});
+impl_store!(SqliteStore, Engine::Sqlite);

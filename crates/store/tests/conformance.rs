@@ -182,6 +182,12 @@ async fn search_words(e: Engine) {
     // Characters that mean something to FTS5 or tsquery are only separators here.
     assert_eq!(q("\"login\" OR (fix) & !x*").await.len(), 0);
     assert_eq!(q("login:* | fix").await, ["Deployed WWW: fix login"]);
+    // Words beyond ASCII, any case, whatever the database's locale.
+    s.append(vec![ev("a", "note", "café", "Ärger über den Straßenbau")]).await.unwrap();
+    assert_eq!(q("ärger").await, ["Ärger über den Straßenbau"]);
+    assert_eq!(q("ÄRGER ÜBER").await, ["Ärger über den Straßenbau"]);
+    assert_eq!(q("CAFÉ").await, ["Ärger über den Straßenbau"]);
+    assert_eq!(q("straß").await, ["Ärger über den Straßenbau"]);
 }
 
 /// PostgreSQL searches the newest 5,000 events one by one, then asks the GIN index for older ones: matches on

@@ -74,15 +74,20 @@ async fn sign_in_and_watch_the_timeline_update_live() {
     assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
 
     // A wrong token is refused with a message.
-    c.find(Locator::Css("#token")).await.unwrap().send_keys("crew_wrong").await.unwrap();
+    // A click that submits a form does not wait for the next page: wait for what the next page shows.
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    wait(&c, "#token").await.send_keys("crew_wrong").await.unwrap();
     c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
-    let msg = c.find(Locator::Css(".error")).await.unwrap().text().await.unwrap();
+    let msg = wait(&c, ".error").await.text().await.unwrap();
     assert!(msg.contains("not recognised"), "{msg}");
 
-    c.find(Locator::Css("#token")).await.unwrap().send_keys(&viewer).await.unwrap();
+    wait(&c, "#token").await.send_keys(&viewer).await.unwrap();
     c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let who = wait(&c, "form.who span").await.text().await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/timeline");
-    let who = c.find(Locator::Css("form.who span")).await.unwrap().text().await.unwrap();
     assert_eq!(who, "vera · viewer");
     // The session cookie is HttpOnly: page scripts cannot read it.
     let cookies = c.execute("return document.cookie", vec![]).await.unwrap();
@@ -112,6 +117,7 @@ async fn sign_in_and_watch_the_timeline_update_live() {
 
     // Filters: the page filters by kind, and the search form narrows the list.
     c.goto(&format!("{}/timeline?kind=note", s.url)).await.unwrap();
+    wait(&c, "#events").await;
     let rows = c.find_all(Locator::Css("#events tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
 
@@ -121,7 +127,9 @@ async fn sign_in_and_watch_the_timeline_update_live() {
 
     // Signing out ends the session.
     c.find(Locator::Css("form.who button")).await.unwrap().click().await.unwrap();
+    wait(&c, "#token").await;
     c.goto(&format!("{}/timeline", s.url)).await.unwrap();
+    wait(&c, "#token").await;
     assert!(c.current_url().await.unwrap().path().starts_with("/signin"));
     let v = s.get_json("/api/v1/events?kind=session", &s.admin).await;
     assert_eq!(v["events"][0]["summary"], "vera signed out of the web UI");

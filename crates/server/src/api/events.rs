@@ -57,7 +57,8 @@ pub async fn list(_: Viewer, State(st): State<AppState>, RawQuery(q): RawQuery) 
 }
 
 pub async fn one(_: Viewer, State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Event>> {
-    match st.store.event(&id).await? {
+    let found = if id.chars().any(char::is_control) { None } else { st.store.event(&id).await? };
+    match found {
         Some(e) => Ok(Json(e)),
         None => Err(ApiError::NotFound(format!("no event with id `{id}`"))),
     }
@@ -91,13 +92,23 @@ fn sse_event(e: &Event) -> SseEvent {
 /// Events as they are committed, filtered. With `Last-Event-ID` (sent by browsers when they reconnect) the
 /// stream first replays what was missed. Ends when the server shuts down.
 pub async fn stream(
-    _: Viewer,
+    Viewer(caller): Viewer,
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<impl axum::response::IntoResponse> {
-    let filter = parse_filter(&query_pairs(q.as_deref()), false)?;
-    let resume: Option<i64> = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let mut pairs = query_pairs(q.as_deref());
+    // `after` (the newest event a page already shows) resumes like Last-Event-ID, which wins when both are sent.
+    let after = match pairs.iter().position(|(k, _)| k == "after") {
+        Some(i) => {
+            let v = pairs.remove(i).1;
+            Some(v.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("filter `after`: `{v}` is not an event id from this stream")))?)
+        }
+        None => None,
+    };
+    let filter = parse_filter(&pairs, false)?;
+    let resume: Option<i64> =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).or(after).filter(|s| *s > 0);
     // Subscribe before replaying, so nothing committed in between is missed.
     let mut live = st.store.subscribe();
     let (tx, rx) = mpsc::channel(256);
@@ -120,6 +131,9 @@ pub async fn stream(
             };
             match next {
                 Ok(e) => {
+                    if revokes(&e, &caller.name) {
+                        return; // The token this stream was opened with no longer works.
+                    }
                     if replayed.remove(&e.seq) || !filter.matches(&e) {
                         continue;
                     }
@@ -131,7 +145,7 @@ pub async fn stream(
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "a live stream fell behind; replaying from the store");
                     match replay(&st, &filter, &mut last, &tx).await {
-                        Ok(seqs) => replayed = seqs,
+                        Ok(seqs) => replayed.extend(seqs),
                         Err(()) => return,
                     }
                 }
@@ -142,8 +156,16 @@ pub async fn stream(
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
 
-/// Sends the stored events after `last`, oldest first; returns their sequence numbers so the live copies of
-/// the same events are skipped. `Err` when the client has gone.
+/// Whether `e` revokes the token named `name`.
+fn revokes(e: &Event, name: &str) -> bool {
+    e.kind == "token.revoked" && e.data.get("name").and_then(Value::as_str) == Some(name)
+}
+
+/// At most this many events are replayed to a resuming client; one further behind should reload.
+const MAX_REPLAY: usize = 10_000;
+
+/// Sends the stored events after `last`, oldest first (at most [`MAX_REPLAY`]); returns their sequence numbers
+/// so the live copies of the same events are skipped. `Err` when the client has gone.
 async fn replay(
     st: &AppState,
     filter: &EventFilter,
@@ -159,7 +181,7 @@ async fn replay(
                 return Err(());
             }
         };
-        let done = batch.len() < 500;
+        let done = batch.len() < 500 || seqs.len() + batch.len() >= MAX_REPLAY;
         for e in &batch {
             *last = (*last).max(e.seq);
             seqs.insert(e.seq);

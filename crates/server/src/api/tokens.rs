@@ -73,6 +73,9 @@ pub async fn list(Admin(_): Admin, State(st): State<AppState>) -> ApiResult<Json
 }
 
 pub async fn revoke(Admin(caller): Admin, State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    if check_name(&name).is_err() {
+        return Err(ApiError::NotFound(format!("no token named `{}`", name.escape_debug())));
+    }
     let event = NewEvent::new(
         caller.actor(),
         "token.revoked",

@@ -87,10 +87,38 @@ fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// Only paths on this site, so sign-in cannot be used to send someone elsewhere.
-fn safe_next(next: Option<&str>) -> String {
+/// Visible ASCII only: browsers drop tabs and newlines from URLs, so `/\t/evil.example` would become
+/// `//evil.example`, another site.
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && n.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
+        {
+            n.to_string()
+        }
         _ => "/timeline".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_stays_on_this_site() {
+        let table = [
+            (Some("/timeline?kind=deploy"), "/timeline?kind=deploy"),
+            (Some("//evil.example"), "/timeline"),
+            (Some("/\t/evil.example"), "/timeline"),
+            (Some("/\\evil.example"), "/timeline"),
+            (Some("/a\r\nSet-Cookie: x"), "/timeline"),
+            (Some("https://evil.example"), "/timeline"),
+            (None, "/timeline"),
+        ];
+        for (next, want) in table {
+            assert_eq!(super::safe_next(next), want, "{next:?}");
+        }
     }
 }
 

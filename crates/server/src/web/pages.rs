@@ -71,7 +71,7 @@ pub fn signin_form(status: StatusCode, error: Option<&str>, next: &str) -> Respo
 
 fn event_row(e: &Event) -> Markup {
     html! {
-        tr {
+        tr data-id=(e.id) {
             td.at { time datetime=(rfc3339(e.at)) { (human(e.at)) } }
             td.actor { (e.actor.name) span.via { " via " (e.actor.via) } }
             td.kind { a href={ "/timeline?kind=" (e.kind) } { (e.kind) } }
@@ -106,7 +106,19 @@ pub async fn timeline(user: WebUser, State(st): State<AppState>, RawQuery(q): Ra
         None => None,
     };
     // The live stream takes the same filters, without paging; only the first page updates live.
-    let live: Vec<(String, String)> = pairs.iter().filter(|(k, v)| !v.is_empty() && k != "cursor" && k != "limit").cloned().collect();
+    let mut live: Vec<(String, String)> = pairs.iter().filter(|(k, v)| !v.is_empty() && k != "cursor" && k != "limit").cloned().collect();
+    // From the newest event this page shows: whatever happens while the page loads is replayed, not lost.
+    let newest = match page.as_ref().and_then(|p| p.events.first()) {
+        Some(e) => e.seq,
+        // Nothing matches yet: from the newest event of all.
+        None => match st.store.query(&crew_core::EventFilter::new().limit(1)).await {
+            Ok(p) => p.events.first().map_or(0, |e| e.seq),
+            Err(_) => 0,
+        },
+    };
+    if newest > 0 {
+        live.push(("after".into(), newest.to_string()));
+    }
     let stream_url = format!("/api/v1/events/stream?{}", url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&live).finish());
     let first_page = get("cursor").is_empty();
     let body = html! {

@@ -11,10 +11,10 @@ CREATE TABLE events (
     summary TEXT   NOT NULL,
     data    JSONB  NOT NULL,
     links   JSONB  NOT NULL,
-    -- Words split at anything not a letter or digit, as crew's in-memory matcher and SQLite's FTS5 do.
-    search  TSVECTOR GENERATED ALWAYS AS (
-        to_tsvector('simple', regexp_replace(summary || ' ' || subject, '[^[:alnum:]]+', ' ', 'g'))
-    ) STORED
+    -- The lowercase words of summary and subject, split by crew (crew_core::search_words) rather than by the
+    -- database, so that search does not depend on the database's locale and agrees with SQLite's FTS5.
+    words   TEXT   NOT NULL,
+    search  TSVECTOR GENERATED ALWAYS AS (array_to_tsvector(string_to_array(words, ' '))) STORED
 );
 CREATE INDEX events_subject ON events (subject, seq);
 CREATE INDEX events_actor ON events (actor, seq);
