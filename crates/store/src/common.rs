@@ -194,6 +194,237 @@ macro_rules! impl_store {
             self.committed(&events);
             Ok(events.into_iter().next().expect("one event"))
         }
+
+        async fn start_deploy(
+            &self,
+            d: crate::NewDeploy,
+            event: Box<dyn FnOnce(i64) -> crew_core::NewEvent + Send>,
+        ) -> crate::Result<(crate::Deploy, crew_core::Event)> {
+            use crate::deploys::*;
+            let now = crate::to_millis(chrono::Utc::now());
+            let (_write, mut tx) = self.begin_write().await?;
+            let held = sqlx::query(&format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1"))
+                .bind(&d.environment)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &held {
+                let lock = row_to_lock(row)?;
+                if lock.kind == "deploy" || lock.holder != d.actor.name {
+                    return Err(crate::StoreError::Conflict(describe(&lock)));
+                }
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO deploys (app, environment, action, revision, previous, release, commits, message, actor, via, \
+                 status, started_at, hosts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11, '[]') RETURNING id",
+            )
+            .bind(&d.app)
+            .bind(&d.environment)
+            .bind(&d.action)
+            .bind(&d.revision)
+            .bind(&d.previous)
+            .bind(&d.release)
+            .bind(d.commits)
+            .bind(&d.message)
+            .bind(&d.actor.name)
+            .bind(d.actor.via.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO locks (environment, kind, holder, reason, since, deploy_id) VALUES ($1, 'deploy', $2, $3, $4, $5)")
+                .bind(&d.environment)
+                .bind(&d.actor.name)
+                .bind(format!("deploy #{id}"))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        crate::StoreError::Conflict(format!("a deploy of {} has just started", d.environment))
+                    }
+                    other => other.into(),
+                })?;
+            let stamped = crate::stamp(vec![event(id)])?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            let row = sqlx::query(&format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1")).bind(id).fetch_one(&mut *tx).await?;
+            let deploy = row_to_deploy(&row)?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok((deploy, events.into_iter().next().expect("one event")))
+        }
+
+        async fn log_deploy(&self, id: i64, lines: Vec<String>) -> crate::Result<()> {
+            if lines.is_empty() {
+                return Ok(());
+            }
+            let now = crate::to_millis(chrono::Utc::now());
+            let (_write, mut tx) = self.begin_write().await?;
+            let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(n), -1) FROM deploy_log WHERE deploy_id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            for (i, line) in lines.into_iter().enumerate() {
+                sqlx::query("INSERT INTO deploy_log (deploy_id, n, at, line) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(last + 1 + i as i64)
+                    .bind(now)
+                    .bind(line)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn finish_deploy(
+            &self,
+            id: i64,
+            status: &str,
+            hosts: serde_json::Value,
+            error: Option<String>,
+            event: crew_core::NewEvent,
+        ) -> crate::Result<crew_core::Event> {
+            let stamped = crate::stamp(vec![event])?;
+            let now = crate::to_millis(chrono::Utc::now());
+            let (_write, mut tx) = self.begin_write().await?;
+            sqlx::query("UPDATE deploys SET status = $1, hosts = $2, error = $3, finished_at = $4 WHERE id = $5")
+                .bind(status)
+                .bind(hosts.to_string())
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM locks WHERE kind = 'deploy' AND deploy_id = $1").bind(id).execute(&mut *tx).await?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(events.into_iter().next().expect("one event"))
+        }
+
+        async fn deploy(&self, id: i64) -> crate::Result<Option<crate::Deploy>> {
+            let sql = format!("SELECT {} FROM deploys WHERE id = $1", crate::deploys::DEPLOY_COLUMNS);
+            let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+            row.as_ref().map(crate::deploys::row_to_deploy).transpose()
+        }
+
+        async fn deploys(&self, environment: Option<&str>, limit: u32) -> crate::Result<Vec<crate::Deploy>> {
+            let cols = crate::deploys::DEPLOY_COLUMNS;
+            let rows = match environment {
+                Some(env) => {
+                    sqlx::query(&format!("SELECT {cols} FROM deploys WHERE environment = $1 ORDER BY id DESC LIMIT $2"))
+                        .bind(env)
+                        .bind(limit as i64)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+                None => {
+                    sqlx::query(&format!("SELECT {cols} FROM deploys ORDER BY id DESC LIMIT $1"))
+                        .bind(limit as i64)
+                        .fetch_all(&self.pool)
+                        .await?
+                }
+            };
+            rows.iter().map(crate::deploys::row_to_deploy).collect()
+        }
+
+        async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> crate::Result<Vec<String>> {
+            Ok(sqlx::query_scalar("SELECT line FROM deploy_log WHERE deploy_id = $1 AND n >= $2 ORDER BY n LIMIT $3")
+                .bind(id)
+                .bind(offset)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+        }
+
+        async fn take_lock(&self, environment: &str, holder: &str, reason: &str, event: crew_core::NewEvent) -> crate::Result<crew_core::Event> {
+            use crate::deploys::*;
+            let stamped = crate::stamp(vec![event])?;
+            let (_write, mut tx) = self.begin_write().await?;
+            let held = sqlx::query(&format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1 AND kind = 'manual'"))
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = held {
+                let lock = row_to_lock(&row)?;
+                if lock.holder != holder {
+                    return Err(crate::StoreError::Conflict(describe(&lock)));
+                }
+                sqlx::query("DELETE FROM locks WHERE environment = $1 AND kind = 'manual'").bind(environment).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO locks (environment, kind, holder, reason, since) VALUES ($1, 'manual', $2, $3, $4)")
+                .bind(environment)
+                .bind(holder)
+                .bind(reason)
+                .bind(crate::to_millis(chrono::Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        crate::StoreError::Conflict(format!("{environment} was locked a moment ago by someone else"))
+                    }
+                    other => other.into(),
+                })?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(events.into_iter().next().expect("one event"))
+        }
+
+        async fn release_lock(&self, environment: &str, actor: &str, admin: bool, event: crew_core::NewEvent) -> crate::Result<crew_core::Event> {
+            use crate::deploys::*;
+            let stamped = crate::stamp(vec![event])?;
+            let (_write, mut tx) = self.begin_write().await?;
+            let held = sqlx::query(&format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1 AND kind = 'manual'"))
+                .bind(environment)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = held else {
+                return Err(crate::StoreError::NotFound(format!("{environment} is not locked")));
+            };
+            let lock = row_to_lock(&row)?;
+            if lock.holder != actor && !admin {
+                return Err(crate::StoreError::Conflict(format!("{}; only {} or an admin can unlock it", describe(&lock), lock.holder)));
+            }
+            sqlx::query("DELETE FROM locks WHERE environment = $1 AND kind = 'manual'").bind(environment).execute(&mut *tx).await?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(events.into_iter().next().expect("one event"))
+        }
+
+        async fn locks(&self) -> crate::Result<Vec<crate::Lock>> {
+            let sql = format!("SELECT {} FROM locks ORDER BY environment, kind", crate::deploys::LOCK_COLUMNS);
+            let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+            rows.iter().map(crate::deploys::row_to_lock).collect()
+        }
+
+        async fn interrupt_running(
+            &self,
+            event: Box<dyn for<'d> Fn(&'d crate::Deploy) -> crew_core::NewEvent + Send + Sync>,
+        ) -> crate::Result<Vec<crate::Deploy>> {
+            let cols = crate::deploys::DEPLOY_COLUMNS;
+            let (_write, mut tx) = self.begin_write().await?;
+            let rows = sqlx::query(&format!("SELECT {cols} FROM deploys WHERE status = 'running' ORDER BY id")).fetch_all(&mut *tx).await?;
+            let running: Vec<crate::Deploy> = rows.iter().map(crate::deploys::row_to_deploy).collect::<crate::Result<_>>()?;
+            let now = crate::to_millis(chrono::Utc::now());
+            let mut news = Vec::new();
+            for d in &running {
+                sqlx::query("UPDATE deploys SET status = 'interrupted', finished_at = $1, error = $2 WHERE id = $3")
+                    .bind(now)
+                    .bind("the crew server stopped during the deploy")
+                    .bind(d.id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM locks WHERE kind = 'deploy' AND deploy_id = $1").bind(d.id).execute(&mut *tx).await?;
+                news.push(event(d));
+            }
+            let stamped = crate::stamp(news)?;
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(running)
+        }
         }
     };
 }

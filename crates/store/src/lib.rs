@@ -11,6 +11,7 @@
 
 #[macro_use]
 mod common;
+pub mod deploys;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -21,6 +22,7 @@ use crew_core::{Event, EventError, EventFilter, NewEvent, Role};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use deploys::{Deploy, Lock, NewDeploy};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -148,6 +150,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends a browser session (sign-out) and records the event.
     async fn delete_session(&self, hash: &str, event: NewEvent) -> Result<Event>;
+
+    /// Starts a deploy: refuses (`Conflict`) if another person holds the environment's manual lock or a deploy
+    /// of it is running; else records the deploy as `running`, takes its deploy lock and records the event that
+    /// `event` makes from the deploy's number — all in one transaction, so two deploys never both start.
+    async fn start_deploy(&self, d: NewDeploy, event: Box<dyn FnOnce(i64) -> NewEvent + Send>) -> Result<(Deploy, Event)>;
+
+    /// Appends lines to a deploy's log.
+    async fn log_deploy(&self, id: i64, lines: Vec<String>) -> Result<()>;
+
+    /// Ends a deploy with its status and per-host results, releases its deploy lock, records the event.
+    async fn finish_deploy(&self, id: i64, status: &str, hosts: serde_json::Value, error: Option<String>, event: NewEvent) -> Result<Event>;
+
+    async fn deploy(&self, id: i64) -> Result<Option<Deploy>>;
+
+    /// Deploys newest first, of one environment or all.
+    async fn deploys(&self, environment: Option<&str>, limit: u32) -> Result<Vec<Deploy>>;
+
+    /// Log lines from `offset` (0-based), at most `limit`.
+    async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<String>>;
+
+    /// Takes an environment's manual lock. `Conflict` if someone else holds it.
+    async fn take_lock(&self, environment: &str, holder: &str, reason: &str, event: NewEvent) -> Result<Event>;
+
+    /// Releases a manual lock: its holder or an admin. `NotFound` if not locked, `Conflict` if not allowed.
+    async fn release_lock(&self, environment: &str, actor: &str, admin: bool, event: NewEvent) -> Result<Event>;
+
+    async fn locks(&self) -> Result<Vec<Lock>>;
+
+    /// Marks every `running` deploy `interrupted` and releases its lock, recording `event(deploy)` for each.
+    /// For a server starting up after a crash or restart.
+    async fn interrupt_running(&self, event: Box<dyn for<'d> Fn(&'d Deploy) -> NewEvent + Send + Sync>) -> Result<Vec<Deploy>>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`), creating it if needed and applying

@@ -1,0 +1,292 @@
+//! `[app]`, `[build]` and `[environments.*]` of `crew.toml`, as PRODUCT.md §3 gives them. Unknown keys are
+//! errors (serde's `deny_unknown_fields`); cross-field rules are checked by [`DeployConfig::check`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    pub name: String,
+    /// Path (relative to crew.toml) or URL of the git repository.
+    #[serde(default = "dot")]
+    pub repo: String,
+    /// Trunk: deploys take its head unless `--rev` names a commit on it.
+    #[serde(default = "main_branch")]
+    pub branch: String,
+}
+
+fn dot() -> String {
+    ".".into()
+}
+fn main_branch() -> String {
+    "main".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// Runs with `sh -c` in a clean export of the commit.
+    pub command: String,
+    /// The folder the command produces, relative to the checkout.
+    pub artifact: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub hosts: Vec<String>,
+    /// How many hosts switch first; the rest only if they stay healthy.
+    #[serde(default)]
+    pub canary: usize,
+    /// Hosts shipped and switched at a time after the canaries.
+    #[serde(default = "four")]
+    pub parallel: usize,
+    #[serde(default = "five")]
+    pub keep_releases: usize,
+    /// Only commits already live on this environment.
+    pub requires: Option<String>,
+    /// Runs on each host after the switch, in the new release's folder.
+    pub restart: Option<String>,
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub hooks: Hooks,
+    /// Extra `ssh` arguments for this environment's SSH hosts (e.g. `["-i", "/path/key"]`).
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
+}
+
+fn four() -> usize {
+    4
+}
+fn five() -> usize {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// `{host}` is replaced by the host's name (`localhost` for `local:` hosts).
+    pub url: String,
+    #[serde(default = "thirty_seconds")]
+    pub timeout: String,
+    #[serde(default = "ok_status")]
+    pub expect: u16,
+}
+
+fn thirty_seconds() -> String {
+    "30s".into()
+}
+fn ok_status() -> u16 {
+    200
+}
+
+impl Health {
+    pub fn timeout(&self) -> Duration {
+        crew_core::time::parse_span(&self.timeout).ok().and_then(|d| d.to_std().ok()).unwrap_or(Duration::from_secs(30))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Run on the crew server in the build's checkout before any host is touched; a failure stops the deploy.
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// Run the same way after every host runs the new release; a failure is reported, not rolled back.
+    #[serde(default)]
+    pub after: Vec<String>,
+}
+
+/// A deploy target: `local:/srv/www` or `ssh://deploy@web1:22/srv/www`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Local { path: PathBuf },
+    Ssh { user: Option<String>, host: String, port: Option<u16>, path: String },
+}
+
+impl Host {
+    pub fn parse(s: &str) -> Result<Host, String> {
+        if let Some(path) = s.strip_prefix("local:") {
+            if !path.starts_with('/') {
+                return Err(format!("host `{s}`: a local host needs an absolute path, like local:/srv/www"));
+            }
+            return Ok(Host::Local { path: PathBuf::from(path) });
+        }
+        if s.starts_with("ssh://") {
+            let u = url::Url::parse(s).map_err(|e| format!("host `{s}`: {e}"))?;
+            let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("host `{s}`: no host name"))?;
+            let path = u.path().to_string();
+            if path.len() < 2 {
+                return Err(format!("host `{s}`: no path; expected ssh://user@host:port/srv/www"));
+            }
+            let user = Some(u.username().to_string()).filter(|u| !u.is_empty());
+            return Ok(Host::Ssh { user, host: host.to_string(), port: u.port(), path });
+        }
+        Err(format!("host `{s}`: expected local:/path or ssh://user@host:port/path"))
+    }
+
+    /// The name `{host}` stands for in health URLs.
+    pub fn name(&self) -> &str {
+        match self {
+            Host::Local { .. } => "localhost",
+            Host::Ssh { host, .. } => host,
+        }
+    }
+
+    /// The folder holding `releases/`, `shared/` and `current` on the host.
+    pub fn path(&self) -> String {
+        match self {
+            Host::Local { path } => path.display().to_string(),
+            Host::Ssh { path, .. } => path.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Local { path } => write!(f, "local:{}", path.display()),
+            Host::Ssh { user, host, port, path } => {
+                write!(f, "ssh://")?;
+                if let Some(u) = user {
+                    write!(f, "{u}@")?;
+                }
+                write!(f, "{host}")?;
+                if let Some(p) = port {
+                    write!(f, ":{p}")?;
+                }
+                write!(f, "{path}")
+            }
+        }
+    }
+}
+
+/// The deploy part of `crew.toml`, checked and with the repository resolved against the file's folder.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    pub app: AppSection,
+    pub build: BuildSection,
+    pub environments: BTreeMap<String, Environment>,
+    /// The repository as git is given it: an absolute path or a URL.
+    pub repo: String,
+}
+
+impl DeployConfig {
+    /// Checks the rules serde cannot: hosts parse, `requires` names an environment, numbers make sense.
+    /// `base` is the folder of crew.toml, which a relative `repo` is relative to.
+    pub fn check(
+        app: AppSection,
+        build: BuildSection,
+        environments: BTreeMap<String, Environment>,
+        base: &Path,
+    ) -> Result<DeployConfig, String> {
+        if app.name.is_empty() || !app.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(format!("app.name `{}`: use letters, digits, `-`, `_` or `.`", app.name));
+        }
+        for (name, env) in &environments {
+            if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+                return Err(format!("environments.{name}: use letters, digits, `-` or `_` in environment names"));
+            }
+            if env.hosts.is_empty() {
+                return Err(format!("environments.{name}.hosts: at least one host"));
+            }
+            for h in &env.hosts {
+                Host::parse(h).map_err(|e| format!("environments.{name}.hosts: {e}"))?;
+            }
+            if env.canary > env.hosts.len() {
+                return Err(format!("environments.{name}.canary: {} is more than its {} hosts", env.canary, env.hosts.len()));
+            }
+            if env.parallel == 0 {
+                return Err(format!("environments.{name}.parallel: at least 1"));
+            }
+            if env.keep_releases < 2 {
+                return Err(format!("environments.{name}.keep_releases: at least 2, so a rollback has a release to go back to"));
+            }
+            if let Some(r) = &env.requires {
+                if !environments.contains_key(r) || r == name {
+                    return Err(format!("environments.{name}.requires: `{r}` is not another environment"));
+                }
+            }
+            if let Some(h) = &env.health {
+                crew_core::time::parse_span(&h.timeout).map_err(|e| format!("environments.{name}.health.timeout: {e}"))?;
+                if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+                    return Err(format!("environments.{name}.health.url: `{}` is not an http(s) URL", h.url));
+                }
+            }
+        }
+        let repo = if app.repo.contains("://") || app.repo.starts_with('/') {
+            app.repo.clone()
+        } else {
+            base.join(&app.repo).display().to_string()
+        };
+        Ok(DeployConfig { app, build, environments, repo })
+    }
+
+    pub fn environment(&self, name: &str) -> Result<&Environment, String> {
+        self.environments.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+            format!("no environment `{name}` in crew.toml (known: {})", known.join(", "))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let table = [
+            ("local:/srv/www", Ok("localhost")),
+            ("ssh://deploy@web1:2222/srv/www", Ok("web1")),
+            ("ssh://web2/srv/www", Ok("web2")),
+            ("local:srv", Err("absolute path")),
+            ("ssh://web1", Err("no path")),
+            ("ftp://x/y", Err("expected local:/path")),
+        ];
+        for (s, want) in table {
+            match (Host::parse(s), want) {
+                (Ok(h), Ok(name)) => assert_eq!(h.name(), name),
+                (Err(e), Err(needle)) => assert!(e.contains(needle) && e.contains(s), "{e}"),
+                (got, want) => panic!("{s}: {got:?} vs {want:?}"),
+            }
+        }
+        let h = Host::parse("ssh://deploy@web1:2222/srv/www").unwrap();
+        assert_eq!(h, Host::Ssh { user: Some("deploy".into()), host: "web1".into(), port: Some(2222), path: "/srv/www".into() });
+        assert_eq!(h.to_string(), "ssh://deploy@web1:2222/srv/www");
+    }
+
+    fn env(hosts: &[&str]) -> Environment {
+        toml::from_str(&format!("hosts = {:?}", hosts)).unwrap()
+    }
+
+    #[test]
+    fn checks() {
+        let app: AppSection = toml::from_str("name = \"www\"").unwrap();
+        let build: BuildSection = toml::from_str("command = \"make\"\nartifact = \"dist\"").unwrap();
+        let mut envs = BTreeMap::new();
+        envs.insert("staging".to_string(), env(&["local:/a"]));
+        let mut prod = env(&["local:/b", "local:/c"]);
+        prod.requires = Some("staging".into());
+        prod.canary = 1;
+        envs.insert("production".to_string(), prod);
+        let c = DeployConfig::check(app.clone(), build.clone(), envs.clone(), Path::new("/repo")).unwrap();
+        assert_eq!(c.repo, "/repo/.");
+        assert_eq!(c.environments["production"].parallel, 4);
+        assert!(c.environment("qa").unwrap_err().contains("known: production, staging"));
+        let mut bad = envs.clone();
+        bad.get_mut("production").unwrap().requires = Some("qa".into());
+        assert!(DeployConfig::check(app.clone(), build.clone(), bad, Path::new("/")).unwrap_err().contains("requires"));
+        let mut bad = envs.clone();
+        bad.get_mut("production").unwrap().canary = 3;
+        assert!(DeployConfig::check(app.clone(), build.clone(), bad, Path::new("/")).unwrap_err().contains("canary"));
+        let mut bad = envs;
+        bad.get_mut("staging").unwrap().hosts = vec!["nowhere".into()];
+        assert!(DeployConfig::check(app, build, bad, Path::new("/")).unwrap_err().contains("environments.staging.hosts"));
+        let unknown: Result<Environment, _> = toml::from_str("hosts = []\ncanaries = 1");
+        assert!(unknown.unwrap_err().to_string().contains("unknown field `canaries`"));
+    }
+}

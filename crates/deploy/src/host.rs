@@ -1,0 +1,173 @@
+//! The steps of a deploy on one host, as shell scripts run by `sh` here (`local:`) or over OpenSSH (`ssh://`),
+//! and files moved with rsync. A host's layout: `<path>/releases/<release>/`, `<path>/shared/`, and
+//! `<path>/current`, a relative symlink to `releases/<release>` switched atomically (new link, then rename).
+
+use crate::config::Host;
+use crate::{DeployError, Result};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// How to reach one host.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: Host,
+    /// Extra arguments for `ssh` (from `ssh_options`), before crew's own.
+    pub ssh_options: Vec<String>,
+}
+
+/// Quotes a string for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl Target {
+    fn ssh_args(&self) -> Vec<String> {
+        let mut a = vec!["-o".to_string(), "BatchMode=yes".to_string(), "-o".to_string(), "ConnectTimeout=10".to_string()];
+        a.extend(self.ssh_options.iter().cloned());
+        if let Host::Ssh { port: Some(p), .. } = &self.host {
+            a.push("-p".into());
+            a.push(p.to_string());
+        }
+        a
+    }
+
+    fn destination(&self) -> String {
+        match &self.host {
+            Host::Ssh { user: Some(u), host, .. } => format!("{u}@{host}"),
+            Host::Ssh { user: None, host, .. } => host.clone(),
+            Host::Local { .. } => String::new(),
+        }
+    }
+
+    /// Runs a shell script on the host; returns its standard output, or an error with its standard error.
+    pub async fn run(&self, script: &str) -> Result<String> {
+        let mut cmd = match &self.host {
+            Host::Local { .. } => {
+                let mut c = Command::new("sh");
+                c.args(["-c", script]);
+                c
+            }
+            Host::Ssh { .. } => {
+                let mut c = Command::new("ssh");
+                c.args(self.ssh_args()).arg(self.destination()).arg("--").arg(format!("sh -c {}", quote(script)));
+                c
+            }
+        };
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| DeployError(format!("{}: cannot run: {e}", self.host)))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim();
+            let err = if err.is_empty() { format!("exited with {}", out.status) } else { err.lines().last().unwrap_or(err).to_string() };
+            return Err(DeployError(format!("{}: {err}", self.host)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn p(&self) -> String {
+        quote(&self.host.path())
+    }
+
+    /// Makes the folders; returns the release `current` points to, if any.
+    pub async fn prepare(&self) -> Result<Option<String>> {
+        let out = self
+            .run(&format!(
+                "set -e; P={}; mkdir -p \"$P/releases\" \"$P/shared\"; if [ -L \"$P/current\" ]; then readlink \"$P/current\"; fi",
+                self.p()
+            ))
+            .await?;
+        Ok(out.rsplit('/').next().filter(|s| !s.is_empty()).map(String::from))
+    }
+
+    /// Copies the artifact into `releases/<release>/` with rsync, hard-linking files unchanged since `previous`;
+    /// links `shared/` into it unless the artifact has its own.
+    pub async fn transfer(&self, artifact: &Path, release: &str, previous: Option<&str>) -> Result<()> {
+        let path = self.host.path();
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-a", "--delete"]);
+        if let Some(prev) = previous {
+            cmd.arg(format!("--link-dest={path}/releases/{prev}"));
+        }
+        if matches!(self.host, Host::Ssh { .. }) {
+            let ssh = std::iter::once("ssh".to_string()).chain(self.ssh_args().iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ");
+            cmd.args(["-e", &ssh]);
+        }
+        cmd.arg(format!("{}/", artifact.display()));
+        let dest = format!("{path}/releases/{release}/");
+        match &self.host {
+            Host::Local { .. } => cmd.arg(dest),
+            Host::Ssh { .. } => cmd.arg(format!("{}:{dest}", self.destination())),
+        };
+        let out = cmd.stdin(Stdio::null()).output().await.map_err(|e| DeployError(format!("{}: cannot run rsync: {e}", self.host)))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(DeployError(format!("{}: rsync failed: {}", self.host, err.trim().lines().next().unwrap_or(""))));
+        }
+        self.run(&format!(
+            "set -e; P={}; R=\"$P/releases/{release}\"; if [ ! -e \"$R/shared\" ]; then ln -s ../../shared \"$R/shared\"; fi",
+            self.p()
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Points `current` at `releases/<release>` atomically: a new link, renamed over the old one.
+    pub async fn switch(&self, release: &str) -> Result<()> {
+        self.run(&format!(
+            "set -e; P={}; test -d \"$P/releases/{release}\" || {{ echo \"release {release} is not on this host\" >&2; exit 1; }}; \
+             ln -sfn \"releases/{release}\" \"$P/.current-{release}\"; mv -Tf \"$P/.current-{release}\" \"$P/current\"",
+            self.p()
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes `current` (switching back a host whose first release failed).
+    pub async fn unswitch(&self) -> Result<()> {
+        self.run(&format!("rm -f {}/current", self.p())).await.map(|_| ())
+    }
+
+    /// Runs the restart command in the current release's folder.
+    pub async fn restart(&self, command: &str) -> Result<()> {
+        self.run(&format!("cd {}/current && {command}", self.p())).await.map(|_| ())
+    }
+
+    /// The releases on the host, oldest first (names sort by time).
+    pub async fn releases(&self) -> Result<Vec<String>> {
+        let out = self.run(&format!("ls -1 {}/releases 2>/dev/null | sort || true", self.p())).await?;
+        Ok(out.lines().map(String::from).filter(|l| !l.is_empty()).collect())
+    }
+
+    /// Keeps the newest `keep` releases and never the one `current` points to.
+    pub async fn clean(&self, keep: usize) -> Result<()> {
+        self.run(&format!(
+            "P={}; cur=$(basename \"$(readlink \"$P/current\")\"); ls -1 \"$P/releases\" | sort | head -n -{keep} | \
+             while read -r r; do [ \"$r\" = \"$cur\" ] || rm -rf \"$P/releases/$r\"; done",
+            self.p()
+        ))
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Polls `url` every second until it answers `expect` or `timeout` passes (Kamal's `/up`, the same way).
+pub async fn health(url: &str, expect: u16, timeout: Duration) -> Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
+    let end = Instant::now() + timeout;
+    loop {
+        let last = match client.get(url).send().await {
+            Ok(r) if r.status().as_u16() == expect => return Ok(()),
+            Ok(r) => format!("answered {}", r.status()),
+            Err(e) => format!("{e}"),
+        };
+        if Instant::now() >= end {
+            return Err(DeployError(format!("health check {url} failed for {}s: {last} (expected {expect})", timeout.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_secs(1).min(end.saturating_duration_since(Instant::now()))).await;
+    }
+}
