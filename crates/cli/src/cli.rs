@@ -45,8 +45,44 @@ pub enum Command {
     Demo(DemoArgs),
     /// Show the timeline, oldest of the newest N first; --follow keeps printing new events as they happen.
     Events(EventsArgs),
-    /// Show the server's version, store, uptime and counts.
+    /// Show the server's version, store, uptime and counts, and per environment the live release and lock.
     Status,
+    /// Build trunk's head (or --rev, a commit on trunk) once and ship it to every host of an environment.
+    Deploy {
+        /// The environment, as named in crew.toml's [environments.*].
+        environment: String,
+        /// A commit on trunk to deploy instead of its head.
+        #[arg(long, value_name = "REV")]
+        rev: Option<String>,
+        /// Why: shown in the deploy log and on the timeline.
+        #[arg(short = 'm', long = "message", value_name = "MSG", default_value = "")]
+        message: String,
+    },
+    /// Switch an environment back to the previous release still on its hosts (or --to a deploy). No build.
+    Rollback {
+        environment: String,
+        /// The deploy (its number) whose release to go back to.
+        #[arg(long, value_name = "DEPLOY")]
+        to: Option<String>,
+    },
+    /// Lock an environment: deploys by anyone else are refused until you unlock it.
+    Lock {
+        environment: String,
+        /// Why it is locked, so others know when to ask.
+        #[arg(short = 'm', long = "message", value_name = "REASON", required = true)]
+        reason: String,
+    },
+    /// Release your lock on an environment (admins may release anyone's).
+    Unlock { environment: String },
+    /// The deploy log, newest first: who deployed what, when.
+    Log {
+        /// Only this environment.
+        environment: Option<String>,
+        #[arg(short = 'n', long = "limit", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// The commits on trunk not yet live on an environment.
+    Pending { environment: String },
     /// Create, list and revoke tokens (admin).
     #[command(subcommand)]
     Token(TokenCommand),

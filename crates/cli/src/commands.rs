@@ -24,6 +24,51 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Events(args) => events(Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await,
         Command::Status => status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
         Command::Token(cmd) => token(Client::new(&cli.global.server, &data_dir)?, cmd, cli.global.json).await,
+        Command::Deploy { environment, rev, message } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            let body = json!({"environment": environment, "rev": rev, "message": message});
+            let d = client.json(Method::POST, "/api/v1/deploys", Some(&body)).await?;
+            crate::deploy::follow(&client, &d, cli.global.json).await
+        }
+        Command::Rollback { environment, to } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            let to = match to {
+                Some(t) => Some(t.trim_start_matches('#').parse::<i64>().map_err(|_| Exit::new(2, format!("--to `{t}`: expected a deploy number")))?),
+                None => None,
+            };
+            let path = format!("/api/v1/environments/{}/rollback", enc(&environment));
+            let d = client.json(Method::POST, &path, Some(&json!({"to": to}))).await?;
+            crate::deploy::follow(&client, &d, cli.global.json).await
+        }
+        Command::Lock { environment, reason } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            let path = format!("/api/v1/environments/{}/lock", enc(&environment));
+            let v = client.json(Method::POST, &path, Some(&json!({"reason": reason}))).await?;
+            if cli.global.json {
+                println!("{v}");
+            } else {
+                println!("{environment} is locked by {}: {reason}", v["holder"].as_str().unwrap_or("you"));
+            }
+            Ok(())
+        }
+        Command::Unlock { environment } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            let v = client.json(Method::DELETE, &format!("/api/v1/environments/{}/lock", enc(&environment)), None).await?;
+            if cli.global.json {
+                println!("{v}");
+            } else {
+                println!("{environment} is unlocked.");
+            }
+            Ok(())
+        }
+        Command::Log { environment, limit } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            crate::deploy::log(&client, environment.as_deref(), limit, cli.global.json).await
+        }
+        Command::Pending { environment } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            crate::deploy::pending(&client, &environment, cli.global.json).await
+        }
     }
 }
 
@@ -82,6 +127,11 @@ fn filter_query(args: &EventsArgs, paged: bool) -> Vec<(&'static str, String)> {
         q.push(("limit", args.limit.to_string()));
     }
     q
+}
+
+/// A path segment, percent-encoded.
+pub fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn encode(pairs: &[(&str, String)]) -> String {
@@ -182,7 +232,7 @@ async fn status(client: Client, as_json: bool) -> Result<()> {
     println!("uptime    {} (since {})", uptime(s["uptime_seconds"].as_u64().unwrap_or(0)), s["started_at"].as_str().unwrap_or("?"));
     println!("events    {}", s["counts"]["events"]);
     println!("tokens    {}", s["counts"]["tokens"]);
-    Ok(())
+    crate::deploy::environments(&client).await
 }
 
 async fn token(client: Client, cmd: TokenCommand, as_json: bool) -> Result<()> {

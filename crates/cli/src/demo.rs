@@ -21,6 +21,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         database: format!("sqlite://{}", data_dir.join("crew.db").display()),
         config_path: None,
         file: FileConfig::default(),
+        deploy: None,
     };
     let app = match App::build(settings(&args.listen)).await {
         Ok(app) => app,

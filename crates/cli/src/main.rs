@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod commands;
+mod deploy;
 mod demo;
 mod output;
 

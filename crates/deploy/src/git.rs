@@ -76,21 +76,22 @@ pub async fn is_ancestor(repo: &str, ancestor: &str, descendant: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Writes the exact tree of `sha` into `dest` (never the working tree): `git archive | tar -x`.
+/// Writes the exact tree of `sha` into `dest` (never the working tree): `git archive`, then `tar -x`.
 pub async fn export(repo: &str, sha: &str, dest: &Path) -> Result<()> {
     tokio::fs::create_dir_all(dest).await.map_err(|e| DeployError(format!("cannot create {}: {e}", dest.display())))?;
-    let script = format!(
-        "git -C '{}' archive --format=tar '{sha}' | tar -x -C '{}'",
-        repo.replace('\'', "'\\''"),
-        dest.display().to_string().replace('\'', "'\\''")
-    );
-    let out = Command::new("sh")
-        .args(["-c", &format!("set -o pipefail 2>/dev/null; {script}")])
+    let tar = dest.with_extension("tar");
+    git(repo, &["archive", "--format=tar", &format!("--output={}", tar.display()), sha]).await?;
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(dest)
         .output()
         .await
-        .map_err(|e| DeployError(format!("cannot run git archive: {e}")))?;
+        .map_err(|e| DeployError(format!("cannot run tar: {e}")))?;
+    let _ = tokio::fs::remove_file(&tar).await;
     if !out.status.success() {
-        return Err(DeployError(format!("exporting {sha} from {repo}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(DeployError(format!("unpacking {sha}: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
     Ok(())
 }

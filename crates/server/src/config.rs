@@ -27,6 +27,8 @@ pub struct Settings {
     /// The file the settings came from, if one was read.
     pub config_path: Option<PathBuf>,
     pub file: FileConfig,
+    /// The app's deploy configuration, when crew.toml has `[app]` and `[build]`.
+    pub deploy: Option<crew_deploy::DeployConfig>,
 }
 
 /// `crew.toml`. Sections of areas that land later are accepted as tables and typed strictly when they land.
@@ -35,9 +37,10 @@ pub struct Settings {
 pub struct FileConfig {
     #[serde(default)]
     pub server: ServerSection,
-    pub app: Option<toml::Table>,
-    pub build: Option<toml::Table>,
-    pub environments: Option<toml::Table>,
+    pub app: Option<crew_deploy::config::AppSection>,
+    pub build: Option<crew_deploy::config::BuildSection>,
+    #[serde(default)]
+    pub environments: std::collections::BTreeMap<String, crew_deploy::Environment>,
     pub metrics: Option<toml::Table>,
     pub chat: Option<toml::Table>,
     pub dashboards: Option<toml::Value>,
@@ -66,6 +69,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, key: String, message: String },
     #[error("{path}: {message}")]
     Syntax { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
     #[error("bad {what} `{value}`: {why}")]
     BadValue { what: &'static str, value: String, why: String },
 }
@@ -125,7 +130,24 @@ impl Settings {
                 why: "expected sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
             });
         }
-        Ok(Settings { data_dir, listen, statsd, database, config_path, file })
+        let deploy = deploy_config(&file, config_path.as_deref())?;
+        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy })
+    }
+}
+
+/// The deploy configuration from `[app]`, `[build]` and `[environments.*]`; both of the first two or neither.
+pub fn deploy_config(file: &FileConfig, path: Option<&Path>) -> Result<Option<crew_deploy::DeployConfig>, ConfigError> {
+    let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("crew.toml"));
+    let invalid = |message: String| ConfigError::Invalid { path: shown.clone(), message };
+    match (&file.app, &file.build) {
+        (None, None) if file.environments.is_empty() => Ok(None),
+        (Some(app), Some(build)) => {
+            let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+            let base = std::fs::canonicalize(&base).unwrap_or(base);
+            crew_deploy::DeployConfig::check(app.clone(), build.clone(), file.environments.clone(), &base).map(Some).map_err(invalid)
+        }
+        (None, _) => Err(invalid("deploys need an [app] section (name, repo, branch)".into())),
+        (_, None) => Err(invalid("deploys need a [build] section (command, artifact)".into())),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod deploys;
 pub mod error;
 mod state;
 pub mod web;
@@ -62,6 +63,7 @@ impl App {
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let store = crew_store::open(&settings.database).await?;
         ensure_admin_token(&*store, &settings.data_dir).await?;
+        deploys::interrupt_leftovers(&*store).await?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
             .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;

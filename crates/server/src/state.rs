@@ -16,6 +16,8 @@ pub struct AppState {
     /// For `uptime` in the status.
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The app's deploy configuration, if crew.toml has one.
+    pub deploy: Option<Arc<crew_deploy::DeployConfig>>,
     /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
     pub shutdown: CancellationToken,
 }
@@ -24,6 +26,7 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr) -> Self {
         AppState {
             store,
+            deploy: settings.deploy.clone().map(Arc::new),
             settings: Arc::new(settings),
             addr,
             started: Instant::now(),

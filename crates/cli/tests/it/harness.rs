@@ -13,6 +13,7 @@ pub struct Server {
     pub admin: String,
     pub data_dir: PathBuf,
     pub database: Option<String>,
+    pub config: Option<PathBuf>,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -23,6 +24,13 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         Server::spawn(data_dir, None, None, Some(dir))
+    }
+
+    /// A server on the SQLite default, reading `config` (a crew.toml).
+    pub async fn start_with_config(config: &std::path::Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        Server::spawn_with(data_dir, None, None, Some(dir), Some(config.to_path_buf()))
     }
 
     /// A server on a fresh PostgreSQL database.
@@ -41,15 +49,28 @@ impl Server {
     /// Starts again on the same data folder and database (after a stop or a kill).
     pub fn restart(&mut self) {
         self.stop_hard();
-        let mut again = Server::spawn(self.data_dir.clone(), self.database.clone(), Some(&self.admin.clone()), None);
+        let mut again = Server::spawn_with(self.data_dir.clone(), self.database.clone(), Some(&self.admin.clone()), None, self.config.clone());
         self.url = again.url.clone();
         self.child = again.child.take();
     }
 
     fn spawn(data_dir: PathBuf, database: Option<String>, admin: Option<&str>, dir: Option<tempfile::TempDir>) -> Server {
+        Server::spawn_with(data_dir, database, admin, dir, None)
+    }
+
+    fn spawn_with(
+        data_dir: PathBuf,
+        database: Option<String>,
+        admin: Option<&str>,
+        dir: Option<tempfile::TempDir>,
+        config: Option<PathBuf>,
+    ) -> Server {
         let mut cmd = Command::new(CREW);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--data-dir"])
-            .arg(&data_dir)
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--data-dir"]).arg(&data_dir);
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd
             .env_remove("CREW_TOKEN")
             .env("RUST_LOG", "info,sqlx=warn")
             .stdout(Stdio::piped())
@@ -65,7 +86,7 @@ impl Server {
             Some(a) => a.to_string(),
             None => std::fs::read_to_string(data_dir.join("admin.token")).expect("admin.token").trim().to_string(),
         };
-        Server { url, admin, data_dir, database, child: Some(child), _dir: dir }
+        Server { url, admin, data_dir, database, config, child: Some(child), _dir: dir }
     }
 
     /// SIGKILL: the process dies at once, as in a crash.

@@ -1,5 +1,6 @@
 //! The HTTP API under `/api/v1`: JSON in and out, one error envelope, every route behind its role guard.
 
+pub(crate) mod deploys;
 pub(crate) mod events;
 pub(crate) mod system;
 mod tokens;
@@ -7,7 +8,7 @@ mod tokens;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
@@ -18,6 +19,13 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/events", get(events::list).post(events::create))
         .route("/api/v1/events/stream", get(events::stream))
         .route("/api/v1/events/{id}", get(events::one))
+        .route("/api/v1/deploys", get(deploys::list).post(deploys::create))
+        .route("/api/v1/deploys/{id}", get(deploys::one))
+        .route("/api/v1/deploys/{id}/log", get(deploys::log))
+        .route("/api/v1/environments", get(deploys::environments))
+        .route("/api/v1/environments/{env}/rollback", post(deploys::rollback))
+        .route("/api/v1/environments/{env}/lock", post(deploys::lock).delete(deploys::unlock))
+        .route("/api/v1/environments/{env}/pending", get(deploys::pending))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/{*rest}", axum::routing::any(not_found))

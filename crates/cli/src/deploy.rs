@@ -1,0 +1,132 @@
+//! The deploy commands' client side: follow a deploy's log to its end, the deploy log in the Flickr form,
+//! pending commits, and each environment's state for `crew status`.
+
+use crate::client::Client;
+use crate::commands::enc;
+use crate::Exit;
+use anyhow::Result;
+use reqwest::Method;
+use serde_json::Value;
+use std::time::Duration;
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+fn when(v: &Value) -> String {
+    chrono::DateTime::parse_from_rfc3339(s(v, "started_at"))
+        .map(|t| crew_core::time::human(t.with_timezone(&chrono::Utc)))
+        .unwrap_or_default()
+}
+
+/// One deploy as a line of the deploy log, the Flickr way:
+/// `[2026-11-26 16:03:57] [alice] www deployed to production: 3f2a1c9..8e4d0b1 (7 commits) "fix login"`.
+pub fn log_line(d: &Value) -> String {
+    let range = crew_server::deploys::range(d["previous"].as_str(), s(d, "revision"), d["commits"].as_i64().unwrap_or(0));
+    let msg = if s(d, "message").is_empty() || s(d, "action") == "rollback" { String::new() } else { format!(" \"{}\"", s(d, "message")) };
+    let (app, env) = (s(d, "app"), s(d, "environment"));
+    let what = match (s(d, "action"), s(d, "status")) {
+        ("rollback", "succeeded") => format!("{app} rolled back {env} to {} ({})", short(s(d, "revision")), s(d, "message")),
+        ("rollback", "running") => format!("{app} rolling back {env} to {}", short(s(d, "revision"))),
+        ("rollback", st) => format!("{app} rollback of {env} {st}: {}", s(d, "error")),
+        (_, "succeeded") => format!("{app} deployed to {env}: {range}{msg}"),
+        (_, "running") => format!("{app} deploying to {env}: {range}{msg}"),
+        (_, "rolled_back") => format!("{app} deploy to {env} failed, switched back: {range}{msg}: {}", s(d, "error")),
+        (_, "interrupted") => format!("{app} deploy to {env} interrupted: {range}{msg}"),
+        (_, _) => format!("{app} failed to deploy to {env}: {range}{msg}: {}", s(d, "error")),
+    };
+    format!("[{}] [{}] {what}", when(d), s(d, "actor"))
+}
+
+/// Prints a deploy's log as it is written, until it ends; exit 0 only if it succeeded.
+pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
+    let id = d["id"].as_i64().unwrap_or(0);
+    if !as_json {
+        eprintln!("#{id}: {}", log_line(d));
+    }
+    let mut offset = 0;
+    let last = loop {
+        let v = client.json(Method::GET, &format!("/api/v1/deploys/{id}/log?offset={offset}"), None).await?;
+        for line in v["lines"].as_array().into_iter().flatten() {
+            if !as_json {
+                println!("{}", line.as_str().unwrap_or(""));
+            }
+        }
+        offset = v["next_offset"].as_i64().unwrap_or(offset);
+        if v["status"] != "running" && v["lines"].as_array().is_none_or(|l| l.is_empty()) {
+            break v["deploy"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&last)?);
+    } else {
+        eprintln!("#{id}: {}", log_line(&last));
+    }
+    match s(&last, "status") {
+        "succeeded" => Ok(()),
+        _ => Err(Exit::new(1, format!("deploy #{id} {}: {}", s(&last, "status"), s(&last, "error"))).into()),
+    }
+}
+
+pub async fn log(client: &Client, environment: Option<&str>, limit: u32, as_json: bool) -> Result<()> {
+    let mut path = format!("/api/v1/deploys?limit={limit}");
+    if let Some(e) = environment {
+        path.push_str(&format!("&environment={}", enc(e)));
+    }
+    let v = client.json(Method::GET, &path, None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for d in v["deploys"].as_array().into_iter().flatten() {
+        println!("{}", log_line(d));
+    }
+    Ok(())
+}
+
+pub async fn pending(client: &Client, environment: &str, as_json: bool) -> Result<()> {
+    let v = client.json(Method::GET, &format!("/api/v1/environments/{}/pending", enc(environment)), None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let commits = v["commits"].as_array().cloned().unwrap_or_default();
+    match v["live"].as_str() {
+        Some(live) => println!("{environment} runs {}; {} commit(s) on {} not live there:", short(live), commits.len(), s(&v, "branch")),
+        None => println!("{environment} has no live release; {} commit(s) on {}:", commits.len(), s(&v, "branch")),
+    }
+    for c in &commits {
+        println!("  {} {:<16} {}", short(s(c, "sha")), s(c, "author"), s(c, "subject"));
+    }
+    if commits.len() > 8 {
+        eprintln!("warning: {} commits pending on {environment}: deploy smaller changes more often", commits.len());
+    }
+    if let Some(r) = v.get("requires").filter(|r| !r.is_null()) {
+        let ahead = r["commits"].as_array().map_or(0, |a| a.len());
+        println!("{} runs {}: {ahead} commit(s) there that {environment} lacks", s(r, "environment"), short(s(r, "live")));
+    }
+    Ok(())
+}
+
+/// The environments part of `crew status`.
+pub async fn environments(client: &Client) -> Result<()> {
+    let v = client.json(Method::GET, "/api/v1/environments", None).await?;
+    for e in v["environments"].as_array().into_iter().flatten() {
+        let live = &e["live"];
+        let state = if live.is_null() {
+            "no live release".to_string()
+        } else {
+            format!("{} by {} at {} (#{})", short(s(live, "revision")), s(live, "actor"), when(live), live["id"])
+        };
+        println!("{:<14} {state}; {} pending", s(e, "name"), e["pending"]);
+        for l in e["locks"].as_array().into_iter().flatten() {
+            println!("{:<14} locked ({}) by {}: {}", "", s(l, "kind"), s(l, "holder"), s(l, "reason"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Deploys end to end: a real git repository, the real `crew serve`, `local:` hosts in temporary folders,
+//! rsync, and a real HTTP health endpoint.
+
+use crate::harness::Server;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").args(["-c", script]).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A health endpoint that answers 200 while `healthy` exists, 503 otherwise.
+fn health_server(healthy: PathBuf) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let status = if healthy.exists() { "200 OK" } else { "503 Service Unavailable" };
+            let _ = s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    port
+}
+
+struct App {
+    repo: PathBuf,
+    hosts: PathBuf,
+    healthy: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// A git repository with crew.toml: staging (one host) and production (two hosts, a canary, requires staging,
+/// a restart command and a health check).
+fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let hosts = dir.path().join("hosts");
+    let healthy = dir.path().join("healthy");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(&healthy, "").unwrap();
+    let port = health_server(healthy.clone());
+    let toml = format!(
+        r#"[app]
+name = "www"
+repo = "."
+branch = "main"
+
+[build]
+command = "mkdir -p dist && cp index.html dist/ && echo $CREW_REVISION > dist/REVISION && echo built $CREW_APP for $CREW_ENVIRONMENT"
+artifact = "dist"
+
+[environments.staging]
+hosts = ["local:{h}/staging1"]
+
+[environments.production]
+hosts = ["local:{h}/prod1", "local:{h}/prod2"]
+canary = 1
+requires = "staging"
+keep_releases = 3
+restart = "echo restarted > ../../restarted"
+health = {{ url = "http://127.0.0.1:{port}/up", timeout = "2s" }}
+"#,
+        h = hosts.display()
+    );
+    std::fs::write(repo.join("crew.toml"), toml).unwrap();
+    std::fs::write(repo.join("index.html"), "<h1>v1</h1>\n").unwrap();
+    sh(&repo, "git init -q -b main && git -c user.name=Alice -c user.email=a@example.com add -A && git -c user.name=Alice -c user.email=a@example.com commit -qm 'first page'");
+    App { repo, hosts, healthy, _dir: dir }
+}
+
+fn commit(repo: &Path, file: &str, text: &str, subject: &str) -> String {
+    std::fs::write(repo.join(file), text).unwrap();
+    sh(repo, &format!("git add -A && git -c user.name=Bob -c user.email=b@example.com commit -qm '{subject}' && git rev-parse HEAD"))
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().unwrap();
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+}
+
+/// The release `current` points to on a host folder, and the revision it holds.
+fn live(host: &Path) -> Option<(String, String)> {
+    let target = std::fs::read_link(host.join("current")).ok()?;
+    let rev = std::fs::read_to_string(host.join("current/REVISION")).ok()?;
+    Some((target.display().to_string(), rev.trim().to_string()))
+}
+
+#[tokio::test]
+async fn deploy_log_pending_requires_and_rollback() {
+    let a = app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let alice = s.token("alice", "member").await;
+    let first = sh(&a.repo, "git rev-parse HEAD");
+
+    // production requires staging: refused until the commit is live there.
+    let (code, _, err) = run(s.cli(&alice).args(["deploy", "production"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("requires staging"), "{err}");
+    assert!(!a.hosts.join("prod1").exists(), "nothing on any host changed");
+
+    let (code, out, err) = run(s.cli(&alice).args(["deploy", "staging", "-m", "first"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("built www for staging"), "the build's output is in the log: {out}");
+    assert_eq!(live(&a.hosts.join("staging1")).unwrap().1, first);
+    assert!(a.hosts.join("staging1/shared").is_dir() && a.hosts.join("staging1/current/shared").exists());
+
+    let (code, out, err) = run(s.cli(&alice).args(["deploy", "production", "-m", "first"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("reusing the build"), "built once per commit: {out}");
+    assert!(out.contains("canary"), "{out}");
+    for h in ["prod1", "prod2"] {
+        assert_eq!(live(&a.hosts.join(h)).unwrap().1, first, "{h}");
+        assert!(a.hosts.join(h).join("restarted").exists(), "restart ran on {h}");
+    }
+    let (release1, _) = live(&a.hosts.join("prod1")).unwrap();
+
+    // Two new commits: pending, then shipped.
+    commit(&a.repo, "index.html", "<h1>v2</h1>\n", "second page");
+    let second = commit(&a.repo, "about.html", "about\n", "about page");
+    let (code, out, _) = run(s.cli(&alice).args(["pending", "production"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("2 commit(s)") && out.contains("Bob") && out.contains("about page") && out.contains(&second[..7]), "{out}");
+    assert!(out.contains("staging runs"), "what staging has that production lacks: {out}");
+    run(s.cli(&alice).args(["deploy", "staging", "-m", "about"]));
+    let (code, out, err) = run(s.cli(&alice).args(["deploy", "production", "-m", "about page"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(live(&a.hosts.join("prod2")).unwrap().1, second);
+    assert_eq!(std::fs::read_to_string(a.hosts.join("prod2/current/index.html")).unwrap(), "<h1>v2</h1>\n");
+
+    // The deploy log, the Flickr way, newest first.
+    let (_, out, _) = run(s.cli(&alice).args(["log", "production"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let want = format!("] [alice] www deployed to production: {}..{} (2 commits) \"about page\"", &first[..7], &second[..7]);
+    assert!(lines[0].starts_with('[') && lines[0].ends_with(&want), "{}\nwant …{want}", lines[0]);
+    assert!(lines[1].ends_with(&format!("] [alice] www deployed to production: {} (first deploy) \"first\"", &first[..7])), "{}", lines[1]);
+
+    // Rollback: back to the previous release, no build, fast.
+    let started = std::time::Instant::now();
+    let (code, out, err) = run(s.cli(&alice).args(["rollback", "production"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!out.contains("build"), "{out}");
+    for h in ["prod1", "prod2"] {
+        assert_eq!(live(&a.hosts.join(h)).unwrap(), (release1.clone(), first.clone()), "{h}");
+    }
+    let (_, out, _) = run(s.cli(&alice).args(["log", "production", "-n", "1"]));
+    assert!(out.contains(&format!("www rolled back production to {}", &first[..7])), "{out}");
+
+    // Everything is on the timeline.
+    let v = s.get_json("/api/v1/events?kind=deploy&limit=100", &alice).await;
+    let kinds: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "deploy.finished").count(), 4, "{kinds:?}");
+    assert_eq!(kinds[0], "deploy.rolled_back");
+    let (_, out, _) = run(s.cli(&alice).arg("status"));
+    assert!(out.contains("production") && out.contains(&first[..7]), "{out}");
+}
+
+#[tokio::test]
+async fn a_failed_health_check_switches_every_switched_host_back() {
+    let a = app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let first = sh(&a.repo, "git rev-parse HEAD");
+    for env in ["staging", "production"] {
+        let (code, out, err) = run(s.cli(&m).args(["deploy", env]));
+        assert_eq!(code, 0, "{out}\n{err}");
+    }
+    let before = live(&a.hosts.join("prod1")).unwrap();
+    let second = commit(&a.repo, "index.html", "<h1>broken</h1>\n", "break it");
+    run(s.cli(&m).args(["deploy", "staging"]));
+    std::fs::remove_file(&a.healthy).unwrap();
+    let (code, out, err) = run(s.cli(&m).args(["deploy", "production"]));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("rolled_back") && err.contains("health check"), "{err}");
+    assert_eq!(live(&a.hosts.join("prod1")).unwrap(), before, "the canary is switched back");
+    assert_eq!(live(&a.hosts.join("prod2")).unwrap(), before, "the rest never switched");
+    assert!(out.contains("switched back"), "{out}");
+    let v = s.get_json("/api/v1/deploys?environment=production", &m).await;
+    let d = &v["deploys"][0];
+    assert_eq!(d["status"], "rolled_back");
+    assert_eq!(d["revision"], second.as_str());
+    assert_eq!(d["hosts"][1]["state"], "untouched");
+    assert_eq!(live(&a.hosts.join("prod2")).unwrap().1, first);
+}
+
+#[tokio::test]
+async fn locks_refuse_others_and_only_one_deploy_runs() {
+    let a = app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let alice = s.token("alice", "member").await;
+    let bob = s.token("bob", "member").await;
+    let (code, out, _) = run(s.cli(&alice).args(["lock", "staging", "-m", "db migration"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("locked by alice"), "{out}");
+    let (code, _, err) = run(s.cli(&bob).args(["deploy", "staging"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("locked by alice") && err.contains("db migration"), "{err}");
+    let (code, _, err) = run(s.cli(&bob).args(["unlock", "staging"]));
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = run(s.cli(&alice).args(["deploy", "staging"]));
+    assert_eq!(code, 0, "the holder may deploy: {err}");
+    let (code, _, _) = run(s.cli(&alice).args(["unlock", "staging"]));
+    assert_eq!(code, 0);
+
+    // Two deploys at once: exactly one starts.
+    let start = |tok: String| {
+        let url = s.url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/deploys"))
+                .bearer_auth(tok)
+                .json(&serde_json::json!({"environment": "staging"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (x, y) = tokio::join!(start(alice.clone()), start(bob.clone()));
+    let mut codes = [x, y];
+    codes.sort();
+    assert_eq!(codes, [202, 409]);
+    let v = s.get_json("/api/v1/events?kind=lock", &alice).await;
+    let kinds: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["lock.released", "lock.taken"]);
+}
+
+#[tokio::test]
+async fn bad_deploys_say_what_is_wrong_and_touch_no_host() {
+    let a = app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "qa"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no environment `qa`") && err.contains("production, staging"), "{err}");
+    sh(&a.repo, "git checkout -q -b side && git -c user.name=X -c user.email=x@e commit -q --allow-empty -m side && git checkout -q main");
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging", "--rev", "side"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not on branch `main`"), "{err}");
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging", "--rev", "nosuchrev"]));
+    assert_eq!(code, 2, "{err}");
+    // A build that does not produce its artifact fails before any host is touched.
+    let toml = std::fs::read_to_string(a.repo.join("crew.toml")).unwrap().replace("artifact = \"dist\"", "artifact = \"build\"");
+    std::fs::write(a.repo.join("crew.toml"), &toml).unwrap();
+    drop(s);
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("artifact folder `build`"), "{err}");
+    assert!(!a.hosts.join("staging1/current").exists());
+    // An unknown key in the deploy config stops the server's start, naming it.
+    std::fs::write(a.repo.join("crew.toml"), toml.replace("canary = 1", "canary = 1\ncanaries = 2")).unwrap();
+    let (code, _, err) = run(Command::new(crate::harness::CREW).args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"]).arg(a.repo.join("crew.toml")).arg("--data-dir").arg(a.hosts.join("d")));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("environments.production.canaries"), "{err}");
+    let _: Option<Value> = None;
+}

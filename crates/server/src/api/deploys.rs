@@ -1,0 +1,162 @@
+//! Deploys over HTTP: start one, list and read them, follow a deploy's log, roll back, lock and unlock an
+//! environment, and what is pending.
+
+use crate::api::{parse_json, query_pairs};
+use crate::auth::{Member, Viewer};
+use crate::deploys;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use crew_core::{NewEvent, Role};
+use crew_deploy::git;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartDeploy {
+    environment: String,
+    rev: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+fn check_message(m: &str) -> Result<(), ApiError> {
+    if m.chars().count() > 200 || m.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("message: one line of at most 200 characters".into()));
+    }
+    Ok(())
+}
+
+pub async fn create(Member(caller): Member, State(st): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: StartDeploy = parse_json(&body)?;
+    check_message(&req.message)?;
+    let d = deploys::start(&st, &req.environment, req.rev.as_deref(), &req.message, caller.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(d))))
+}
+
+pub async fn list(_: Viewer, State(st): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let (mut env, mut limit) = (None, 50u32);
+    for (k, v) in query_pairs(q.as_deref()) {
+        match k.as_str() {
+            "environment" => env = Some(v),
+            "limit" => limit = v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ApiError::BadRequest(format!("filter `limit`: `{v}` is not 1 to 1000")))?,
+            other => return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected environment, limit"))),
+        }
+    }
+    let list = st.store.deploys(env.as_deref(), limit).await?;
+    Ok(Json(json!({"deploys": list})))
+}
+
+fn deploy_id(id: &str) -> Result<i64, ApiError> {
+    id.trim_start_matches('#').parse().map_err(|_| ApiError::NotFound(format!("no deploy `{id}`")))
+}
+
+pub async fn one(_: Viewer, State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = deploy_id(&id)?;
+    let d = st.store.deploy(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deploy #{id}")))?;
+    Ok(Json(json!(d)))
+}
+
+/// `{"lines": [...], "next_offset": N, "status": "running"}`: poll with `offset=next_offset` until the status
+/// is no longer `running` and no lines come.
+pub async fn log(_: Viewer, State(st): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let id = deploy_id(&id)?;
+    let mut offset = 0i64;
+    for (k, v) in query_pairs(q.as_deref()) {
+        match k.as_str() {
+            "offset" => offset = v.parse().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?,
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
+        }
+    }
+    // Read the status first: if it says finished, every line was already written.
+    let d = st.store.deploy(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deploy #{id}")))?;
+    let lines = st.store.deploy_log(id, offset, 1000).await?;
+    let next = offset + lines.len() as i64;
+    Ok(Json(json!({"lines": lines, "next_offset": next, "status": d.status, "deploy": d})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    to: Option<i64>,
+}
+
+pub async fn rollback(Member(caller): Member, State(st): State<AppState>, Path(env): Path<String>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: Rollback = if body.is_empty() { Rollback { to: None } } else { parse_json(&body)? };
+    let d = deploys::rollback(&st, &env, req.to, caller.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(d))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TakeLock {
+    reason: String,
+}
+
+fn known_environment(st: &AppState, env: &str) -> Result<String, ApiError> {
+    let cfg = st.deploy.as_ref().ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
+    cfg.environment(env).map_err(ApiError::NotFound)?;
+    Ok(format!("{}/{env}", cfg.app.name))
+}
+
+pub async fn lock(Member(caller): Member, State(st): State<AppState>, Path(env): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
+    let req: TakeLock = parse_json(&body)?;
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::BadRequest("a lock needs a reason (-m \"why\"), so others know when to ask".into()));
+    }
+    check_message(&req.reason)?;
+    let subject = known_environment(&st, &env)?;
+    let event = NewEvent::new(caller.actor(), "lock.taken", &subject, format!("{} locked {env}: {}", caller.name, req.reason))
+        .with_data(json!({"environment": env, "reason": req.reason}));
+    st.store.take_lock(&env, &caller.name, &req.reason, event).await?;
+    Ok(Json(json!({"environment": env, "holder": caller.name, "reason": req.reason})))
+}
+
+pub async fn unlock(Member(caller): Member, State(st): State<AppState>, Path(env): Path<String>) -> ApiResult<Json<Value>> {
+    let subject = known_environment(&st, &env)?;
+    let event = NewEvent::new(caller.actor(), "lock.released", &subject, format!("{} unlocked {env}", caller.name))
+        .with_data(json!({"environment": env}));
+    st.store.release_lock(&env, &caller.name, caller.role.allows(Role::Admin), event).await?;
+    Ok(Json(json!({"environment": env, "unlocked": true})))
+}
+
+/// Per environment: the live deploy, the locks, how many commits are pending.
+pub async fn environments(_: Viewer, State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let Some(cfg) = st.deploy.clone() else { return Ok(Json(json!({"environments": []}))) };
+    let locks = st.store.locks().await?;
+    let mut out = Vec::new();
+    for name in cfg.environments.keys() {
+        let live = deploys::live(&*st.store, name).await?;
+        let head = git::resolve(&cfg.repo, &cfg.app.branch, None).await.ok();
+        let pending = match (&head, &live) {
+            (Some(h), l) => git::commits(&cfg.repo, l.as_ref().map(|d| d.revision.as_str()), h).await.map(|c| c.len()).unwrap_or(0),
+            _ => 0,
+        };
+        let env_locks: Vec<_> = locks.iter().filter(|l| &l.environment == name).collect();
+        out.push(json!({"name": name, "live": live, "locks": env_locks, "pending": pending}));
+    }
+    Ok(Json(json!({"app": cfg.app.name, "environments": out})))
+}
+
+/// The commits on trunk not yet live on the environment, and (with `requires`) what the required environment
+/// has that this one lacks.
+pub async fn pending(_: Viewer, State(st): State<AppState>, Path(env): Path<String>) -> ApiResult<Json<Value>> {
+    let cfg = st.deploy.clone().ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
+    let e = cfg.environment(&env).map_err(ApiError::NotFound)?;
+    let head = git::resolve(&cfg.repo, &cfg.app.branch, None).await.map_err(|e| ApiError::BadRequest(e.0))?;
+    let live = deploys::live(&*st.store, &env).await?;
+    let from = live.as_ref().map(|d| d.revision.as_str());
+    let commits = git::commits(&cfg.repo, from, &head).await.map_err(|e| ApiError::BadRequest(e.0))?;
+    let mut out = json!({"environment": env, "branch": cfg.app.branch, "head": head, "live": live.as_ref().map(|d| &d.revision), "commits": commits});
+    if let Some(req) = &e.requires {
+        if let Some(there) = deploys::live(&*st.store, req).await? {
+            let ahead = git::commits(&cfg.repo, from, &there.revision).await.map_err(|e| ApiError::BadRequest(e.0))?;
+            out["requires"] = json!({"environment": req, "live": there.revision, "commits": ahead});
+        }
+    }
+    Ok(Json(out))
+}
