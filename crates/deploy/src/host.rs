@@ -89,9 +89,13 @@ impl Target {
     pub async fn transfer(&self, artifact: &Path, release: &str, previous: Option<&str>) -> Result<()> {
         let path = self.host.path();
         let mut cmd = Command::new("rsync");
-        cmd.args(["-a", "--delete"]);
+        // Recursive, links, permissions, devices; not times: every build writes fresh files, so times never
+        // match the previous release and, as a preserved attribute, would stop rsync from hard-linking
+        // unchanged files. With --checksum it compares contents instead: an unchanged file becomes a hard link
+        // to the previous release's (no copy, no transfer).
+        cmd.args(["-rlpD", "--delete"]);
         if let Some(prev) = previous {
-            cmd.arg(format!("--link-dest={path}/releases/{prev}"));
+            cmd.arg("--checksum").arg(format!("--link-dest={path}/releases/{prev}"));
         }
         if matches!(self.host, Host::Ssh { .. }) {
             let ssh = std::iter::once("ssh".to_string()).chain(self.ssh_args().iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ");

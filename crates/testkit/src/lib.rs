@@ -121,3 +121,88 @@ fn running_as_root() -> bool {
     // `id -u` rather than libc, to keep the harness free of unsafe code.
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
+
+/// An OpenSSH server (Debian's openssh-server) on a free loopback port, with its own host key and one
+/// authorised user key; stopped when dropped.
+pub struct Sshd {
+    pub port: u16,
+    /// The private key that logs in (as the user running the tests).
+    pub key: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    pub fn start() -> Result<Sshd> {
+        let dir = tempfile::Builder::new().prefix("crew-sshd-").tempdir()?;
+        let d = dir.path().to_path_buf();
+        fs::create_dir_all("/run/sshd").ok();
+        for name in ["host_key", "user_key"] {
+            let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(d.join(name)).status()?;
+            if !status.success() {
+                bail!("ssh-keygen failed");
+            }
+        }
+        fs::copy(d.join("user_key.pub"), d.join("authorized_keys"))?;
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile none\n\
+             LogLevel ERROR\nMaxStartups 100\nMaxSessions 100\n",
+            d = d.display()
+        );
+        fs::write(d.join("sshd_config"), config)?;
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start /usr/sbin/sshd (Debian's openssh-server package)")?;
+        let sshd = Sshd { port, key: d.join("user_key"), child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = Command::new("ssh")
+                .args(sshd.options())
+                .args(["-p", &port.to_string(), &format!("{}@127.0.0.1", whoami()), "true"])
+                .stderr(std::process::Stdio::null())
+                .status()?
+                .success();
+            if ok {
+                return Ok(sshd);
+            }
+            if Instant::now() > deadline {
+                bail!("sshd on port {port} does not accept the test key");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Lets `other`'s key log in here too, so one set of ssh options reaches several hosts.
+    pub fn authorize(&self, other: &Sshd) -> Result<()> {
+        use std::io::Write;
+        let key = fs::read_to_string(other.key.with_extension("pub"))?;
+        let dir = self.key.parent().expect("key in its folder");
+        fs::OpenOptions::new().append(true).open(dir.join("authorized_keys"))?.write_all(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// The `ssh` options that log in to this server without questions.
+    pub fn options(&self) -> Vec<String> {
+        ["-i", &self.key.display().to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The user the tests run as.
+pub fn whoami() -> String {
+    Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|_| "root".into())
+}

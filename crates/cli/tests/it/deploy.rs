@@ -266,3 +266,125 @@ async fn bad_deploys_say_what_is_wrong_and_touch_no_host() {
     assert!(err.contains("environments.production.canaries"), "{err}");
     let _: Option<Value> = None;
 }
+
+/// A repository whose production is two SSH hosts (each its own sshd and folder), canary 1.
+fn ssh_app(sshds: &[&crew_testkit::Sshd], restart: &str) -> App {
+    let a = app();
+    for d in &sshds[1..] {
+        d.authorize(sshds[0]).unwrap();
+    }
+    let user = crew_testkit::whoami();
+    let hosts: Vec<String> = sshds
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("\"ssh://{user}@127.0.0.1:{}{}/web{}\"", d.port, a.hosts.display(), i + 1))
+        .collect();
+    let opts: Vec<String> = sshds[0].options().iter().map(|o| format!("{o:?}")).collect();
+    let toml = format!(
+        r#"[app]
+name = "www"
+repo = "."
+
+[build]
+command = "mkdir -p dist/assets && cp index.html dist/ && echo $CREW_REVISION > dist/REVISION && yes crew | head -c 100000 > dist/assets/blob"
+artifact = "dist"
+
+[environments.production]
+hosts = [{}]
+canary = 1
+restart = "{restart}"
+ssh_options = [{}]
+"#,
+        hosts.join(", "),
+        opts.join(", ")
+    );
+    std::fs::write(a.repo.join("crew.toml"), toml).unwrap();
+    sh(&a.repo, "git -c user.name=Alice -c user.email=a@example.com commit -qam 'ssh hosts'");
+    a
+}
+
+#[tokio::test]
+async fn two_ssh_hosts_deploy_and_roll_back() {
+    let (d1, d2) = (crew_testkit::Sshd::start().unwrap(), crew_testkit::Sshd::start().unwrap());
+    let a = ssh_app(&[&d1, &d2], "echo restarted > ../../restarted");
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let first = sh(&a.repo, "git rev-parse HEAD");
+    let (code, out, err) = run(s.cli(&m).args(["deploy", "production"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    for h in ["web1", "web2"] {
+        assert_eq!(live(&a.hosts.join(h)).unwrap().1, first, "{h}");
+        assert!(a.hosts.join(h).join("restarted").exists());
+        assert!(out.contains(&format!("ssh://{}@127.0.0.1", crew_testkit::whoami())), "{out}");
+    }
+    let (release1, _) = live(&a.hosts.join("web1")).unwrap();
+    let second = commit(&a.repo, "index.html", "<h1>v2</h1>\n", "v2");
+    let (code, out, err) = run(s.cli(&m).args(["deploy", "production"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(live(&a.hosts.join("web2")).unwrap().1, second);
+    // Unchanged files are hard links to the previous release's (rsync --link-dest): no second copy on disk.
+    let (release2, _) = live(&a.hosts.join("web2")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let ino = |r: &str| std::fs::metadata(a.hosts.join("web2").join(r).join("assets/blob")).unwrap().ino();
+    assert_eq!(ino(&release1), ino(&release2));
+    let (code, out, err) = run(s.cli(&m).args(["rollback", "production"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    for h in ["web1", "web2"] {
+        assert_eq!(live(&a.hosts.join(h)).unwrap(), (release1.clone(), first.clone()), "{h}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_canary_stops_before_the_other_hosts() {
+    let (d1, d2) = (crew_testkit::Sshd::start().unwrap(), crew_testkit::Sshd::start().unwrap());
+    let a = ssh_app(&[&d1, &d2], "test ! -e ../../broken || { echo canary is broken >&2; exit 1; }");
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "production"]));
+    assert_eq!(code, 0, "{err}");
+    let before: Vec<_> = ["web1", "web2"].iter().map(|h| live(&a.hosts.join(h)).unwrap()).collect();
+    commit(&a.repo, "index.html", "<h1>v2</h1>\n", "v2");
+    std::fs::write(a.hosts.join("web1/broken"), "").unwrap();
+    let (code, out, err) = run(s.cli(&m).args(["deploy", "production"]));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("canary is broken"), "the failing host's output is shown: {err}");
+    assert_eq!(live(&a.hosts.join("web1")).unwrap(), before[0], "the canary is switched back");
+    assert_eq!(live(&a.hosts.join("web2")).unwrap(), before[1], "the other host was never touched");
+    let releases = std::fs::read_dir(a.hosts.join("web2/releases")).unwrap().count();
+    assert_eq!(releases, 1, "nothing was even shipped to the other host");
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_deploy_marks_it_interrupted_and_leaves_hosts_whole() {
+    let a = app();
+    // Production's restart hangs on the second host, so the kill lands mid-deploy.
+    let toml = std::fs::read_to_string(a.repo.join("crew.toml")).unwrap().replace(
+        "restart = \"echo restarted > ../../restarted\"",
+        "restart = \"case $PWD in *prod2*) sleep 30;; esac; echo restarted > ../../restarted\"",
+    );
+    std::fs::write(a.repo.join("crew.toml"), toml).unwrap();
+    sh(&a.repo, "git -c user.name=A -c user.email=a@e commit -qam 'slow restart'");
+    let mut s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging"]));
+    assert_eq!(code, 0, "{err}");
+    let res = s.req(reqwest::Method::POST, "/api/v1/deploys", &m).json(&serde_json::json!({"environment": "production"})).send().await.unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let switched = crate::harness::eventually(Duration::from_secs(20), || async { a.hosts.join("prod1/restarted").exists() }).await;
+    assert!(switched, "the canary was deployed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop_hard();
+    s.restart();
+    let d = s.get_json(&format!("/api/v1/deploys/{id}"), &m).await;
+    assert_eq!(d["status"], "interrupted");
+    let v = s.get_json("/api/v1/events?kind=deploy.interrupted", &m).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    // Every host has a complete current; the environment is free again.
+    for h in ["prod1", "prod2"] {
+        if let Ok(target) = std::fs::read_link(a.hosts.join(h).join("current")) {
+            assert!(a.hosts.join(h).join(&target).join("REVISION").exists(), "{h}: current is a complete release");
+        }
+    }
+    assert!(s.get_json("/api/v1/environments", &m).await["environments"].as_array().unwrap().iter().all(|e| e["locks"].as_array().unwrap().is_empty()));
+}
