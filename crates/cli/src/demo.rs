@@ -5,7 +5,8 @@ use crate::cli::{DemoArgs, LogFormat};
 use crate::client::Client;
 use crate::commands::{init_logs, start_error};
 use anyhow::{Context, Result};
-use crew_server::{App, FileConfig, Settings, StartError};
+use crew_server::{App, Overrides, Settings, StartError};
+use std::path::{Path, PathBuf};
 use reqwest::Method;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -14,14 +15,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     init_logs(LogFormat::Text, "warn");
     let dir = tempfile::Builder::new().prefix("crew-demo-").tempdir().context("a temporary folder for the demo")?;
     let data_dir = dir.path().join(".crew");
-    let settings = |listen: &str| Settings {
-        data_dir: data_dir.clone(),
-        listen: listen.to_string(),
-        statsd: None,
-        database: format!("sqlite://{}", data_dir.join("crew.db").display()),
-        config_path: None,
-        file: FileConfig::default(),
-        deploy: None,
+    let repo = sample_repository(dir.path()).await?;
+    let config = repo.join("crew.toml");
+    let settings = |listen: &str| {
+        Settings::resolve(Overrides {
+            config: Some(config.clone()),
+            data_dir: Some(data_dir.clone()),
+            listen: Some(listen.to_string()),
+            statsd: Some("off".into()),
+            database: None,
+        })
+        .expect("the demo's crew.toml is valid")
     };
     let app = match App::build(settings(&args.listen)).await {
         Ok(app) => app,
@@ -53,6 +57,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         alice.json(Method::POST, "/api/v1/events", Some(&body)).await?;
     }
 
+    // Real deploys of the sample app: staging, then production (two hosts); a second commit shipped the same
+    // way; a third left pending.
+    for env in ["staging", "production"] {
+        deploy(&alice, env, "first version").await?;
+    }
+    commit(&repo, "index.html", "<h1>crew demo</h1>\n<p>now with a login page</p>\n", "Add the login page").await?;
+    for env in ["staging", "production"] {
+        deploy(&alice, env, "login page").await?;
+    }
+    commit(&repo, "about.html", "<p>about us</p>\n", "Add an about page").await?;
+
     // `cargo run -- demo` leaves no `crew` on PATH: say how to call this very binary.
     let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("crew").is_file()));
     let alias = match std::env::current_exe() {
@@ -67,10 +82,88 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew events --follow                      # the timeline, live\n    \
          crew token create carol --role viewer     # appears on the timeline at once\n    \
          crew events --search login                # search the timeline\n    \
+         crew log                                  # the deploy log\n    \
+         crew pending production                   # what trunk has that production lacks\n    \
+         crew deploy staging -m \"about page\"      # ship it to staging first ...\n    \
+         crew deploy production -m \"about page\"   # ... production requires it\n    \
+         crew rollback production                  # back to the previous release in seconds\n    \
          crew status\n\n\
+         The sample app's repository is {}; its hosts are folders under {}.\n\
          Data lives in {} until you stop the demo with Ctrl-C.",
+        repo.display(),
+        dir.path().join("hosts").display(),
         dir.path().display()
     );
     server.await.context("demo server")??;
     Ok(())
+}
+
+/// Runs git in the sample repository.
+async fn git(repo: &Path, args: &[&str]) -> Result<()> {
+    let out = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=Alice Demo", "-c", "user.email=alice@example.com"])
+        .args(args)
+        .output()
+        .await
+        .context("running git (the demo needs git installed)")?;
+    anyhow::ensure!(out.status.success(), "git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(())
+}
+
+async fn commit(repo: &Path, file: &str, text: &str, subject: &str) -> Result<()> {
+    tokio::fs::write(repo.join(file), text).await?;
+    git(repo, &["add", "-A"]).await?;
+    git(repo, &["commit", "-q", "-m", subject]).await
+}
+
+/// A small web app's repository with a crew.toml: staging on one host folder, production on two (one canary),
+/// production requiring what staging runs.
+async fn sample_repository(root: &Path) -> Result<PathBuf> {
+    let repo = root.join("www");
+    let hosts = root.join("hosts");
+    tokio::fs::create_dir_all(&repo).await?;
+    let toml = format!(
+        r#"# The sample app crew demo deploys. Hosts are local folders; real ones are ssh://user@host/path.
+[app]
+name = "www"
+repo = "."
+branch = "main"
+
+[build]
+command = "mkdir -p dist && cp *.html dist/ && echo $CREW_REVISION > dist/REVISION"
+artifact = "dist"
+
+[environments.staging]
+hosts = ["local:{h}/staging"]
+
+[environments.production]
+hosts = ["local:{h}/web1", "local:{h}/web2"]
+canary = 1
+requires = "staging"
+restart = "echo restarted >> ../../restarts.log"
+"#,
+        h = hosts.display()
+    );
+    tokio::fs::write(repo.join("crew.toml"), toml).await?;
+    tokio::fs::write(repo.join("index.html"), "<h1>crew demo</h1>\n").await?;
+    git(&repo, &["init", "-q", "-b", "main"]).await?;
+    git(&repo, &["add", "-A"]).await?;
+    git(&repo, &["commit", "-q", "-m", "First page"]).await?;
+    Ok(repo)
+}
+
+/// Deploys through the API and waits for the end.
+async fn deploy(client: &Client, environment: &str, message: &str) -> Result<()> {
+    let d = client.json(Method::POST, "/api/v1/deploys", Some(&json!({"environment": environment, "message": message}))).await?;
+    let id = d["id"].as_i64().unwrap_or(0);
+    loop {
+        let d = client.json(Method::GET, &format!("/api/v1/deploys/{id}"), None).await?;
+        match d["status"].as_str() {
+            Some("running") => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Some("succeeded") => return Ok(()),
+            other => anyhow::bail!("the demo's deploy #{id} to {environment} ended {other:?}: {}", d["error"]),
+        }
+    }
 }

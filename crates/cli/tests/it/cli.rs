@@ -215,6 +215,16 @@ async fn demo_serves_real_events_until_interrupted() {
     let kinds: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"token.created") && kinds.contains(&"note"), "{kinds:?}");
     assert!(v["events"].as_array().unwrap().iter().any(|e| e["actor"]["name"] == "alice"));
+    // Two real deploys to each environment, production on two hosts, and one commit left pending.
+    let v: Value = http.get(format!("{url}/api/v1/deploys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let statuses: Vec<&str> = v["deploys"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["succeeded"; 4]);
+    let p: Value = http.get(format!("{url}/api/v1/environments/production/pending")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(p["commits"].as_array().unwrap().len(), 1, "{p}");
+    for host in ["web1", "web2"] {
+        let rev = std::fs::read_to_string(std::path::Path::new(&folder).join("hosts").join(host).join("current/REVISION")).unwrap();
+        assert_eq!(rev.trim(), v["deploys"][0]["revision"].as_str().unwrap());
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status}");
