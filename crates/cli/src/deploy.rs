@@ -23,23 +23,12 @@ fn when(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// One deploy as a line of the deploy log, the Flickr way:
-/// `[2026-11-26 16:03:57] [alice] www deployed to production: 3f2a1c9..8e4d0b1 (7 commits) "fix login"`.
+/// One deploy as a line of the deploy log (the server's one definition of it).
 pub fn log_line(d: &Value) -> String {
-    let range = crew_server::deploys::range(d["previous"].as_str(), s(d, "revision"), d["commits"].as_i64().unwrap_or(0));
-    let msg = if s(d, "message").is_empty() || s(d, "action") == "rollback" { String::new() } else { format!(" \"{}\"", s(d, "message")) };
-    let (app, env) = (s(d, "app"), s(d, "environment"));
-    let what = match (s(d, "action"), s(d, "status")) {
-        ("rollback", "succeeded") => format!("{app} rolled back {env} to {} ({})", short(s(d, "revision")), s(d, "message")),
-        ("rollback", "running") => format!("{app} rolling back {env} to {}", short(s(d, "revision"))),
-        ("rollback", st) => format!("{app} rollback of {env} {st}: {}", s(d, "error")),
-        (_, "succeeded") => format!("{app} deployed to {env}: {range}{msg}"),
-        (_, "running") => format!("{app} deploying to {env}: {range}{msg}"),
-        (_, "rolled_back") => format!("{app} deploy to {env} failed, switched back: {range}{msg}: {}", s(d, "error")),
-        (_, "interrupted") => format!("{app} deploy to {env} interrupted: {range}{msg}"),
-        (_, _) => format!("{app} failed to deploy to {env}: {range}{msg}: {}", s(d, "error")),
-    };
-    format!("[{}] [{}] {what}", when(d), s(d, "actor"))
+    match serde_json::from_value::<crew_store::Deploy>(d.clone()) {
+        Ok(d) => crew_server::deploys::log_line(&d),
+        Err(_) => d.to_string(),
+    }
 }
 
 /// Prints a deploy's log as it is written, until it ends; exit 0 only if it succeeded.

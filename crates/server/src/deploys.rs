@@ -89,6 +89,26 @@ pub async fn start(st: &AppState, environment: &str, rev: Option<&str>, message:
     Ok(deploy)
 }
 
+/// One deploy as a line of the deploy log, the Flickr way:
+/// `[2026-11-26 16:03:57] [alice] www deployed to production: 3f2a1c9..8e4d0b1 (7 commits) "fix login"`.
+pub fn log_line(d: &Deploy) -> String {
+    let range = range(d.previous.as_deref(), &d.revision, d.commits);
+    let msg = if d.action == "rollback" { String::new() } else { quoted(&d.message) };
+    let (app, env, err) = (&d.app, &d.environment, d.error.as_deref().unwrap_or(""));
+    let rev = git::short(&d.revision);
+    let what = match (d.action.as_str(), d.status.as_str()) {
+        ("rollback", "succeeded") => format!("{app} rolled back {env} to {rev} ({})", d.message),
+        ("rollback", "running") => format!("{app} rolling back {env} to {rev}"),
+        ("rollback", st) => format!("{app} rollback of {env} {st}: {err}"),
+        (_, "succeeded") => format!("{app} deployed to {env}: {range}{msg}"),
+        (_, "running") => format!("{app} deploying to {env}: {range}{msg}"),
+        (_, "rolled_back") => format!("{app} deploy to {env} failed, switched back: {range}{msg}: {err}"),
+        (_, "interrupted") => format!("{app} deploy to {env} interrupted: {range}{msg}"),
+        (_, _) => format!("{app} failed to deploy to {env}: {range}{msg}: {err}"),
+    };
+    format!("[{}] [{}] {what}", crew_core::time::human(d.started_at), d.actor)
+}
+
 fn quoted(message: &str) -> String {
     if message.is_empty() {
         String::new()

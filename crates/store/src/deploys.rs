@@ -1,10 +1,10 @@
 //! The deploy records, their logs and environment locks, as the store keeps them.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A deploy or rollback of an environment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deploy {
     /// The deploy's number: `#42`.
     pub id: i64,

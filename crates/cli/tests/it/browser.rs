@@ -160,3 +160,53 @@ async fn session_writes_need_the_csrf_token() {
     let e: serde_json::Value = res.json().await.unwrap();
     assert_eq!(e["actor"], json!({"name": "mo", "via": "web"}));
 }
+
+#[tokio::test]
+async fn a_member_deploys_from_the_web_and_watches_it_finish() {
+    let a = crate::deploy::app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let member = s.token("mo", "member").await;
+    let viewer = s.token("vera", "viewer").await;
+    let (_driver, c) = driver().await;
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    // A viewer sees the environments but no buttons.
+    c.goto(&format!("{}/signin?next=/deploys", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&viewer).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    wait(&c, "section.env").await;
+    assert!(c.find(Locator::Css("button.deploy")).await.is_err(), "viewers get no Deploy button");
+    c.find(Locator::Css("form.who button")).await.unwrap().click().await.unwrap();
+
+    c.goto(&format!("{}/signin?next=/deploys", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&member).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let staging = wait(&c, "section.env[data-environment=staging]").await;
+    let text = staging.text().await.unwrap();
+    assert!(text.contains("No live release") && text.contains("1 commit(s) pending"), "{text}");
+    staging.find(Locator::Css("input[name=message]")).await.unwrap().send_keys("from the web").await.unwrap();
+    staging.find(Locator::Css("button.deploy")).await.unwrap().click().await.unwrap();
+    wait(&c, "#deploy-log").await;
+    assert!(c.current_url().await.unwrap().path().starts_with("/deploys/"));
+    let done = eventually(Duration::from_secs(20), || async {
+        c.find(Locator::Css("#deploy-status")).await.unwrap().text().await.unwrap() == "succeeded"
+    })
+    .await;
+    assert!(done, "the status turns to succeeded without reload");
+    let log = c.find(Locator::Css("#deploy-log")).await.unwrap().text().await.unwrap();
+    assert!(log.contains("switched to") && log.contains("succeeded in"), "{log}");
+    assert!(crate::deploy::live(&a.hosts.join("staging1")).is_some());
+
+    // Lock from the page: the lock shows, with who and why.
+    c.goto(&format!("{}/deploys", s.url)).await.unwrap();
+    let prod = wait(&c, "section.env[data-environment=production]").await;
+    prod.find(Locator::Css("input[name=reason]")).await.unwrap().send_keys("db migration").await.unwrap();
+    prod.find(Locator::Css("form[action='/deploys/lock'] button")).await.unwrap().click().await.unwrap();
+    let lock = wait(&c, "section.env[data-environment=production] p.lock").await.text().await.unwrap();
+    assert!(lock.contains("locked by mo") && lock.contains("db migration"), "{lock}");
+    let log = c.find(Locator::Css("ul.deploylog")).await.unwrap().text().await.unwrap();
+    assert!(log.contains("[mo] www deployed to staging") && log.contains("\"from the web\""), "{log}");
+    c.close().await.unwrap();
+}

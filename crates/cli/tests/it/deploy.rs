@@ -30,16 +30,16 @@ fn health_server(healthy: PathBuf) -> u16 {
     port
 }
 
-struct App {
-    repo: PathBuf,
-    hosts: PathBuf,
+pub struct App {
+    pub repo: PathBuf,
+    pub hosts: PathBuf,
     healthy: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 /// A git repository with crew.toml: staging (one host) and production (two hosts, a canary, requires staging,
 /// a restart command and a health check).
-fn app() -> App {
+pub fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let hosts = dir.path().join("hosts");
@@ -87,7 +87,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 }
 
 /// The release `current` points to on a host folder, and the revision it holds.
-fn live(host: &Path) -> Option<(String, String)> {
+pub fn live(host: &Path) -> Option<(String, String)> {
     let target = std::fs::read_link(host.join("current")).ok()?;
     let rev = std::fs::read_to_string(host.join("current/REVISION")).ok()?;
     Some((target.display().to_string(), rev.trim().to_string()))

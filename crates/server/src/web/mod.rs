@@ -5,7 +5,8 @@
 //! can neither act as a signed-in user nor sign a browser in as someone else. Pages are served with a strict
 //! Content-Security-Policy: scripts and styles only from crew itself, never inline.
 
-mod pages;
+mod deploys;
+pub(crate) mod pages;
 
 use crate::auth::{cookie, hash_secret, random_id, SESSION_COOKIE};
 use crate::state::AppState;
@@ -23,7 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 const SESSION_DAYS: i64 = 7;
 
 /// The pages in the navigation, in order. Each area adds its page here when it lands.
-pub const NAV: &[(&str, &str)] = &[("Timeline", "/timeline"), ("Status", "/status")];
+pub const NAV: &[(&str, &str)] = &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Status", "/status")];
 
 pub fn router() -> Router<AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -34,6 +35,13 @@ pub fn router() -> Router<AppState> {
         .route("/signout", post(signout))
         .route("/timeline", get(pages::timeline))
         .route("/status", get(pages::status))
+        .route("/deploys", get(deploys::index))
+        .route("/deploys/{id}", get(deploys::show))
+        .route("/deploys/start", post(deploys::start))
+        .route("/deploys/rollback", post(deploys::rollback))
+        .route("/deploys/lock", post(deploys::lock))
+        .route("/deploys/unlock", post(deploys::unlock))
+        .route("/static/deploy.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/deploy.js"))))
         .route("/static/crew.css", get(|| asset("text/css; charset=utf-8", include_str!("../../assets/crew.css"))))
         .route("/static/timeline.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/timeline.js"))))
         .fallback(pages::not_found)
@@ -78,11 +86,11 @@ impl FromRequestParts<AppState> for WebUser {
     }
 }
 
-fn form(body: &Bytes) -> Vec<(String, String)> {
+pub(crate) fn form(body: &Bytes) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
     f.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 

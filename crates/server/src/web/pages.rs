@@ -11,7 +11,7 @@ use crew_core::time::{human, rfc3339};
 use crew_core::Event;
 use maud::{html, Markup, DOCTYPE};
 
-fn layout(title: &str, user: Option<&WebUser>, current: &str, body: Markup) -> Markup {
+pub(crate) fn layout(title: &str, user: Option<&WebUser>, current: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
