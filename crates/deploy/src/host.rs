@@ -17,6 +17,20 @@ pub struct Target {
     pub ssh_options: Vec<String>,
 }
 
+/// Where SSH keeps its shared connections: private to this user.
+fn control_dir() -> String {
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let uid = std::process::Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let dir = std::env::temp_dir().join(format!("crew-ssh-{uid}"));
+        let _ = std::fs::create_dir_all(&dir);
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        dir.display().to_string()
+    })
+    .clone()
+}
+
 /// Quotes a string for a POSIX shell.
 pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -24,8 +38,15 @@ pub fn quote(s: &str) -> String {
 
 impl Target {
     fn ssh_args(&self) -> Vec<String> {
-        let mut a = vec!["-o".to_string(), "BatchMode=yes".to_string(), "-o".to_string(), "ConnectTimeout=10".to_string()];
+        let mut a: Vec<String> = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
+        // One SSH connection per host, shared by a deploy's several steps (and rsync): a step then costs a
+        // round trip, not a new key exchange. The user's own ssh options come first and win.
         a.extend(self.ssh_options.iter().cloned());
+        a.extend(
+            ["-o", "ControlMaster=auto", "-o", &format!("ControlPath={}/%C", control_dir()), "-o", "ControlPersist=60"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         if let Host::Ssh { port: Some(p), .. } = &self.host {
             a.push("-p".into());
             a.push(p.to_string());
@@ -84,8 +105,7 @@ impl Target {
         Ok(out.rsplit('/').next().filter(|s| !s.is_empty()).map(String::from))
     }
 
-    /// Copies the artifact into `releases/<release>/` with rsync, hard-linking files unchanged since `previous`;
-    /// links `shared/` into it unless the artifact has its own.
+    /// Copies the artifact into `releases/<release>/` with rsync, hard-linking files unchanged since `previous`.
     pub async fn transfer(&self, artifact: &Path, release: &str, previous: Option<&str>) -> Result<()> {
         let path = self.host.path();
         let mut cmd = Command::new("rsync");
@@ -112,18 +132,15 @@ impl Target {
             let err = String::from_utf8_lossy(&out.stderr);
             return Err(DeployError(format!("{}: rsync failed: {}", self.host, err.trim().lines().next().unwrap_or(""))));
         }
-        self.run(&format!(
-            "set -e; P={}; R=\"$P/releases/{release}\"; if [ ! -e \"$R/shared\" ]; then ln -s ../../shared \"$R/shared\"; fi",
-            self.p()
-        ))
-        .await?;
         Ok(())
     }
 
-    /// Points `current` at `releases/<release>` atomically: a new link, renamed over the old one.
+    /// Points `current` at `releases/<release>` atomically: a new link, renamed over the old one. Links
+    /// `shared/` into the release first, unless the artifact has its own.
     pub async fn switch(&self, release: &str) -> Result<()> {
         self.run(&format!(
-            "set -e; P={}; test -d \"$P/releases/{release}\" || {{ echo \"release {release} is not on this host\" >&2; exit 1; }}; \
+            "set -e; P={}; R=\"$P/releases/{release}\"; test -d \"$R\" || {{ echo \"release {release} is not on this host\" >&2; exit 1; }}; \
+             [ -e \"$R/shared\" ] || [ -L \"$R/shared\" ] || ln -s ../../shared \"$R/shared\"; \
              ln -sfn \"releases/{release}\" \"$P/.current-{release}\"; mv -Tf \"$P/.current-{release}\" \"$P/current\"",
             self.p()
         ))
