@@ -31,18 +31,68 @@ pub fn log_line(d: &Value) -> String {
     }
 }
 
+/// The median duration of the environment's recent succeeded deploys (of the same action), for an ETA.
+async fn typical_duration(client: &Client, d: &Value) -> Option<Duration> {
+    let path = format!("/api/v1/deploys?environment={}&limit=20", enc(s(d, "environment")));
+    let v = client.json(Method::GET, &path, None).await.ok()?;
+    let mut secs: Vec<f64> = v["deploys"]
+        .as_array()?
+        .iter()
+        .filter(|p| p["status"] == "succeeded" && p["action"] == d["action"])
+        .filter_map(|p| {
+            let start = chrono::DateTime::parse_from_rfc3339(p["started_at"].as_str()?).ok()?;
+            let end = chrono::DateTime::parse_from_rfc3339(p["finished_at"].as_str()?).ok()?;
+            Some((end - start).num_milliseconds() as f64 / 1000.0)
+        })
+        .collect();
+    if secs.is_empty() {
+        return None;
+    }
+    secs.sort_by(|a, b| a.total_cmp(b));
+    Some(Duration::from_secs_f64(secs[secs.len() / 2]))
+}
+
+/// Progress for a terminal: a bar over the deploy's steps (build, then each host switched), with an ETA from
+/// the environment's past deploys; log lines scroll above it. `None` when stderr is not a terminal.
+fn progress(hosts: u64, typical: Option<Duration>) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(hosts + 1);
+    let eta = typical.map(|t| format!(" (usually {:.0}s)", t.as_secs_f64())).unwrap_or_default();
+    let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}{eta}"))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb.enable_steady_tick(Duration::from_millis(120));
+    Some(pb)
+}
+
 /// Prints a deploy's log as it is written, until it ends; exit 0 only if it succeeded.
 pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
     let id = d["id"].as_i64().unwrap_or(0);
+    let mut bar = None;
     if !as_json {
         eprintln!("#{id}: {}", log_line(d));
+        bar = progress(host_count(client, d).await, typical_duration(client, d).await);
     }
     let mut offset = 0;
     let last = loop {
         let v = client.json(Method::GET, &format!("/api/v1/deploys/{id}/log?offset={offset}"), None).await?;
         for line in v["lines"].as_array().into_iter().flatten() {
-            if !as_json {
-                println!("{}", line.as_str().unwrap_or(""));
+            let line = line.as_str().unwrap_or("");
+            if as_json {
+                continue;
+            }
+            match &bar {
+                Some(pb) => {
+                    pb.println(line);
+                    if line.contains(": built") || line.contains("reusing the build") || line.contains(": switched to") {
+                        pb.inc(1);
+                    }
+                    pb.set_message(line.chars().take(60).collect::<String>());
+                }
+                None => println!("{line}"),
             }
         }
         offset = v["next_offset"].as_i64().unwrap_or(offset);
@@ -51,6 +101,9 @@ pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&last)?);
     } else {
@@ -60,6 +113,12 @@ pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
         "succeeded" => Ok(()),
         _ => Err(Exit::new(1, format!("deploy #{id} {}: {}", s(&last, "status"), s(&last, "error"))).into()),
     }
+}
+
+/// How many hosts the deploy's environment has (for the progress bar).
+async fn host_count(client: &Client, d: &Value) -> u64 {
+    let path = format!("/api/v1/environments/{}/pending", enc(s(d, "environment")));
+    client.json(Method::GET, &path, None).await.ok().and_then(|v| v["hosts"].as_u64()).unwrap_or(1)
 }
 
 pub async fn log(client: &Client, environment: Option<&str>, limit: u32, as_json: bool) -> Result<()> {

@@ -155,6 +155,19 @@ async fn deploy_log_pending_requires_and_rollback() {
     let (_, out, _) = run(s.cli(&alice).args(["log", "production", "-n", "1"]));
     assert!(out.contains(&format!("www rolled back production to {}", &first[..7])), "{out}");
 
+    // A deploy's log is also a stream of server-sent events, ending with the status.
+    let v = s.get_json("/api/v1/deploys?environment=production&limit=1", &alice).await;
+    let id = v["deploys"][0]["id"].as_i64().unwrap();
+    let res = s.req(reqwest::Method::GET, &format!("/api/v1/deploys/{id}/log/stream"), &alice).send().await.unwrap();
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(5), res.bytes_stream().eventsource().collect::<Vec<_>>()).await.unwrap();
+    let events: Vec<_> = events.into_iter().map(|e| e.unwrap()).collect();
+    let end = events.last().unwrap();
+    assert_eq!((end.event.as_str(), end.data.as_str()), ("end", "succeeded"));
+    assert!(events.iter().any(|e| e.data.contains("switched to")));
+
     // Everything is on the timeline.
     let v = s.get_json("/api/v1/events?kind=deploy&limit=100", &alice).await;
     let kinds: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -259,6 +272,20 @@ async fn bad_deploys_say_what_is_wrong_and_touch_no_host() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("artifact folder `build`"), "{err}");
     assert!(!a.hosts.join("staging1/current").exists());
+    // A failing `before` hook stops the deploy before any host is touched.
+    let hooked = toml.replace("artifact = \"build\"", "artifact = \"dist\"").replace(
+        "hosts = [\"local:",
+        "hooks = { before = [\"echo checking migrations; exit 3\"] }\nhosts = [\"local:",
+    );
+    std::fs::write(a.repo.join("crew.toml"), &hooked).unwrap();
+    drop(s);
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, out, err) = run(s.cli(&m).args(["deploy", "staging"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("before hook stopped the deploy") && out.contains("hook: checking migrations"), "{out}\n{err}");
+    assert!(!a.hosts.join("staging1/current").exists());
+    drop(s);
     // An unknown key in the deploy config stops the server's start, naming it.
     std::fs::write(a.repo.join("crew.toml"), toml.replace("canary = 1", "canary = 1\ncanaries = 2")).unwrap();
     let (code, _, err) = run(Command::new(crate::harness::CREW).args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"]).arg(a.repo.join("crew.toml")).arg("--data-dir").arg(a.hosts.join("d")));

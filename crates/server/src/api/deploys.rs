@@ -151,7 +151,7 @@ pub async fn pending(_: Viewer, State(st): State<AppState>, Path(env): Path<Stri
     let live = deploys::live(&*st.store, &env).await?;
     let from = live.as_ref().map(|d| d.revision.as_str());
     let commits = git::commits(&cfg.repo, from, &head).await.map_err(|e| ApiError::BadRequest(e.0))?;
-    let mut out = json!({"environment": env, "branch": cfg.app.branch, "head": head, "live": live.as_ref().map(|d| &d.revision), "commits": commits});
+    let mut out = json!({"environment": env, "branch": cfg.app.branch, "head": head, "hosts": e.hosts.len(), "live": live.as_ref().map(|d| &d.revision), "commits": commits});
     if let Some(req) = &e.requires {
         if let Some(there) = deploys::live(&*st.store, req).await? {
             let ahead = git::commits(&cfg.repo, from, &there.revision).await.map_err(|e| ApiError::BadRequest(e.0))?;
@@ -159,4 +159,53 @@ pub async fn pending(_: Viewer, State(st): State<AppState>, Path(env): Path<Stri
         }
     }
     Ok(Json(out))
+}
+
+/// The log as server-sent events: each line a message (its id the line number), then an `end` event with the
+/// deploy's final status. Resumes at `offset` or `Last-Event-ID` + 1.
+pub async fn log_stream(
+    _: Viewer,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let id = deploy_id(&id)?;
+    st.store.deploy(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deploy #{id}")))?;
+    let mut offset = 0i64;
+    for (k, v) in query_pairs(q.as_deref()) {
+        match k.as_str() {
+            "offset" => offset = v.parse().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?,
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
+        }
+    }
+    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
+        offset = last + 1;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
+    let shutdown = st.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            // Status first: once it says finished, every line is already stored.
+            let Ok(Some(d)) = st.store.deploy(id).await else { return };
+            let Ok(lines) = st.store.deploy_log(id, offset, 1000).await else { return };
+            for line in &lines {
+                if tx.send(Ok(SseEvent::default().id(offset.to_string()).data(line.as_str()))).await.is_err() {
+                    return;
+                }
+                offset += 1;
+            }
+            if d.status != "running" && lines.is_empty() {
+                let _ = tx.send(Ok(SseEvent::default().event("end").data(d.status))).await;
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+        }
+    });
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }

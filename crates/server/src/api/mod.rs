@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/deploys", get(deploys::list).post(deploys::create))
         .route("/api/v1/deploys/{id}", get(deploys::one))
         .route("/api/v1/deploys/{id}/log", get(deploys::log))
+        .route("/api/v1/deploys/{id}/log/stream", get(deploys::log_stream))
         .route("/api/v1/environments", get(deploys::environments))
         .route("/api/v1/environments/{env}/rollback", post(deploys::rollback))
         .route("/api/v1/environments/{env}/lock", post(deploys::lock).delete(deploys::unlock))
