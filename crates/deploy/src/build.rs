@@ -18,11 +18,16 @@ pub async fn ensure(
 ) -> Result<PathBuf> {
     let dir = builds.join(&cfg.app.name).join(sha);
     let artifact = dir.join("src").join(&cfg.build.artifact);
+    // One build per commit at a time in this server: a second deploy of the same commit waits, then reuses.
+    let lock = commit_lock(&dir);
+    let _building = lock.lock().await;
     if dir.join("complete").exists() && artifact.is_dir() {
         journal.line(format!("build: reusing the build of {}", git::short(sha)));
         return Ok(artifact);
     }
-    let work = builds.join(&cfg.app.name).join(format!("{sha}.building-{}", std::process::id()));
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let work = builds.join(&cfg.app.name).join(format!("{sha}.building-{}-{n}", std::process::id()));
     let _ = tokio::fs::remove_dir_all(&work).await;
     let src = work.join("src");
     journal.line(format!("build: exporting {} from {}", git::short(sha), cfg.repo));
@@ -47,6 +52,14 @@ pub async fn ensure(
     Ok(artifact)
 }
 
+/// The lock of one commit's build folder.
+fn commit_lock(dir: &Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>> =
+        std::sync::OnceLock::new();
+    let mut map = LOCKS.get_or_init(Default::default).lock().expect("build locks");
+    map.entry(dir.to_path_buf()).or_default().clone()
+}
+
 /// Runs `sh -c command` in `dir`, each output line to the journal with `prefix`; an error names the exit status.
 pub async fn run_logged(command: &str, dir: &Path, env: &[(&str, &str)], prefix: &str, journal: &dyn Journal) -> Result<()> {
     let mut child = Command::new("sh")
@@ -58,13 +71,21 @@ pub async fn run_logged(command: &str, dir: &Path, env: &[(&str, &str)], prefix:
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| DeployError(format!("cannot start `{command}`: {e}")))?;
-    let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
+    // Bytes, not strings: output that is not UTF-8 must not stop the reading (the build would block on a full
+    // pipe); it is shown with replacement characters.
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut err = BufReader::new(child.stderr.take().expect("piped"));
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
     let (mut out_done, mut err_done) = (false, false);
+    let show = |buf: &mut Vec<u8>| {
+        let line = String::from_utf8_lossy(buf).trim_end_matches(['\n', '\r']).to_string();
+        buf.clear();
+        journal.line(format!("{prefix}: {line}"));
+    };
     while !(out_done && err_done) {
         tokio::select! {
-            l = out.next_line(), if !out_done => match l { Ok(Some(l)) => journal.line(format!("{prefix}: {l}")), _ => out_done = true },
-            l = err.next_line(), if !err_done => match l { Ok(Some(l)) => journal.line(format!("{prefix}: {l}")), _ => err_done = true },
+            n = out.read_until(b'\n', &mut out_buf), if !out_done => match n { Ok(n) if n > 0 => show(&mut out_buf), _ => out_done = true },
+            n = err.read_until(b'\n', &mut err_buf), if !err_done => match n { Ok(n) if n > 0 => show(&mut err_buf), _ => err_done = true },
         }
     }
     let status = child.wait().await.map_err(|e| DeployError(format!("`{command}`: {e}")))?;

@@ -123,6 +123,9 @@ impl Host {
                 return Err(format!("host `{s}`: no path; expected ssh://user@host:port/srv/www"));
             }
             let user = Some(u.username().to_string()).filter(|u| !u.is_empty());
+            if host.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) {
+                return Err(format!("host `{s}`: a host or user name cannot start with `-`"));
+            }
             return Ok(Host::Ssh { user, host: host.to_string(), port: u.port(), path });
         }
         Err(format!("host `{s}`: expected local:/path or ssh://user@host:port/path"))
@@ -217,11 +220,17 @@ impl DeployConfig {
                 }
             }
         }
-        let repo = if app.repo.contains("://") || app.repo.starts_with('/') {
-            app.repo.clone()
-        } else {
-            base.join(&app.repo).display().to_string()
-        };
+        if app.repo.contains("://") || app.repo.contains('@') && app.repo.contains(':') {
+            return Err(format!(
+                "app.repo `{}`: crew builds from a repository on its own disk; clone it on the crew server and give its path",
+                app.repo
+            ));
+        }
+        let artifact = Path::new(&build.artifact);
+        if build.artifact.is_empty() || artifact.is_absolute() || artifact.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("build.artifact `{}`: a folder inside the checkout, like `dist`", build.artifact));
+        }
+        let repo = if app.repo.starts_with('/') { app.repo.clone() } else { base.join(&app.repo).display().to_string() };
         Ok(DeployConfig { app, build, environments, repo })
     }
 
@@ -246,6 +255,7 @@ mod tests {
             ("local:srv", Err("absolute path")),
             ("ssh://web1", Err("no path")),
             ("ftp://x/y", Err("expected local:/path")),
+            ("ssh://-oProxyCommand=x@h/srv", Err("cannot start with `-`")),
         ];
         for (s, want) in table {
             match (Host::parse(s), want) {

@@ -35,9 +35,11 @@ pub async fn resolve(repo: &str, branch: &str, rev: Option<&str>) -> Result<Stri
         .await
         .map_err(|_| DeployError(format!("branch `{branch}` not found in {repo}")))?;
     let Some(rev) = rev else { return Ok(head) };
-    let sha = git(repo, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+    let sha = git(repo, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{rev}^{{commit}}")])
         .await
-        .map_err(|_| DeployError(format!("revision `{rev}` not found in {repo}")))?;
+        .ok()
+        .filter(|s| s.len() >= 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| DeployError(format!("revision `{rev}` not found in {repo}")))?;
     let on_branch = Command::new("git")
         .args(["-C", repo, "merge-base", "--is-ancestor", &sha, &head])
         .status()

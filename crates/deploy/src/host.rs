@@ -22,13 +22,33 @@ fn control_dir() -> String {
     static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let uid = std::process::Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!("crew-ssh-{uid}"));
-        let _ = std::fs::create_dir_all(&dir);
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mut dir = std::env::temp_dir().join(format!("crew-ssh-{uid}"));
+        let _ = std::fs::create_dir(&dir);
+        // Someone else may have made it first, to listen in: then a private folder of our own.
+        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid().to_string() == uid);
+        if !ours {
+            dir = std::env::temp_dir().join(format!("crew-ssh-{uid}-{}", std::process::id()));
+            let _ = std::fs::create_dir(&dir);
+        }
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         dir.display().to_string()
     })
     .clone()
+}
+
+/// A release name as crew makes them (`20261126160357123-8e4d0b1`): letters, digits, `.`, `_`, `-`, not
+/// starting with `-` or `.`. Anything else (say, a `current` link edited by hand) is refused before it reaches
+/// a script.
+pub fn check_release(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with(['-', '.'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(DeployError(format!("`{name}` is not a release name")))
+    }
 }
 
 /// Quotes a string for a POSIX shell.
@@ -72,7 +92,7 @@ impl Target {
             }
             Host::Ssh { .. } => {
                 let mut c = Command::new("ssh");
-                c.args(self.ssh_args()).arg(self.destination()).arg("--").arg(format!("sh -c {}", quote(script)));
+                c.args(self.ssh_args()).arg("--").arg(self.destination()).arg(format!("sh -c {}", quote(script)));
                 c
             }
         };
@@ -102,11 +122,15 @@ impl Target {
                 self.p()
             ))
             .await?;
-        Ok(out.rsplit('/').next().filter(|s| !s.is_empty()).map(String::from))
+        match out.rsplit('/').next().filter(|s| !s.is_empty()) {
+            Some(r) => check_release(r).map(|_| Some(r.to_string())),
+            None => Ok(None),
+        }
     }
 
     /// Copies the artifact into `releases/<release>/` with rsync, hard-linking files unchanged since `previous`.
     pub async fn transfer(&self, artifact: &Path, release: &str, previous: Option<&str>) -> Result<()> {
+        check_release(release)?;
         let path = self.host.path();
         let mut cmd = Command::new("rsync");
         // Recursive, links, permissions, devices; not times: every build writes fresh files, so times never
@@ -138,6 +162,7 @@ impl Target {
     /// Points `current` at `releases/<release>` atomically: a new link, renamed over the old one. Links
     /// `shared/` into the release first, unless the artifact has its own.
     pub async fn switch(&self, release: &str) -> Result<()> {
+        check_release(release)?;
         self.run(&format!(
             "set -e; P={}; R=\"$P/releases/{release}\"; test -d \"$R\" || {{ echo \"release {release} is not on this host\" >&2; exit 1; }}; \
              [ -e \"$R/shared\" ] || [ -L \"$R/shared\" ] || ln -s ../../shared \"$R/shared\"; \
@@ -164,15 +189,36 @@ impl Target {
         Ok(out.lines().map(String::from).filter(|l| !l.is_empty()).collect())
     }
 
-    /// Keeps the newest `keep` releases and never the one `current` points to.
-    pub async fn clean(&self, keep: usize) -> Result<()> {
+    /// Keeps the newest `keep` releases, and never the one `current` points to nor `protect` (the release a
+    /// rollback would go back to).
+    pub async fn clean(&self, keep: usize, protect: Option<&str>) -> Result<()> {
+        let protect = protect.map(quote).unwrap_or_else(|| "''".into());
         self.run(&format!(
-            "P={}; cur=$(basename \"$(readlink \"$P/current\")\"); ls -1 \"$P/releases\" | sort | head -n -{keep} | \
-             while read -r r; do [ \"$r\" = \"$cur\" ] || rm -rf \"$P/releases/$r\"; done",
+            "P={}; keep={protect}; cur=$(basename \"$(readlink \"$P/current\")\"); ls -1 \"$P/releases\" | sort | head -n -{keep} | \
+             while read -r r; do [ \"$r\" = \"$cur\" ] || [ \"$r\" = \"$keep\" ] || rm -rf \"$P/releases/$r\"; done",
             self.p()
         ))
         .await
         .map(|_| ())
+    }
+
+    /// Removes a release that never went live (a deploy that failed before or after switching back).
+    pub async fn discard(&self, release: &str) -> Result<()> {
+        check_release(release)?;
+        self.run(&format!(
+            "P={}; [ \"$(basename \"$(readlink \"$P/current\")\")\" = {r} ] || rm -rf \"$P/releases/\"{r}",
+            self.p(),
+            r = quote(release)
+        ))
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether the host has `releases/<release>`.
+    pub async fn has_release(&self, release: &str) -> Result<bool> {
+        check_release(release)?;
+        let out = self.run(&format!("if [ -d {}/releases/{} ]; then echo yes; fi", self.p(), quote(release))).await?;
+        Ok(out == "yes")
     }
 }
 

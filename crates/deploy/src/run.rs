@@ -42,112 +42,34 @@ fn targets(env: &Environment) -> Vec<Target> {
         .collect()
 }
 
-/// Ships one host and switches it: prepare, transfer, switch, restart, health. Returns the previous release,
-/// and whether the host was switched when it failed.
-async fn ship_one(t: &Target, env: &Environment, artifact: &Path, release: &str, journal: &dyn Journal) -> (Option<String>, Result<(), (bool, DeployError)>) {
-    let previous = match t.prepare().await {
-        Ok(p) => p,
-        Err(e) => return (None, Err((false, e))),
-    };
-    journal.line(format!("{}: shipping release {release}", t.host));
-    if let Err(e) = t.transfer(artifact, release, previous.as_deref()).await {
-        return (previous, Err((false, e)));
-    }
-    if let Err(e) = t.switch(release).await {
-        return (previous, Err((false, e)));
-    }
+/// Switches one shipped host and brings it up: switch, restart, health. An error means the host was switched.
+async fn switch_one(t: &Target, env: &Environment, release: &str, journal: &dyn Journal) -> Result<(), DeployError> {
+    t.switch(release).await?;
     journal.line(format!("{}: switched to {release}", t.host));
     if let Some(cmd) = &env.restart {
-        if let Err(e) = t.restart(cmd).await {
-            return (previous, Err((true, DeployError(format!("restart `{cmd}` failed: {e}")))));
-        }
+        t.restart(cmd).await.map_err(|e| DeployError(format!("restart `{cmd}` failed: {e}")))?;
         journal.line(format!("{}: restarted", t.host));
     }
     if let Some(h) = &env.health {
         let url = h.url.replace("{host}", t.host.name());
-        if let Err(e) = health(&url, h.expect, h.timeout()).await {
-            return (previous, Err((true, DeployError(format!("{}: {e}", t.host)))));
-        }
+        health(&url, h.expect, h.timeout()).await.map_err(|e| DeployError(format!("{}: {e}", t.host)))?;
         journal.line(format!("{}: healthy ({url})", t.host));
     }
-    (previous, Ok(()))
+    Ok(())
 }
 
-/// Deploys `sha` as `release` to `env_name`. `builds` is where builds are kept.
-pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str, builds: &Path, journal: &dyn Journal) -> Outcome {
-    let env = cfg.environment(env_name).expect("checked by the caller");
-    let targets = targets(env);
-    let mut results: Vec<HostResult> =
-        targets.iter().map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None }).collect();
-    let fail = |msg: String, results: Vec<HostResult>| Outcome { status: Status::Failed(msg), hosts: results };
+/// Ships one host: prepare, transfer. Returns the release `current` pointed to.
+async fn ship_one(t: &Target, artifact: &Path, release: &str, journal: &dyn Journal) -> Result<Option<String>, DeployError> {
+    let previous = t.prepare().await?;
+    t.transfer(artifact, release, previous.as_deref()).await?;
+    journal.line(format!("{}: shipped release {release}", t.host));
+    Ok(previous)
+}
 
-    let artifact = match build::ensure(cfg, builds, sha, env_name, journal).await {
-        Ok(a) => a,
-        Err(e) => return fail(e.0, results),
-    };
-    let checkout = builds.join(&cfg.app.name).join(sha).join("src");
-    for hook in &env.hooks.before {
-        journal.line(format!("hook: $ {hook}"));
-        let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", env_name)];
-        if let Err(e) = build::run_logged(hook, &checkout, &vars, "hook", journal).await {
-            return fail(format!("before hook stopped the deploy: {e}"), results);
-        }
-    }
-
-    // Canaries first, alone; then the rest, `parallel` at a time.
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    if env.canary > 0 {
-        groups.push((0..env.canary).collect());
-    }
-    let rest: Vec<usize> = (env.canary..targets.len()).collect();
-    groups.extend(rest.chunks(env.parallel).map(|c| c.to_vec()));
-
-    let mut failure: Option<String> = None;
-    for (g, group) in groups.iter().enumerate() {
-        if env.canary > 0 && g == 0 {
-            journal.line(format!("canary: {} host(s) first", group.len()));
-        }
-        let runs = join_all(group.iter().map(|&i| ship_one(&targets[i], env, &artifact, release, journal))).await;
-        for (&i, (previous, res)) in group.iter().zip(runs) {
-            results[i].previous = previous;
-            match res {
-                Ok(()) => results[i].state = "switched".into(),
-                Err((switched, e)) => {
-                    results[i].state = if switched { "switched".into() } else { "failed".into() };
-                    results[i].error = Some(e.0.clone());
-                    journal.line(format!("error: {}", e.0));
-                    failure.get_or_insert(e.0);
-                }
-            }
-        }
-        if failure.is_some() {
-            break;
-        }
-    }
-
-    let Some(error) = failure else {
-        for t in &targets {
-            if let Err(e) = t.clean(env.keep_releases).await {
-                journal.line(format!("warning: cleaning old releases: {e}"));
-            }
-        }
-        for hook in &env.hooks.after {
-            journal.line(format!("hook: $ {hook}"));
-            let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", env_name)];
-            if let Err(e) = build::run_logged(hook, &checkout, &vars, "hook", journal).await {
-                journal.line(format!("warning: after hook failed: {e}"));
-            }
-        }
-        return Outcome { status: Status::Succeeded, hosts: results };
-    };
-
-    // Switch back every host that was switched, to what it ran before.
-    let switched: Vec<usize> = (0..targets.len()).filter(|&i| results[i].state == "switched").collect();
-    if switched.is_empty() {
-        return fail(error, results);
-    }
-    journal.line(format!("switching back {} host(s)", switched.len()));
-    let reverts = join_all(switched.iter().map(|&i| {
+/// Switches hosts back to what they ran before (`previous`; none means the host had no `current`).
+async fn switch_back(targets: &[Target], hosts: &[usize], results: &mut [HostResult], env: &Environment, journal: &dyn Journal) {
+    journal.line(format!("switching back {} host(s)", hosts.len()));
+    let reverts = join_all(hosts.iter().map(|&i| {
         let t = &targets[i];
         let previous = results[i].previous.clone();
         async move {
@@ -164,15 +86,11 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
         }
     }))
     .await;
-    for (&i, r) in switched.iter().zip(reverts) {
+    for (&i, r) in hosts.iter().zip(reverts) {
         match r {
             Ok(()) => {
                 journal.line(format!("{}: switched back to {}", targets[i].host, results[i].previous.as_deref().unwrap_or("nothing")));
-                if results[i].error.is_none() {
-                    results[i].state = "reverted".into();
-                } else {
-                    results[i].state = "failed".into();
-                }
+                results[i].state = if results[i].error.is_none() { "reverted".into() } else { "failed".into() };
             }
             Err(e) => {
                 journal.line(format!("error: switching back: {e}"));
@@ -180,43 +98,148 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
             }
         }
     }
-    Outcome { status: Status::RolledBack(error), hosts: results }
 }
 
-/// Switches every host of `env_name` to `release` (already on the hosts), restarts and checks health. No build.
-pub async fn rollback(cfg: &DeployConfig, env_name: &str, release: &str, journal: &dyn Journal) -> Outcome {
+/// Deploys `sha` as `release` to `env_name`. `builds` is where builds are kept. The release is shipped to every
+/// host before any host switches, so an unreachable host stops the deploy with nothing changed anywhere.
+pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str, builds: &Path, journal: &dyn Journal) -> Outcome {
     let env = cfg.environment(env_name).expect("checked by the caller");
     let targets = targets(env);
-    let runs = join_all(targets.iter().map(|t| async move {
-        let previous = t.prepare().await.ok().flatten();
-        let r = async {
-            t.switch(release).await?;
-            if let Some(cmd) = &env.restart {
-                t.restart(cmd).await?;
-            }
-            if let Some(h) = &env.health {
-                health(&h.url.replace("{host}", t.host.name()), h.expect, h.timeout()).await?;
-            }
-            Ok::<_, DeployError>(())
+    let mut results: Vec<HostResult> =
+        targets.iter().map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None }).collect();
+
+    let artifact = match build::ensure(cfg, builds, sha, env_name, journal).await {
+        Ok(a) => a,
+        Err(e) => return Outcome { status: Status::Failed(e.0), hosts: results },
+    };
+    let checkout = builds.join(&cfg.app.name).join(sha).join("src");
+    let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", env_name)];
+    for hook in &env.hooks.before {
+        journal.line(format!("hook: $ {hook}"));
+        if let Err(e) = build::run_logged(hook, &checkout, &vars, "hook", journal).await {
+            return Outcome { status: Status::Failed(format!("before hook stopped the deploy: {e}")), hosts: results };
         }
-        .await;
-        (previous, r)
-    }))
-    .await;
-    let mut hosts = Vec::new();
-    let mut error = None;
-    for (t, (previous, r)) in targets.iter().zip(runs) {
-        match r {
-            Ok(()) => {
-                journal.line(format!("{}: switched to {release}", t.host));
-                hosts.push(HostResult { host: t.host.to_string(), state: "switched".into(), previous, error: None });
-            }
-            Err(e) => {
-                journal.line(format!("error: {}", e.0));
-                error.get_or_insert(e.0.clone());
-                hosts.push(HostResult { host: t.host.to_string(), state: "failed".into(), previous, error: Some(e.0) });
+    }
+
+    // Ship everywhere, `parallel` hosts at a time.
+    let all: Vec<usize> = (0..targets.len()).collect();
+    let mut failure: Option<String> = None;
+    for chunk in all.chunks(env.parallel) {
+        let shipped = join_all(chunk.iter().map(|&i| ship_one(&targets[i], &artifact, release, journal))).await;
+        for (&i, r) in chunk.iter().zip(shipped) {
+            match r {
+                Ok(previous) => {
+                    results[i].previous = previous;
+                    results[i].state = "shipped".into();
+                }
+                Err(e) => {
+                    journal.line(format!("error: {}", e.0));
+                    results[i].state = "failed".into();
+                    results[i].error = Some(e.0.clone());
+                    failure.get_or_insert(e.0);
+                }
             }
         }
     }
-    Outcome { status: error.map_or(Status::Succeeded, Status::Failed), hosts }
+
+    // Switch: canaries first, alone; then the rest, `parallel` at a time.
+    if failure.is_none() {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        if env.canary > 0 {
+            groups.push((0..env.canary).collect());
+        }
+        groups.extend(all[env.canary..].chunks(env.parallel).map(|c| c.to_vec()));
+        for (g, group) in groups.iter().enumerate() {
+            if env.canary > 0 && g == 0 {
+                journal.line(format!("canary: {} host(s) first", group.len()));
+            }
+            let runs = join_all(group.iter().map(|&i| switch_one(&targets[i], env, release, journal))).await;
+            for (&i, res) in group.iter().zip(runs) {
+                results[i].state = "switched".into();
+                if let Err(e) = res {
+                    results[i].error = Some(e.0.clone());
+                    journal.line(format!("error: {}", e.0));
+                    failure.get_or_insert(e.0);
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+    }
+
+    let Some(error) = failure else {
+        for (i, t) in targets.iter().enumerate() {
+            if let Err(e) = t.clean(env.keep_releases, results[i].previous.as_deref()).await {
+                journal.line(format!("warning: cleaning old releases: {e}"));
+            }
+        }
+        for hook in &env.hooks.after {
+            journal.line(format!("hook: $ {hook}"));
+            if let Err(e) = build::run_logged(hook, &checkout, &vars, "hook", journal).await {
+                journal.line(format!("warning: after hook failed: {e}"));
+            }
+        }
+        return Outcome { status: Status::Succeeded, hosts: results };
+    };
+
+    let switched: Vec<usize> = all.iter().copied().filter(|&i| results[i].state == "switched").collect();
+    if !switched.is_empty() {
+        switch_back(&targets, &switched, &mut results, env, journal).await;
+    }
+    // The release never went live: remove it wherever it was shipped (never a release `current` points to).
+    for (i, t) in targets.iter().enumerate() {
+        if results[i].state != "untouched" {
+            let _ = t.discard(release).await;
+        }
+        if results[i].state == "shipped" {
+            results[i].state = "untouched".into();
+        }
+    }
+    let status = if switched.is_empty() { Status::Failed(error) } else { Status::RolledBack(error) };
+    Outcome { status, hosts: results }
+}
+
+/// Switches every host of `env_name` to `release` (already on the hosts), restarts and checks health. No build.
+/// Every host must have the release before any switches; if a host fails, the ones that switched go back.
+pub async fn rollback(cfg: &DeployConfig, env_name: &str, release: &str, journal: &dyn Journal) -> Outcome {
+    let env = cfg.environment(env_name).expect("checked by the caller");
+    let targets = targets(env);
+    let mut results: Vec<HostResult> =
+        targets.iter().map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None }).collect();
+    let checks = join_all(targets.iter().map(|t| async move { (t.prepare().await, t.has_release(release).await) })).await;
+    for (i, (prev, has)) in checks.into_iter().enumerate() {
+        let problem = match (prev, has) {
+            (Ok(p), Ok(true)) => {
+                results[i].previous = p;
+                None
+            }
+            (_, Ok(false)) => Some(format!("{}: release {release} is no longer on this host", targets[i].host)),
+            (Err(e), _) | (_, Err(e)) => Some(e.0),
+        };
+        if let Some(p) = problem {
+            journal.line(format!("error: {p}"));
+            results[i].state = "failed".into();
+            results[i].error = Some(p.clone());
+            return Outcome { status: Status::Failed(p), hosts: results };
+        }
+    }
+    let runs = join_all(targets.iter().map(|t| switch_one(t, env, release, journal))).await;
+    let mut error = None;
+    for (i, r) in runs.into_iter().enumerate() {
+        results[i].state = "switched".into();
+        if let Err(e) = r {
+            journal.line(format!("error: {}", e.0));
+            results[i].error = Some(e.0.clone());
+            error.get_or_insert(e.0);
+        }
+    }
+    match error {
+        None => Outcome { status: Status::Succeeded, hosts: results },
+        Some(e) => {
+            let all: Vec<usize> = (0..targets.len()).collect();
+            switch_back(&targets, &all, &mut results, env, journal).await;
+            Outcome { status: Status::Failed(e), hosts: results }
+        }
+    }
 }

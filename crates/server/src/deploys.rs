@@ -53,7 +53,14 @@ pub async fn start(st: &AppState, environment: &str, rev: Option<&str>, message:
             )));
         }
     }
-    let commits = git::commits(&cfg.repo, previous.as_deref(), &sha).await.map_err(|e| ApiError::BadRequest(e.0))?.len() as i64;
+    // A live commit that is gone from the repository (a force-push, then gc) must not block every later deploy.
+    let commits = match git::commits(&cfg.repo, previous.as_deref(), &sha).await {
+        Ok(c) => c.len() as i64,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count the commits of this deploy");
+            0
+        }
+    };
     let release = format!("{}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"), git::short(&sha));
     let new = NewDeploy {
         app: cfg.app.name.clone(),
@@ -127,7 +134,9 @@ pub async fn rollback(st: &AppState, environment: &str, to: Option<i64>, actor: 
         Some(id) => history.iter().find(|d| d.id == id).cloned().ok_or_else(|| {
             ApiError::NotFound(format!("deploy #{id} is not a succeeded deploy of {environment}"))
         })?,
-        None => history.iter().find(|d| d.release != current.release).cloned().ok_or_else(|| {
+        // Release names begin with their time: the newest release older than the live one, so a second
+        // rollback goes further back, never forward again.
+        None => history.iter().find(|d| d.release < current.release).cloned().ok_or_else(|| {
             ApiError::Conflict(format!("{environment} has no earlier release to roll back to"))
         })?,
     };
@@ -196,6 +205,17 @@ fn journal(store: Arc<dyn Store>, id: i64) -> (StoreJournal, tokio::task::JoinHa
 
 async fn run(st: AppState, cfg: Arc<DeployConfig>, d: Deploy) {
     let (journal, flusher) = journal(st.store.clone(), d.id);
+    let beat = {
+        let (store, id) = (st.store.clone(), d.id);
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = store.deploy_heartbeat(id).await {
+                    tracing::warn!(error = %e, deploy = id, "a deploy's heartbeat failed");
+                }
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        })
+    };
     let builds = st.settings.data_dir.join("builds");
     let started = std::time::Instant::now();
     let outcome: Outcome = if d.action == "rollback" {
@@ -218,6 +238,7 @@ async fn run(st: AppState, cfg: Arc<DeployConfig>, d: Deploy) {
     });
     drop(journal);
     let _ = flusher.await;
+    beat.abort();
     let actor = Actor::new(d.actor.clone(), d.via.parse().unwrap_or(crew_core::Via::Api));
     let what = range(d.previous.as_deref(), &d.revision, d.commits);
     let summary = match (d.action.as_str(), status) {
@@ -243,14 +264,21 @@ async fn run(st: AppState, cfg: Arc<DeployConfig>, d: Deploy) {
     }
 }
 
-/// At start-up on SQLite (one server), a deploy still `running` was cut short by a stop: mark it `interrupted`.
-/// On PostgreSQL another replica may be running it, so this is left to that replica.
+/// How often a running deploy's server says it is alive, and after how long without that a deploy counts as
+/// cut short.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Marks deploys cut short by a stopped server `interrupted` and frees their environments. At start-up on
+/// SQLite (one server) every `running` deploy was cut short; on PostgreSQL another replica may be running it,
+/// so only deploys whose heartbeat stopped count, checked at start-up and then every 10 s (see [`sweep`]).
 pub async fn interrupt_leftovers(store: &dyn Store) -> anyhow::Result<()> {
-    if store.engine() != crew_store::Engine::Sqlite {
-        return Ok(());
-    }
+    let stale_after = match store.engine() {
+        crew_store::Engine::Sqlite => std::time::Duration::ZERO,
+        crew_store::Engine::Postgres => STALE_AFTER,
+    };
     let done = store
-        .interrupt_running(Box::new(|d| {
+        .interrupt_running(stale_after, Box::new(|d| {
             NewEvent::new(
                 Actor::system(),
                 "deploy.interrupted",
@@ -265,4 +293,20 @@ pub async fn interrupt_leftovers(store: &dyn Store) -> anyhow::Result<()> {
         tracing::warn!(deploy = d.id, environment = %d.environment, "marked an unfinished deploy interrupted");
     }
     Ok(())
+}
+
+/// On PostgreSQL, keeps looking for deploys whose replica died, until shutdown.
+pub async fn sweep(st: AppState) {
+    if st.store.engine() != crew_store::Engine::Postgres {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+        }
+        if let Err(e) = interrupt_leftovers(&*st.store).await {
+            tracing::error!(error = %e, "looking for interrupted deploys failed");
+        }
+    }
 }

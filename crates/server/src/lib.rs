@@ -85,6 +85,7 @@ impl App {
         let App { listener, mut state } = self;
         state.shutdown = shutdown.clone();
         let router = router(state.clone());
+        tokio::spawn(deploys::sweep(state.clone()));
         tracing::info!(addr = %state.addr, store = state.store.engine().as_str(), "crew is serving");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

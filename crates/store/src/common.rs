@@ -399,18 +399,36 @@ macro_rules! impl_store {
             rows.iter().map(crate::deploys::row_to_lock).collect()
         }
 
+        async fn deploy_heartbeat(&self, id: i64) -> crate::Result<()> {
+            let (_write, mut tx) = self.begin_write().await?;
+            // The database's clock, not this server's: replicas' clocks may disagree.
+            sqlx::query(&format!("UPDATE deploys SET heartbeat = {} WHERE id = $1 AND status = 'running'", crate::sql::now_ms(self.dialect())))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
         async fn interrupt_running(
             &self,
+            stale_after: std::time::Duration,
             event: Box<dyn for<'d> Fn(&'d crate::Deploy) -> crew_core::NewEvent + Send + Sync>,
         ) -> crate::Result<Vec<crate::Deploy>> {
             let cols = crate::deploys::DEPLOY_COLUMNS;
             let (_write, mut tx) = self.begin_write().await?;
-            let rows = sqlx::query(&format!("SELECT {cols} FROM deploys WHERE status = 'running' ORDER BY id")).fetch_all(&mut *tx).await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {cols} FROM deploys WHERE status = 'running' AND COALESCE(heartbeat, started_at) <= {} - $1 ORDER BY id",
+                crate::sql::now_ms(self.dialect())
+            ))
+            .bind(stale_after.as_millis() as i64)
+            .fetch_all(&mut *tx)
+            .await?;
             let running: Vec<crate::Deploy> = rows.iter().map(crate::deploys::row_to_deploy).collect::<crate::Result<_>>()?;
             let now = crate::to_millis(chrono::Utc::now());
             let mut news = Vec::new();
             for d in &running {
-                sqlx::query("UPDATE deploys SET status = 'interrupted', finished_at = $1, error = $2 WHERE id = $3")
+                sqlx::query("UPDATE deploys SET status = 'interrupted', finished_at = $1, error = $2 WHERE id = $3 AND status = 'running'")
                     .bind(now)
                     .bind("the crew server stopped during the deploy")
                     .bind(d.id)

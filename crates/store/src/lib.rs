@@ -178,9 +178,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn locks(&self) -> Result<Vec<Lock>>;
 
-    /// Marks every `running` deploy `interrupted` and releases its lock, recording `event(deploy)` for each.
-    /// For a server starting up after a crash or restart.
-    async fn interrupt_running(&self, event: Box<dyn for<'d> Fn(&'d Deploy) -> NewEvent + Send + Sync>) -> Result<Vec<Deploy>>;
+    /// Records that the server running deploy `id` is alive.
+    async fn deploy_heartbeat(&self, id: i64) -> Result<()>;
+
+    /// Marks every `running` deploy whose heartbeat (by the database's clock; its start if none) is at least
+    /// `stale_after` old `interrupted` and releases its lock, recording `event(deploy)` for each: the server
+    /// running it stopped. `stale_after` zero takes every running deploy.
+    async fn interrupt_running(
+        &self,
+        stale_after: std::time::Duration,
+        event: Box<dyn for<'d> Fn(&'d Deploy) -> NewEvent + Send + Sync>,
+    ) -> Result<Vec<Deploy>>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`), creating it if needed and applying

@@ -31,6 +31,14 @@ pub(crate) struct Select {
     pub params: Vec<Param>,
 }
 
+/// The database's current time in milliseconds since the epoch, as SQL.
+pub(crate) fn now_ms(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        Dialect::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+    }
+}
+
 /// Columns every event query returns, in the order `row_to_event` reads them.
 pub(crate) fn columns(d: Dialect) -> &'static str {
     match d {

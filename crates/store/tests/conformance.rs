@@ -420,8 +420,15 @@ async fn deploys_and_locks(e: Engine) {
     s.release_lock("production", "carol", true, unlock("carol")).await.unwrap();
     assert!(matches!(s.release_lock("production", "alice", false, unlock("alice")).await, Err(StoreError::NotFound(_))));
     // A restart interrupts what was running and frees the environments.
+    // A deploy whose server is alive (a fresh heartbeat) is not interrupted by another replica's sweep.
+    s.deploy_heartbeat(other.id).await.unwrap();
+    let none = s
+        .interrupt_running(std::time::Duration::from_secs(30), Box::new(|d| NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, "x")))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
     let interrupted = s
-        .interrupt_running(Box::new(|d| NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, format!("#{} interrupted", d.id))))
+        .interrupt_running(std::time::Duration::ZERO, Box::new(|d| NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, format!("#{} interrupted", d.id))))
         .await
         .unwrap();
     let ids: Vec<i64> = interrupted.iter().map(|d| d.id).collect();

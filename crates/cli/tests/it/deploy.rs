@@ -154,6 +154,10 @@ async fn deploy_log_pending_requires_and_rollback() {
     }
     let (_, out, _) = run(s.cli(&alice).args(["log", "production", "-n", "1"]));
     assert!(out.contains(&format!("www rolled back production to {}", &first[..7])), "{out}");
+    // A second rollback goes further back, never forward again: here there is nothing older.
+    let (code, _, err) = run(s.cli(&alice).args(["rollback", "production"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no earlier release"), "{err}");
 
     // A deploy's log is also a stream of server-sent events, ending with the status.
     let v = s.get_json("/api/v1/deploys?environment=production&limit=1", &alice).await;
@@ -203,6 +207,33 @@ async fn a_failed_health_check_switches_every_switched_host_back() {
     assert_eq!(d["revision"], second.as_str());
     assert_eq!(d["hosts"][1]["state"], "untouched");
     assert_eq!(live(&a.hosts.join("prod2")).unwrap().1, first);
+}
+
+#[tokio::test]
+async fn an_unreachable_host_stops_the_deploy_before_any_host_switches() {
+    let a = app();
+    let port = crew_testkit::free_port();
+    let toml = std::fs::read_to_string(a.repo.join("crew.toml")).unwrap().replace(
+        &format!("\"local:{}/prod2\"]", a.hosts.display()),
+        &format!("\"local:{}/prod2\", \"ssh://nobody@127.0.0.1:{port}/srv/www\"]", a.hosts.display()),
+    );
+    assert!(toml.contains("nobody@"), "{toml}");
+    std::fs::write(a.repo.join("crew.toml"), toml).unwrap();
+    sh(&a.repo, "git -c user.name=A -c user.email=a@e commit -qam 'third host'");
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "production"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "the error names the host: {err}");
+    for h in ["prod1", "prod2"] {
+        assert!(live(&a.hosts.join(h)).is_none(), "{h} was not switched");
+        let releases = std::fs::read_dir(a.hosts.join(h).join("releases")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(releases, 0, "{h}: the release shipped before the failure was removed");
+    }
+    let d = &s.get_json("/api/v1/deploys?environment=production", &m).await["deploys"][0];
+    assert_eq!(d["status"], "failed");
 }
 
 #[tokio::test]

@@ -15,7 +15,10 @@ CREATE TABLE deploys (
     started_at  INTEGER NOT NULL,
     finished_at INTEGER,
     hosts       TEXT    NOT NULL,
-    error       TEXT
+    error       TEXT,
+    -- Written every few seconds by the server running the deploy; a running deploy whose heartbeat stopped
+    -- was cut short (its server died) and is marked interrupted.
+    heartbeat   INTEGER
 );
 CREATE INDEX deploys_environment ON deploys (environment, id);
 
