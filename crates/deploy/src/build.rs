@@ -33,7 +33,8 @@ pub async fn ensure(
     journal.line(format!("build: exporting {} from {}", git::short(sha), cfg.repo));
     git::export(&cfg.repo, sha, &src).await?;
     journal.line(format!("build: $ {}", cfg.build.command));
-    run_logged(&cfg.build.command, &src, &[("CREW_REVISION", sha), ("CREW_APP", &cfg.app.name), ("CREW_ENVIRONMENT", environment)], "build", journal)
+    let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", environment)];
+    run_logged(&cfg.build.command, &src, &vars, crate::config::span(&cfg.build.timeout), "build", journal)
         .await
         .map_err(|e| DeployError(format!("build failed: {e}")))?;
     let produced = src.join(&cfg.build.artifact);
@@ -61,8 +62,23 @@ fn commit_lock(dir: &Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
 }
 
 /// Runs `sh -c command` in `dir`, each output line to the journal with `prefix`; an error names the exit status.
-pub async fn run_logged(command: &str, dir: &Path, env: &[(&str, &str)], prefix: &str, journal: &dyn Journal) -> Result<()> {
+pub async fn run_logged(
+    command: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+    prefix: &str,
+    journal: &dyn Journal,
+) -> Result<()> {
+    match tokio::time::timeout(timeout, run_logged_inner(command, dir, env, prefix, journal)).await {
+        Ok(r) => r,
+        Err(_) => Err(DeployError(format!("`{command}` did not finish in {}s and was stopped", timeout.as_secs()))),
+    }
+}
+
+async fn run_logged_inner(command: &str, dir: &Path, env: &[(&str, &str)], prefix: &str, journal: &dyn Journal) -> Result<()> {
     let mut child = Command::new("sh")
+        .kill_on_drop(true)
         .args(["-c", command])
         .current_dir(dir)
         .envs(env.iter().copied())

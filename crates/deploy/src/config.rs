@@ -32,6 +32,22 @@ pub struct BuildSection {
     pub command: String,
     /// The folder the command produces, relative to the checkout.
     pub artifact: String,
+    /// How long the build (and each hook) may run before it is stopped and the deploy fails.
+    #[serde(default = "thirty_minutes")]
+    pub timeout: String,
+}
+
+fn thirty_minutes() -> String {
+    "30m".into()
+}
+
+fn two_minutes() -> String {
+    "2m".into()
+}
+
+/// A span from crew.toml (checked by [`DeployConfig::check`]).
+pub fn span(s: &str) -> Duration {
+    crew_core::time::parse_span(s).ok().and_then(|d| d.to_std().ok()).unwrap_or(Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +66,9 @@ pub struct Environment {
     pub requires: Option<String>,
     /// Runs on each host after the switch, in the new release's folder.
     pub restart: Option<String>,
+    /// How long `restart` may run on a host before it counts as failed.
+    #[serde(default = "two_minutes")]
+    pub restart_timeout: String,
     pub health: Option<Health>,
     #[serde(default)]
     pub hooks: Hooks,
@@ -213,6 +232,7 @@ impl DeployConfig {
                     return Err(format!("environments.{name}.requires: `{r}` is not another environment"));
                 }
             }
+            crew_core::time::parse_span(&env.restart_timeout).map_err(|e| format!("environments.{name}.restart_timeout: {e}"))?;
             if let Some(h) = &env.health {
                 crew_core::time::parse_span(&h.timeout).map_err(|e| format!("environments.{name}.health.timeout: {e}"))?;
                 if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
@@ -220,6 +240,7 @@ impl DeployConfig {
                 }
             }
         }
+        crew_core::time::parse_span(&build.timeout).map_err(|e| format!("build.timeout: {e}"))?;
         if app.repo.contains("://") || app.repo.contains('@') && app.repo.contains(':') {
             return Err(format!(
                 "app.repo `{}`: crew builds from a repository on its own disk; clone it on the crew server and give its path",

@@ -98,6 +98,7 @@ impl Target {
         };
         let out = cmd
             .stdin(Stdio::null())
+            .kill_on_drop(true)
             .output()
             .await
             .map_err(|e| DeployError(format!("{}: cannot run: {e}", self.host)))?;

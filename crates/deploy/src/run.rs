@@ -47,7 +47,11 @@ async fn switch_one(t: &Target, env: &Environment, release: &str, journal: &dyn 
     t.switch(release).await?;
     journal.line(format!("{}: switched to {release}", t.host));
     if let Some(cmd) = &env.restart {
-        t.restart(cmd).await.map_err(|e| DeployError(format!("restart `{cmd}` failed: {e}")))?;
+        let limit = crate::config::span(&env.restart_timeout);
+        match tokio::time::timeout(limit, t.restart(cmd)).await {
+            Ok(r) => r.map_err(|e| DeployError(format!("restart `{cmd}` failed: {e}")))?,
+            Err(_) => return Err(DeployError(format!("{}: restart `{cmd}` did not finish in {}s", t.host, limit.as_secs()))),
+        }
         journal.line(format!("{}: restarted", t.host));
     }
     if let Some(h) = &env.health {
@@ -116,7 +120,7 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
     let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", env_name)];
     for hook in &env.hooks.before {
         journal.line(format!("hook: $ {hook}"));
-        if let Err(e) = build::run_logged(hook, &checkout, &vars, "hook", journal).await {
+        if let Err(e) = build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal).await {
             return Outcome { status: Status::Failed(format!("before hook stopped the deploy: {e}")), hosts: results };
         }
     }
@@ -176,7 +180,7 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
         }
         for hook in &env.hooks.after {
             journal.line(format!("hook: $ {hook}"));
-            if let Err(e) = build::run_logged(hook, &checkout, &vars, "hook", journal).await {
+            if let Err(e) = build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal).await {
                 journal.line(format!("warning: after hook failed: {e}"));
             }
         }

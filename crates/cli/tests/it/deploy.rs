@@ -181,6 +181,32 @@ async fn deploy_log_pending_requires_and_rollback() {
     assert!(out.contains("production") && out.contains(&first[..7]), "{out}");
 }
 
+/// The same deploy flow with the store on PostgreSQL, and `--json` for scripts.
+#[tokio::test]
+async fn deploys_on_postgres_with_json_output() {
+    let a = app();
+    let s = Server::start_postgres_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let first = sh(&a.repo, "git rev-parse HEAD");
+    for env in ["staging", "production"] {
+        let (code, out, err) = run(s.cli(&m).args(["deploy", env, "-m", "on pg", "--json"]));
+        assert_eq!(code, 0, "{out}\n{err}");
+        let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!((d["status"].as_str(), d["revision"].as_str(), d["environment"].as_str()), (Some("succeeded"), Some(first.as_str()), Some(env)));
+        assert_eq!(d["hosts"].as_array().unwrap().iter().filter(|h| h["state"] == "switched").count(), if env == "staging" { 1 } else { 2 });
+    }
+    let (code, out, _) = run(s.cli(&m).args(["log", "--json"]));
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deploys"].as_array().unwrap().len(), 2);
+    let (code, _, err) = run(s.cli(&m).args(["lock", "production", "-m", "pg lock"]));
+    assert_eq!(code, 0, "{err}");
+    let env = s.get_json("/api/v1/environments", &m).await;
+    let prod = env["environments"].as_array().unwrap().iter().find(|e| e["name"] == "production").unwrap().clone();
+    assert_eq!(prod["locks"][0]["holder"], "mo");
+    assert_eq!(prod["live"]["revision"], first.as_str());
+}
+
 #[tokio::test]
 async fn a_failed_health_check_switches_every_switched_host_back() {
     let a = app();
@@ -234,6 +260,25 @@ async fn an_unreachable_host_stops_the_deploy_before_any_host_switches() {
     }
     let d = &s.get_json("/api/v1/deploys?environment=production", &m).await["deploys"][0];
     assert_eq!(d["status"], "failed");
+}
+
+#[tokio::test]
+async fn a_hung_restart_is_stopped_and_switched_back() {
+    let a = app();
+    let toml = std::fs::read_to_string(a.repo.join("crew.toml")).unwrap().replace(
+        "[environments.staging]\n",
+        "[environments.staging]\nrestart = \"sleep 30\"\nrestart_timeout = \"1s\"\n",
+    );
+    std::fs::write(a.repo.join("crew.toml"), toml).unwrap();
+    sh(&a.repo, "git -c user.name=A -c user.email=a@e commit -qam 'hung restart'");
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let started = std::time::Instant::now();
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("did not finish in 1s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "stopped, not waited for");
+    assert!(live(&a.hosts.join("staging1")).is_none(), "the first release was switched back to nothing");
 }
 
 #[tokio::test]

@@ -33,6 +33,14 @@ impl Server {
         Server::spawn_with(data_dir, None, None, Some(dir), Some(config.to_path_buf()))
     }
 
+    /// A server on a fresh PostgreSQL database, reading `config` (a crew.toml).
+    pub async fn start_postgres_with_config(config: &std::path::Path) -> Server {
+        let url = crew_testkit::fresh_postgres().await;
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        Server::spawn_with(data_dir, Some(url), None, Some(dir), Some(config.to_path_buf()))
+    }
+
     /// A server on a fresh PostgreSQL database.
     pub async fn start_postgres() -> Server {
         let url = crew_testkit::fresh_postgres().await;
