@@ -252,7 +252,7 @@ async fn token(client: Client, cmd: TokenCommand, as_json: bool) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 let tokens = v["tokens"].as_array().cloned().unwrap_or_default();
-                println!("{:<24} {:<9} {:<25} {}", "NAME", "ROLE", "CREATED", "BY");
+                println!("{:<24} {:<9} {:<25} BY", "NAME", "ROLE", "CREATED");
                 for t in tokens {
                     let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
                     println!("{:<24} {:<9} {:<25} {}", s("name"), s("role"), s("created_at"), s("created_by"));

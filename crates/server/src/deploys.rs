@@ -81,19 +81,7 @@ pub async fn start(st: &AppState, environment: &str, rev: Option<&str>, message:
         range(previous.as_deref(), &sha, commits),
         quoted(message)
     );
-    let (deploy, _) = st
-        .store
-        .start_deploy(
-            new,
-            Box::new(move |id| {
-                NewEvent::new(actor, "deploy.started", &subj, summary)
-                    .with_data(json!({"deploy": id, "action": "deploy"}))
-                    .with_link("deploy", &format!("/deploys/{id}"))
-            }),
-        )
-        .await?;
-    tokio::spawn(run(st.clone(), cfg, deploy.clone()));
-    Ok(deploy)
+    launch(st, cfg, new, subj, summary).await
 }
 
 /// One deploy as a line of the deploy log, the Flickr way:
@@ -160,13 +148,19 @@ pub async fn rollback(st: &AppState, environment: &str, to: Option<i64>, actor: 
         git::short(&target.revision),
         target.id
     );
+    launch(st, cfg, new, subj, summary).await
+}
+
+/// Records the deploy (refused while locked) with its `deploy.started` event, then runs it in the background.
+async fn launch(st: &AppState, cfg: Arc<DeployConfig>, new: NewDeploy, subject: String, summary: String) -> Result<Deploy, ApiError> {
+    let (actor, action) = (new.actor.clone(), new.action.clone());
     let (deploy, _) = st
         .store
         .start_deploy(
             new,
             Box::new(move |id| {
-                NewEvent::new(actor, "deploy.started", &subj, summary)
-                    .with_data(json!({"deploy": id, "action": "rollback"}))
+                NewEvent::new(actor, "deploy.started", &subject, summary)
+                    .with_data(json!({"deploy": id, "action": action}))
                     .with_link("deploy", &format!("/deploys/{id}"))
             }),
         )

@@ -228,23 +228,6 @@ pub fn redact(url: &str) -> String {
     u.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redaction() {
-        let table = [
-            ("postgres://crew:s3cret@db:5432/crew", "postgres://crew:***@db:5432/crew"),
-            ("postgres://crew@db/crew?password=s3cret&sslmode=require", "postgres://crew@db/crew?password=***&sslmode=require"),
-            ("postgres://crew:a/b@db:5432/crew", "postgres://***@db:5432/crew"),
-            ("sqlite://.crew/crew.db", "sqlite://.crew/crew.db"),
-        ];
-        for (url, want) in table {
-            let got = super::redact(url);
-            assert_eq!(got, want, "{url}");
-            assert!(!got.contains("s3cret"));
-        }
-    }
-}
 
 /// Milliseconds since the epoch, the stored form of every time.
 pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
@@ -286,3 +269,21 @@ pub(crate) fn stored(id: String, seq: i64, at: i64, e: NewEvent) -> Result<Event
 /// Capacity of the bus: a subscriber slower than this many events is told it lagged and catches up from the
 /// store.
 pub const BUS_CAPACITY: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction() {
+        let table = [
+            ("postgres://crew:s3cret@db:5432/crew", "postgres://crew:***@db:5432/crew"),
+            ("postgres://crew@db/crew?password=s3cret&sslmode=require", "postgres://crew@db/crew?password=***&sslmode=require"),
+            ("postgres://crew:a/b@db:5432/crew", "postgres://***@db:5432/crew"),
+            ("sqlite://.crew/crew.db", "sqlite://.crew/crew.db"),
+        ];
+        for (url, want) in table {
+            let got = super::redact(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("s3cret"));
+        }
+    }
+}

@@ -132,6 +132,7 @@ async fn follow_prints_new_events_as_they_happen() {
     };
     assert!(line.ends_with("[mo via api] note: the one to see"), "{line}");
     let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

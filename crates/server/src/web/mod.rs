@@ -111,24 +111,6 @@ pub(crate) fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn next_stays_on_this_site() {
-        let table = [
-            (Some("/timeline?kind=deploy"), "/timeline?kind=deploy"),
-            (Some("//evil.example"), "/timeline"),
-            (Some("/\t/evil.example"), "/timeline"),
-            (Some("/\\evil.example"), "/timeline"),
-            (Some("/a\r\nSet-Cookie: x"), "/timeline"),
-            (Some("https://evil.example"), "/timeline"),
-            (None, "/timeline"),
-        ];
-        for (next, want) in table {
-            assert_eq!(super::safe_next(next), want, "{next:?}");
-        }
-    }
-}
 
 /// A form post from another site: its Origin is not this server's Host.
 fn cross_site(headers: &HeaderMap) -> bool {
@@ -149,7 +131,7 @@ async fn signin(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     }
     let secret = field(&f, "token").unwrap_or("").trim();
     let token = match st.store.token_by_hash(&hash_secret(secret)).await {
-        Ok(Some(t)) if secret.len() > 0 => t,
+        Ok(Some(t)) if !secret.is_empty() => t,
         Ok(_) => return pages::signin_form(StatusCode::UNAUTHORIZED, Some("That token is not recognised: it was revoked or mistyped."), &next),
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
@@ -194,4 +176,23 @@ async fn signout(State(st): State<AppState>, user: WebUser, body: Bytes) -> Resp
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/signin")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_stays_on_this_site() {
+        let table = [
+            (Some("/timeline?kind=deploy"), "/timeline?kind=deploy"),
+            (Some("//evil.example"), "/timeline"),
+            (Some("/\t/evil.example"), "/timeline"),
+            (Some("/\\evil.example"), "/timeline"),
+            (Some("/a\r\nSet-Cookie: x"), "/timeline"),
+            (Some("https://evil.example"), "/timeline"),
+            (None, "/timeline"),
+        ];
+        for (next, want) in table {
+            assert_eq!(super::safe_next(next), want, "{next:?}");
+        }
+    }
 }

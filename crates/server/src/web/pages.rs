@@ -143,14 +143,20 @@ pub async fn timeline(user: WebUser, State(st): State<AppState>, RawQuery(q): Ra
             }
             @if p.events.is_empty() { p.empty #empty { "No events match." } }
             @if let Some(c) = p.next {
-                @let mut older = pairs.iter().filter(|(k, _)| k != "cursor").cloned().collect::<Vec<_>>();
-                @let _ = older.push(("cursor".into(), c.encode()));
-                a.older href={ "/timeline?" (url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&older).finish()) } { "Older events →" }
+                a.older href={ "/timeline?" (older_query(&pairs, c)) } { "Older events →" }
             }
         }
         script src="/static/timeline.js" {}
     };
     layout("Timeline", Some(&user), "/timeline", body).into_response()
+}
+
+/// The query string of the next (older) page: the same filters, the next cursor.
+fn older_query(pairs: &[(String, String)], next: crew_core::Cursor) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    s.extend_pairs(pairs.iter().filter(|(k, _)| k != "cursor"));
+    s.append_pair("cursor", &next.encode());
+    s.finish()
 }
 
 pub async fn status(user: WebUser, State(st): State<AppState>) -> Response {
