@@ -162,7 +162,5 @@ pub enum TokenCommand {
     /// List tokens (names and roles; secrets are never shown again).
     List,
     /// Revoke a token: it stops working at once, and its web sessions end.
-    Revoke {
-        name: String,
-    },
+    Revoke { name: String },
 }

@@ -21,10 +21,7 @@ impl Client {
             _ => {
                 let path = data_dir.join("admin.token");
                 std::fs::read_to_string(&path).map(|t| t.trim().to_string()).map_err(|e| {
-                    Exit::new(
-                        3,
-                        format!("no token: set CREW_TOKEN, or run where {} is readable ({e})", path.display()),
-                    )
+                    Exit::new(3, format!("no token: set CREW_TOKEN, or run where {} is readable ({e})", path.display()))
                 })?
             }
         };
@@ -33,7 +30,10 @@ impl Client {
 
     pub fn with_token(server: &str, token: &str) -> Client {
         Client {
-            http: reqwest::Client::builder().user_agent(concat!("crew-cli/", env!("CARGO_PKG_VERSION"))).build().expect("http client"),
+            http: reqwest::Client::builder()
+                .user_agent(concat!("crew-cli/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("http client"),
             base: server.trim_end_matches('/').to_string(),
             token: token.to_string(),
         }
@@ -50,7 +50,13 @@ impl Client {
     }
 
     /// [`Client::send`] with extra headers.
-    pub async fn send_with(&self, method: Method, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Result<Response> {
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token).header("x-crew-via", "cli");
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -59,7 +65,13 @@ impl Client {
             req = req.json(b);
         }
         let res = req.send().await.map_err(|e| {
-            Exit::new(1, format!("cannot reach the crew server at {}: {e} (is `crew serve` running? --server / CREW_SERVER)", self.base))
+            Exit::new(
+                1,
+                format!(
+                    "cannot reach the crew server at {}: {e} (is `crew serve` running? --server / CREW_SERVER)",
+                    self.base
+                ),
+            )
         })?;
         if res.status().is_success() {
             return Ok(res);

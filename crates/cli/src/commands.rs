@@ -33,7 +33,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Rollback { environment, to } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
             let to = match to {
-                Some(t) => Some(t.trim_start_matches('#').parse::<i64>().map_err(|_| Exit::new(2, format!("--to `{t}`: expected a deploy number")))?),
+                Some(t) => Some(
+                    t.trim_start_matches('#')
+                        .parse::<i64>()
+                        .map_err(|_| Exit::new(2, format!("--to `{t}`: expected a deploy number")))?,
+                ),
                 None => None,
             };
             let path = format!("/api/v1/environments/{}/rollback", enc(&environment));
@@ -53,7 +57,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Unlock { environment } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
-            let v = client.json(Method::DELETE, &format!("/api/v1/environments/{}/lock", enc(&environment)), None).await?;
+            let v =
+                client.json(Method::DELETE, &format!("/api/v1/environments/{}/lock", enc(&environment)), None).await?;
             if cli.global.json {
                 println!("{v}");
             } else {
@@ -73,7 +78,8 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 pub fn init_logs(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -117,7 +123,14 @@ async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
 
 fn filter_query(args: &EventsArgs, paged: bool) -> Vec<(&'static str, String)> {
     let mut q = Vec::new();
-    let fields = [("kind", &args.kind), ("subject", &args.subject), ("actor", &args.actor), ("q", &args.search), ("since", &args.since), ("until", &args.until)];
+    let fields = [
+        ("kind", &args.kind),
+        ("subject", &args.subject),
+        ("actor", &args.actor),
+        ("q", &args.search),
+        ("since", &args.since),
+        ("until", &args.until),
+    ];
     for (k, v) in fields {
         if let Some(v) = v {
             q.push((k, v.clone()));
@@ -144,12 +157,10 @@ fn encode(pairs: &[(&str, String)]) -> String {
 
 async fn events(client: Client, args: EventsArgs, as_json: bool) -> Result<()> {
     // With --follow, subscribe before reading the newest events, so nothing falls between the two.
-    let stream = if args.follow {
-        Some(open_stream(&client, &encode(&filter_query(&args, false)), None).await?)
-    } else {
-        None
-    };
-    let page = client.json(Method::GET, &format!("/api/v1/events?{}", encode(&filter_query(&args, true))), None).await?;
+    let stream =
+        if args.follow { Some(open_stream(&client, &encode(&filter_query(&args, false)), None).await?) } else { None };
+    let page =
+        client.json(Method::GET, &format!("/api/v1/events?{}", encode(&filter_query(&args, true))), None).await?;
     let mut events: Vec<Event> = serde_json::from_value(page["events"].clone()).context("the server's events")?;
     events.reverse();
     if as_json && !args.follow {
@@ -180,7 +191,13 @@ async fn open_stream(client: &Client, query: &str, last_id: Option<&str>) -> Res
 }
 
 /// Prints streamed events until Ctrl-C; reconnects (resuming after the last event) if the server goes away.
-async fn follow(client: &Client, query: &str, first: reqwest::Response, mut seen: HashSet<String>, as_json: bool) -> Result<()> {
+async fn follow(
+    client: &Client,
+    query: &str,
+    first: reqwest::Response,
+    mut seen: HashSet<String>,
+    as_json: bool,
+) -> Result<()> {
     let mut res = Some(first);
     let mut last_id: Option<String> = None;
     let mut backoff = Duration::from_millis(500);
@@ -229,7 +246,11 @@ async fn status(client: Client, as_json: bool) -> Result<()> {
     }
     println!("crew {} at {}", s["version"].as_str().unwrap_or("?"), client.url(""));
     println!("store     {} ({})", s["store"].as_str().unwrap_or("?"), s["database"].as_str().unwrap_or("?"));
-    println!("uptime    {} (since {})", uptime(s["uptime_seconds"].as_u64().unwrap_or(0)), s["started_at"].as_str().unwrap_or("?"));
+    println!(
+        "uptime    {} (since {})",
+        uptime(s["uptime_seconds"].as_u64().unwrap_or(0)),
+        s["started_at"].as_str().unwrap_or("?")
+    );
     println!("events    {}", s["counts"]["events"]);
     println!("tokens    {}", s["counts"]["tokens"]);
     crate::deploy::environments(&client).await
@@ -260,7 +281,8 @@ async fn token(client: Client, cmd: TokenCommand, as_json: bool) -> Result<()> {
             }
         }
         TokenCommand::Revoke { name } => {
-            let path = format!("/api/v1/tokens/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
+            let path =
+                format!("/api/v1/tokens/{}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>());
             let v: Value = client.json(Method::DELETE, &path, None).await?;
             if as_json {
                 println!("{}", serde_json::to_string_pretty(&v)?);

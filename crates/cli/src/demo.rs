@@ -6,9 +6,9 @@ use crate::client::Client;
 use crate::commands::{init_logs, start_error};
 use anyhow::{Context, Result};
 use crew_server::{App, Overrides, Settings, StartError};
-use std::path::{Path, PathBuf};
 use reqwest::Method;
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(args: DemoArgs) -> Result<()> {
@@ -156,7 +156,9 @@ restart = "echo restarted >> ../../restarts.log"
 
 /// Deploys through the API and waits for the end.
 async fn deploy(client: &Client, environment: &str, message: &str) -> Result<()> {
-    let d = client.json(Method::POST, "/api/v1/deploys", Some(&json!({"environment": environment, "message": message}))).await?;
+    let d = client
+        .json(Method::POST, "/api/v1/deploys", Some(&json!({"environment": environment, "message": message})))
+        .await?;
     let id = d["id"].as_i64().unwrap_or(0);
     loop {
         let d = client.json(Method::GET, &format!("/api/v1/deploys/{id}"), None).await?;

@@ -61,8 +61,10 @@ fn progress(hosts: u64, typical: Option<Duration>) -> Option<indicatif::Progress
     }
     let pb = indicatif::ProgressBar::new(hosts + 1);
     let eta = typical.map(|t| format!(" (usually {:.0}s)", t.as_secs_f64())).unwrap_or_default();
-    let style = indicatif::ProgressStyle::with_template(&format!("{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}{eta}"))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {{msg}}{eta}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     pb.set_style(style);
     pb.enable_steady_tick(Duration::from_millis(120));
     Some(pb)
@@ -87,7 +89,8 @@ pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
             match &bar {
                 Some(pb) => {
                     pb.println(line);
-                    if line.contains(": built") || line.contains("reusing the build") || line.contains(": switched to") {
+                    if line.contains(": built") || line.contains("reusing the build") || line.contains(": switched to")
+                    {
                         pb.inc(1);
                     }
                     pb.set_message(line.chars().take(60).collect::<String>());
@@ -145,7 +148,12 @@ pub async fn pending(client: &Client, environment: &str, as_json: bool) -> Resul
     }
     let commits = v["commits"].as_array().cloned().unwrap_or_default();
     match v["live"].as_str() {
-        Some(live) => println!("{environment} runs {}; {} commit(s) on {} not live there:", short(live), commits.len(), s(&v, "branch")),
+        Some(live) => println!(
+            "{environment} runs {}; {} commit(s) on {} not live there:",
+            short(live),
+            commits.len(),
+            s(&v, "branch")
+        ),
         None => println!("{environment} has no live release; {} commit(s) on {}:", commits.len(), s(&v, "branch")),
     }
     for c in &commits {
@@ -156,7 +164,11 @@ pub async fn pending(client: &Client, environment: &str, as_json: bool) -> Resul
     }
     if let Some(r) = v.get("requires").filter(|r| !r.is_null()) {
         let ahead = r["commits"].as_array().map_or(0, |a| a.len());
-        println!("{} runs {}: {ahead} commit(s) there that {environment} lacks", s(r, "environment"), short(s(r, "live")));
+        println!(
+            "{} runs {}: {ahead} commit(s) there that {environment} lacks",
+            s(r, "environment"),
+            short(s(r, "live"))
+        );
     }
     Ok(())
 }

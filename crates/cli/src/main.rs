@@ -4,8 +4,8 @@
 mod cli;
 mod client;
 mod commands;
-mod deploy;
 mod demo;
+mod deploy;
 mod output;
 
 use clap::Parser;

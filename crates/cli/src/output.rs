@@ -5,7 +5,15 @@ use crew_core::Event;
 /// `[2026-11-26 16:03:57] [alice via cli] deploy.started www/production: alice deploying www to production`
 pub fn event_line(e: &Event) -> String {
     let subject = if e.subject.is_empty() { String::new() } else { format!(" {}", e.subject) };
-    format!("[{}] [{} via {}] {}{}: {}", crew_core::time::human(e.at), e.actor.name, e.actor.via, e.kind, subject, e.summary)
+    format!(
+        "[{}] [{} via {}] {}{}: {}",
+        crew_core::time::human(e.at),
+        e.actor.name,
+        e.actor.via,
+        e.kind,
+        subject,
+        e.summary
+    )
 }
 
 /// A duration in words: `3d 4h`, `2h 5m`, `42s`.

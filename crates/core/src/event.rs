@@ -120,7 +120,9 @@ pub struct NewEvent {
 /// Why an event is refused. Each names the field and the bad value.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EventError {
-    #[error("kind `{0}` is not a dotted lowercase name like `deploy.started` (letters, digits, `_`, at most 64 characters)")]
+    #[error(
+        "kind `{0}` is not a dotted lowercase name like `deploy.started` (letters, digits, `_`, at most 64 characters)"
+    )]
     BadKind(String),
     #[error("summary is empty: an event needs one human line")]
     EmptySummary,
@@ -248,17 +250,14 @@ pub fn valid_kind(kind: &str) -> bool {
     if kind.is_empty() || kind.len() > 64 || !kind.starts_with(|c: char| c.is_ascii_lowercase()) {
         return false;
     }
-    kind.split('.').all(|seg| {
-        !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    })
+    kind.split('.')
+        .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
 }
 
 /// Every prefix of a kind at a dot: `deploy.started` → `deploy`, `deploy.started`. The store indexes these so a
 /// kind filter is an index lookup whatever its depth.
 pub fn kind_prefixes(kind: &str) -> impl Iterator<Item = &str> {
-    kind.match_indices('.')
-        .map(move |(i, _)| &kind[..i])
-        .chain(std::iter::once(kind))
+    kind.match_indices('.').map(move |(i, _)| &kind[..i]).chain(std::iter::once(kind))
 }
 
 mod rfc3339 {
@@ -271,9 +270,7 @@ mod rfc3339 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
     }
 }
 
@@ -329,10 +326,7 @@ mod tests {
                 Box::new(|e| e.links.push(Link { rel: "x".into(), href: "javascript:alert(1)".into() })),
                 Some(EventError::BadLink("javascript:alert(1)".into())),
             ),
-            (
-                Box::new(|e| e.links.push(Link { rel: "deploy".into(), href: "/deploys/1".into() })),
-                None,
-            ),
+            (Box::new(|e| e.links.push(Link { rel: "deploy".into(), href: "/deploys/1".into() })), None),
         ];
         for (i, (change, want)) in cases.into_iter().enumerate() {
             let mut e = base.clone();

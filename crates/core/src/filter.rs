@@ -78,7 +78,8 @@ impl EventFilter {
     pub fn validate(&self) -> Result<(), FilterError> {
         for (name, v) in [("subject", &self.subject), ("actor", &self.actor)] {
             if let Some(v) = v {
-                crate::event::printable("filter", v).map_err(|_| FilterError(format!("bad {name} filter: it has a control character")))?;
+                crate::event::printable("filter", v)
+                    .map_err(|_| FilterError(format!("bad {name} filter: it has a control character")))?;
             }
         }
         if let Some(k) = &self.kind {
@@ -130,10 +131,7 @@ impl EventFilter {
 /// Splits text into lowercase words at anything that is not a letter or digit, the way both engines' full-text
 /// indexes do: `www/production` → `www`, `production`.
 pub fn search_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
-        .collect()
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect()
 }
 
 #[cfg(test)]

@@ -63,9 +63,7 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "member" => Ok(Role::Member),
             "admin" => Ok(Role::Admin),
-            other => Err(format!(
-                "unknown role `{other}`: expected viewer, member, admin or evaluate"
-            )),
+            other => Err(format!("unknown role `{other}`: expected viewer, member, admin or evaluate")),
         }
     }
 }

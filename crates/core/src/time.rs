@@ -13,13 +13,11 @@ pub fn parse_time(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Stri
     }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         let secs: i64 = s.parse().map_err(|_| format!("bad time `{s}`: number too large"))?;
-        return Utc
-            .timestamp_opt(secs, 0)
-            .single()
-            .ok_or_else(|| format!("bad time `{s}`: out of range"));
+        return Utc.timestamp_opt(secs, 0).single().ok_or_else(|| format!("bad time `{s}`: out of range"));
     }
-    let span = parse_span(s.strip_prefix('-').unwrap_or(s))
-        .map_err(|e| format!("bad time `{s}`: {e}; expected RFC 3339 (2026-11-26T16:03:57Z), Unix seconds or a span like 1h"))?;
+    let span = parse_span(s.strip_prefix('-').unwrap_or(s)).map_err(|e| {
+        format!("bad time `{s}`: {e}; expected RFC 3339 (2026-11-26T16:03:57Z), Unix seconds or a span like 1h")
+    })?;
     now.checked_sub_signed(span).ok_or_else(|| format!("bad time `{s}`: too far back"))
 }
 

@@ -55,8 +55,9 @@ pub async fn ensure(
 
 /// The lock of one commit's build folder.
 fn commit_lock(dir: &Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>> =
-        std::sync::OnceLock::new();
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
     let mut map = LOCKS.get_or_init(Default::default).lock().expect("build locks");
     map.entry(dir.to_path_buf()).or_default().clone()
 }
@@ -76,7 +77,13 @@ pub async fn run_logged(
     }
 }
 
-async fn run_logged_inner(command: &str, dir: &Path, env: &[(&str, &str)], prefix: &str, journal: &dyn Journal) -> Result<()> {
+async fn run_logged_inner(
+    command: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+    prefix: &str,
+    journal: &dyn Journal,
+) -> Result<()> {
     let mut child = Command::new("sh")
         .kill_on_drop(true)
         .args(["-c", command])

@@ -219,22 +219,30 @@ impl DeployConfig {
                 Host::parse(h).map_err(|e| format!("environments.{name}.hosts: {e}"))?;
             }
             if env.canary > env.hosts.len() {
-                return Err(format!("environments.{name}.canary: {} is more than its {} hosts", env.canary, env.hosts.len()));
+                return Err(format!(
+                    "environments.{name}.canary: {} is more than its {} hosts",
+                    env.canary,
+                    env.hosts.len()
+                ));
             }
             if env.parallel == 0 {
                 return Err(format!("environments.{name}.parallel: at least 1"));
             }
             if env.keep_releases < 2 {
-                return Err(format!("environments.{name}.keep_releases: at least 2, so a rollback has a release to go back to"));
+                return Err(format!(
+                    "environments.{name}.keep_releases: at least 2, so a rollback has a release to go back to"
+                ));
             }
             if let Some(r) = &env.requires {
                 if !environments.contains_key(r) || r == name {
                     return Err(format!("environments.{name}.requires: `{r}` is not another environment"));
                 }
             }
-            crew_core::time::parse_span(&env.restart_timeout).map_err(|e| format!("environments.{name}.restart_timeout: {e}"))?;
+            crew_core::time::parse_span(&env.restart_timeout)
+                .map_err(|e| format!("environments.{name}.restart_timeout: {e}"))?;
             if let Some(h) = &env.health {
-                crew_core::time::parse_span(&h.timeout).map_err(|e| format!("environments.{name}.health.timeout: {e}"))?;
+                crew_core::time::parse_span(&h.timeout)
+                    .map_err(|e| format!("environments.{name}.health.timeout: {e}"))?;
                 if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
                     return Err(format!("environments.{name}.health.url: `{}` is not an http(s) URL", h.url));
                 }
@@ -248,10 +256,14 @@ impl DeployConfig {
             ));
         }
         let artifact = Path::new(&build.artifact);
-        if build.artifact.is_empty() || artifact.is_absolute() || artifact.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if build.artifact.is_empty()
+            || artifact.is_absolute()
+            || artifact.components().any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(format!("build.artifact `{}`: a folder inside the checkout, like `dist`", build.artifact));
         }
-        let repo = if app.repo.starts_with('/') { app.repo.clone() } else { base.join(&app.repo).display().to_string() };
+        let repo =
+            if app.repo.starts_with('/') { app.repo.clone() } else { base.join(&app.repo).display().to_string() };
         Ok(DeployConfig { app, build, environments, repo })
     }
 
@@ -286,7 +298,10 @@ mod tests {
             }
         }
         let h = Host::parse("ssh://deploy@web1:2222/srv/www").unwrap();
-        assert_eq!(h, Host::Ssh { user: Some("deploy".into()), host: "web1".into(), port: Some(2222), path: "/srv/www".into() });
+        assert_eq!(
+            h,
+            Host::Ssh { user: Some("deploy".into()), host: "web1".into(), port: Some(2222), path: "/srv/www".into() }
+        );
         assert_eq!(h.to_string(), "ssh://deploy@web1:2222/srv/www");
     }
 
@@ -316,7 +331,9 @@ mod tests {
         assert!(DeployConfig::check(app.clone(), build.clone(), bad, Path::new("/")).unwrap_err().contains("canary"));
         let mut bad = envs;
         bad.get_mut("staging").unwrap().hosts = vec!["nowhere".into()];
-        assert!(DeployConfig::check(app, build, bad, Path::new("/")).unwrap_err().contains("environments.staging.hosts"));
+        assert!(DeployConfig::check(app, build, bad, Path::new("/"))
+            .unwrap_err()
+            .contains("environments.staging.hosts"));
         let unknown: Result<Environment, _> = toml::from_str("hosts = []\ncanaries = 1");
         assert!(unknown.unwrap_err().to_string().contains("unknown field `canaries`"));
     }

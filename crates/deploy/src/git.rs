@@ -63,7 +63,11 @@ pub async fn commits(repo: &str, from: Option<&str>, to: &str) -> Result<Vec<Com
         .lines()
         .filter_map(|l| {
             let mut p = l.splitn(3, '\u{1f}');
-            Some(Commit { sha: p.next()?.to_string(), author: p.next()?.to_string(), subject: p.next().unwrap_or("").to_string() })
+            Some(Commit {
+                sha: p.next()?.to_string(),
+                author: p.next()?.to_string(),
+                subject: p.next().unwrap_or("").to_string(),
+            })
         })
         .collect())
 }

@@ -21,7 +21,11 @@ pub struct Target {
 fn control_dir() -> String {
     static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let uid = std::process::Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mut dir = std::env::temp_dir().join(format!("crew-ssh-{uid}"));
         let _ = std::fs::create_dir(&dir);
@@ -58,7 +62,8 @@ pub fn quote(s: &str) -> String {
 
 impl Target {
     fn ssh_args(&self) -> Vec<String> {
-        let mut a: Vec<String> = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> =
+            ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
         // One SSH connection per host, shared by a deploy's several steps (and rsync): a step then costs a
         // round trip, not a new key exchange. The user's own ssh options come first and win.
         a.extend(self.ssh_options.iter().cloned());
@@ -105,7 +110,11 @@ impl Target {
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err = err.trim();
-            let err = if err.is_empty() { format!("exited with {}", out.status) } else { err.lines().last().unwrap_or(err).to_string() };
+            let err = if err.is_empty() {
+                format!("exited with {}", out.status)
+            } else {
+                err.lines().last().unwrap_or(err).to_string()
+            };
             return Err(DeployError(format!("{}: {err}", self.host)));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -143,7 +152,10 @@ impl Target {
             cmd.arg("--checksum").arg(format!("--link-dest={path}/releases/{prev}"));
         }
         if matches!(self.host, Host::Ssh { .. }) {
-            let ssh = std::iter::once("ssh".to_string()).chain(self.ssh_args().iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ");
+            let ssh = std::iter::once("ssh".to_string())
+                .chain(self.ssh_args().iter().map(|a| quote(a)))
+                .collect::<Vec<_>>()
+                .join(" ");
             cmd.args(["-e", &ssh]);
         }
         cmd.arg(format!("{}/", artifact.display()));
@@ -152,10 +164,18 @@ impl Target {
             Host::Local { .. } => cmd.arg(dest),
             Host::Ssh { .. } => cmd.arg(format!("{}:{dest}", self.destination())),
         };
-        let out = cmd.stdin(Stdio::null()).output().await.map_err(|e| DeployError(format!("{}: cannot run rsync: {e}", self.host)))?;
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| DeployError(format!("{}: cannot run rsync: {e}", self.host)))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
-            return Err(DeployError(format!("{}: rsync failed: {}", self.host, err.trim().lines().next().unwrap_or(""))));
+            return Err(DeployError(format!(
+                "{}: rsync failed: {}",
+                self.host,
+                err.trim().lines().next().unwrap_or("")
+            )));
         }
         Ok(())
     }
@@ -234,7 +254,10 @@ pub async fn health(url: &str, expect: u16, timeout: Duration) -> Result<()> {
             Err(e) => format!("{e}"),
         };
         if Instant::now() >= end {
-            return Err(DeployError(format!("health check {url} failed for {}s: {last} (expected {expect})", timeout.as_secs())));
+            return Err(DeployError(format!(
+                "health check {url} failed for {}s: {last} (expected {expect})",
+                timeout.as_secs()
+            )));
         }
         tokio::time::sleep(Duration::from_secs(1).min(end.saturating_duration_since(Instant::now()))).await;
     }

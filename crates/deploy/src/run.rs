@@ -38,7 +38,10 @@ pub struct Outcome {
 fn targets(env: &Environment) -> Vec<Target> {
     env.hosts
         .iter()
-        .map(|h| Target { host: Host::parse(h).expect("checked with the config"), ssh_options: env.ssh_options.clone() })
+        .map(|h| Target {
+            host: Host::parse(h).expect("checked with the config"),
+            ssh_options: env.ssh_options.clone(),
+        })
         .collect()
 }
 
@@ -50,7 +53,9 @@ async fn switch_one(t: &Target, env: &Environment, release: &str, journal: &dyn 
         let limit = crate::config::span(&env.restart_timeout);
         match tokio::time::timeout(limit, t.restart(cmd)).await {
             Ok(r) => r.map_err(|e| DeployError(format!("restart `{cmd}` failed: {e}")))?,
-            Err(_) => return Err(DeployError(format!("{}: restart `{cmd}` did not finish in {}s", t.host, limit.as_secs()))),
+            Err(_) => {
+                return Err(DeployError(format!("{}: restart `{cmd}` did not finish in {}s", t.host, limit.as_secs())))
+            }
         }
         journal.line(format!("{}: restarted", t.host));
     }
@@ -63,7 +68,12 @@ async fn switch_one(t: &Target, env: &Environment, release: &str, journal: &dyn 
 }
 
 /// Ships one host: prepare, transfer. Returns the release `current` pointed to.
-async fn ship_one(t: &Target, artifact: &Path, release: &str, journal: &dyn Journal) -> Result<Option<String>, DeployError> {
+async fn ship_one(
+    t: &Target,
+    artifact: &Path,
+    release: &str,
+    journal: &dyn Journal,
+) -> Result<Option<String>, DeployError> {
     let previous = t.prepare().await?;
     t.transfer(artifact, release, previous.as_deref()).await?;
     journal.line(format!("{}: shipped release {release}", t.host));
@@ -71,7 +81,13 @@ async fn ship_one(t: &Target, artifact: &Path, release: &str, journal: &dyn Jour
 }
 
 /// Switches hosts back to what they ran before (`previous`; none means the host had no `current`).
-async fn switch_back(targets: &[Target], hosts: &[usize], results: &mut [HostResult], env: &Environment, journal: &dyn Journal) {
+async fn switch_back(
+    targets: &[Target],
+    hosts: &[usize],
+    results: &mut [HostResult],
+    env: &Environment,
+    journal: &dyn Journal,
+) {
     journal.line(format!("switching back {} host(s)", hosts.len()));
     let reverts = join_all(hosts.iter().map(|&i| {
         let t = &targets[i];
@@ -93,7 +109,11 @@ async fn switch_back(targets: &[Target], hosts: &[usize], results: &mut [HostRes
     for (&i, r) in hosts.iter().zip(reverts) {
         match r {
             Ok(()) => {
-                journal.line(format!("{}: switched back to {}", targets[i].host, results[i].previous.as_deref().unwrap_or("nothing")));
+                journal.line(format!(
+                    "{}: switched back to {}",
+                    targets[i].host,
+                    results[i].previous.as_deref().unwrap_or("nothing")
+                ));
                 results[i].state = if results[i].error.is_none() { "reverted".into() } else { "failed".into() };
             }
             Err(e) => {
@@ -106,11 +126,20 @@ async fn switch_back(targets: &[Target], hosts: &[usize], results: &mut [HostRes
 
 /// Deploys `sha` as `release` to `env_name`. `builds` is where builds are kept. The release is shipped to every
 /// host before any host switches, so an unreachable host stops the deploy with nothing changed anywhere.
-pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str, builds: &Path, journal: &dyn Journal) -> Outcome {
+pub async fn deploy(
+    cfg: &DeployConfig,
+    env_name: &str,
+    sha: &str,
+    release: &str,
+    builds: &Path,
+    journal: &dyn Journal,
+) -> Outcome {
     let env = cfg.environment(env_name).expect("checked by the caller");
     let targets = targets(env);
-    let mut results: Vec<HostResult> =
-        targets.iter().map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None }).collect();
+    let mut results: Vec<HostResult> = targets
+        .iter()
+        .map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None })
+        .collect();
 
     let artifact = match build::ensure(cfg, builds, sha, env_name, journal).await {
         Ok(a) => a,
@@ -120,7 +149,9 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
     let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", env_name)];
     for hook in &env.hooks.before {
         journal.line(format!("hook: $ {hook}"));
-        if let Err(e) = build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal).await {
+        if let Err(e) =
+            build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal).await
+        {
             return Outcome { status: Status::Failed(format!("before hook stopped the deploy: {e}")), hosts: results };
         }
     }
@@ -180,7 +211,10 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
         }
         for hook in &env.hooks.after {
             journal.line(format!("hook: $ {hook}"));
-            if let Err(e) = build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal).await {
+            if let Err(e) =
+                build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal)
+                    .await
+            {
                 journal.line(format!("warning: after hook failed: {e}"));
             }
         }
@@ -209,9 +243,12 @@ pub async fn deploy(cfg: &DeployConfig, env_name: &str, sha: &str, release: &str
 pub async fn rollback(cfg: &DeployConfig, env_name: &str, release: &str, journal: &dyn Journal) -> Outcome {
     let env = cfg.environment(env_name).expect("checked by the caller");
     let targets = targets(env);
-    let mut results: Vec<HostResult> =
-        targets.iter().map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None }).collect();
-    let checks = join_all(targets.iter().map(|t| async move { (t.prepare().await, t.has_release(release).await) })).await;
+    let mut results: Vec<HostResult> = targets
+        .iter()
+        .map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None })
+        .collect();
+    let checks =
+        join_all(targets.iter().map(|t| async move { (t.prepare().await, t.has_release(release).await) })).await;
     for (i, (prev, has)) in checks.into_iter().enumerate() {
         let problem = match (prev, has) {
             (Ok(p), Ok(true)) => {

@@ -51,10 +51,7 @@ impl Caller {
         if self.role.allows(needed) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!(
-                "`{}` has role {}; this needs {}",
-                self.name, self.role, needed
-            )))
+            Err(ApiError::Forbidden(format!("`{}` has role {}; this needs {}", self.name, self.role, needed)))
         }
     }
 }
@@ -77,16 +74,17 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let bearer = header("authorization").map(|v| {
-            v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim).unwrap_or("")
-        });
+        let bearer = header("authorization")
+            .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim).unwrap_or(""));
         if let Some(secret) = bearer.or_else(|| header("x-api-key").map(str::trim)) {
             if secret.is_empty() {
                 return Err(ApiError::Unauthorized("malformed Authorization header: expected `Bearer <token>`".into()));
             }
-            let token = state.store.token_by_hash(&hash_secret(secret)).await?.ok_or_else(|| {
-                ApiError::Unauthorized("token not recognised: it was revoked or mistyped".into())
-            })?;
+            let token = state
+                .store
+                .token_by_hash(&hash_secret(secret))
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("token not recognised: it was revoked or mistyped".into()))?;
             let via = match header("x-crew-via") {
                 Some("cli") => Via::Cli,
                 _ => Via::Api,
@@ -110,7 +108,8 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
         Err(ApiError::Unauthorized(
-            "authentication required: send `Authorization: Bearer <token>` (crew token create NAME --role viewer)".into(),
+            "authentication required: send `Authorization: Bearer <token>` (crew token create NAME --role viewer)"
+                .into(),
         ))
     }
 }

@@ -123,7 +123,10 @@ impl Settings {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("crew.db").display()),
         };
-        if !(database.starts_with("sqlite:") || database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+        if !(database.starts_with("sqlite:")
+            || database.starts_with("postgres://")
+            || database.starts_with("postgresql://"))
+        {
             return Err(ConfigError::BadValue {
                 what: "database URL",
                 value: crew_store::redact(&database),
@@ -144,7 +147,9 @@ pub fn deploy_config(file: &FileConfig, path: Option<&Path>) -> Result<Option<cr
         (Some(app), Some(build)) => {
             let base = path.and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
             let base = std::fs::canonicalize(&base).unwrap_or(base);
-            crew_deploy::DeployConfig::check(app.clone(), build.clone(), file.environments.clone(), &base).map(Some).map_err(invalid)
+            crew_deploy::DeployConfig::check(app.clone(), build.clone(), file.environments.clone(), &base)
+                .map(Some)
+                .map_err(invalid)
         }
         (None, _) => Err(invalid("deploys need an [app] section (name, repo, branch)".into())),
         (_, None) => Err(invalid("deploys need a [build] section (command, artifact)".into())),
@@ -217,7 +222,8 @@ mod tests {
         assert_eq!((s.listen.as_str(), s.database.as_str()), ("127.0.0.1:0", "sqlite:///tmp/x/crew.db"));
         let bad = Settings::resolve(Overrides { listen: Some("7070".into()), ..Default::default() }).unwrap_err();
         assert!(bad.to_string().contains("bad listen address `7070`"), "{bad}");
-        let bad = Settings::resolve(Overrides { database: Some("mysql://u:secret@h/db".into()), ..Default::default() }).unwrap_err();
+        let bad = Settings::resolve(Overrides { database: Some("mysql://u:secret@h/db".into()), ..Default::default() })
+            .unwrap_err();
         assert!(!bad.to_string().contains("secret"), "{bad}");
         let _ = std::fs::remove_dir_all(dir);
     }

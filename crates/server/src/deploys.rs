@@ -18,7 +18,9 @@ pub async fn live(store: &dyn Store, environment: &str) -> Result<Option<Deploy>
 }
 
 fn config(st: &AppState) -> Result<Arc<DeployConfig>, ApiError> {
-    st.deploy.clone().ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]: nothing to deploy".into()))
+    st.deploy.clone().ok_or_else(|| {
+        ApiError::BadRequest("this server's crew.toml has no [app] and [build]: nothing to deploy".into())
+    })
 }
 
 fn subject(cfg: &DeployConfig, environment: &str) -> String {
@@ -28,13 +30,24 @@ fn subject(cfg: &DeployConfig, environment: &str) -> String {
 /// `3f2a1c9..8e4d0b1 (7 commits)`, or `8e4d0b1 (first deploy)`.
 pub fn range(previous: Option<&str>, revision: &str, commits: i64) -> String {
     match previous {
-        Some(p) => format!("{}..{} ({commits} commit{})", git::short(p), git::short(revision), if commits == 1 { "" } else { "s" }),
+        Some(p) => format!(
+            "{}..{} ({commits} commit{})",
+            git::short(p),
+            git::short(revision),
+            if commits == 1 { "" } else { "s" }
+        ),
         None => format!("{} (first deploy)", git::short(revision)),
     }
 }
 
 /// Checks and starts a deploy; it runs in the background. `Conflict` when locked or refused by `requires`.
-pub async fn start(st: &AppState, environment: &str, rev: Option<&str>, message: &str, actor: Actor) -> Result<Deploy, ApiError> {
+pub async fn start(
+    st: &AppState,
+    environment: &str,
+    rev: Option<&str>,
+    message: &str,
+    actor: Actor,
+) -> Result<Deploy, ApiError> {
     let cfg = config(st)?;
     let env = cfg.environment(environment).map_err(ApiError::NotFound)?;
     let sha = git::resolve(&cfg.repo, &cfg.app.branch, rev).await.map_err(|e| ApiError::BadRequest(e.0))?;
@@ -46,7 +59,9 @@ pub async fn start(st: &AppState, environment: &str, rev: Option<&str>, message:
             None => false,
         };
         if !ok {
-            let runs = there.map(|d| format!("{} runs {}", required, git::short(&d.revision))).unwrap_or_else(|| format!("{required} has no live release"));
+            let runs = there
+                .map(|d| format!("{} runs {}", required, git::short(&d.revision)))
+                .unwrap_or_else(|| format!("{required} has no live release"));
             return Err(ApiError::Conflict(format!(
                 "{environment} requires {required}: {} is not live on {required} yet ({runs})",
                 git::short(&sha)
@@ -116,18 +131,25 @@ fn quoted(message: &str) -> String {
 pub async fn rollback(st: &AppState, environment: &str, to: Option<i64>, actor: Actor) -> Result<Deploy, ApiError> {
     let cfg = config(st)?;
     cfg.environment(environment).map_err(ApiError::NotFound)?;
-    let history: Vec<Deploy> = st.store.deploys(Some(environment), 500).await?.into_iter().filter(|d| d.status == "succeeded").collect();
-    let current = history.first().cloned().ok_or_else(|| ApiError::Conflict(format!("{environment} has no live release to roll back from")))?;
-    let target = match to {
-        Some(id) => history.iter().find(|d| d.id == id).cloned().ok_or_else(|| {
-            ApiError::NotFound(format!("deploy #{id} is not a succeeded deploy of {environment}"))
-        })?,
-        // Release names begin with their time: the newest release older than the live one, so a second
-        // rollback goes further back, never forward again.
-        None => history.iter().find(|d| d.release < current.release).cloned().ok_or_else(|| {
-            ApiError::Conflict(format!("{environment} has no earlier release to roll back to"))
-        })?,
-    };
+    let history: Vec<Deploy> =
+        st.store.deploys(Some(environment), 500).await?.into_iter().filter(|d| d.status == "succeeded").collect();
+    let current = history
+        .first()
+        .cloned()
+        .ok_or_else(|| ApiError::Conflict(format!("{environment} has no live release to roll back from")))?;
+    let target =
+        match to {
+            Some(id) => history.iter().find(|d| d.id == id).cloned().ok_or_else(|| {
+                ApiError::NotFound(format!("deploy #{id} is not a succeeded deploy of {environment}"))
+            })?,
+            // Release names begin with their time: the newest release older than the live one, so a second
+            // rollback goes further back, never forward again.
+            None => {
+                history.iter().find(|d| d.release < current.release).cloned().ok_or_else(|| {
+                    ApiError::Conflict(format!("{environment} has no earlier release to roll back to"))
+                })?
+            }
+        };
     let new = NewDeploy {
         app: cfg.app.name.clone(),
         environment: environment.to_string(),
@@ -152,7 +174,13 @@ pub async fn rollback(st: &AppState, environment: &str, to: Option<i64>, actor: 
 }
 
 /// Records the deploy (refused while locked) with its `deploy.started` event, then runs it in the background.
-async fn launch(st: &AppState, cfg: Arc<DeployConfig>, new: NewDeploy, subject: String, summary: String) -> Result<Deploy, ApiError> {
+async fn launch(
+    st: &AppState,
+    cfg: Arc<DeployConfig>,
+    new: NewDeploy,
+    subject: String,
+    summary: String,
+) -> Result<Deploy, ApiError> {
     let (actor, action) = (new.actor.clone(), new.action.clone());
     let (deploy, _) = st
         .store
@@ -236,8 +264,16 @@ async fn run(st: AppState, cfg: Arc<DeployConfig>, d: Deploy) {
     let actor = Actor::new(d.actor.clone(), d.via.parse().unwrap_or(crew_core::Via::Api));
     let what = range(d.previous.as_deref(), &d.revision, d.commits);
     let summary = match (d.action.as_str(), status) {
-        ("rollback", "succeeded") => format!("{} rolled back {} {} to {} (#{})", d.actor, d.app, d.environment, git::short(&d.revision), d.id),
-        ("rollback", _) => format!("{}'s rollback of {} {} failed: {}", d.actor, d.app, d.environment, error.clone().unwrap_or_default()),
+        ("rollback", "succeeded") => {
+            format!("{} rolled back {} {} to {} (#{})", d.actor, d.app, d.environment, git::short(&d.revision), d.id)
+        }
+        ("rollback", _) => format!(
+            "{}'s rollback of {} {} failed: {}",
+            d.actor,
+            d.app,
+            d.environment,
+            error.clone().unwrap_or_default()
+        ),
         (_, "succeeded") => format!("{} deployed {} to {}: {what} in {secs:.0}s", d.actor, d.app, d.environment),
         (_, "rolled_back") => format!(
             "{}'s deploy of {} to {} failed and was switched back: {}",
@@ -246,11 +282,19 @@ async fn run(st: AppState, cfg: Arc<DeployConfig>, d: Deploy) {
             d.environment,
             error.clone().unwrap_or_default()
         ),
-        _ => format!("{}'s deploy of {} to {} failed: {}", d.actor, d.app, d.environment, error.clone().unwrap_or_default()),
+        _ => format!(
+            "{}'s deploy of {} to {} failed: {}",
+            d.actor,
+            d.app,
+            d.environment,
+            error.clone().unwrap_or_default()
+        ),
     };
     let summary: String = summary.chars().filter(|c| !c.is_control()).take(480).collect();
     let event = NewEvent::new(actor, kind, &format!("{}/{}", d.app, d.environment), summary)
-        .with_data(json!({"deploy": d.id, "action": d.action, "status": status, "seconds": secs, "hosts": outcome.hosts}))
+        .with_data(
+            json!({"deploy": d.id, "action": d.action, "status": status, "seconds": secs, "hosts": outcome.hosts}),
+        )
         .with_link("deploy", &format!("/deploys/{}", d.id));
     let hosts = serde_json::to_value(&outcome.hosts).unwrap_or_default();
     if let Err(e) = st.store.finish_deploy(d.id, status, hosts, error, event).await {
@@ -272,16 +316,22 @@ pub async fn interrupt_leftovers(store: &dyn Store) -> anyhow::Result<()> {
         crew_store::Engine::Postgres => STALE_AFTER,
     };
     let done = store
-        .interrupt_running(stale_after, Box::new(|d| {
-            NewEvent::new(
-                Actor::system(),
-                "deploy.interrupted",
-                &format!("{}/{}", d.app, d.environment),
-                format!("deploy #{} of {} to {} was interrupted: the crew server stopped", d.id, d.app, d.environment),
-            )
-            .with_data(json!({"deploy": d.id}))
-            .with_link("deploy", &format!("/deploys/{}", d.id))
-        }))
+        .interrupt_running(
+            stale_after,
+            Box::new(|d| {
+                NewEvent::new(
+                    Actor::system(),
+                    "deploy.interrupted",
+                    &format!("{}/{}", d.app, d.environment),
+                    format!(
+                        "deploy #{} of {} to {} was interrupted: the crew server stopped",
+                        d.id, d.app, d.environment
+                    ),
+                )
+                .with_data(json!({"deploy": d.id}))
+                .with_link("deploy", &format!("/deploys/{}", d.id))
+            }),
+        )
         .await?;
     for d in done {
         tracing::warn!(deploy = d.id, environment = %d.environment, "marked an unfinished deploy interrupted");

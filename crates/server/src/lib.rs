@@ -154,7 +154,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// Cancels `token` on SIGTERM or Ctrl-C.
 pub fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),

@@ -42,7 +42,8 @@ impl Rng {
 }
 
 fn word(i: usize) -> String {
-    const SYL: [&str; 16] = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "do", "fe", "gu", "ho", "ji", "be"];
+    const SYL: [&str; 16] =
+        ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "do", "fe", "gu", "ho", "ji", "be"];
     format!("{}{}{}", SYL[i % 16], SYL[(i / 16) % 16], SYL[(i / 256) % 16])
 }
 
@@ -106,7 +107,9 @@ async fn bench(name: &str, s: &dyn Store, total: usize, analyze: Option<&str>) {
 
     let t = Instant::now();
     for i in 0..200 {
-        s.append(vec![NewEvent::new(Actor::new("bench", Via::Api), "note", "bench", format!("single append {i}"))]).await.unwrap();
+        s.append(vec![NewEvent::new(Actor::new("bench", Via::Api), "note", "bench", format!("single append {i}"))])
+            .await
+            .unwrap();
     }
     println!("append, one event per transaction: {:.2} ms each", t.elapsed().as_secs_f64() * 1000.0 / 200.0);
 
@@ -124,7 +127,10 @@ async fn bench(name: &str, s: &dyn Store, total: usize, analyze: Option<&str>) {
         ("newest 50, no filter", EventFilter::new()),
         ("newest 50 of kind `deploy` (prefix, ~27%)", EventFilter::new().kind("deploy")),
         ("newest 50 of kind `incident.acked` (~7%)", EventFilter::new().kind("incident.acked")),
-        ("next page of kind `deploy` (cursor)", EventFilter { before: page1.next, ..EventFilter::new().kind("deploy") }),
+        (
+            "next page of kind `deploy` (cursor)",
+            EventFilter { before: page1.next, ..EventFilter::new().kind("deploy") },
+        ),
         ("search a common word", EventFilter::new().search(&common)),
         ("search a rare word", EventFilter::new().search(&rare)),
         ("search an absent word", EventFilter::new().search("absentword")),
@@ -157,7 +163,10 @@ async fn main() {
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let total: usize = arg("--events").map(|s| s.parse().expect("--events N")).unwrap_or(1_000_000);
     let engine = arg("--engine").unwrap_or_else(|| "both".into());
-    println!("timeline benchmark: {total} events; {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "timeline benchmark: {total} events; {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
 
     if engine == "both" || engine == "sqlite" {
         let dir = tempfile::tempdir().unwrap();

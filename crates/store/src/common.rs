@@ -446,4 +446,3 @@ macro_rules! impl_store {
         }
     };
 }
-

@@ -71,7 +71,8 @@ pub(crate) fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S)
     }
 }
 
-pub(crate) const DEPLOY_COLUMNS: &str = "id, app, environment, action, revision, previous, release, commits, message, actor, via, \
+pub(crate) const DEPLOY_COLUMNS: &str =
+    "id, app, environment, action, revision, previous, release, commits, message, actor, via, \
      status, started_at, finished_at, hosts, error";
 
 pub(crate) fn row_to_deploy<'r, R>(row: &'r R) -> crate::Result<Deploy>
@@ -134,6 +135,12 @@ pub fn describe(l: &Lock) -> String {
             l.holder,
             crew_core::time::human(l.since)
         ),
-        _ => format!("{} is locked by {} since {}: {}", l.environment, l.holder, crew_core::time::human(l.since), l.reason),
+        _ => format!(
+            "{} is locked by {} since {}: {}",
+            l.environment,
+            l.holder,
+            crew_core::time::human(l.since),
+            l.reason
+        ),
     }
 }

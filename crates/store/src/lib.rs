@@ -143,7 +143,14 @@ pub trait Store: Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<TokenInfo>>;
 
     /// Starts a browser session for a token and records the sign-in.
-    async fn create_session(&self, hash: &str, token_name: &str, csrf: &str, expires_at: DateTime<Utc>, event: NewEvent) -> Result<Event>;
+    async fn create_session(
+        &self,
+        hash: &str,
+        token_name: &str,
+        csrf: &str,
+        expires_at: DateTime<Utc>,
+        event: NewEvent,
+    ) -> Result<Event>;
 
     /// A live (unexpired, token not revoked) session.
     async fn session(&self, hash: &str) -> Result<Option<Session>>;
@@ -154,13 +161,24 @@ pub trait Store: Send + Sync + 'static {
     /// Starts a deploy: refuses (`Conflict`) if another person holds the environment's manual lock or a deploy
     /// of it is running; else records the deploy as `running`, takes its deploy lock and records the event that
     /// `event` makes from the deploy's number — all in one transaction, so two deploys never both start.
-    async fn start_deploy(&self, d: NewDeploy, event: Box<dyn FnOnce(i64) -> NewEvent + Send>) -> Result<(Deploy, Event)>;
+    async fn start_deploy(
+        &self,
+        d: NewDeploy,
+        event: Box<dyn FnOnce(i64) -> NewEvent + Send>,
+    ) -> Result<(Deploy, Event)>;
 
     /// Appends lines to a deploy's log.
     async fn log_deploy(&self, id: i64, lines: Vec<String>) -> Result<()>;
 
     /// Ends a deploy with its status and per-host results, releases its deploy lock, records the event.
-    async fn finish_deploy(&self, id: i64, status: &str, hosts: serde_json::Value, error: Option<String>, event: NewEvent) -> Result<Event>;
+    async fn finish_deploy(
+        &self,
+        id: i64,
+        status: &str,
+        hosts: serde_json::Value,
+        error: Option<String>,
+        event: NewEvent,
+    ) -> Result<Event>;
 
     async fn deploy(&self, id: i64) -> Result<Option<Deploy>>;
 
@@ -228,7 +246,6 @@ pub fn redact(url: &str) -> String {
     u.to_string()
 }
 
-
 /// Milliseconds since the epoch, the stored form of every time.
 pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -276,7 +293,10 @@ mod tests {
     fn redaction() {
         let table = [
             ("postgres://crew:s3cret@db:5432/crew", "postgres://crew:***@db:5432/crew"),
-            ("postgres://crew@db/crew?password=s3cret&sslmode=require", "postgres://crew@db/crew?password=***&sslmode=require"),
+            (
+                "postgres://crew@db/crew?password=s3cret&sslmode=require",
+                "postgres://crew@db/crew?password=***&sslmode=require",
+            ),
             ("postgres://crew:a/b@db:5432/crew", "postgres://***@db:5432/crew"),
             ("sqlite://.crew/crew.db", "sqlite://.crew/crew.db"),
         ];

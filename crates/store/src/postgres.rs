@@ -187,7 +187,8 @@ async fn listen(mut listener: PgListener, pool: PgPool, bus: broadcast::Sender<A
                 }
             }
         }
-        let sql = format!("SELECT {} FROM events e WHERE e.seq = ANY($1) ORDER BY e.seq", sql::columns(Dialect::Postgres));
+        let sql =
+            format!("SELECT {} FROM events e WHERE e.seq = ANY($1) ORDER BY e.seq", sql::columns(Dialect::Postgres));
         match sqlx::query(&sql).bind(&seqs).fetch_all(&pool).await {
             Ok(rows) => {
                 for row in &rows {

@@ -138,11 +138,20 @@ fn postgres_search(filter: &EventFilter, before: Option<i64>, limit: i64) -> Vec
                 if let Some(s) = before {
                     w.push(format!("k.seq < {}", b.int(s)));
                 }
-                (format!("SELECT k.seq FROM event_kinds k{} ORDER BY k.seq DESC LIMIT {SEARCH_WINDOW}", where_sql(&w)), false)
+                (
+                    format!(
+                        "SELECT k.seq FROM event_kinds k{} ORDER BY k.seq DESC LIMIT {SEARCH_WINDOW}",
+                        where_sql(&w)
+                    ),
+                    false,
+                )
             }
             None => {
                 let w: Vec<String> = before.map(|s| format!("seq < {}", b.int(s))).into_iter().collect();
-                (format!("SELECT seq, search FROM events{} ORDER BY seq DESC LIMIT {SEARCH_WINDOW}", where_sql(&w)), true)
+                (
+                    format!("SELECT seq, search FROM events{} ORDER BY seq DESC LIMIT {SEARCH_WINDOW}", where_sql(&w)),
+                    true,
+                )
             }
         }
     };
@@ -219,7 +228,10 @@ fn select(filter: &EventFilter, d: Dialect, order: Order, limit: i64) -> Select 
         }
     };
     let lim = b.int(limit);
-    Select { sql: format!("SELECT {cols} FROM {from}{} ORDER BY {seq_col} {dir} LIMIT {lim}", where_sql(&w)), params: b.params }
+    Select {
+        sql: format!("SELECT {cols} FROM {from}{} ORDER BY {seq_col} {dir} LIMIT {lim}", where_sql(&w)),
+        params: b.params,
+    }
 }
 
 /// Reads an event from a row of [`columns`].

@@ -75,7 +75,8 @@ impl SqliteStore {
         let mut rest = stamped;
         while !rest.is_empty() {
             let chunk: Vec<_> = rest.drain(..ROWS.min(rest.len())).collect();
-            let mut sql = String::from("INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) VALUES ");
+            let mut sql =
+                String::from("INSERT INTO events (id, at, actor, via, kind, subject, summary, data, links) VALUES ");
             sql.push_str(&vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", "));
             sql.push_str(" RETURNING seq, id");
             let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
@@ -91,7 +92,8 @@ impl SqliteStore {
                     .bind(e.data.to_string())
                     .bind(serde_json::to_string(&e.links).expect("links serialize"));
             }
-            let seq_of: std::collections::HashMap<String, i64> = q.fetch_all(&mut **tx).await?.into_iter().map(|(s, id)| (id, s)).collect();
+            let seq_of: std::collections::HashMap<String, i64> =
+                q.fetch_all(&mut **tx).await?.into_iter().map(|(s, id)| (id, s)).collect();
             let mut prefixes: Vec<(&str, i64)> = Vec::new();
             let mut events = Vec::with_capacity(chunk.len());
             for (id, at, e) in chunk {
@@ -102,7 +104,8 @@ impl SqliteStore {
                 prefixes.extend(kind_prefixes(&e.kind).map(|p| (p, e.seq)));
             }
             for part in prefixes.chunks(ROWS * 2) {
-                let sql = format!("INSERT INTO event_kinds (prefix, seq) VALUES {}", vec!["(?, ?)"; part.len()].join(", "));
+                let sql =
+                    format!("INSERT INTO event_kinds (prefix, seq) VALUES {}", vec!["(?, ?)"; part.len()].join(", "));
                 let mut q = sqlx::query(&sql);
                 for (p, seq) in part {
                     q = q.bind(*p).bind(*seq);

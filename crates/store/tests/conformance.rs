@@ -231,7 +231,8 @@ async fn time_window(e: Engine) {
     assert_eq!(summaries(&all(s, f).await), ["second"]);
     let f = EventFilter { until: Some(second.at), ..EventFilter::new() };
     assert_eq!(summaries(&all(s, f).await), ["first"]);
-    let f = EventFilter { since: Some(first.at), until: Some(second.at + Duration::milliseconds(1)), ..EventFilter::new() };
+    let f =
+        EventFilter { since: Some(first.at), until: Some(second.at + Duration::milliseconds(1)), ..EventFilter::new() };
     assert_eq!(summaries(&all(s, f).await), ["second", "first"]);
 }
 
@@ -289,16 +290,32 @@ async fn tokens_lifecycle(e: Engine) {
     let s = &*e.store;
     let admin = Actor::new("admin", Via::Cli);
     let made = s
-        .create_token(&token("alice", Role::Member), "hash-a", NewEvent::new(admin.clone(), "token.created", "token:alice", "created"))
+        .create_token(
+            &token("alice", Role::Member),
+            "hash-a",
+            NewEvent::new(admin.clone(), "token.created", "token:alice", "created"),
+        )
         .await
         .unwrap();
     assert_eq!(made.kind, "token.created");
-    let dup = s.create_token(&token("alice", Role::Viewer), "hash-b", NewEvent::new(admin.clone(), "token.created", "token:alice", "again")).await;
+    let dup = s
+        .create_token(
+            &token("alice", Role::Viewer),
+            "hash-b",
+            NewEvent::new(admin.clone(), "token.created", "token:alice", "again"),
+        )
+        .await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))));
     let found = s.token_by_hash("hash-a").await.unwrap().unwrap();
     assert_eq!((found.name.as_str(), found.role), ("alice", Role::Member));
     assert_eq!(s.token_by_hash("hash-b").await.unwrap(), None);
-    s.create_token(&token("app", Role::Evaluate), "hash-c", NewEvent::new(admin.clone(), "token.created", "token:app", "created")).await.unwrap();
+    s.create_token(
+        &token("app", Role::Evaluate),
+        "hash-c",
+        NewEvent::new(admin.clone(), "token.created", "token:app", "created"),
+    )
+    .await
+    .unwrap();
     let names: Vec<_> = s.tokens().await.unwrap().into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["alice", "app"]);
     s.revoke_token("alice", NewEvent::new(admin.clone(), "token.revoked", "token:alice", "revoked")).await.unwrap();
@@ -312,19 +329,44 @@ async fn tokens_lifecycle(e: Engine) {
 async fn sessions_lifecycle(e: Engine) {
     let s = &*e.store;
     let admin = Actor::new("admin", Via::Cli);
-    s.create_token(&token("bob", Role::Viewer), "hash-bob", NewEvent::new(admin.clone(), "token.created", "token:bob", "c")).await.unwrap();
+    s.create_token(
+        &token("bob", Role::Viewer),
+        "hash-bob",
+        NewEvent::new(admin.clone(), "token.created", "token:bob", "c"),
+    )
+    .await
+    .unwrap();
     let web = Actor::new("bob", Via::Web);
     let later = Utc::now() + Duration::hours(1);
-    s.create_session("s1", "bob", "csrf1", later, NewEvent::new(web.clone(), "session.started", "token:bob", "signed in")).await.unwrap();
+    s.create_session(
+        "s1",
+        "bob",
+        "csrf1",
+        later,
+        NewEvent::new(web.clone(), "session.started", "token:bob", "signed in"),
+    )
+    .await
+    .unwrap();
     let sess = s.session("s1").await.unwrap().unwrap();
     assert_eq!((sess.token.name.as_str(), sess.csrf.as_str()), ("bob", "csrf1"));
     let past = Utc::now() - Duration::seconds(1);
-    s.create_session("s2", "bob", "csrf2", past, NewEvent::new(web.clone(), "session.started", "token:bob", "signed in")).await.unwrap();
+    s.create_session(
+        "s2",
+        "bob",
+        "csrf2",
+        past,
+        NewEvent::new(web.clone(), "session.started", "token:bob", "signed in"),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.session("s2").await.unwrap(), None, "expired sessions are not live");
-    let ended = s.delete_session("s1", NewEvent::new(web.clone(), "session.ended", "token:bob", "signed out")).await.unwrap();
+    let ended =
+        s.delete_session("s1", NewEvent::new(web.clone(), "session.ended", "token:bob", "signed out")).await.unwrap();
     assert_eq!(ended.kind, "session.ended");
     assert_eq!(s.session("s1").await.unwrap(), None);
-    s.create_session("s3", "bob", "csrf3", later, NewEvent::new(web, "session.started", "token:bob", "signed in")).await.unwrap();
+    s.create_session("s3", "bob", "csrf3", later, NewEvent::new(web, "session.started", "token:bob", "signed in"))
+        .await
+        .unwrap();
     s.revoke_token("bob", NewEvent::new(admin, "token.revoked", "token:bob", "r")).await.unwrap();
     assert_eq!(s.session("s3").await.unwrap(), None, "revoking a token ends its sessions");
 }
@@ -357,7 +399,14 @@ async fn bus_delivers_committed_events(e: Engine) {
 
 async fn events_after_resumes(e: Engine) {
     let s = &*e.store;
-    let stored = s.append((0..10).map(|i| ev("a", if i % 2 == 0 { "deploy.started" } else { "note" }, "x", &format!("e{i}"))).collect()).await.unwrap();
+    let stored = s
+        .append(
+            (0..10)
+                .map(|i| ev("a", if i % 2 == 0 { "deploy.started" } else { "note" }, "x", &format!("e{i}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
     let after = s.events_after(stored[3].seq, &EventFilter::new(), 100).await.unwrap();
     assert_eq!(summaries(&after), ["e4", "e5", "e6", "e7", "e8", "e9"]);
     let after = s.events_after(stored[3].seq, &EventFilter::new().kind("deploy"), 2).await.unwrap();
@@ -389,7 +438,9 @@ fn new_deploy(env: &str, actor: &str) -> crew_store::NewDeploy {
 
 fn started(actor: &str) -> Box<dyn FnOnce(i64) -> NewEvent + Send> {
     let actor = actor.to_string();
-    Box::new(move |id| NewEvent::new(Actor::new(&actor, Via::Cli), "deploy.started", "www/production", format!("deploy #{id}")))
+    Box::new(move |id| {
+        NewEvent::new(Actor::new(&actor, Via::Cli), "deploy.started", "www/production", format!("deploy #{id}"))
+    })
 }
 
 async fn deploys_and_locks(e: Engine) {
@@ -404,31 +455,68 @@ async fn deploys_and_locks(e: Engine) {
     s.log_deploy(d.id, vec!["done".into()]).await.unwrap();
     assert_eq!(s.deploy_log(d.id, 1, 10).await.unwrap(), ["web1: switched", "done"]);
     let hosts = serde_json::json!([{"host": "local:/a", "state": "switched"}]);
-    s.finish_deploy(d.id, "succeeded", hosts.clone(), None, NewEvent::new(Actor::new("alice", Via::Cli), "deploy.finished", "www/production", "done")).await.unwrap();
+    s.finish_deploy(
+        d.id,
+        "succeeded",
+        hosts.clone(),
+        None,
+        NewEvent::new(Actor::new("alice", Via::Cli), "deploy.finished", "www/production", "done"),
+    )
+    .await
+    .unwrap();
     let got = s.deploy(d.id).await.unwrap().unwrap();
     assert_eq!((got.status.as_str(), got.hosts.clone()), ("succeeded", hosts));
     assert!(got.finished_at.is_some());
     // The manual lock: bob may not deploy while alice holds it; alice may; only alice or an admin unlocks.
-    s.take_lock("production", "alice", "db migration", NewEvent::new(Actor::new("alice", Via::Cli), "lock.taken", "www/production", "locked")).await.unwrap();
-    let err = s.take_lock("production", "bob", "mine", NewEvent::new(Actor::new("bob", Via::Cli), "lock.taken", "www/production", "x")).await.unwrap_err();
-    assert!(matches!(&err, StoreError::Conflict(m) if m.contains("locked by alice") && m.contains("db migration")), "{err}");
+    s.take_lock(
+        "production",
+        "alice",
+        "db migration",
+        NewEvent::new(Actor::new("alice", Via::Cli), "lock.taken", "www/production", "locked"),
+    )
+    .await
+    .unwrap();
+    let err = s
+        .take_lock(
+            "production",
+            "bob",
+            "mine",
+            NewEvent::new(Actor::new("bob", Via::Cli), "lock.taken", "www/production", "x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict(m) if m.contains("locked by alice") && m.contains("db migration")),
+        "{err}"
+    );
     let err = s.start_deploy(new_deploy("production", "bob"), started("bob")).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)));
     let (mine, _) = s.start_deploy(new_deploy("production", "alice"), started("alice")).await.unwrap();
     let unlock = |who: &str| NewEvent::new(Actor::new(who, Via::Cli), "lock.released", "www/production", "unlocked");
     assert!(matches!(s.release_lock("production", "bob", false, unlock("bob")).await, Err(StoreError::Conflict(_))));
     s.release_lock("production", "carol", true, unlock("carol")).await.unwrap();
-    assert!(matches!(s.release_lock("production", "alice", false, unlock("alice")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.release_lock("production", "alice", false, unlock("alice")).await,
+        Err(StoreError::NotFound(_))
+    ));
     // A restart interrupts what was running and frees the environments.
     // A deploy whose server is alive (a fresh heartbeat) is not interrupted by another replica's sweep.
     s.deploy_heartbeat(other.id).await.unwrap();
     let none = s
-        .interrupt_running(std::time::Duration::from_secs(30), Box::new(|d| NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, "x")))
+        .interrupt_running(
+            std::time::Duration::from_secs(30),
+            Box::new(|d| NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, "x")),
+        )
         .await
         .unwrap();
     assert!(none.is_empty());
     let interrupted = s
-        .interrupt_running(std::time::Duration::ZERO, Box::new(|d| NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, format!("#{} interrupted", d.id))))
+        .interrupt_running(
+            std::time::Duration::ZERO,
+            Box::new(|d| {
+                NewEvent::new(Actor::system(), "deploy.interrupted", &d.environment, format!("#{} interrupted", d.id))
+            }),
+        )
         .await
         .unwrap();
     let ids: Vec<i64> = interrupted.iter().map(|d| d.id).collect();

@@ -56,8 +56,11 @@ fn shared_cluster() -> Result<String> {
     }
     if !data.join("PG_VERSION").exists() {
         let _ = fs::remove_dir_all(&data);
-        run(as_root, &format!("{} -D {} -A trust -U postgres --no-sync -E UTF8", bin("initdb")?.display(), data.display()))
-            .context("initdb (is Debian's postgresql package installed?)")?;
+        run(
+            as_root,
+            &format!("{} -D {} -A trust -U postgres --no-sync -E UTF8", bin("initdb")?.display(), data.display()),
+        )
+        .context("initdb (is Debian's postgresql package installed?)")?;
     }
     let port = free_port();
     let opts = format!(
@@ -66,12 +69,18 @@ fn shared_cluster() -> Result<String> {
     );
     run(
         as_root,
-        &format!("{} -D {} -l {} -o '{opts}' -w -t 60 start", bin("pg_ctl")?.display(), data.display(), dir.join("log").display()),
+        &format!(
+            "{} -D {} -l {} -o '{opts}' -w -t 60 start",
+            bin("pg_ctl")?.display(),
+            data.display(),
+            dir.join("log").display()
+        ),
     )
     .with_context(|| format!("pg_ctl start; see {}", dir.join("log").display()))?;
     fs::write(&port_file, port.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !Command::new(bin("pg_isready")?).args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()]).status()?.success() {
+    while !Command::new(bin("pg_isready")?).args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()]).status()?.success()
+    {
         if Instant::now() > deadline {
             bail!("test PostgreSQL on port {port} is not ready after 30 s");
         }
@@ -138,7 +147,11 @@ impl Sshd {
         let d = dir.path().to_path_buf();
         fs::create_dir_all("/run/sshd").ok();
         for name in ["host_key", "user_key"] {
-            let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(d.join(name)).status()?;
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", ""])
+                .arg("-f")
+                .arg(d.join(name))
+                .status()?;
             if !status.success() {
                 bail!("ssh-keygen failed");
             }
@@ -188,10 +201,19 @@ impl Sshd {
 
     /// The `ssh` options that log in to this server without questions.
     pub fn options(&self) -> Vec<String> {
-        ["-i", &self.key.display().to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "-i",
+            &self.key.display().to_string(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 }
 
@@ -204,5 +226,9 @@ impl Drop for Sshd {
 
 /// The user the tests run as.
 pub fn whoami() -> String {
-    Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|_| "root".into())
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "root".into())
 }

@@ -81,17 +81,33 @@ async fn writes_are_events_naming_the_actor() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap().into(), e["actor"]["name"].as_str().unwrap().into(), e["subject"].as_str().unwrap().into()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().into(),
+                e["actor"]["name"].as_str().unwrap().into(),
+                e["subject"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    let want = [("token.revoked", "admin", "token:alice"), ("token.created", "admin", "token:alice"), ("token.created", "crew", "token:admin")];
-    let want: Vec<(String, String, String)> = want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    let want = [
+        ("token.revoked", "admin", "token:alice"),
+        ("token.created", "admin", "token:alice"),
+        ("token.created", "crew", "token:admin"),
+    ];
+    let want: Vec<(String, String, String)> =
+        want.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
     assert_eq!(lines, want);
     let e = &v["events"][0];
     assert_eq!(e["actor"]["via"], "api");
     assert!(e["at"].as_str().unwrap().ends_with('Z'));
     // Recording an event: the caller is the actor, whatever the body says.
     let mo = s.token("mo", "member").await;
-    let res = s.req(Method::POST, "/api/v1/events", &mo).json(&json!({"kind": "note", "summary": "hi", "actor": "someone"})).send().await.unwrap();
+    let res = s
+        .req(Method::POST, "/api/v1/events", &mo)
+        .json(&json!({"kind": "note", "summary": "hi", "actor": "someone"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400, "unknown fields are refused");
     let e = s.record(&mo, json!({"kind": "note", "subject": "www", "summary": "hi", "data": {"n": 1}, "links": [{"rel": "doc", "href": "/timeline"}]})).await;
     assert_eq!(e["actor"], json!({"name": "mo", "via": "api"}));
@@ -148,8 +164,18 @@ async fn bad_input_gets_400_with_the_envelope() {
         (Method::GET, "/api/v1/events?since=100000000d", None, "bad time `100000000d`"),
         (Method::GET, "/api/v1/events?subject=a%00b", None, "control character"),
         (Method::GET, "/api/v1/events/stream?after=x", None, "filter `after`"),
-        (Method::POST, "/api/v1/events", Some("{\"kind\": \"note\", \"summary\": \"bell\\u0007\"}"), "control character"),
-        (Method::POST, "/api/v1/events", Some("{\"kind\": \"note\", \"summary\": \"x\", \"data\": {\"a\": \"\\u0000\"}}"), "control character"),
+        (
+            Method::POST,
+            "/api/v1/events",
+            Some("{\"kind\": \"note\", \"summary\": \"bell\\u0007\"}"),
+            "control character",
+        ),
+        (
+            Method::POST,
+            "/api/v1/events",
+            Some("{\"kind\": \"note\", \"summary\": \"x\", \"data\": {\"a\": \"\\u0000\"}}"),
+            "control character",
+        ),
         (Method::GET, "/api/v1/events?limit=0", None, "bad limit 0"),
         (Method::GET, "/api/v1/events?limit=ten", None, "`ten` is not a number"),
         (Method::GET, "/api/v1/events?cursor=abc", None, "bad cursor `abc`"),
@@ -160,8 +186,18 @@ async fn bad_input_gets_400_with_the_envelope() {
         (Method::POST, "/api/v1/events", Some("{\"kind\": 5, \"summary\": \"x\"}"), "at `kind`"),
         (Method::POST, "/api/v1/events", Some("{\"kind\": \"Not Valid\", \"summary\": \"x\"}"), "kind `Not Valid`"),
         (Method::POST, "/api/v1/events", Some("{\"kind\": \"note\", \"summary\": \"\"}"), "summary is empty"),
-        (Method::POST, "/api/v1/events", Some("{\"kind\": \"note\", \"summary\": \"x\", \"data\": [1]}"), "data must be a JSON object"),
-        (Method::POST, "/api/v1/tokens", Some("{\"name\": \"Bad Name\", \"role\": \"viewer\"}"), "bad token name `Bad Name`"),
+        (
+            Method::POST,
+            "/api/v1/events",
+            Some("{\"kind\": \"note\", \"summary\": \"x\", \"data\": [1]}"),
+            "data must be a JSON object",
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Some("{\"name\": \"Bad Name\", \"role\": \"viewer\"}"),
+            "bad token name `Bad Name`",
+        ),
         (Method::POST, "/api/v1/tokens", Some("{\"name\": \"ok\", \"role\": \"root\"}"), "unknown role `root`"),
     ];
     let before = s.get_json("/api/v1/status", &s.admin).await["counts"].clone();
@@ -185,12 +221,22 @@ async fn bad_input_gets_400_with_the_envelope() {
         let res = s.req(method.clone(), path, &s.admin).send().await.unwrap();
         assert_eq!(res.status(), 404, "{method} {path}");
     }
-    let dup = s.req(Method::POST, "/api/v1/tokens", &s.admin).json(&json!({"name": "mo", "role": "viewer"})).send().await.unwrap();
+    let dup = s
+        .req(Method::POST, "/api/v1/tokens", &s.admin)
+        .json(&json!({"name": "mo", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dup.status(), 409);
 }
 
 /// Opens a live stream; returns the SSE message stream.
-async fn stream(s: &Server, token: &str, query: &str, last_id: Option<&str>) -> impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin {
+async fn stream(
+    s: &Server,
+    token: &str,
+    query: &str,
+    last_id: Option<&str>,
+) -> impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin {
     let mut req = s.req(Method::GET, &format!("/api/v1/events/stream?{query}"), token);
     if let Some(id) = last_id {
         req = req.header("last-event-id", id);
@@ -202,7 +248,10 @@ async fn stream(s: &Server, token: &str, query: &str, last_id: Option<&str>) -> 
 }
 
 async fn next_event(st: &mut (impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin)) -> (String, Value) {
-    let m = tokio::time::timeout(Duration::from_secs(2), st.next()).await.expect("an event within 2 s").expect("stream open");
+    let m = tokio::time::timeout(Duration::from_secs(2), st.next())
+        .await
+        .expect("an event within 2 s")
+        .expect("stream open");
     (m.id, serde_json::from_str(&m.data).unwrap())
 }
 
@@ -214,7 +263,11 @@ async fn live_stream_delivers_filtered_events_and_resumes() {
     let mut deploys = stream(&s, &v, "kind=deploy", None).await;
     let mut searched = stream(&s, &v, "q=checkout", None).await;
     s.record(&m, json!({"kind": "note", "summary": "not a deploy"})).await;
-    s.record(&m, json!({"kind": "deploy.started", "subject": "www/production", "summary": "mo deploying the checkout fix"})).await;
+    s.record(
+        &m,
+        json!({"kind": "deploy.started", "subject": "www/production", "summary": "mo deploying the checkout fix"}),
+    )
+    .await;
     s.record(&m, json!({"kind": "deploy.finished", "subject": "www/production", "summary": "done"})).await;
     let (id1, e1) = next_event(&mut deploys).await;
     assert_eq!(e1["summary"], "mo deploying the checkout fix");
@@ -248,10 +301,7 @@ async fn a_page_resumes_after_the_newest_event_it_shows_and_revocation_ends_stre
     // Revoking vera's token ends her open streams.
     let res = s.req(Method::DELETE, "/api/v1/tokens/vera", &s.admin).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let ended = tokio::time::timeout(Duration::from_secs(2), async {
-        while from_page.next().await.is_some() {}
-    })
-    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(2), async { while from_page.next().await.is_some() {} }).await;
     assert!(ended.is_ok(), "the stream ends when its token is revoked");
 }
 
@@ -269,12 +319,18 @@ async fn a_killed_server_loses_no_acknowledged_event() {
     let m = s.token("mo", "member").await;
     let mut ids = Vec::new();
     for i in 0..50 {
-        ids.push(s.record(&m, json!({"kind": "note", "summary": format!("acknowledged {i}")})).await["id"].as_str().unwrap().to_string());
+        ids.push(
+            s.record(&m, json!({"kind": "note", "summary": format!("acknowledged {i}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     s.stop_hard(); // SIGKILL: no shutdown code runs.
     s.restart();
     let v = s.get_json("/api/v1/events?kind=note&limit=100", &m).await;
-    let mut got: Vec<String> = v["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    let mut got: Vec<String> =
+        v["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
     got.reverse();
     assert_eq!(got, ids);
 }
@@ -313,7 +369,12 @@ async fn replicas_on_one_postgres_see_each_others_events() {
     .unwrap();
     assert_eq!(summaries, ["written on a", "written on b"]);
     // Both read the same timeline.
-    assert!(eventually(Duration::from_secs(2), || async { a.get_json("/api/v1/events?kind=note", &m).await == b.get_json("/api/v1/events?kind=note", &m).await }).await);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            a.get_json("/api/v1/events?kind=note", &m).await == b.get_json("/api/v1/events?kind=note", &m).await
+        })
+        .await
+    );
     let st = b.get_json("/api/v1/status", &m).await;
     assert_eq!(st["store"], "postgres");
 }

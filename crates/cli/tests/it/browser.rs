@@ -104,7 +104,11 @@ async fn sign_in_and_watch_the_timeline_update_live() {
     assert!(live);
     // Mark the document so a reload would be noticed.
     c.execute("window.__crew_marker = 42", vec![]).await.unwrap();
-    s.record(&member, json!({"kind": "deploy.finished", "subject": "www/production", "summary": "mo shipped the login fix"})).await;
+    s.record(
+        &member,
+        json!({"kind": "deploy.finished", "subject": "www/production", "summary": "mo shipped the login fix"}),
+    )
+    .await;
     let appeared = eventually(Duration::from_secs(5), || async {
         match c.find(Locator::Css("#events tr:first-child td.summary")).await {
             Ok(td) => td.text().await.unwrap_or_default().contains("mo shipped the login fix"),
@@ -143,19 +147,33 @@ async fn session_writes_need_the_csrf_token() {
     let s = Server::start().await;
     let m = s.token("mo", "member").await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let res = http.post(format!("{}/signin", s.url)).header("origin", "https://evil.example").form(&[("token", m.as_str())]).send().await.unwrap();
+    let res = http
+        .post(format!("{}/signin", s.url))
+        .header("origin", "https://evil.example")
+        .form(&[("token", m.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 403);
     let res = http.post(format!("{}/signin", s.url)).form(&[("token", m.as_str())]).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let set = res.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
     let cookie = set.split(';').next().unwrap().to_string();
-    let page = http.get(format!("{}/timeline", s.url)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
+    let page =
+        http.get(format!("{}/timeline", s.url)).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
     let csrf = page.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let body = json!({"kind": "note", "summary": "from the page"});
     let res = http.post(format!("{}/api/v1/events", s.url)).header("cookie", &cookie).json(&body).send().await.unwrap();
     assert_eq!(res.status(), 403);
-    let res = http.post(format!("{}/api/v1/events", s.url)).header("cookie", &cookie).header("x-csrf-token", &csrf).json(&body).send().await.unwrap();
+    let res = http
+        .post(format!("{}/api/v1/events", s.url))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
     let e: serde_json::Value = res.json().await.unwrap();
     assert_eq!(e["actor"], json!({"name": "mo", "via": "web"}));

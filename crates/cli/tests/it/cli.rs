@@ -19,7 +19,9 @@ fn help_is_complete() {
         assert!(out.contains(word), "crew --help lacks {word}:\n{out}");
     }
     let (_, out, _) = run(Command::new(CREW).args(["serve", "--help"]));
-    for word in ["--config", "--listen", "--statsd", "--database", "--data-dir", "CREW_LISTEN", "CREW_DATABASE", "CREW_STATSD"] {
+    for word in
+        ["--config", "--listen", "--statsd", "--database", "--data-dir", "CREW_LISTEN", "CREW_DATABASE", "CREW_STATSD"]
+    {
         assert!(out.contains(word), "crew serve --help lacks {word}:\n{out}");
     }
     let (_, out, _) = run(Command::new(CREW).args(["events", "--help"]));
@@ -35,7 +37,8 @@ async fn events_status_and_tokens() {
     assert_eq!(code, 0, "{err}");
     let alice = out.trim().to_string();
     assert!(alice.starts_with("crew_") && err.contains("only time"), "{out} {err}");
-    s.record(&alice, json!({"kind": "deploy.started", "subject": "www/production", "summary": "alice deploying www"})).await;
+    s.record(&alice, json!({"kind": "deploy.started", "subject": "www/production", "summary": "alice deploying www"}))
+        .await;
     s.record(&alice, json!({"kind": "note", "subject": "www", "summary": "lunch"})).await;
 
     let (code, out, _) = run(s.cli(&alice).args(["events", "--kind", "deploy"]));
@@ -47,7 +50,10 @@ async fn events_status_and_tokens() {
 
     let (_, out, _) = run(s.cli(&alice).args(["events", "-n", "2"]));
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].ends_with("alice deploying www") && lines[1].ends_with("lunch"), "oldest first, newest last:\n{out}");
+    assert!(
+        lines[0].ends_with("alice deploying www") && lines[1].ends_with("lunch"),
+        "oldest first, newest last:\n{out}"
+    );
 
     let (_, out, _) = run(s.cli(&alice).args(["events", "--search", "LUNCH", "--json"]));
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -92,7 +98,12 @@ async fn the_admin_token_file_is_private_and_used_by_default() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(s.data_dir.join("admin.token")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let (code, out, err) = run(Command::new(CREW).env_remove("CREW_TOKEN").env("CREW_SERVER", &s.url).arg("--data-dir").arg(&s.data_dir).arg("status"));
+    let (code, out, err) = run(Command::new(CREW)
+        .env_remove("CREW_TOKEN")
+        .env("CREW_SERVER", &s.url)
+        .arg("--data-dir")
+        .arg(&s.data_dir)
+        .arg("status"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("tokens    1"), "{out}");
 }
@@ -175,7 +186,10 @@ fn bad_config_and_database_stop_the_start_with_exit_2() {
 #[test]
 fn an_unreachable_server_is_exit_1() {
     let port = crew_testkit::free_port();
-    let (code, _, err) = run(Command::new(CREW).env("CREW_SERVER", format!("http://127.0.0.1:{port}")).env("CREW_TOKEN", "x").arg("status"));
+    let (code, _, err) = run(Command::new(CREW)
+        .env("CREW_SERVER", format!("http://127.0.0.1:{port}"))
+        .env("CREW_TOKEN", "x")
+        .arg("status"));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot reach the crew server"), "{err}");
 }
@@ -200,7 +214,8 @@ async fn demo_serves_real_events_until_interrupted() {
     });
     let (mut url, mut token, mut folder) = (None, None, None);
     while url.is_none() || token.is_none() || folder.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("demo output").expect("demo running");
+        let line =
+            tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("demo output").expect("demo running");
         if let Some(rest) = line.strip_prefix("crew demo is running at ") {
             url = Some(rest.trim().to_string());
         } else if line.trim().starts_with("crew_") {
@@ -212,18 +227,37 @@ async fn demo_serves_real_events_until_interrupted() {
     let (url, token, folder) = (url.unwrap(), token.unwrap(), folder.unwrap());
     assert!(std::path::Path::new(&folder).exists());
     let http = reqwest::Client::new();
-    let v: Value = http.get(format!("{url}/api/v1/events?limit=100")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let v: Value = http
+        .get(format!("{url}/api/v1/events?limit=100"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let kinds: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"token.created") && kinds.contains(&"note"), "{kinds:?}");
     assert!(v["events"].as_array().unwrap().iter().any(|e| e["actor"]["name"] == "alice"));
     // Two real deploys to each environment, production on two hosts, and one commit left pending.
-    let v: Value = http.get(format!("{url}/api/v1/deploys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let v: Value =
+        http.get(format!("{url}/api/v1/deploys")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let statuses: Vec<&str> = v["deploys"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["succeeded"; 4]);
-    let p: Value = http.get(format!("{url}/api/v1/environments/production/pending")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let p: Value = http
+        .get(format!("{url}/api/v1/environments/production/pending"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(p["commits"].as_array().unwrap().len(), 1, "{p}");
     for host in ["web1", "web2"] {
-        let rev = std::fs::read_to_string(std::path::Path::new(&folder).join("hosts").join(host).join("current/REVISION")).unwrap();
+        let rev =
+            std::fs::read_to_string(std::path::Path::new(&folder).join("hosts").join(host).join("current/REVISION"))
+                .unwrap();
         assert_eq!(rev.trim(), v["deploys"][0]["revision"].as_str().unwrap());
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();

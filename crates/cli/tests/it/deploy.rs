@@ -24,7 +24,8 @@ fn health_server(healthy: PathBuf) -> u16 {
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf);
             let status = if healthy.exists() { "200 OK" } else { "503 Service Unavailable" };
-            let _ = s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+            let _ =
+                s.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
         }
     });
     port
@@ -127,7 +128,10 @@ async fn deploy_log_pending_requires_and_rollback() {
     let second = commit(&a.repo, "about.html", "about\n", "about page");
     let (code, out, _) = run(s.cli(&alice).args(["pending", "production"]));
     assert_eq!(code, 0);
-    assert!(out.contains("2 commit(s)") && out.contains("Bob") && out.contains("about page") && out.contains(&second[..7]), "{out}");
+    assert!(
+        out.contains("2 commit(s)") && out.contains("Bob") && out.contains("about page") && out.contains(&second[..7]),
+        "{out}"
+    );
     assert!(out.contains("staging runs"), "what staging has that production lacks: {out}");
     run(s.cli(&alice).args(["deploy", "staging", "-m", "about"]));
     let (code, out, err) = run(s.cli(&alice).args(["deploy", "production", "-m", "about page"]));
@@ -139,9 +143,14 @@ async fn deploy_log_pending_requires_and_rollback() {
     let (_, out, _) = run(s.cli(&alice).args(["log", "production"]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    let want = format!("] [alice] www deployed to production: {}..{} (2 commits) \"about page\"", &first[..7], &second[..7]);
+    let want =
+        format!("] [alice] www deployed to production: {}..{} (2 commits) \"about page\"", &first[..7], &second[..7]);
     assert!(lines[0].starts_with('[') && lines[0].ends_with(&want), "{}\nwant …{want}", lines[0]);
-    assert!(lines[1].ends_with(&format!("] [alice] www deployed to production: {} (first deploy) \"first\"", &first[..7])), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with(&format!("] [alice] www deployed to production: {} (first deploy) \"first\"", &first[..7])),
+        "{}",
+        lines[1]
+    );
 
     // Rollback: back to the previous release, no build, fast.
     let started = std::time::Instant::now();
@@ -166,7 +175,10 @@ async fn deploy_log_pending_requires_and_rollback() {
     assert_eq!(res.headers()["content-type"], "text/event-stream");
     use eventsource_stream::Eventsource;
     use futures_util::StreamExt;
-    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(5), res.bytes_stream().eventsource().collect::<Vec<_>>()).await.unwrap();
+    let events: Vec<_> =
+        tokio::time::timeout(Duration::from_secs(5), res.bytes_stream().eventsource().collect::<Vec<_>>())
+            .await
+            .unwrap();
     let events: Vec<_> = events.into_iter().map(|e| e.unwrap()).collect();
     let end = events.last().unwrap();
     assert_eq!((end.event.as_str(), end.data.as_str()), ("end", "succeeded"));
@@ -192,8 +204,14 @@ async fn deploys_on_postgres_with_json_output() {
         let (code, out, err) = run(s.cli(&m).args(["deploy", env, "-m", "on pg", "--json"]));
         assert_eq!(code, 0, "{out}\n{err}");
         let d: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-        assert_eq!((d["status"].as_str(), d["revision"].as_str(), d["environment"].as_str()), (Some("succeeded"), Some(first.as_str()), Some(env)));
-        assert_eq!(d["hosts"].as_array().unwrap().iter().filter(|h| h["state"] == "switched").count(), if env == "staging" { 1 } else { 2 });
+        assert_eq!(
+            (d["status"].as_str(), d["revision"].as_str(), d["environment"].as_str()),
+            (Some("succeeded"), Some(first.as_str()), Some(env))
+        );
+        assert_eq!(
+            d["hosts"].as_array().unwrap().iter().filter(|h| h["state"] == "switched").count(),
+            if env == "staging" { 1 } else { 2 }
+        );
     }
     let (code, out, _) = run(s.cli(&m).args(["log", "--json"]));
     assert_eq!(code, 0);
@@ -339,7 +357,9 @@ async fn bad_deploys_say_what_is_wrong_and_touch_no_host() {
     let (code, _, err) = run(s.cli(&m).args(["deploy", "staging", "--rev", "nosuchrev"]));
     assert_eq!(code, 2, "{err}");
     // A build that does not produce its artifact fails before any host is touched.
-    let toml = std::fs::read_to_string(a.repo.join("crew.toml")).unwrap().replace("artifact = \"dist\"", "artifact = \"build\"");
+    let toml = std::fs::read_to_string(a.repo.join("crew.toml"))
+        .unwrap()
+        .replace("artifact = \"dist\"", "artifact = \"build\"");
     std::fs::write(a.repo.join("crew.toml"), &toml).unwrap();
     drop(s);
     let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
@@ -349,22 +369,28 @@ async fn bad_deploys_say_what_is_wrong_and_touch_no_host() {
     assert!(err.contains("artifact folder `build`"), "{err}");
     assert!(!a.hosts.join("staging1/current").exists());
     // A failing `before` hook stops the deploy before any host is touched.
-    let hooked = toml.replace("artifact = \"build\"", "artifact = \"dist\"").replace(
-        "hosts = [\"local:",
-        "hooks = { before = [\"echo checking migrations; exit 3\"] }\nhosts = [\"local:",
-    );
+    let hooked = toml
+        .replace("artifact = \"build\"", "artifact = \"dist\"")
+        .replace("hosts = [\"local:", "hooks = { before = [\"echo checking migrations; exit 3\"] }\nhosts = [\"local:");
     std::fs::write(a.repo.join("crew.toml"), &hooked).unwrap();
     drop(s);
     let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
     let m = s.token("mo", "member").await;
     let (code, out, err) = run(s.cli(&m).args(["deploy", "staging"]));
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("before hook stopped the deploy") && out.contains("hook: checking migrations"), "{out}\n{err}");
+    assert!(
+        err.contains("before hook stopped the deploy") && out.contains("hook: checking migrations"),
+        "{out}\n{err}"
+    );
     assert!(!a.hosts.join("staging1/current").exists());
     drop(s);
     // An unknown key in the deploy config stops the server's start, naming it.
     std::fs::write(a.repo.join("crew.toml"), toml.replace("canary = 1", "canary = 1\ncanaries = 2")).unwrap();
-    let (code, _, err) = run(Command::new(crate::harness::CREW).args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"]).arg(a.repo.join("crew.toml")).arg("--data-dir").arg(a.hosts.join("d")));
+    let (code, _, err) = run(Command::new(crate::harness::CREW)
+        .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+        .arg(a.repo.join("crew.toml"))
+        .arg("--data-dir")
+        .arg(a.hosts.join("d")));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("environments.production.canaries"), "{err}");
     let _: Option<Value> = None;
@@ -471,10 +497,17 @@ async fn a_server_killed_mid_deploy_marks_it_interrupted_and_leaves_hosts_whole(
     let m = s.token("mo", "member").await;
     let (code, _, err) = run(s.cli(&m).args(["deploy", "staging"]));
     assert_eq!(code, 0, "{err}");
-    let res = s.req(reqwest::Method::POST, "/api/v1/deploys", &m).json(&serde_json::json!({"environment": "production"})).send().await.unwrap();
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/deploys", &m)
+        .json(&serde_json::json!({"environment": "production"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 202);
     let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    let switched = crate::harness::eventually(Duration::from_secs(20), || async { a.hosts.join("prod1/restarted").exists() }).await;
+    let switched =
+        crate::harness::eventually(Duration::from_secs(20), || async { a.hosts.join("prod1/restarted").exists() })
+            .await;
     assert!(switched, "the canary was deployed");
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.stop_hard();
@@ -489,5 +522,9 @@ async fn a_server_killed_mid_deploy_marks_it_interrupted_and_leaves_hosts_whole(
             assert!(a.hosts.join(h).join(&target).join("REVISION").exists(), "{h}: current is a complete release");
         }
     }
-    assert!(s.get_json("/api/v1/environments", &m).await["environments"].as_array().unwrap().iter().all(|e| e["locks"].as_array().unwrap().is_empty()));
+    assert!(s.get_json("/api/v1/environments", &m).await["environments"].as_array().unwrap().iter().all(|e| e
+        ["locks"]
+        .as_array()
+        .unwrap()
+        .is_empty()));
 }

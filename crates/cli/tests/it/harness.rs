@@ -57,12 +57,23 @@ impl Server {
     /// Starts again on the same data folder and database (after a stop or a kill).
     pub fn restart(&mut self) {
         self.stop_hard();
-        let mut again = Server::spawn_with(self.data_dir.clone(), self.database.clone(), Some(&self.admin.clone()), None, self.config.clone());
+        let mut again = Server::spawn_with(
+            self.data_dir.clone(),
+            self.database.clone(),
+            Some(&self.admin.clone()),
+            None,
+            self.config.clone(),
+        );
         self.url = again.url.clone();
         self.child = again.child.take();
     }
 
-    fn spawn(data_dir: PathBuf, database: Option<String>, admin: Option<&str>, dir: Option<tempfile::TempDir>) -> Server {
+    fn spawn(
+        data_dir: PathBuf,
+        database: Option<String>,
+        admin: Option<&str>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Server {
         Server::spawn_with(data_dir, database, admin, dir, None)
     }
 
@@ -78,18 +89,18 @@ impl Server {
         if let Some(c) = &config {
             cmd.arg("--config").arg(c);
         }
-        cmd
-            .env_remove("CREW_TOKEN")
-            .env("RUST_LOG", "info,sqlx=warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.env_remove("CREW_TOKEN").env("RUST_LOG", "info,sqlx=warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
         if let Some(db) = &database {
             cmd.args(["--database", db]);
         }
         let mut child = cmd.spawn().expect("start crew serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
-        let url = line.trim().strip_prefix("crew listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("crew listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
         let admin = match admin {
             Some(a) => a.to_string(),
             None => std::fs::read_to_string(data_dir.join("admin.token")).expect("admin.token").trim().to_string(),

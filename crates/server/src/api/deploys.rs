@@ -31,7 +31,11 @@ fn check_message(m: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn create(Member(caller): Member, State(st): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    Member(caller): Member,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: StartDeploy = parse_json(&body)?;
     check_message(&req.message)?;
     let d = deploys::start(&st, &req.environment, req.rev.as_deref(), &req.message, caller.actor()).await?;
@@ -43,8 +47,16 @@ pub async fn list(_: Viewer, State(st): State<AppState>, RawQuery(q): RawQuery) 
     for (k, v) in query_pairs(q.as_deref()) {
         match k.as_str() {
             "environment" => env = Some(v),
-            "limit" => limit = v.parse().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ApiError::BadRequest(format!("filter `limit`: `{v}` is not 1 to 1000")))?,
-            other => return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected environment, limit"))),
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| ApiError::BadRequest(format!("filter `limit`: `{v}` is not 1 to 1000")))?
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected environment, limit")))
+            }
         }
     }
     let list = st.store.deploys(env.as_deref(), limit).await?;
@@ -63,12 +75,23 @@ pub async fn one(_: Viewer, State(st): State<AppState>, Path(id): Path<String>) 
 
 /// `{"lines": [...], "next_offset": N, "status": "running"}`: poll with `offset=next_offset` until the status
 /// is no longer `running` and no lines come.
-pub async fn log(_: Viewer, State(st): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn log(
+    _: Viewer,
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
     let id = deploy_id(&id)?;
     let mut offset = 0i64;
     for (k, v) in query_pairs(q.as_deref()) {
         match k.as_str() {
-            "offset" => offset = v.parse().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?,
+            "offset" => {
+                offset = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?
+            }
             other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
         }
     }
@@ -85,7 +108,12 @@ struct Rollback {
     to: Option<i64>,
 }
 
-pub async fn rollback(Member(caller): Member, State(st): State<AppState>, Path(env): Path<String>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn rollback(
+    Member(caller): Member,
+    State(st): State<AppState>,
+    Path(env): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: Rollback = if body.is_empty() { Rollback { to: None } } else { parse_json(&body)? };
     let d = deploys::rollback(&st, &env, req.to, caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(d))))
@@ -98,25 +126,38 @@ struct TakeLock {
 }
 
 fn known_environment(st: &AppState, env: &str) -> Result<String, ApiError> {
-    let cfg = st.deploy.as_ref().ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
+    let cfg = st
+        .deploy
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
     cfg.environment(env).map_err(ApiError::NotFound)?;
     Ok(format!("{}/{env}", cfg.app.name))
 }
 
-pub async fn lock(Member(caller): Member, State(st): State<AppState>, Path(env): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
+pub async fn lock(
+    Member(caller): Member,
+    State(st): State<AppState>,
+    Path(env): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
     let req: TakeLock = parse_json(&body)?;
     if req.reason.trim().is_empty() {
         return Err(ApiError::BadRequest("a lock needs a reason (-m \"why\"), so others know when to ask".into()));
     }
     check_message(&req.reason)?;
     let subject = known_environment(&st, &env)?;
-    let event = NewEvent::new(caller.actor(), "lock.taken", &subject, format!("{} locked {env}: {}", caller.name, req.reason))
-        .with_data(json!({"environment": env, "reason": req.reason}));
+    let event =
+        NewEvent::new(caller.actor(), "lock.taken", &subject, format!("{} locked {env}: {}", caller.name, req.reason))
+            .with_data(json!({"environment": env, "reason": req.reason}));
     st.store.take_lock(&env, &caller.name, &req.reason, event).await?;
     Ok(Json(json!({"environment": env, "holder": caller.name, "reason": req.reason})))
 }
 
-pub async fn unlock(Member(caller): Member, State(st): State<AppState>, Path(env): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn unlock(
+    Member(caller): Member,
+    State(st): State<AppState>,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Value>> {
     let subject = known_environment(&st, &env)?;
     let event = NewEvent::new(caller.actor(), "lock.released", &subject, format!("{} unlocked {env}", caller.name))
         .with_data(json!({"environment": env}));
@@ -133,7 +174,9 @@ pub async fn environments(_: Viewer, State(st): State<AppState>) -> ApiResult<Js
         let live = deploys::live(&*st.store, name).await?;
         let head = git::resolve(&cfg.repo, &cfg.app.branch, None).await.ok();
         let pending = match (&head, &live) {
-            (Some(h), l) => git::commits(&cfg.repo, l.as_ref().map(|d| d.revision.as_str()), h).await.map(|c| c.len()).unwrap_or(0),
+            (Some(h), l) => {
+                git::commits(&cfg.repo, l.as_ref().map(|d| d.revision.as_str()), h).await.map(|c| c.len()).unwrap_or(0)
+            }
             _ => 0,
         };
         let env_locks: Vec<_> = locks.iter().filter(|l| &l.environment == name).collect();
@@ -145,7 +188,10 @@ pub async fn environments(_: Viewer, State(st): State<AppState>) -> ApiResult<Js
 /// The commits on trunk not yet live on the environment, and (with `requires`) what the required environment
 /// has that this one lacks.
 pub async fn pending(_: Viewer, State(st): State<AppState>, Path(env): Path<String>) -> ApiResult<Json<Value>> {
-    let cfg = st.deploy.clone().ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
+    let cfg = st
+        .deploy
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
     let e = cfg.environment(&env).map_err(ApiError::NotFound)?;
     let head = git::resolve(&cfg.repo, &cfg.app.branch, None).await.map_err(|e| ApiError::BadRequest(e.0))?;
     let live = deploys::live(&*st.store, &env).await?;
@@ -176,7 +222,13 @@ pub async fn log_stream(
     let mut offset = 0i64;
     for (k, v) in query_pairs(q.as_deref()) {
         match k.as_str() {
-            "offset" => offset = v.parse().ok().filter(|n| *n >= 0).ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?,
+            "offset" => {
+                offset = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?
+            }
             other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
         }
     }

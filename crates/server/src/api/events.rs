@@ -37,11 +37,16 @@ pub fn parse_filter(pairs: &[(String, String)], paged: bool) -> Result<EventFilt
             "since" => f.since = Some(time(k, v)?),
             "until" => f.until = Some(time(k, v)?),
             "limit" if paged => {
-                f.limit = v.parse().map_err(|_| ApiError::BadRequest(format!("filter `limit`: `{v}` is not a number")))?
+                f.limit =
+                    v.parse().map_err(|_| ApiError::BadRequest(format!("filter `limit`: `{v}` is not a number")))?
             }
             "cursor" if paged => f.before = Some(Cursor::decode(v)?),
             other => {
-                let known = if paged { "kind, subject, actor, q, since, until, limit, cursor" } else { "kind, subject, actor, q, since, until" };
+                let known = if paged {
+                    "kind, subject, actor, q, since, until, limit, cursor"
+                } else {
+                    "kind, subject, actor, q, since, until"
+                };
                 return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected one of {known}")));
             }
         }
@@ -78,9 +83,20 @@ struct RecordEvent {
     links: Vec<Link>,
 }
 
-pub async fn create(Member(caller): Member, State(st): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Event>)> {
+pub async fn create(
+    Member(caller): Member,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Event>)> {
     let req: RecordEvent = parse_json(&body)?;
-    let event = NewEvent { actor: caller.actor(), kind: req.kind, subject: req.subject, summary: req.summary, data: req.data, links: req.links };
+    let event = NewEvent {
+        actor: caller.actor(),
+        kind: req.kind,
+        subject: req.subject,
+        summary: req.summary,
+        data: req.data,
+        links: req.links,
+    };
     let stored = st.store.append(vec![event]).await?.remove(0);
     Ok((StatusCode::CREATED, Json(stored)))
 }
@@ -102,13 +118,19 @@ pub async fn stream(
     let after = match pairs.iter().position(|(k, _)| k == "after") {
         Some(i) => {
             let v = pairs.remove(i).1;
-            Some(v.parse::<i64>().map_err(|_| ApiError::BadRequest(format!("filter `after`: `{v}` is not an event id from this stream")))?)
+            Some(v.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("filter `after`: `{v}` is not an event id from this stream"))
+            })?)
         }
         None => None,
     };
     let filter = parse_filter(&pairs, false)?;
-    let resume: Option<i64> =
-        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).or(after).filter(|s| *s > 0);
+    let resume: Option<i64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or(after)
+        .filter(|s| *s > 0);
     // Subscribe before replaying, so nothing committed in between is missed.
     let mut live = st.store.subscribe();
     let (tx, rx) = mpsc::channel(256);

@@ -43,7 +43,11 @@ fn token_json(t: &crew_store::TokenInfo) -> Value {
     })
 }
 
-pub async fn create(Admin(caller): Admin, State(st): State<AppState>, body: Bytes) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(
+    Admin(caller): Admin,
+    State(st): State<AppState>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: CreateToken = parse_json(&body)?;
     check_name(&req.name)?;
     let role: Role = req.role.parse().map_err(ApiError::BadRequest)?;
@@ -72,7 +76,11 @@ pub async fn list(Admin(_): Admin, State(st): State<AppState>) -> ApiResult<Json
     Ok(Json(json!({"tokens": tokens.iter().map(token_json).collect::<Vec<_>>()})))
 }
 
-pub async fn revoke(Admin(caller): Admin, State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn revoke(
+    Admin(caller): Admin,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     if check_name(&name).is_err() {
         return Err(ApiError::NotFound(format!("no token named `{}`", name.escape_debug())));
     }

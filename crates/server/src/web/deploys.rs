@@ -148,7 +148,8 @@ fn checked(user: &WebUser, body: &Bytes) -> Result<(Vec<(String, String)>, Strin
         return Err((StatusCode::FORBIDDEN, "this form is stale or from another site; reload the page").into_response());
     }
     if !user.role.allows(Role::Member) {
-        return Err((StatusCode::FORBIDDEN, format!("`{}` has role {}; deploys need member", user.name, user.role)).into_response());
+        return Err((StatusCode::FORBIDDEN, format!("`{}` has role {}; deploys need member", user.name, user.role))
+            .into_response());
     }
     let env = field(&f, "environment").unwrap_or("").to_string();
     Ok((f, env))
@@ -211,4 +212,3 @@ pub async fn unlock(user: WebUser, State(st): State<AppState>, body: Bytes) -> R
         Err(e) => render_index(&user, &st, StatusCode::CONFLICT, Some(e.to_string())).await,
     }
 }
-

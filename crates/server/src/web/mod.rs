@@ -41,13 +41,22 @@ pub fn router() -> Router<AppState> {
         .route("/deploys/rollback", post(deploys::rollback))
         .route("/deploys/lock", post(deploys::lock))
         .route("/deploys/unlock", post(deploys::unlock))
-        .route("/static/deploy.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/deploy.js"))))
+        .route(
+            "/static/deploy.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/deploy.js"))),
+        )
         .route("/static/crew.css", get(|| asset("text/css; charset=utf-8", include_str!("../../assets/crew.css"))))
-        .route("/static/timeline.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/timeline.js"))))
+        .route(
+            "/static/timeline.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/timeline.js"))),
+        )
         .fallback(pages::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
 }
 
@@ -80,7 +89,8 @@ impl FromRequestParts<AppState> for WebUser {
             Ok(None) => Err(to_signin()),
             Err(e) => {
                 tracing::error!(error = %e, "reading a session failed");
-                Err((StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable; the server log has the cause").into_response())
+                Err((StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable; the server log has the cause")
+                    .into_response())
             }
         }
     }
@@ -111,7 +121,6 @@ pub(crate) fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-
 /// A form post from another site: its Origin is not this server's Host.
 fn cross_site(headers: &HeaderMap) -> bool {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
@@ -132,14 +141,24 @@ async fn signin(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     let secret = field(&f, "token").unwrap_or("").trim();
     let token = match st.store.token_by_hash(&hash_secret(secret)).await {
         Ok(Some(t)) if !secret.is_empty() => t,
-        Ok(_) => return pages::signin_form(StatusCode::UNAUTHORIZED, Some("That token is not recognised: it was revoked or mistyped."), &next),
+        Ok(_) => {
+            return pages::signin_form(
+                StatusCode::UNAUTHORIZED,
+                Some("That token is not recognised: it was revoked or mistyped."),
+                &next,
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, "sign-in failed");
             return (StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable").into_response();
         }
     };
     if token.role == Role::Evaluate {
-        return pages::signin_form(StatusCode::FORBIDDEN, Some("That is an application's evaluation key: people sign in with their own token."), &next);
+        return pages::signin_form(
+            StatusCode::FORBIDDEN,
+            Some("That is an application's evaluation key: people sign in with their own token."),
+            &next,
+        );
     }
     let id = random_id();
     let expires = chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS);
@@ -153,10 +172,7 @@ async fn signin(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         tracing::error!(error = %e, "creating a session failed");
         return (StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable").into_response();
     }
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_DAYS * 86400
-    );
+    let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_DAYS * 86400);
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
 }
 

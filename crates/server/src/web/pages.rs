@@ -100,13 +100,15 @@ pub async fn timeline(user: WebUser, State(st): State<AppState>, RawQuery(q): Ra
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::error!(error = %e, "timeline query failed");
-                return (StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable; the server log has the cause").into_response();
+                return (StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable; the server log has the cause")
+                    .into_response();
             }
         },
         None => None,
     };
     // The live stream takes the same filters, without paging; only the first page updates live.
-    let mut live: Vec<(String, String)> = pairs.iter().filter(|(k, v)| !v.is_empty() && k != "cursor" && k != "limit").cloned().collect();
+    let mut live: Vec<(String, String)> =
+        pairs.iter().filter(|(k, v)| !v.is_empty() && k != "cursor" && k != "limit").cloned().collect();
     // From the newest event this page shows: whatever happens while the page loads is replayed, not lost.
     let newest = match page.as_ref().and_then(|p| p.events.first()) {
         Some(e) => e.seq,
@@ -119,7 +121,10 @@ pub async fn timeline(user: WebUser, State(st): State<AppState>, RawQuery(q): Ra
     if newest > 0 {
         live.push(("after".into(), newest.to_string()));
     }
-    let stream_url = format!("/api/v1/events/stream?{}", url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&live).finish());
+    let stream_url = format!(
+        "/api/v1/events/stream?{}",
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&live).finish()
+    );
     let first_page = get("cursor").is_empty();
     let body = html! {
         h1 { "Timeline" }
