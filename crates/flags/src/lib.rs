@@ -1,0 +1,313 @@
+//! crew's feature-flag engine: flag definitions in the flagd format (https://flagd.dev/schema/v0/flags.json),
+//! validated and compiled once, then evaluated against a context with flagd's reasons and error codes.
+//!
+//! Architecture invariant: this crate does no IO; it is tested as tables and by the flagd-testbed suite
+//! (`tests/testbed.rs`).
+
+pub mod logic;
+mod murmur3;
+mod semver;
+
+pub use murmur3::murmur3_32;
+
+use logic::{Expr, Scope};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Why a flag resolved as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// No targeting: the default variant.
+    Static,
+    /// Targeting chose a variant.
+    TargetingMatch,
+    /// Targeting chose nothing: the default variant (or the caller's code default when there is none).
+    Default,
+    /// The flag is switched off: the caller's code default.
+    Disabled,
+    Error,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    FlagNotFound,
+    ParseError,
+    TypeMismatch,
+    General,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+/// The outcome of evaluating a flag. `value` is `None` when the caller's code default applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    pub value: Option<Value>,
+    pub variant: Option<String>,
+    pub reason: Reason,
+    pub error: Option<(ErrorCode, String)>,
+    pub metadata: Map<String, Value>,
+}
+
+/// A flag as stored: its rule compiled, or the reason it could not be.
+#[derive(Debug, Clone)]
+pub struct Flag {
+    pub enabled: bool,
+    pub variants: Map<String, Value>,
+    pub default_variant: Option<String>,
+    /// `Err` keeps a definition whose rule does not compile: evaluating it is a PARSE_ERROR, the others work.
+    targeting: Option<Result<Expr, String>>,
+    pub metadata: Map<String, Value>,
+    /// The definition as given, for export.
+    pub definition: Value,
+}
+
+/// A set of flags, with the set's metadata merged under each flag's.
+#[derive(Debug, Clone, Default)]
+pub struct FlagSet {
+    flags: HashMap<String, Flag>,
+    pub metadata: Map<String, Value>,
+}
+
+/// A definition that cannot be stored, naming where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct DefinitionError(pub String);
+
+impl FlagSet {
+    /// Parses a flagd document (`{"flags": {...}, "$evaluators": {...}, "metadata": {...}}`).
+    pub fn parse(text: &str) -> Result<FlagSet, DefinitionError> {
+        let doc: Value = serde_json::from_str(text).map_err(|e| DefinitionError(format!("not JSON: {e}")))?;
+        FlagSet::from_value(&doc)
+    }
+
+    pub fn from_value(doc: &Value) -> Result<FlagSet, DefinitionError> {
+        let obj = doc.as_object().ok_or_else(|| DefinitionError("a flag document is a JSON object".into()))?;
+        let empty = Map::new();
+        let evaluators = match obj.get("$evaluators") {
+            None => &empty,
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(DefinitionError("`$evaluators` must be an object".into())),
+        };
+        let metadata = match obj.get("metadata") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(DefinitionError("`metadata` must be an object".into())),
+        };
+        let flags_v = obj
+            .get("flags")
+            .and_then(Value::as_object)
+            .ok_or_else(|| DefinitionError("`flags` must be an object".into()))?;
+        let mut flags = HashMap::new();
+        for (key, def) in flags_v {
+            flags.insert(key.clone(), Flag::compile(key, def, evaluators)?);
+        }
+        Ok(FlagSet { flags, metadata })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Flag> {
+        self.flags.get(key)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.flags.keys()
+    }
+
+    /// Evaluates `key` for a context (an object; `targetingKey` is the user's key).
+    pub fn evaluate(&self, key: &str, context: &Value, now_unix: i64) -> Resolution {
+        match self.flags.get(key) {
+            None => Resolution {
+                value: None,
+                variant: None,
+                reason: Reason::Error,
+                error: Some((ErrorCode::FlagNotFound, format!("flag `{key}` not found"))),
+                metadata: self.metadata.clone(),
+            },
+            Some(flag) => {
+                let mut r = flag.evaluate(key, context, now_unix);
+                for (k, v) in &self.metadata {
+                    r.metadata.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                r
+            }
+        }
+    }
+}
+
+impl Flag {
+    pub fn compile(key: &str, def: &Value, evaluators: &Map<String, Value>) -> Result<Flag, DefinitionError> {
+        let err = |m: String| DefinitionError(format!("flag `{key}`: {m}"));
+        let obj = def.as_object().ok_or_else(|| err("a flag is a JSON object".into()))?;
+        for k in obj.keys() {
+            if !["state", "variants", "defaultVariant", "targeting", "metadata"].contains(&k.as_str()) {
+                return Err(err(format!("unknown field `{k}`")));
+            }
+        }
+        let enabled = match obj.get("state").and_then(Value::as_str) {
+            Some("ENABLED") => true,
+            Some("DISABLED") => false,
+            _ => return Err(err("`state` must be \"ENABLED\" or \"DISABLED\"".into())),
+        };
+        let variants = obj
+            .get("variants")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or_else(|| err("`variants` must be an object".into()))?;
+        if variants.is_empty() {
+            return Err(err("`variants` needs at least one variant".into()));
+        }
+        let default_variant = match obj.get("defaultVariant") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if variants.contains_key(s) => Some(s.clone()),
+            Some(Value::String(s)) => return Err(err(format!("`defaultVariant` `{s}` is not one of its variants"))),
+            Some(_) => return Err(err("`defaultVariant` must be a variant's name or null".into())),
+        };
+        let targeting = match obj.get("targeting") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) if m.is_empty() => None,
+            Some(rule) => Some(logic::compile(rule, evaluators)),
+        };
+        let metadata = match obj.get("metadata") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(err("`metadata` must be an object".into())),
+        };
+        Ok(Flag { enabled, variants, default_variant, targeting, metadata, definition: def.clone() })
+    }
+
+    fn resolution(&self, variant: Option<&str>, reason: Reason) -> Resolution {
+        let value = variant.and_then(|v| self.variants.get(v).cloned());
+        Resolution { value, variant: variant.map(String::from), reason, error: None, metadata: self.metadata.clone() }
+    }
+
+    fn error(&self, code: ErrorCode, message: String) -> Resolution {
+        Resolution {
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error: Some((code, message)),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    pub fn evaluate(&self, key: &str, context: &Value, now_unix: i64) -> Resolution {
+        if !self.enabled {
+            return self.resolution(None, Reason::Disabled);
+        }
+        let Some(targeting) = &self.targeting else {
+            let reason = if self.default_variant.is_some() { Reason::Static } else { Reason::Default };
+            return self.resolution(self.default_variant.as_deref(), reason);
+        };
+        let rule = match targeting {
+            Ok(rule) => rule,
+            Err(e) => return self.error(ErrorCode::ParseError, e.clone()),
+        };
+        let mut data = match context {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        let mut flagd = Map::new();
+        flagd.insert("flagKey".into(), Value::String(key.to_string()));
+        flagd.insert("timestamp".into(), Value::from(now_unix));
+        data.insert("$flagd".into(), Value::Object(flagd));
+        let out = logic::eval(rule, &Value::Object(data), &Scope { flag_key: key });
+        let name = match out {
+            Value::Null => return self.resolution(self.default_variant.as_deref(), Reason::Default),
+            Value::String(s) => s,
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            other => return self.error(ErrorCode::General, format!("targeting returned {other}, not a variant name")),
+        };
+        if self.variants.contains_key(&name) {
+            self.resolution(Some(&name), Reason::TargetingMatch)
+        } else {
+            self.error(ErrorCode::General, format!("targeting chose `{name}`, which is not a variant of `{key}`"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rollout(weights: &[(&str, u64)]) -> FlagSet {
+        let buckets: Vec<Value> = weights.iter().map(|(v, w)| json!([v, w])).collect();
+        let variants: Map<String, Value> = weights.iter().map(|(v, _)| (v.to_string(), json!(v))).collect();
+        let mut fractional = vec![json!({"var": "targetingKey"})];
+        fractional.extend(buckets);
+        FlagSet::from_value(&json!({"flags": {"f": {
+            "state": "ENABLED", "variants": variants, "defaultVariant": weights[0].0,
+            "targeting": {"fractional": fractional}
+        }}}))
+        .unwrap()
+    }
+
+    /// Over 100,000 keys each variant's share is within 1% of its weight, and a key's variant never changes.
+    #[test]
+    fn fractional_shares_and_stickiness() {
+        let weights = [("control", 50), ("new", 30), ("dark", 20)];
+        let set = rollout(&weights);
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        let n = 100_000;
+        for i in 0..n {
+            let ctx = json!({"targetingKey": format!("user-{i}-{}", i * 7919 % 104_729)});
+            let r = set.evaluate("f", &ctx, 0);
+            assert_eq!(r.reason, Reason::TargetingMatch);
+            let again = set.evaluate("f", &ctx, 0);
+            assert_eq!(r.variant, again.variant, "sticky");
+            *counts.entry(r.variant.unwrap()).or_default() += 1;
+        }
+        for (v, w) in weights {
+            let share = counts[v] as f64 / n as f64 * 100.0;
+            assert!((share - w as f64).abs() < 1.0, "{v}: {share:.2}% for weight {w}");
+        }
+    }
+
+    #[test]
+    fn definitions_are_checked() {
+        let table = [
+            (json!({"flags": {"f": {"state": "ON", "variants": {"a": 1}}}}), "`state`"),
+            (json!({"flags": {"f": {"state": "ENABLED", "variants": {}}}}), "at least one variant"),
+            (
+                json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "b"}}}),
+                "`b` is not one of",
+            ),
+            (
+                json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "colour": 1}}}),
+                "unknown field `colour`",
+            ),
+            (json!({"flags": 3}), "`flags`"),
+        ];
+        for (doc, needle) in table {
+            let e = FlagSet::from_value(&doc).unwrap_err().0;
+            assert!(e.contains(needle), "{e}");
+        }
+        // A rule that does not compile is kept, and evaluating that flag is a PARSE_ERROR.
+        let set = FlagSet::from_value(&json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"nope": [1]}}}})).unwrap();
+        assert_eq!(set.evaluate("f", &json!({}), 0).error.unwrap().0, ErrorCode::ParseError);
+    }
+}

@@ -1,0 +1,503 @@
+//! JsonLogic, compiled once when a flag is stored: each rule becomes a tree of [`Expr`] with its operator
+//! resolved, so an evaluation walks the tree without looking at JSON keys. flagd's operators are built in:
+//! `fractional`, `sem_ver`, `starts_with`, `ends_with`.
+
+use crate::murmur3::murmur3_32;
+use crate::semver;
+use serde_json::{Map, Number, Value};
+
+/// A compiled rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Lit(Value),
+    Array(Vec<Expr>),
+    Op(Op, Vec<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Var,
+    Missing,
+    MissingSome,
+    If,
+    Eq,
+    StrictEq,
+    Ne,
+    StrictNe,
+    Not,
+    NotNot,
+    Or,
+    And,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Max,
+    Min,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Map,
+    Filter,
+    Reduce,
+    All,
+    None,
+    Some,
+    Merge,
+    In,
+    Cat,
+    Substr,
+    Log,
+    Fractional,
+    SemVer,
+    StartsWith,
+    EndsWith,
+}
+
+fn op(name: &str) -> Option<Op> {
+    Some(match name {
+        "var" => Op::Var,
+        "missing" => Op::Missing,
+        "missing_some" => Op::MissingSome,
+        "if" | "?:" => Op::If,
+        "==" => Op::Eq,
+        "===" => Op::StrictEq,
+        "!=" => Op::Ne,
+        "!==" => Op::StrictNe,
+        "!" => Op::Not,
+        "!!" => Op::NotNot,
+        "or" => Op::Or,
+        "and" => Op::And,
+        ">" => Op::Gt,
+        ">=" => Op::Ge,
+        "<" => Op::Lt,
+        "<=" => Op::Le,
+        "max" => Op::Max,
+        "min" => Op::Min,
+        "+" => Op::Add,
+        "-" => Op::Sub,
+        "*" => Op::Mul,
+        "/" => Op::Div,
+        "%" => Op::Mod,
+        "map" => Op::Map,
+        "filter" => Op::Filter,
+        "reduce" => Op::Reduce,
+        "all" => Op::All,
+        "none" => Op::None,
+        "some" => Op::Some,
+        "merge" => Op::Merge,
+        "in" => Op::In,
+        "cat" => Op::Cat,
+        "substr" => Op::Substr,
+        "log" => Op::Log,
+        "fractional" => Op::Fractional,
+        "sem_ver" => Op::SemVer,
+        "starts_with" => Op::StartsWith,
+        "ends_with" => Op::EndsWith,
+        _ => return None,
+    })
+}
+
+/// Compiles a rule; `evaluators` are the shared rules `{"$ref": "name"}` points at.
+pub fn compile(v: &Value, evaluators: &Map<String, Value>) -> Result<Expr, String> {
+    compile_depth(v, evaluators, 0)
+}
+
+fn compile_depth(v: &Value, evaluators: &Map<String, Value>, depth: usize) -> Result<Expr, String> {
+    if depth > 64 {
+        return Err("rule nested more than 64 deep (or a $ref cycle)".into());
+    }
+    match v {
+        Value::Array(items) => {
+            Ok(Expr::Array(items.iter().map(|i| compile_depth(i, evaluators, depth + 1)).collect::<Result<_, _>>()?))
+        }
+        Value::Object(m) if m.len() == 1 => {
+            let (name, args) = m.iter().next().expect("one entry");
+            if name == "$ref" {
+                let target = args.as_str().ok_or("$ref takes the name of an evaluator")?;
+                let rule = evaluators.get(target).ok_or_else(|| format!("$ref to unknown evaluator `{target}`"))?;
+                return compile_depth(rule, evaluators, depth + 1);
+            }
+            let op = op(name).ok_or_else(|| format!("unknown operator `{name}`"))?;
+            let args = match args {
+                Value::Array(a) => {
+                    a.iter().map(|i| compile_depth(i, evaluators, depth + 1)).collect::<Result<_, _>>()?
+                }
+                other => vec![compile_depth(other, evaluators, depth + 1)?],
+            };
+            Ok(Expr::Op(op, args))
+        }
+        Value::Object(m) if m.is_empty() => Ok(Expr::Lit(v.clone())),
+        Value::Object(_) => Err("a rule object must have exactly one operator".into()),
+        other => Ok(Expr::Lit(other.clone())),
+    }
+}
+
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(_) => true,
+    }
+}
+
+fn num(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+        Value::Null => Some(0.0),
+        _ => None,
+    }
+}
+
+fn number(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Value::Number(Number::from(f as i64))
+    } else {
+        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "null".into(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// JavaScript's `==`, as JsonLogic uses it.
+fn loose_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Null, _) | (_, Value::Null) => false,
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Array(_) | Value::Object(_), _) | (_, Value::Array(_) | Value::Object(_)) => a == b,
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+    }
+}
+
+fn strict_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => num(a)?.partial_cmp(&num(b)?),
+    }
+}
+
+/// Looks up a dotted path (`user.name`, `items.0`) in the data.
+fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return Some(data);
+    }
+    let mut cur = data;
+    for part in path.split('.') {
+        cur = match cur {
+            Value::Object(m) => m.get(part)?,
+            Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// What an evaluation needs besides the data: the flag's key for `fractional`.
+pub struct Scope<'a> {
+    pub flag_key: &'a str,
+}
+
+pub fn eval(e: &Expr, data: &Value, scope: &Scope) -> Value {
+    match e {
+        Expr::Lit(v) => v.clone(),
+        Expr::Array(items) => Value::Array(items.iter().map(|i| eval(i, data, scope)).collect()),
+        Expr::Op(op, args) => eval_op(*op, args, data, scope),
+    }
+}
+
+fn arg(args: &[Expr], i: usize, data: &Value, scope: &Scope) -> Value {
+    args.get(i).map(|a| eval(a, data, scope)).unwrap_or(Value::Null)
+}
+
+fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
+    let all = || -> Vec<Value> { args.iter().map(|a| eval(a, data, scope)).collect() };
+    match op {
+        Op::Var => {
+            let path = arg(args, 0, data, scope);
+            let found = match &path {
+                Value::Null => Some(data),
+                Value::Number(n) => lookup(data, &n.to_string()),
+                Value::String(s) => lookup(data, s),
+                _ => None,
+            };
+            match found {
+                Some(v) if !v.is_null() => v.clone(),
+                _ => arg(args, 1, data, scope),
+            }
+        }
+        Op::Missing => {
+            let keys = match all().as_slice() {
+                [Value::Array(a)] => a.clone(),
+                other => other.to_vec(),
+            };
+            let missing = keys
+                .into_iter()
+                .filter(|k| lookup(data, &text(k)).is_none_or(|v| v.is_null() || v == &Value::String(String::new())))
+                .collect();
+            Value::Array(missing)
+        }
+        Op::MissingSome => {
+            let need = num(&arg(args, 0, data, scope)).unwrap_or(0.0) as usize;
+            let keys = match arg(args, 1, data, scope) {
+                Value::Array(a) => a,
+                _ => return Value::Array(vec![]),
+            };
+            let missing: Vec<Value> =
+                keys.iter().filter(|k| lookup(data, &text(k)).is_none_or(|v| v.is_null())).cloned().collect();
+            if keys.len() - missing.len() >= need {
+                Value::Array(vec![])
+            } else {
+                Value::Array(missing)
+            }
+        }
+        Op::If => {
+            let mut i = 0;
+            while i + 1 < args.len() {
+                if truthy(&eval(&args[i], data, scope)) {
+                    return eval(&args[i + 1], data, scope);
+                }
+                i += 2;
+            }
+            if i < args.len() {
+                eval(&args[i], data, scope)
+            } else {
+                Value::Null
+            }
+        }
+        Op::Eq => Value::Bool(loose_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
+        Op::Ne => Value::Bool(!loose_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
+        Op::StrictEq => Value::Bool(strict_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
+        Op::StrictNe => Value::Bool(!strict_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
+        Op::Not => Value::Bool(!truthy(&arg(args, 0, data, scope))),
+        Op::NotNot => Value::Bool(truthy(&arg(args, 0, data, scope))),
+        Op::Or => {
+            let mut last = Value::Bool(false);
+            for a in args {
+                last = eval(a, data, scope);
+                if truthy(&last) {
+                    return last;
+                }
+            }
+            last
+        }
+        Op::And => {
+            let mut last = Value::Bool(true);
+            for a in args {
+                last = eval(a, data, scope);
+                if !truthy(&last) {
+                    return last;
+                }
+            }
+            last
+        }
+        Op::Gt | Op::Ge | Op::Lt | Op::Le => {
+            use std::cmp::Ordering::*;
+            let vals = all();
+            let ok = |o: Option<std::cmp::Ordering>| match (op, o) {
+                (_, None) => false,
+                (Op::Gt, Some(o)) => o == Greater,
+                (Op::Ge, Some(o)) => o != Less,
+                (Op::Lt, Some(o)) => o == Less,
+                (_, Some(o)) => o != Greater,
+            };
+            // `{"<": [a, b, c]}` is "between": a < b < c.
+            Value::Bool(vals.len() >= 2 && vals.windows(2).all(|w| ok(compare(&w[0], &w[1]))))
+        }
+        Op::Max | Op::Min => {
+            let nums: Option<Vec<f64>> = all().iter().map(num).collect();
+            match nums {
+                Some(n) if !n.is_empty() => number(
+                    n.into_iter().reduce(|a, b| if (op == Op::Max) == (b > a) { b } else { a }).expect("non-empty"),
+                ),
+                _ => Value::Null,
+            }
+        }
+        Op::Add | Op::Mul => {
+            let nums: Option<Vec<f64>> = all().iter().map(num).collect();
+            match nums {
+                Some(n) => number(if op == Op::Add { n.iter().sum() } else { n.iter().product() }),
+                None => Value::Null,
+            }
+        }
+        Op::Sub | Op::Div | Op::Mod => {
+            let vals = all();
+            match (vals.first().and_then(num), vals.get(1).and_then(num)) {
+                (Some(a), None) if op == Op::Sub && vals.len() == 1 => number(-a),
+                (Some(a), Some(b)) => match op {
+                    Op::Sub => number(a - b),
+                    Op::Div if b != 0.0 => number(a / b),
+                    Op::Mod if b != 0.0 => number(a % b),
+                    _ => Value::Null,
+                },
+                _ => Value::Null,
+            }
+        }
+        Op::Map | Op::Filter | Op::All | Op::None | Op::Some => {
+            let items = match arg(args, 0, data, scope) {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            let Some(body) = args.get(1) else { return Value::Null };
+            match op {
+                Op::Map => Value::Array(items.iter().map(|i| eval(body, i, scope)).collect()),
+                Op::Filter => Value::Array(items.into_iter().filter(|i| truthy(&eval(body, i, scope))).collect()),
+                Op::All => Value::Bool(!items.is_empty() && items.iter().all(|i| truthy(&eval(body, i, scope)))),
+                Op::None => Value::Bool(!items.iter().any(|i| truthy(&eval(body, i, scope)))),
+                _ => Value::Bool(items.iter().any(|i| truthy(&eval(body, i, scope)))),
+            }
+        }
+        Op::Reduce => {
+            let items = match arg(args, 0, data, scope) {
+                Value::Array(a) => a,
+                _ => Vec::new(),
+            };
+            let Some(body) = args.get(1) else { return Value::Null };
+            let mut acc = arg(args, 2, data, scope);
+            for cur in items {
+                let mut ctx = Map::new();
+                ctx.insert("current".into(), cur);
+                ctx.insert("accumulator".into(), acc);
+                acc = eval(body, &Value::Object(ctx), scope);
+            }
+            acc
+        }
+        Op::Merge => Value::Array(
+            all()
+                .into_iter()
+                .flat_map(|v| match v {
+                    Value::Array(a) => a,
+                    other => vec![other],
+                })
+                .collect(),
+        ),
+        Op::In => {
+            let (needle, hay) = (arg(args, 0, data, scope), arg(args, 1, data, scope));
+            Value::Bool(match &hay {
+                Value::Array(a) => a.iter().any(|x| strict_eq(x, &needle)),
+                Value::String(s) => s.contains(&text(&needle)),
+                _ => false,
+            })
+        }
+        Op::Cat => Value::String(all().iter().map(text).collect()),
+        Op::Substr => {
+            let s: Vec<char> = text(&arg(args, 0, data, scope)).chars().collect();
+            let n = s.len() as i64;
+            let start = num(&arg(args, 1, data, scope)).unwrap_or(0.0) as i64;
+            let start = if start < 0 { (n + start).max(0) } else { start.min(n) };
+            let end = match args.get(2).map(|a| eval(a, data, scope)) {
+                Some(v) => {
+                    let len = num(&v).unwrap_or(0.0) as i64;
+                    if len < 0 {
+                        (n + len).max(start)
+                    } else {
+                        (start + len).min(n)
+                    }
+                }
+                None => n,
+            };
+            Value::String(s[start as usize..end.max(start) as usize].iter().collect())
+        }
+        Op::Log => arg(args, 0, data, scope),
+        Op::StartsWith | Op::EndsWith => {
+            if args.len() != 2 {
+                return Value::Null;
+            }
+            match (arg(args, 0, data, scope), arg(args, 1, data, scope)) {
+                (Value::String(s), Value::String(p)) => {
+                    Value::Bool(if op == Op::StartsWith { s.starts_with(&p) } else { s.ends_with(&p) })
+                }
+                _ => Value::Null,
+            }
+        }
+        Op::SemVer => {
+            if args.len() != 3 {
+                return Value::Null;
+            }
+            let version = |v: Value| match v {
+                Value::String(s) => semver::Version::parse(&s),
+                Value::Number(n) => semver::Version::parse(&n.to_string()),
+                _ => None,
+            };
+            let (a, o, b) = (arg(args, 0, data, scope), arg(args, 1, data, scope), arg(args, 2, data, scope));
+            match (version(a), o.as_str(), version(b)) {
+                (Some(a), Some(o), Some(b)) => semver::compare(&a, o, &b).map(Value::Bool).unwrap_or(Value::Null),
+                _ => Value::Null,
+            }
+        }
+        Op::Fractional => fractional(args, data, scope),
+    }
+}
+
+/// flagd's `fractional`: `[bucketing value?, [variant, weight?], ...]`. Without a bucketing value it is the
+/// flag key followed by the targeting key. The bucket is `(murmur3(value) × total weight) >> 32`; weights are
+/// integers, a missing one is 1, a negative one 0. Variant names and weights may be rules themselves.
+fn fractional(args: &[Expr], data: &Value, scope: &Scope) -> Value {
+    let (key, buckets): (String, &[Expr]) = match args.first() {
+        None => return Value::Null,
+        Some(Expr::Array(_)) => {
+            let tk = match lookup(data, "targetingKey") {
+                Some(Value::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            (format!("{}{}", scope.flag_key, tk), args)
+        }
+        Some(first) => match eval(first, data, scope) {
+            Value::String(s) => (s, &args[1..]),
+            _ => return Value::Null,
+        },
+    };
+    let mut entries: Vec<(Value, u64)> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        let Expr::Array(parts) = b else { return Value::Null };
+        let Some(variant) = parts.first() else { return Value::Null };
+        let weight = match parts.get(1) {
+            None => 1,
+            Some(w) => match eval(w, data, scope) {
+                Value::Number(n) => n.as_f64().map(|f| f.max(0.0) as u64).unwrap_or(0),
+                _ => return Value::Null,
+            },
+        };
+        entries.push((eval(variant, data, scope), weight));
+    }
+    let total: u64 = entries.iter().map(|(_, w)| w).sum();
+    if total == 0 {
+        return Value::Null;
+    }
+    let hash = murmur3_32(key.as_bytes(), 0) as u64;
+    let bucket = (hash * total) >> 32;
+    let mut upper = 0;
+    for (variant, w) in entries {
+        upper += w;
+        if bucket < upper {
+            return variant;
+        }
+    }
+    Value::Null
+}
