@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no IO; it is tested as tables and by the flagd-testbed suite
 //! (`tests/testbed.rs`).
 
+pub mod knobs;
 pub mod logic;
 mod murmur3;
 mod semver;
