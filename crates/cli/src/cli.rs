@@ -83,6 +83,18 @@ pub enum Command {
     },
     /// The commits on trunk not yet live on an environment.
     Pending { environment: String },
+    /// List the feature flags and what each does, in words.
+    Flags,
+    /// Show a flag, or change it in Flickr's words:
+    ///   crew flag KEY                          show: state, rules in words, who changed it last
+    ///   crew flag KEY on | off                 a contingency switch (off: every application's code default wins)
+    ///   crew flag KEY rollout N                N% of users, sticky by targeting key
+    ///   crew flag KEY beta --users a,b --groups staff    a private beta
+    ///   crew flag KEY dark N                   a dark launch: N% get variant `dark`; beta users keep `on`
+    ///   crew flag KEY split control=50,new=50  a bucket test
+    ///   crew flag eval KEY --user U [--attr k=v]         evaluate as a user would be
+    #[command(verbatim_doc_comment)]
+    Flag(FlagArgs),
     /// Create, list and revoke tokens (admin).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -163,4 +175,27 @@ pub enum TokenCommand {
     List,
     /// Revoke a token: it stops working at once, and its web sessions end.
     Revoke { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct FlagArgs {
+    /// The flag's key, or `eval` followed by a key.
+    pub key: String,
+    /// on | off | rollout N | beta | dark N | split SPEC (nothing: show the flag). After `eval`: the key.
+    pub action: Vec<String>,
+    /// Why: every change needs one (asked for when missing and a terminal is there).
+    #[arg(long, short = 'r', value_name = "WHY")]
+    pub reason: Option<String>,
+    /// beta: these users' targeting keys (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "KEYS")]
+    pub users: Vec<String>,
+    /// beta: members of these groups (the `groups` attribute; comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
+    pub groups: Vec<String>,
+    /// eval: the user's targeting key.
+    #[arg(long, value_name = "KEY")]
+    pub user: Option<String>,
+    /// eval: a context attribute (repeatable); numbers and true/false are typed.
+    #[arg(long = "attr", value_name = "K=V")]
+    pub attrs: Vec<String>,
 }

@@ -49,6 +49,28 @@ impl Client {
         self.send_with(method, path, body, &[]).await
     }
 
+    /// [`Client::send`] that hands back the response for these statuses too (a protocol whose errors are data).
+    pub async fn send_allowing(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        ok: &[u16],
+    ) -> Result<Response> {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token).header("x-crew-via", "cli");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| Exit::new(1, format!("cannot reach the crew server at {}: {e}", self.base)))?;
+        if ok.contains(&res.status().as_u16()) {
+            return Ok(res);
+        }
+        self.check(res).await
+    }
+
     /// [`Client::send`] with extra headers.
     pub async fn send_with(
         &self,
@@ -73,6 +95,11 @@ impl Client {
                 ),
             )
         })?;
+        self.check(res).await
+    }
+
+    /// The response if it succeeded; otherwise the server's error detail with the matching exit code.
+    async fn check(&self, res: Response) -> Result<Response> {
         if res.status().is_success() {
             return Ok(res);
         }

@@ -70,6 +70,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::deploy::log(&client, environment.as_deref(), limit, cli.global.json).await
         }
+        Command::Flags => crate::flags::list(&Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
+        Command::Flag(args) => {
+            crate::flags::flag(&Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await
+        }
         Command::Pending { environment } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::deploy::pending(&client, &environment, cli.global.json).await

@@ -144,7 +144,13 @@ pub fn describe(def: &Value) -> String {
                 let parts: Vec<String> = b
                     .iter()
                     .filter_map(|x| x.as_array())
-                    .map(|x| format!("{}% {}", x.get(1).map(|w| w.to_string()).unwrap_or("1".into()), x[0].as_str().unwrap_or("?")))
+                    .map(|x| {
+                        format!(
+                            "{}% {}",
+                            x.get(1).map(|w| w.to_string()).unwrap_or("1".into()),
+                            x[0].as_str().unwrap_or("?")
+                        )
+                    })
                     .collect();
                 format!("on: {} (sticky by user)", parts.join(", "))
             } else if t.get("if").is_some() {
@@ -173,7 +179,8 @@ mod tests {
         assert_eq!(eval(&on, json!({})), (Some("on".into()), Reason::Static));
         let off = apply(Some(&on), &Knob::Off).unwrap();
         assert_eq!(eval(&off, json!({})), (None, Reason::Disabled));
-        let beta = apply(Some(&off), &Knob::Beta { users: vec!["alice".into()], groups: vec!["staff".into()] }).unwrap();
+        let beta =
+            apply(Some(&off), &Knob::Beta { users: vec!["alice".into()], groups: vec!["staff".into()] }).unwrap();
         assert_eq!(eval(&beta, json!({"targetingKey": "alice"})).0.as_deref(), Some("on"));
         assert_eq!(eval(&beta, json!({"targetingKey": "bob", "groups": ["ops", "staff"]})).0.as_deref(), Some("on"));
         assert_eq!(eval(&beta, json!({"targetingKey": "bob", "groups": "staff"})).0.as_deref(), Some("on"));

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod deploys;
 pub mod error;
+pub mod flags;
 mod state;
 pub mod web;
 
@@ -69,6 +70,7 @@ impl App {
             .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
         let addr = listener.local_addr().context("listener address")?;
         let state = AppState::new(store, settings, addr);
+        state.flags.reload(&*state.store).await?;
         Ok(App { listener, state })
     }
 
@@ -86,6 +88,7 @@ impl App {
         state.shutdown = shutdown.clone();
         let router = router(state.clone());
         tokio::spawn(deploys::sweep(state.clone()));
+        tokio::spawn(flags::follow_changes(state.clone()));
         tracing::info!(addr = %state.addr, store = state.store.engine().as_str(), "crew is serving");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

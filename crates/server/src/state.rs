@@ -18,6 +18,8 @@ pub struct AppState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The app's deploy configuration, if crew.toml has one.
     pub deploy: Option<Arc<crew_deploy::DeployConfig>>,
+    /// The compiled flags every evaluation uses.
+    pub flags: Arc<crate::flags::FlagCache>,
     /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
     pub shutdown: CancellationToken,
 }
@@ -27,6 +29,7 @@ impl AppState {
         AppState {
             store,
             deploy: settings.deploy.clone().map(Arc::new),
+            flags: Arc::default(),
             settings: Arc::new(settings),
             addr,
             started: Instant::now(),

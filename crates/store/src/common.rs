@@ -443,6 +443,54 @@ macro_rules! impl_store {
             self.committed(&events);
             Ok(running)
         }
+
+        async fn flags(&self) -> crate::Result<Vec<crate::StoredFlag>> {
+            use sqlx::Row;
+            let rows = sqlx::query("SELECT key, definition, updated_at, updated_by FROM flags ORDER BY key").fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|r| {
+                    let def: String = r.try_get(1)?;
+                    Ok(crate::StoredFlag {
+                        key: r.try_get(0)?,
+                        definition: serde_json::from_str(&def).map_err(|e| crate::StoreError::Corrupt(format!("flag definition: {e}")))?,
+                        updated_at: crate::from_millis(r.try_get(2)?)?,
+                        updated_by: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn put_flag(
+            &self,
+            key: &str,
+            definition: Option<serde_json::Value>,
+            actor: &str,
+            event: Box<dyn for<'b> FnOnce(Option<&'b serde_json::Value>) -> crew_core::NewEvent + Send>,
+        ) -> crate::Result<(Option<serde_json::Value>, crew_core::Event)> {
+            let (_write, mut tx) = self.begin_write().await?;
+            let before: Option<String> =
+                sqlx::query_scalar("SELECT definition FROM flags WHERE key = $1").bind(key).fetch_optional(&mut *tx).await?;
+            let before: Option<serde_json::Value> = before
+                .map(|d| serde_json::from_str(&d).map_err(|e| crate::StoreError::Corrupt(format!("flag definition: {e}"))))
+                .transpose()?;
+            let stamped = crate::stamp(vec![event(before.as_ref())])?;
+            sqlx::query("DELETE FROM flags WHERE key = $1").bind(key).execute(&mut *tx).await?;
+            if let Some(def) = &definition {
+                sqlx::query("INSERT INTO flags (key, definition, updated_at, updated_by) VALUES ($1, $2, $3, $4)")
+                    .bind(key)
+                    .bind(def.to_string())
+                    .bind(crate::to_millis(chrono::Utc::now()))
+                    .bind(actor)
+                    .execute(&mut *tx)
+                    .await?;
+            } else if before.is_none() {
+                return Err(crate::StoreError::NotFound(format!("no flag `{key}`")));
+            }
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok((before, events.into_iter().next().expect("one event")))
+        }
         }
     };
 }

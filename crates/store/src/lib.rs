@@ -101,6 +101,16 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A flag's definition as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFlag {
+    pub key: String,
+    /// The flagd definition of this one flag.
+    pub definition: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+    pub updated_by: String,
+}
+
 /// Counts for `crew status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -195,6 +205,19 @@ pub trait Store: Send + Sync + 'static {
     async fn release_lock(&self, environment: &str, actor: &str, admin: bool, event: NewEvent) -> Result<Event>;
 
     async fn locks(&self) -> Result<Vec<Lock>>;
+
+    /// Every flag, by key.
+    async fn flags(&self) -> Result<Vec<StoredFlag>>;
+
+    /// Sets (or, with `None`, removes) a flag's definition and records the event `event(before)` makes from
+    /// the definition it replaces — in one transaction. Returns the definition before.
+    async fn put_flag(
+        &self,
+        key: &str,
+        definition: Option<serde_json::Value>,
+        actor: &str,
+        event: Box<dyn for<'b> FnOnce(Option<&'b serde_json::Value>) -> NewEvent + Send>,
+    ) -> Result<(Option<serde_json::Value>, Event)>;
 
     /// Records that the server running deploy `id` is alive.
     async fn deploy_heartbeat(&self, id: i64) -> Result<()>;

@@ -5,4 +5,5 @@ mod api;
 mod browser;
 mod cli;
 mod deploy;
+mod flags;
 mod harness;

@@ -2,6 +2,7 @@
 
 pub(crate) mod deploys;
 pub(crate) mod events;
+mod flags;
 pub(crate) mod system;
 mod tokens;
 
@@ -27,6 +28,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/environments/{env}/rollback", post(deploys::rollback))
         .route("/api/v1/environments/{env}/lock", post(deploys::lock).delete(deploys::unlock))
         .route("/api/v1/environments/{env}/pending", get(deploys::pending))
+        .route("/api/v1/flags", get(flags::list))
+        .route("/api/v1/flags/{key}", get(flags::one).put(flags::put).delete(flags::delete))
+        .route("/api/v1/flags/{key}/knob", post(flags::knob))
+        .route("/ofrep/v1/evaluate/flags", post(flags::ofrep_all))
+        .route("/ofrep/v1/evaluate/flags/{key}", post(flags::ofrep_one))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/{*rest}", axum::routing::any(not_found))

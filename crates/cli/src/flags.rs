@@ -1,0 +1,165 @@
+//! The flag commands' client side: list, show, turn a knob (with a reason), evaluate as a user would be.
+
+use crate::cli::FlagArgs;
+use crate::client::Client;
+use crate::commands::enc;
+use crate::Exit;
+use anyhow::Result;
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+pub async fn list(client: &Client, as_json: bool) -> Result<()> {
+    let v = client.json(Method::GET, "/api/v1/flags", None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for f in v["flags"].as_array().into_iter().flatten() {
+        println!("{:<28} {}  (by {})", s(f, "key"), s(f, "description"), s(f, "updated_by"));
+    }
+    Ok(())
+}
+
+/// A reason from --reason, or asked for at a terminal.
+fn reason(args: &FlagArgs) -> Result<String> {
+    if let Some(r) = &args.reason {
+        return Ok(r.clone());
+    }
+    use std::io::{BufRead, IsTerminal, Write};
+    if std::io::stdin().is_terminal() {
+        eprint!("Why? (the timeline records it): ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        if !line.trim().is_empty() {
+            return Ok(line.trim().to_string());
+        }
+    }
+    Err(Exit::new(2, "a flag change needs --reason \"why\"").into())
+}
+
+fn percent(action: &[String]) -> Result<u8> {
+    let n = action
+        .get(1)
+        .ok_or_else(|| Exit::new(2, format!("`{}` needs a percent, like `{} 10`", action[0], action[0])))?;
+    n.trim_end_matches('%')
+        .parse::<u8>()
+        .ok()
+        .filter(|n| *n <= 100)
+        .ok_or_else(|| Exit::new(2, format!("`{n}` is not a percent from 0 to 100")).into())
+}
+
+pub async fn flag(client: &Client, args: FlagArgs, as_json: bool) -> Result<()> {
+    if args.key == "eval" {
+        return eval(client, &args, as_json).await;
+    }
+    let key = &args.key;
+    let Some(word) = args.action.first() else { return show(client, key, as_json).await };
+    let mut body = json!({"knob": word});
+    match word.as_str() {
+        "on" | "off" => {}
+        "rollout" | "dark" => body["percent"] = json!(percent(&args.action)?),
+        "beta" => {
+            body["users"] = json!(args.users);
+            body["groups"] = json!(args.groups);
+        }
+        "split" => {
+            let spec = args
+                .action
+                .get(1)
+                .ok_or_else(|| Exit::new(2, "`split` needs variants and weights, like `split control=50,new=50`"))?;
+            body["split"] = json!(spec);
+        }
+        other => {
+            return Err(Exit::new(
+                2,
+                format!("unknown action `{other}`: on, off, rollout N, beta, dark N or split SPEC"),
+            )
+            .into())
+        }
+    }
+    body["reason"] = json!(reason(&args)?);
+    let v = client.json(Method::POST, &format!("/api/v1/flags/{}/knob", enc(key)), Some(&body)).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{key}: {}", s(&v, "description"));
+    }
+    Ok(())
+}
+
+async fn show(client: &Client, key: &str, as_json: bool) -> Result<()> {
+    let v = client.json(Method::GET, &format!("/api/v1/flags/{}", enc(key)), None).await?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"definition": v["definition"], "last_change": v["last_change"]}))?
+        );
+        return Ok(());
+    }
+    println!("{key}: {}", s(&v, "description"));
+    let variants = v["definition"]["variants"].as_object().cloned().unwrap_or_default();
+    let list: Vec<String> = variants.iter().map(|(k, val)| format!("{k}={val}")).collect();
+    println!("variants: {}", list.join(", "));
+    if let Some(e) = v["last_change"].as_object() {
+        println!(
+            "last change: {} by {} — {}",
+            e["at"].as_str().unwrap_or(""),
+            e["actor"]["name"].as_str().unwrap_or(""),
+            e["summary"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+async fn eval(client: &Client, args: &FlagArgs, as_json: bool) -> Result<()> {
+    let key = args.action.first().ok_or_else(|| Exit::new(2, "usage: crew flag eval KEY --user U [--attr k=v]"))?;
+    let mut ctx = Map::new();
+    if let Some(u) = &args.user {
+        ctx.insert("targetingKey".into(), json!(u));
+    }
+    for a in &args.attrs {
+        let (k, v) = a.split_once('=').ok_or_else(|| Exit::new(2, format!("--attr `{a}`: expected k=v")))?;
+        let typed = match v {
+            "true" => json!(true),
+            "false" => json!(false),
+            _ => v
+                .parse::<i64>()
+                .map(Value::from)
+                .or_else(|_| v.parse::<f64>().map(Value::from))
+                .unwrap_or_else(|_| json!(v)),
+        };
+        ctx.insert(k.to_string(), typed);
+    }
+    let res = client
+        .send_allowing(
+            Method::POST,
+            &format!("/ofrep/v1/evaluate/flags/{}", enc(key)),
+            Some(&json!({"context": ctx})),
+            &[404, 400, 500],
+        )
+        .await?;
+    let v: Value = res.json().await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    match v.get("errorCode") {
+        Some(code) => {
+            Err(Exit::new(2, format!("{key}: {} ({})", code.as_str().unwrap_or(""), s(&v, "errorDetails"))).into())
+        }
+        None => {
+            let value = v.get("value").map(|x| x.to_string()).unwrap_or_else(|| "(the code default)".into());
+            println!(
+                "value {value}  variant {}  reason {}",
+                v.get("variant").and_then(Value::as_str).unwrap_or("-"),
+                s(&v, "reason")
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Feature flags end to end: Flickr's words on the CLI, every change an event with before and after, OFREP
+//! evaluation with evaluation keys, ETags, and replicas on one PostgreSQL agreeing within a second.
+
+use crate::harness::{eventually, Server};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.stdin(Stdio::null()).output().unwrap();
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+}
+
+async fn ofrep(s: &Server, key_header: (&str, &str), flag: &str, ctx: Value) -> (u16, Value) {
+    let res = s
+        .client()
+        .post(format!("{}/ofrep/v1/evaluate/flags/{flag}", s.url))
+        .header(key_header.0, key_header.1)
+        .json(&json!({"context": ctx}))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn flickr_words_on_the_cli_and_ofrep_for_applications() {
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("www-app", "evaluate").await;
+    let key = ("x-api-key", app.as_str());
+
+    let (code, out, err) = run(s.cli(&mo).args(["flag", "video", "on", "--reason", "launch"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("video: on: everyone gets `on`"), "{out}");
+    let (status, v) = ofrep(&s, key, "video", json!({"targetingKey": "alice"})).await;
+    assert_eq!((status, v["value"].clone(), v["reason"].clone()), (200, json!(true), json!("STATIC")));
+
+    let (code, out, _) = run(s.cli(&mo).args(["flag", "video", "rollout", "10", "-r", "ramp up"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("10% on, 90% off"), "{out}");
+    let mut on = 0;
+    for i in 0..1000 {
+        let (_, v) = ofrep(&s, key, "video", json!({"targetingKey": format!("user{i}")})).await;
+        assert_eq!(v["reason"], "TARGETING_MATCH");
+        if v["value"] == json!(true) {
+            on += 1;
+        }
+    }
+    assert!((60..=140).contains(&on), "about 10% of 1000 users: {on}");
+
+    let (code, out, _) = run(s.cli(&mo).args(["flag", "eval", "video", "--user", "user1", "--attr", "plan=pro"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("reason TARGETING_MATCH") && out.contains("variant "), "{out}");
+
+    // Off: a contingency switch. Applications get DISABLED and no value: their code default wins.
+    let (code, _, _) = run(s.cli(&mo).args(["flag", "video", "off", "-r", "incident 42"]));
+    assert_eq!(code, 0);
+    let (status, v) = ofrep(&s, key, "video", json!({"targetingKey": "alice"})).await;
+    assert_eq!((status, v["reason"].clone(), v.get("value").cloned()), (200, json!("DISABLED"), None));
+
+    // Every change is on the timeline with before, after and reason; `crew flag KEY` says who changed it last.
+    let v = s.get_json("/api/v1/events?kind=flag.changed", &mo).await;
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["data"]["reason"], "incident 42");
+    assert_eq!(events[0]["data"]["after"]["state"], "DISABLED");
+    assert_eq!(events[0]["data"]["before"]["targeting"]["fractional"][0], json!(["on", 10]));
+    assert_eq!(events[2]["data"]["before"], Value::Null);
+    let (_, out, _) = run(s.cli(&mo).args(["flag", "video"]));
+    assert!(out.contains("off (switched off") && out.contains("by mo") && out.contains("incident 42"), "{out}");
+    let (_, out, _) = run(s.cli(&mo).args(["flag", "video", "--json"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["definition"]["state"], "DISABLED");
+
+    // A beta and a split.
+    run(s.cli(&mo).args([
+        "flag",
+        "checkout",
+        "beta",
+        "--users",
+        "alice,bob",
+        "--groups",
+        "staff",
+        "-r",
+        "private beta",
+    ]));
+    assert_eq!(ofrep(&s, key, "checkout", json!({"targetingKey": "alice"})).await.1["value"], json!(true));
+    assert_eq!(
+        ofrep(&s, key, "checkout", json!({"targetingKey": "zed", "groups": ["staff"]})).await.1["value"],
+        json!(true)
+    );
+    assert_eq!(ofrep(&s, key, "checkout", json!({"targetingKey": "zed"})).await.1["value"], json!(false));
+    let (code, _, err) = run(s.cli(&mo).args(["flag", "button", "split", "control=50,new=50", "-r", "test"]));
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(s.cli(&mo).arg("flags"));
+    assert!(out.contains("button") && out.contains("checkout") && out.contains("video"), "{out}");
+
+    // Refusals: no reason (exit 2), a viewer (exit 3), an application key on the management API (403).
+    let (code, _, err) = run(s.cli(&mo).args(["flag", "video", "on"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--reason"), "{err}");
+    let viewer = s.token("vera", "viewer").await;
+    let (code, _, _) = run(s.cli(&viewer).args(["flag", "video", "on", "-r", "x"]));
+    assert_eq!(code, 3);
+    let res = s.client().get(format!("{}/api/v1/flags", s.url)).header("x-api-key", &app).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn ofrep_errors_etags_and_invalid_definitions() {
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("app", "evaluate").await;
+    let key = ("authorization", &*Box::leak(format!("Bearer {app}").into_boxed_str()));
+    let (status, v) = ofrep(&s, key, "nope", json!({})).await;
+    assert_eq!((status, v["errorCode"].clone()), (404, json!("FLAG_NOT_FOUND")));
+    let res = s.client().post(format!("{}/ofrep/v1/evaluate/flags/nope", s.url)).json(&json!({})).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = s
+        .client()
+        .post(format!("{}/ofrep/v1/evaluate/flags/nope", s.url))
+        .bearer_auth(&app)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["errorCode"], "INVALID_CONTEXT");
+
+    // A definition that is not valid flagd is refused with 422, naming the problem; nothing is stored.
+    let bad = json!({"definition": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "b"}, "reason": "x"});
+    let res = s.req(Method::PUT, "/api/v1/flags/f", &mo).json(&bad).send().await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(res.json::<Value>().await.unwrap()["errors"][0]["detail"].as_str().unwrap().contains("`b` is not one of"));
+    let good = json!({"definition": {"state": "ENABLED", "variants": {"a": "x", "b": "y"}, "defaultVariant": "b",
+        "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "a", null]}}, "reason": "new"});
+    let res = s.req(Method::PUT, "/api/v1/flags/f", &mo).json(&good).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Bulk evaluation with an ETag; the same request with If-None-Match is 304; a change makes a new ETag.
+    let bulk = |etag: Option<String>| {
+        let mut r = s
+            .client()
+            .post(format!("{}/ofrep/v1/evaluate/flags", s.url))
+            .bearer_auth(&app)
+            .json(&json!({"context": {"email": "a@example.com"}}));
+        if let Some(e) = etag {
+            r = r.header("if-none-match", e);
+        }
+        r.send()
+    };
+    let res = bulk(None).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(
+        v["flags"][0],
+        json!({"key": "f", "value": "x", "variant": "a", "reason": "TARGETING_MATCH", "metadata": {}})
+    );
+    assert_eq!(bulk(Some(etag.clone())).await.unwrap().status(), 304);
+    let res = s
+        .req(Method::POST, "/api/v1/flags/f/knob", &mo)
+        .json(&json!({"knob": "off", "reason": "stop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = bulk(Some(etag.clone())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn a_flag_change_on_one_replica_reaches_the_other_within_a_second() {
+    let a = Server::start_postgres().await;
+    let b = Server::start_on(a.database.as_deref().unwrap(), Some(&a.admin)).await;
+    let mo = a.token("mo", "member").await;
+    let res = a
+        .req(Method::POST, "/api/v1/flags/video/knob", &mo)
+        .json(&json!({"knob": "on", "reason": "go"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let key = ("authorization", &*Box::leak(format!("Bearer {mo}").into_boxed_str()));
+    let seen = eventually(Duration::from_secs(1), || async {
+        ofrep(&b, key, "video", json!({})).await.1["value"] == json!(true)
+    })
+    .await;
+    assert!(seen, "replica b evaluates the new flag within a second");
+    let res = b
+        .req(Method::POST, "/api/v1/flags/video/knob", &mo)
+        .json(&json!({"knob": "off", "reason": "stop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let off = eventually(Duration::from_secs(1), || async {
+        ofrep(&a, key, "video", json!({})).await.1["reason"] == json!("DISABLED")
+    })
+    .await;
+    assert!(off);
+}

@@ -1,0 +1,121 @@
+//! Flags on the server: the compiled set every evaluation uses, rebuilt whenever a `flag.changed` event
+//! reaches the bus (so a change on any replica reaches every replica's evaluations), and the changes
+//! themselves, each an event with before, after and reason.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crew_core::{Actor, NewEvent};
+use crew_flags::{knobs, Flag, FlagSet};
+use crew_store::{Store, StoredFlag};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, RwLock};
+
+/// The flags as evaluations see them.
+pub struct Compiled {
+    pub set: FlagSet,
+    pub stored: Vec<StoredFlag>,
+    /// Changes whenever any definition changes: the bulk OFREP ETag is made from it.
+    pub version: String,
+}
+
+#[derive(Default)]
+pub struct FlagCache {
+    current: RwLock<Option<Arc<Compiled>>>,
+}
+
+impl FlagCache {
+    pub fn current(&self) -> Arc<Compiled> {
+        self.current.read().expect("flag cache").clone().unwrap_or_else(|| {
+            Arc::new(Compiled { set: FlagSet::default(), stored: Vec::new(), version: String::new() })
+        })
+    }
+
+    /// Reads every definition from the store and compiles the set.
+    pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let stored = store.flags().await?;
+        let mut flags = Map::new();
+        let mut hash = Sha256::new();
+        for f in &stored {
+            flags.insert(f.key.clone(), f.definition.clone());
+            hash.update(f.key.as_bytes());
+            hash.update(f.definition.to_string().as_bytes());
+        }
+        let set = FlagSet::from_value(&json!({ "flags": flags }))?;
+        let version = format!("{:x}", hash.finalize())[..16].to_string();
+        *self.current.write().expect("flag cache") = Some(Arc::new(Compiled { set, stored, version }));
+        Ok(())
+    }
+}
+
+/// Keeps the cache in step with the timeline: every `flag.changed` (from any replica) reloads it.
+pub async fn follow_changes(st: AppState) {
+    let mut bus = st.store.subscribe();
+    loop {
+        let changed = tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            e = bus.recv() => match e {
+                Ok(e) => e.kind.starts_with("flag."),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                Err(_) => return,
+            },
+        };
+        if changed {
+            if let Err(e) = st.flags.reload(&*st.store).await {
+                tracing::error!(error = %e, "reloading flags failed; evaluations keep the last good set");
+            }
+        }
+    }
+}
+
+/// Flag keys: letters, digits, `-`, `_`, `.`.
+pub fn check_key(key: &str) -> Result<(), ApiError> {
+    let ok =
+        !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "bad flag key `{}`: use letters, digits, `-`, `_` or `.`",
+            key.escape_debug()
+        )))
+    }
+}
+
+/// Stores a new definition (or removes one with `None`), validated first, with its `flag.changed` event.
+pub async fn change(
+    st: &AppState,
+    key: &str,
+    definition: Option<Value>,
+    reason: &str,
+    actor: Actor,
+) -> Result<(Option<Value>, Option<Value>), ApiError> {
+    check_key(key)?;
+    if reason.trim().is_empty() {
+        return Err(ApiError::BadRequest("a flag change needs a reason (--reason), so the timeline says why".into()));
+    }
+    if reason.chars().count() > 300 || reason.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("reason: one line of at most 300 characters".into()));
+    }
+    if let Some(def) = &definition {
+        Flag::compile(key, def, &Map::new()).map_err(|e| ApiError::Unprocessable(e.0))?;
+    }
+    let after = definition.clone();
+    let by = actor.name.clone();
+    let (name, reason_s, key_s) = (actor.name.clone(), reason.to_string(), key.to_string());
+    let event = Box::new(move |before: Option<&Value>| {
+        let words = |d: Option<&Value>| d.map(knobs::describe).unwrap_or_else(|| "absent".into());
+        let summary =
+            format!("{name} changed flag {key_s}: {} → {} ({reason_s})", words(before), words(after.as_ref()));
+        let summary: String = summary.chars().take(480).collect();
+        NewEvent::new(actor, "flag.changed", &format!("flag:{key_s}"), summary)
+            .with_data(json!({"flag": key_s, "before": before, "after": after, "reason": reason_s}))
+            .with_link("flag", &format!("/api/v1/flags/{key_s}"))
+    });
+    let (before, _) = st.store.put_flag(key, definition.clone(), &by, event).await?;
+    // This replica's evaluations change at once; the bus brings the others.
+    if let Err(e) = st.flags.reload(&*st.store).await {
+        tracing::error!(error = %e, "reloading flags failed");
+    }
+    Ok((before, definition))
+}
