@@ -14,7 +14,8 @@ pub enum Knob {
     Rollout(u8),
     /// These users (targeting keys) and members of these groups (the `groups` attribute) get `on`.
     Beta { users: Vec<String>, groups: Vec<String> },
-    /// N% get `dark` (the work runs, the result is ignored); beta users keep `on`.
+    /// N% get variant `dark` (with `on`'s value: the work runs, the application ignores the result); beta
+    /// users keep `on`.
     Dark(u8),
     /// A bucket test: sticky variants by weight.
     Split(Vec<(String, u64)>),
@@ -85,7 +86,10 @@ pub fn apply(current: Option<&Value>, knob: &Knob) -> Result<Value, String> {
         Knob::Dark(n) => {
             check_percent(*n)?;
             let mut variants = on_off(&def);
-            variants.entry("dark").or_insert(json!("dark"));
+            // The dark variant runs the new code like `on` (same value); its name tells the application to
+            // ignore the result.
+            let on_value = variants.get("on").cloned().unwrap_or(json!(true));
+            variants.entry("dark").or_insert(on_value);
             let dark = json!({"fractional": [["dark", n], ["off", 100 - n]]});
             let targeting = match beta_condition(&def) {
                 Some(cond) => json!({"if": [cond, "on", dark]}),

@@ -124,7 +124,7 @@ impl FlagSet {
             .ok_or_else(|| DefinitionError("`flags` must be an object".into()))?;
         let mut flags = HashMap::new();
         for (key, def) in flags_v {
-            flags.insert(key.clone(), Flag::compile(key, def, evaluators)?);
+            flags.insert(key.clone(), Flag::compile_with(key, def, evaluators, false)?);
         }
         Ok(FlagSet { flags, metadata })
     }
@@ -159,7 +159,17 @@ impl FlagSet {
 }
 
 impl Flag {
+    /// Compiles a definition for storing: every problem is an error.
     pub fn compile(key: &str, def: &Value, evaluators: &Map<String, Value>) -> Result<Flag, DefinitionError> {
+        Flag::compile_with(key, def, evaluators, true)
+    }
+
+    fn compile_with(
+        key: &str,
+        def: &Value,
+        evaluators: &Map<String, Value>,
+        strict: bool,
+    ) -> Result<Flag, DefinitionError> {
         let err = |m: String| DefinitionError(format!("flag `{key}`: {m}"));
         let obj = def.as_object().ok_or_else(|| err("a flag is a JSON object".into()))?;
         for k in obj.keys() {
@@ -180,6 +190,21 @@ impl Flag {
         if variants.is_empty() {
             return Err(err("`variants` needs at least one variant".into()));
         }
+        // One type per flag: the typed accessors of every SDK depend on it.
+        let kind = |v: &Value| match v {
+            Value::Bool(_) => "boolean",
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Object(_) | Value::Array(_) => "object",
+            Value::Null => "null",
+        };
+        let first = kind(variants.values().next().expect("non-empty"));
+        if let Some((name, v)) = variants.iter().find(|(_, v)| kind(v) != first) {
+            return Err(err(format!(
+                "variants: `{name}` is a {} but the first variant is a {first}: one type per flag",
+                kind(v)
+            )));
+        }
         let default_variant = match obj.get("defaultVariant") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if variants.contains_key(s) => Some(s.clone()),
@@ -189,7 +214,17 @@ impl Flag {
         let targeting = match obj.get("targeting") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) if m.is_empty() => None,
-            Some(rule) => Some(logic::compile(rule, evaluators)),
+            Some(rule) => {
+                // A rule that cannot compile is refused when stored; a stored set keeps it as an error so one
+                // bad flag never stops the others (a document from elsewhere, e.g. the testbed's).
+                let compiled = logic::compile(rule, evaluators, strict);
+                if let Err(e) = &compiled {
+                    if strict {
+                        return Err(err(format!("targeting: {e}")));
+                    }
+                }
+                Some(compiled)
+            }
         };
         let metadata = match obj.get("metadata") {
             None => Map::new(),
@@ -302,12 +337,30 @@ mod tests {
                 "unknown field `colour`",
             ),
             (json!({"flags": 3}), "`flags`"),
+            (json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "b": "x"}}}}), "one type per flag"),
         ];
         for (doc, needle) in table {
             let e = FlagSet::from_value(&doc).unwrap_err().0;
             assert!(e.contains(needle), "{e}");
         }
-        // A rule that does not compile is kept, and evaluating that flag is a PARSE_ERROR.
+        let strict = [
+            (json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"nope": [1]}}), "unknown operator `nope`"),
+            (json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"fractional": [["a", -5]]}}), "weight -5"),
+            (
+                json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"fractional": [["a", 2.5]]}}),
+                "weight 2.5",
+            ),
+            (
+                json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"$ref": "missing"}}),
+                "unknown evaluator `missing`",
+            ),
+        ];
+        for (def, needle) in strict {
+            let e = Flag::compile("f", &def, &Map::new()).unwrap_err().0;
+            assert!(e.contains(needle) && e.contains("flag `f`"), "{e}");
+        }
+        // In a document from elsewhere, a rule that does not compile is kept, and evaluating that flag is a
+        // PARSE_ERROR while the others work.
         let set = FlagSet::from_value(&json!({"flags": {"f": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a", "targeting": {"nope": [1]}}}})).unwrap();
         assert_eq!(set.evaluate("f", &json!({}), 0).error.unwrap().0, ErrorCode::ParseError);
     }

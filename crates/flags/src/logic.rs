@@ -100,39 +100,58 @@ fn op(name: &str) -> Option<Op> {
     })
 }
 
-/// Compiles a rule; `evaluators` are the shared rules `{"$ref": "name"}` points at.
-pub fn compile(v: &Value, evaluators: &Map<String, Value>) -> Result<Expr, String> {
-    compile_depth(v, evaluators, 0)
+/// Compiles a rule; `evaluators` are the shared rules `{"$ref": "name"}` points at. `strict` (for a definition
+/// being stored) also refuses what flagd tolerates at evaluation, like a negative weight.
+pub fn compile(v: &Value, evaluators: &Map<String, Value>, strict: bool) -> Result<Expr, String> {
+    compile_depth(v, evaluators, 0, strict)
 }
 
-fn compile_depth(v: &Value, evaluators: &Map<String, Value>, depth: usize) -> Result<Expr, String> {
+fn compile_depth(v: &Value, evaluators: &Map<String, Value>, depth: usize, strict: bool) -> Result<Expr, String> {
     if depth > 64 {
         return Err("rule nested more than 64 deep (or a $ref cycle)".into());
     }
     match v {
-        Value::Array(items) => {
-            Ok(Expr::Array(items.iter().map(|i| compile_depth(i, evaluators, depth + 1)).collect::<Result<_, _>>()?))
-        }
+        Value::Array(items) => Ok(Expr::Array(
+            items.iter().map(|i| compile_depth(i, evaluators, depth + 1, strict)).collect::<Result<_, _>>()?,
+        )),
         Value::Object(m) if m.len() == 1 => {
             let (name, args) = m.iter().next().expect("one entry");
             if name == "$ref" {
                 let target = args.as_str().ok_or("$ref takes the name of an evaluator")?;
                 let rule = evaluators.get(target).ok_or_else(|| format!("$ref to unknown evaluator `{target}`"))?;
-                return compile_depth(rule, evaluators, depth + 1);
+                return compile_depth(rule, evaluators, depth + 1, strict);
             }
             let op = op(name).ok_or_else(|| format!("unknown operator `{name}`"))?;
-            let args = match args {
+            let args: Vec<Expr> = match args {
                 Value::Array(a) => {
-                    a.iter().map(|i| compile_depth(i, evaluators, depth + 1)).collect::<Result<_, _>>()?
+                    a.iter().map(|i| compile_depth(i, evaluators, depth + 1, strict)).collect::<Result<_, _>>()?
                 }
-                other => vec![compile_depth(other, evaluators, depth + 1)?],
+                other => vec![compile_depth(other, evaluators, depth + 1, strict)?],
             };
+            if op == Op::Fractional && strict {
+                check_weights(&args)?;
+            }
             Ok(Expr::Op(op, args))
         }
         Value::Object(m) if m.is_empty() => Ok(Expr::Lit(v.clone())),
         Value::Object(_) => Err("a rule object must have exactly one operator".into()),
         other => Ok(Expr::Lit(other.clone())),
     }
+}
+
+/// Literal weights of `fractional` buckets must be whole numbers, not negative (rules as weights are checked
+/// when they run: a negative one counts as zero).
+fn check_weights(args: &[Expr]) -> Result<(), String> {
+    for (i, b) in args.iter().enumerate() {
+        if let Expr::Array(parts) = b {
+            if let Some(Expr::Lit(Value::Number(w))) = parts.get(1) {
+                if w.as_u64().is_none() {
+                    return Err(format!("fractional bucket {i}: weight {w} is not a whole number of zero or more"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn truthy(v: &Value) -> bool {

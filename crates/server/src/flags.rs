@@ -9,7 +9,7 @@ use crew_flags::{knobs, Flag, FlagSet};
 use crew_store::{Store, StoredFlag};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The flags as evaluations see them.
 pub struct Compiled {
@@ -19,16 +19,26 @@ pub struct Compiled {
     pub version: String,
 }
 
-#[derive(Default)]
+/// The current compiled set, and a way to hear of the next one.
 pub struct FlagCache {
-    current: RwLock<Option<Arc<Compiled>>>,
+    current: tokio::sync::watch::Sender<Arc<Compiled>>,
+}
+
+impl Default for FlagCache {
+    fn default() -> Self {
+        let empty = Arc::new(Compiled { set: FlagSet::default(), stored: Vec::new(), version: String::new() });
+        FlagCache { current: tokio::sync::watch::Sender::new(empty) }
+    }
 }
 
 impl FlagCache {
     pub fn current(&self) -> Arc<Compiled> {
-        self.current.read().expect("flag cache").clone().unwrap_or_else(|| {
-            Arc::new(Compiled { set: FlagSet::default(), stored: Vec::new(), version: String::new() })
-        })
+        self.current.borrow().clone()
+    }
+
+    /// Wakes whenever the set changes (the definitions stream pushes each change).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Compiled>> {
+        self.current.subscribe()
     }
 
     /// Reads every definition from the store and compiles the set.
@@ -43,7 +53,10 @@ impl FlagCache {
         }
         let set = FlagSet::from_value(&json!({ "flags": flags }))?;
         let version = format!("{:x}", hash.finalize())[..16].to_string();
-        *self.current.write().expect("flag cache") = Some(Arc::new(Compiled { set, stored, version }));
+        let changed = self.current.borrow().version != version;
+        if changed {
+            self.current.send_replace(Arc::new(Compiled { set, stored, version }));
+        }
         Ok(())
     }
 }
@@ -118,4 +131,12 @@ pub async fn change(
         tracing::error!(error = %e, "reloading flags failed");
     }
     Ok((before, definition))
+}
+
+impl Compiled {
+    /// The flagd document of every definition, for SDKs that evaluate locally.
+    pub fn document(&self) -> Value {
+        let flags: Map<String, Value> = self.stored.iter().map(|f| (f.key.clone(), f.definition.clone())).collect();
+        json!({"version": self.version, "flags": flags})
+    }
 }

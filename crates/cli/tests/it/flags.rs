@@ -203,3 +203,9 @@ async fn a_flag_change_on_one_replica_reaches_the_other_within_a_second() {
     .await;
     assert!(off);
 }
+
+/// Evaluates a streamed document locally, as an SDK does.
+fn crew_flags_eval(doc: &Value, key: &str) -> String {
+    let set = crew_flags::FlagSet::from_value(&json!({"flags": doc["flags"]})).unwrap();
+    set.evaluate(key, &json!({"targetingKey": "someone"}), 0).variant.unwrap()
+}

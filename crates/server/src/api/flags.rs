@@ -208,3 +208,33 @@ pub async fn ofrep_all(caller: Caller, State(st): State<AppState>, headers: Head
         .collect();
     (StatusCode::OK, [(header::ETAG, etag)], Json(json!({"flags": flags}))).into_response()
 }
+
+/// `GET /api/v1/flags/stream`: the definitions as server-sent events, for SDKs that evaluate locally: the whole
+/// flagd document at once, then again on every change (from any replica). Evaluation keys may read it.
+pub async fn definitions(caller: Caller, State(st): State<AppState>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if let Err(e) = caller.require(Role::Evaluate) {
+        return e.into_response();
+    }
+    let mut rx = st.flags.subscribe();
+    let shutdown = st.shutdown.clone();
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        loop {
+            let doc = rx.borrow_and_update().document();
+            let ev = Event::default()
+                .event("definitions")
+                .id(doc["version"].as_str().unwrap_or("").to_string())
+                .data(doc.to_string());
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                r = rx.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).keep_alive(KeepAlive::default()).into_response()
+}

@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/environments/{env}/lock", post(deploys::lock).delete(deploys::unlock))
         .route("/api/v1/environments/{env}/pending", get(deploys::pending))
         .route("/api/v1/flags", get(flags::list))
+        .route("/api/v1/flags/stream", get(flags::definitions))
         .route("/api/v1/flags/{key}", get(flags::one).put(flags::put).delete(flags::delete))
         .route("/api/v1/flags/{key}/knob", post(flags::knob))
         .route("/ofrep/v1/evaluate/flags", post(flags::ofrep_all))
