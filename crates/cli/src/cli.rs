@@ -83,8 +83,11 @@ pub enum Command {
     },
     /// The commits on trunk not yet live on an environment.
     Pending { environment: String },
-    /// List the feature flags and what each does, in words.
-    Flags,
+    /// List the feature flags and what each does, in words; or apply / export a flagd file kept in the repo.
+    Flags {
+        #[command(subcommand)]
+        action: Option<FlagsAction>,
+    },
     /// Show a flag, or change it in Flickr's words:
     ///   crew flag KEY                          show: state, rules in words, who changed it last
     ///   crew flag KEY on | off                 a contingency switch (off: every application's code default wins)
@@ -198,4 +201,21 @@ pub struct FlagArgs {
     /// eval: a context attribute (repeatable); numbers and true/false are typed.
     #[arg(long = "attr", value_name = "K=V")]
     pub attrs: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagsAction {
+    /// Make the server's flags match a flagd file: shows the diff; --yes applies it (flags not in the file are
+    /// removed). `$evaluators` are written into the rules that use them.
+    Apply {
+        file: PathBuf,
+        /// Apply, not only show the diff.
+        #[arg(long)]
+        yes: bool,
+        /// Why: recorded with every change.
+        #[arg(long, short = 'r', value_name = "WHY")]
+        reason: Option<String>,
+    },
+    /// Print every flag as one flagd file (to keep in the repository).
+    Export,
 }

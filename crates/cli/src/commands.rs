@@ -70,7 +70,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::deploy::log(&client, environment.as_deref(), limit, cli.global.json).await
         }
-        Command::Flags => crate::flags::list(&Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
+        Command::Flags { action } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            match action {
+                None => crate::flags::list(&client, cli.global.json).await,
+                Some(crate::cli::FlagsAction::Export) => crate::flags::export(&client).await,
+                Some(crate::cli::FlagsAction::Apply { file, yes, reason }) => {
+                    crate::flags::apply(&client, &file, yes, reason).await
+                }
+            }
+        }
         Command::Flag(args) => {
             crate::flags::flag(&Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await
         }

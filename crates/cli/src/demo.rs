@@ -68,6 +68,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     commit(&repo, "about.html", "<p>about us</p>\n", "Add an about page").await?;
 
+    // Flags in each of Flickr's shapes, and a contingency switch flipped.
+    let knobs = [
+        (
+            "new-checkout",
+            json!({"knob": "beta", "users": ["alice"], "groups": ["staff"], "reason": "private beta for staff"}),
+        ),
+        ("search-v2", json!({"knob": "rollout", "percent": 10, "reason": "ramping the new search"})),
+        ("recommendations", json!({"knob": "dark", "percent": 20, "reason": "dark launch: measure the load"})),
+        ("button-color", json!({"knob": "split", "split": "control=50,blue=50", "reason": "bucket test"})),
+        ("video-uploads", json!({"knob": "on", "reason": "launched"})),
+        ("video-uploads", json!({"knob": "off", "reason": "storage is slow: contingency switch"})),
+    ];
+    for (key, body) in knobs {
+        alice.json(Method::POST, &format!("/api/v1/flags/{key}/knob"), Some(&body)).await?;
+    }
+
     // `cargo run -- demo` leaves no `crew` on PATH: say how to call this very binary.
     let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("crew").is_file()));
     let alias = match std::env::current_exe() {
@@ -87,6 +103,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew deploy staging -m \"about page\"      # ship it to staging first ...\n    \
          crew deploy production -m \"about page\"   # ... production requires it\n    \
          crew rollback production                  # back to the previous release in seconds\n    \
+         crew flags                                # the flags, in words\n    \
+         crew flag video-uploads on -r \"storage ok\"   # flip the contingency switch back\n    \
+         crew flag eval search-v2 --user bob       # what bob gets, and why\n    \
          crew status\n\n\
          The sample app's repository is {}; its hosts are folders under {}.\n\
          Data lives in {} until you stop the demo with Ctrl-C.",

@@ -26,8 +26,12 @@ pub async fn list(client: &Client, as_json: bool) -> Result<()> {
 
 /// A reason from --reason, or asked for at a terminal.
 fn reason(args: &FlagArgs) -> Result<String> {
-    if let Some(r) = &args.reason {
-        return Ok(r.clone());
+    ask_reason(args.reason.clone())
+}
+
+fn ask_reason(given: Option<String>) -> Result<String> {
+    if let Some(r) = given {
+        return Ok(r);
     }
     use std::io::{BufRead, IsTerminal, Write};
     if std::io::stdin().is_terminal() {
@@ -162,4 +166,67 @@ async fn eval(client: &Client, args: &FlagArgs, as_json: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Every flag as one flagd document.
+pub async fn export(client: &Client) -> Result<()> {
+    let v = client.json(Method::GET, "/api/v1/flags", None).await?;
+    let flags: Map<String, Value> = v["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| (s(f, "key").to_string(), f["definition"].clone()))
+        .collect();
+    let doc = json!({"$schema": "https://flagd.dev/schema/v0/flags.json", "flags": flags});
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+/// Shows how the server's flags differ from a flagd file and, with `yes`, makes them match.
+pub async fn apply(client: &Client, file: &std::path::Path, yes: bool, reason: Option<String>) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Exit::new(2, format!("cannot read {}: {e}", file.display())))?;
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| Exit::new(2, format!("{}: not JSON: {e}", file.display())))?;
+    let wanted = crew_flags::inline_document(&doc).map_err(|e| Exit::new(2, format!("{}: {e}", file.display())))?;
+    let v = client.json(Method::GET, "/api/v1/flags", None).await?;
+    let current: Map<String, Value> = v["flags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| (s(f, "key").to_string(), f["definition"].clone()))
+        .collect();
+    let mut changes: Vec<(String, Option<Value>)> = Vec::new();
+    for (key, def) in &wanted {
+        match current.get(key) {
+            None => println!("+ {key}: {}", crew_flags::knobs::describe(def)),
+            Some(old) if old != def => {
+                println!("~ {key}: {} → {}", crew_flags::knobs::describe(old), crew_flags::knobs::describe(def))
+            }
+            Some(_) => continue,
+        }
+        changes.push((key.clone(), Some(def.clone())));
+    }
+    for key in current.keys().filter(|k| !wanted.contains_key(*k)) {
+        println!("- {key}");
+        changes.push((key.clone(), None));
+    }
+    if changes.is_empty() {
+        println!("The server's flags match {}.", file.display());
+        return Ok(());
+    }
+    if !yes {
+        eprintln!("{} change(s). Run again with --yes (and --reason) to apply them.", changes.len());
+        return Ok(());
+    }
+    let why = ask_reason(reason)?;
+    for (key, def) in changes {
+        let path = format!("/api/v1/flags/{}", enc(&key));
+        match def {
+            Some(d) => client.json(Method::PUT, &path, Some(&json!({"definition": d, "reason": why}))).await?,
+            None => client.json(Method::DELETE, &path, Some(&json!({"reason": why}))).await?,
+        };
+    }
+    println!("Applied {}.", file.display());
+    Ok(())
 }

@@ -86,6 +86,41 @@ pub struct Flag {
     pub definition: Value,
 }
 
+/// The flags of a flagd document with every `{"$ref": name}` replaced by its evaluator's rule, each checked as
+/// it would be stored: what `crew flags apply` sends, one definition per flag.
+pub fn inline_document(doc: &Value) -> Result<Map<String, Value>, DefinitionError> {
+    let empty = Map::new();
+    let evaluators = doc.get("$evaluators").and_then(Value::as_object).unwrap_or(&empty);
+    let flags = doc
+        .get("flags")
+        .and_then(Value::as_object)
+        .ok_or_else(|| DefinitionError("`flags` must be an object".into()))?;
+    fn inline(v: &Value, ev: &Map<String, Value>, depth: usize) -> Result<Value, String> {
+        if depth > 64 {
+            return Err("rule nested more than 64 deep (or a $ref cycle)".into());
+        }
+        Ok(match v {
+            Value::Object(m) if m.len() == 1 && m.contains_key("$ref") => {
+                let name = m["$ref"].as_str().ok_or("$ref takes the name of an evaluator")?;
+                let rule = ev.get(name).ok_or_else(|| format!("$ref to unknown evaluator `{name}`"))?;
+                inline(rule, ev, depth + 1)?
+            }
+            Value::Object(m) => Value::Object(
+                m.iter().map(|(k, x)| Ok((k.clone(), inline(x, ev, depth + 1)?))).collect::<Result<_, String>>()?,
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|x| inline(x, ev, depth + 1)).collect::<Result<_, _>>()?),
+            other => other.clone(),
+        })
+    }
+    let mut out = Map::new();
+    for (key, def) in flags {
+        let def = inline(def, evaluators, 0).map_err(|e| DefinitionError(format!("flag `{key}`: {e}")))?;
+        Flag::compile(key, &def, &Map::new())?;
+        out.insert(key.clone(), def);
+    }
+    Ok(out)
+}
+
 /// A set of flags, with the set's metadata merged under each flag's.
 #[derive(Debug, Clone, Default)]
 pub struct FlagSet {

@@ -254,6 +254,12 @@ async fn demo_serves_real_events_until_interrupted() {
         .await
         .unwrap();
     assert_eq!(p["commits"].as_array().unwrap().len(), 1, "{p}");
+    let f: Value =
+        http.get(format!("{url}/api/v1/flags")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let keys: Vec<&str> = f["flags"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["button-color", "new-checkout", "recommendations", "search-v2", "video-uploads"]);
+    let switched = f["flags"].as_array().unwrap().iter().find(|f| f["key"] == "video-uploads").unwrap();
+    assert_eq!(switched["definition"]["state"], "DISABLED");
     for host in ["web1", "web2"] {
         let rev =
             std::fs::read_to_string(std::path::Path::new(&folder).join("hosts").join(host).join("current/REVISION"))

@@ -109,6 +109,62 @@ async fn flickr_words_on_the_cli_and_ofrep_for_applications() {
 }
 
 #[tokio::test]
+async fn flags_apply_shows_the_diff_then_makes_the_server_match_the_file() {
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    run(s.cli(&mo).args(["flag", "old", "on", "-r", "legacy"]));
+    run(s.cli(&mo).args(["flag", "video", "rollout", "5", "-r", "start"]));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flags.json");
+    std::fs::write(
+        &file,
+        serde_json::to_string_pretty(&json!({
+            "$evaluators": {"is_staff": {"ends_with": [{"var": "email"}, "@example.com"]}},
+            "flags": {
+                "video": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                          "targeting": {"fractional": [["on", 50], ["off", 50]]}},
+                "admin-panel": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                                "targeting": {"if": [{"$ref": "is_staff"}, "on", "off"]}}
+            }
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = run(s.cli(&mo).args(["flags", "apply"]).arg(&file));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("+ admin-panel")
+            && out.contains("~ video: on: 5% on, 95% off (sticky by user) → on: 50% on, 50% off")
+            && out.contains("- old"),
+        "{out}"
+    );
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(
+        s.get_json("/api/v1/flags", &mo).await["flags"].as_array().unwrap().len(),
+        2,
+        "nothing applied without --yes"
+    );
+    let (code, _, err) = run(s.cli(&mo).args(["flags", "apply", "--yes", "-r", "flags as code"]).arg(&file));
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(s.cli(&mo).args(["flags", "export"]));
+    let exported: Value = serde_json::from_str(&out).unwrap();
+    let keys: Vec<&String> = exported["flags"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["admin-panel", "video"]);
+    assert_eq!(
+        exported["flags"]["admin-panel"]["targeting"]["if"][0]["ends_with"][1], "@example.com",
+        "the $ref is written out"
+    );
+    let (_, out, _) = run(s.cli(&mo).args(["flags", "apply"]).arg(&file));
+    assert!(out.contains("match"), "{out}");
+    // A file with a bad definition changes nothing.
+    std::fs::write(&file, r#"{"flags": {"video": {"state": "ENABLED", "variants": {"on": true, "off": 3}}}}"#).unwrap();
+    let (code, _, err) = run(s.cli(&mo).args(["flags", "apply", "--yes", "-r", "x"]).arg(&file));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("one type per flag"), "{err}");
+    assert_eq!(s.get_json("/api/v1/flags", &mo).await["flags"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn ofrep_errors_etags_and_invalid_definitions() {
     let s = Server::start().await;
     let mo = s.token("mo", "member").await;
