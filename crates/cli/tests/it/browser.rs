@@ -228,3 +228,44 @@ async fn a_member_deploys_from_the_web_and_watches_it_finish() {
     assert!(log.contains("[mo] www deployed to staging") && log.contains("\"from the web\""), "{log}");
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_member_switches_a_flag_off_from_the_web_with_a_reason() {
+    let s = Server::start().await;
+    let member = s.token("mo", "member").await;
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/flags/video/knob", &member)
+        .json(&json!({"knob": "rollout", "percent": 20, "reason": "ramp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_driver, c) = driver().await;
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    c.goto(&format!("{}/signin?next=/flags", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&member).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let row = wait(&c, "tr[data-flag=video]").await;
+    assert!(row.text().await.unwrap().contains("20% on, 80% off"));
+    row.find(Locator::Css("input[name=reason]")).await.unwrap().send_keys("incident 7").await.unwrap();
+    row.find(Locator::Css("button.switch")).await.unwrap().click().await.unwrap();
+    let switched = eventually(Duration::from_secs(10), || async {
+        match c.find(Locator::Css("tr[data-flag=video] td.description")).await {
+            Ok(td) => td.text().await.unwrap_or_default().starts_with("off"),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(switched, "the page shows the flag switched off");
+    // The change is an event with the reason, via web; the flag's page shows the history as before → after.
+    let v = s.get_json("/api/v1/events?kind=flag.changed&limit=1", &member).await;
+    assert_eq!(v["events"][0]["actor"], json!({"name": "mo", "via": "web"}));
+    assert_eq!(v["events"][0]["data"]["reason"], "incident 7");
+    c.goto(&format!("{}/flags/video", s.url)).await.unwrap();
+    let history = wait(&c, "section.change").await.text().await.unwrap();
+    assert!(history.contains("incident 7") && history.contains("DISABLED"), "{history}");
+    c.close().await.unwrap();
+}

@@ -6,6 +6,7 @@
 //! Content-Security-Policy: scripts and styles only from crew itself, never inline.
 
 mod deploys;
+mod flags;
 pub(crate) mod pages;
 
 use crate::auth::{cookie, hash_secret, random_id, SESSION_COOKIE};
@@ -24,7 +25,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 const SESSION_DAYS: i64 = 7;
 
 /// The pages in the navigation, in order. Each area adds its page here when it lands.
-pub const NAV: &[(&str, &str)] = &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Status", "/status")];
+pub const NAV: &[(&str, &str)] =
+    &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Flags", "/flags"), ("Status", "/status")];
 
 pub fn router() -> Router<AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -35,6 +37,9 @@ pub fn router() -> Router<AppState> {
         .route("/signout", post(signout))
         .route("/timeline", get(pages::timeline))
         .route("/status", get(pages::status))
+        .route("/flags", get(flags::index))
+        .route("/flags/{key}", get(flags::show))
+        .route("/flags/{key}/knob", post(flags::knob))
         .route("/deploys", get(deploys::index))
         .route("/deploys/{id}", get(deploys::show))
         .route("/deploys/start", post(deploys::start))
