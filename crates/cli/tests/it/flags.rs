@@ -265,3 +265,40 @@ fn crew_flags_eval(doc: &Value, key: &str) -> String {
     let set = crew_flags::FlagSet::from_value(&json!({"flags": doc["flags"]})).unwrap();
     set.evaluate(key, &json!({"targetingKey": "someone"}), 0).variant.unwrap()
 }
+
+/// The Rust SDK: local evaluation kept current by the stream, a switch seen within a second, the last known
+/// definitions kept while the server is down, and a bootstrap file for a cold start without it.
+#[tokio::test]
+async fn the_sdk_follows_switches_and_survives_the_server_going_away() {
+    let mut s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("www", "evaluate").await;
+    let knob = |body: Value| s.req(Method::POST, "/api/v1/flags/video/knob", &mo).json(&body).send();
+    assert_eq!(knob(json!({"knob": "on", "reason": "launch"})).await.unwrap().status(), 200);
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("flags.json");
+    let sdk = crew_sdk::Client::builder(&s.url, &app).bootstrap(&bootstrap).start();
+    assert!(sdk.ready(Duration::from_secs(5)).await);
+    let alice = json!({"targetingKey": "alice"});
+    assert!(sdk.bool("video", &alice, false));
+    assert_eq!(sdk.variant("video", &alice).as_deref(), Some("on"));
+
+    // A switch flipped on the server reaches the SDK within a second.
+    let flipped = std::time::Instant::now();
+    assert_eq!(knob(json!({"knob": "off", "reason": "incident"})).await.unwrap().status(), 200);
+    assert!(eventually(Duration::from_secs(1), || async { !sdk.bool("video", &alice, false) }).await);
+    assert!(flipped.elapsed() < Duration::from_secs(1));
+    assert!(sdk.bool("video", &alice, true), "switched off: the code default wins");
+    assert_eq!(knob(json!({"knob": "dark", "percent": 100, "reason": "measure"})).await.unwrap().status(), 200);
+    assert!(eventually(Duration::from_secs(1), || async { sdk.is_dark("video", &alice) }).await);
+
+    // The server goes away: the last known definitions stay in force.
+    s.stop_hard();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sdk.is_dark("video", &alice));
+    // A cold start with the server down reads the bootstrap file.
+    let cold = crew_sdk::Client::builder(&s.url, &app).bootstrap(&bootstrap).start();
+    assert!(cold.ready(Duration::from_secs(1)).await);
+    assert!(cold.is_dark("video", &alice));
+    assert_eq!(cold.string("missing-flag", &alice, "fallback"), "fallback");
+}

@@ -1,0 +1,170 @@
+//! crew's Rust SDK: flags evaluated in the application with crew's own engine (no request per evaluation),
+//! kept current by `GET /api/v1/flags/stream`. When the server is away the last known definitions stay in
+//! force, and a bootstrap file (written on every update, read at a cold start) covers a start without it.
+//!
+//! ```no_run
+//! # async fn f() {
+//! let flags = crew_sdk::Client::builder("http://crew:7070", "crew_app_key").bootstrap("/var/lib/www/flags.json").start();
+//! flags.ready(std::time::Duration::from_secs(2)).await;
+//! let ctx = serde_json::json!({"targetingKey": "alice", "groups": ["staff"]});
+//! if flags.bool("video", &ctx, false) { /* ... */ }
+//! if flags.is_dark("recommendations", &ctx) { /* do the work, ignore the result */ }
+//! # }
+//! ```
+
+use crew_flags::{FlagSet, Resolution};
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// A running SDK client; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    flags: Arc<RwLock<Arc<FlagSet>>>,
+    /// Counts updates; `ready` waits for the first.
+    updates: watch::Receiver<u64>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Builder {
+    server: String,
+    key: String,
+    bootstrap: Option<PathBuf>,
+}
+
+impl Builder {
+    /// A file with the last known definitions: read at start (before the server answers), rewritten on every
+    /// update.
+    pub fn bootstrap(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap = Some(path.into());
+        self
+    }
+
+    /// Starts following the server in the background (needs a Tokio runtime).
+    pub fn start(self) -> Client {
+        let flags = Arc::new(RwLock::new(Arc::new(FlagSet::default())));
+        let (tx, rx) = watch::channel(0u64);
+        if let Some(doc) = self.bootstrap.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+            if let Ok(set) = FlagSet::parse(&doc) {
+                *flags.write().expect("flags") = Arc::new(set);
+                tx.send_modify(|n| *n += 1);
+            }
+        }
+        let task = tokio::spawn(follow(self, flags.clone(), tx));
+        Client { flags, updates: rx, task: Arc::new(task) }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+/// Follows the definitions stream for ever, reconnecting with backoff; each document replaces the set.
+async fn follow(b: Builder, flags: Arc<RwLock<Arc<FlagSet>>>, tx: watch::Sender<u64>) {
+    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build().expect("http client");
+    let url = format!("{}/api/v1/flags/stream", b.server.trim_end_matches('/'));
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match http.get(&url).header("x-api-key", &b.key).send().await {
+            Ok(res) if res.status().is_success() => {
+                backoff = Duration::from_millis(200);
+                let mut events = res.bytes_stream().eventsource();
+                while let Some(Ok(ev)) = events.next().await {
+                    if ev.event != "definitions" {
+                        continue;
+                    }
+                    match FlagSet::parse(&ev.data) {
+                        Ok(set) => {
+                            *flags.write().expect("flags") = Arc::new(set);
+                            tx.send_modify(|n| *n += 1);
+                            if let Some(p) = &b.bootstrap {
+                                let tmp = p.with_extension("tmp");
+                                if std::fs::write(&tmp, &ev.data).and_then(|_| std::fs::rename(&tmp, p)).is_err() {
+                                    tracing::warn!(path = %p.display(), "cannot write the flags bootstrap file");
+                                }
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "crew sent definitions this SDK cannot read; keeping the last ones"),
+                    }
+                }
+            }
+            Ok(res) => tracing::warn!(status = %res.status(), "crew refused the flag stream"),
+            Err(e) => tracing::debug!(error = %e, "crew is away; keeping the last known flags"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Client {
+    pub fn builder(server: &str, key: &str) -> Builder {
+        Builder { server: server.to_string(), key: key.to_string(), bootstrap: None }
+    }
+
+    /// Waits until definitions are known (from the server or the bootstrap file), at most `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.updates.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|n| *n > 0)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// How many definition documents this client has taken in (bootstrap and stream).
+    pub fn updates(&self) -> u64 {
+        *self.updates.borrow()
+    }
+
+    /// The full resolution: value, variant, reason, error.
+    pub fn evaluate(&self, key: &str, ctx: &Value) -> Resolution {
+        let set = self.flags.read().expect("flags").clone();
+        set.evaluate(key, ctx, now())
+    }
+
+    fn value(&self, key: &str, ctx: &Value) -> Option<Value> {
+        let r = self.evaluate(key, ctx);
+        if r.error.is_some() {
+            return None;
+        }
+        r.value
+    }
+
+    pub fn bool(&self, key: &str, ctx: &Value, default: bool) -> bool {
+        self.value(key, ctx).and_then(|v| v.as_bool()).unwrap_or(default)
+    }
+
+    pub fn string(&self, key: &str, ctx: &Value, default: &str) -> String {
+        self.value(key, ctx).and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| default.to_string())
+    }
+
+    pub fn int(&self, key: &str, ctx: &Value, default: i64) -> i64 {
+        self.value(key, ctx).and_then(|v| v.as_i64()).unwrap_or(default)
+    }
+
+    pub fn float(&self, key: &str, ctx: &Value, default: f64) -> f64 {
+        self.value(key, ctx).and_then(|v| v.as_f64()).unwrap_or(default)
+    }
+
+    /// The variant chosen for this context (`None`: the code default applies).
+    pub fn variant(&self, key: &str, ctx: &Value) -> Option<String> {
+        let r = self.evaluate(key, ctx);
+        if r.error.is_some() {
+            return None;
+        }
+        r.variant
+    }
+
+    /// Whether this context is in a dark launch: do the work, ignore the result.
+    pub fn is_dark(&self, key: &str, ctx: &Value) -> bool {
+        self.variant(key, ctx).as_deref() == Some("dark")
+    }
+}
