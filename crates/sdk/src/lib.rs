@@ -92,7 +92,9 @@ async fn follow(b: Builder, flags: Arc<RwLock<Arc<FlagSet>>>, tx: watch::Sender<
                                 }
                             }
                         }
-                        Err(e) => tracing::error!(error = %e, "crew sent definitions this SDK cannot read; keeping the last ones"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "crew sent definitions this SDK cannot read; keeping the last ones")
+                        }
                     }
                 }
             }

@@ -302,3 +302,47 @@ async fn the_sdk_follows_switches_and_survives_the_server_going_away() {
     assert!(cold.is_dark("video", &alice));
     assert_eq!(cold.string("missing-flag", &alice, "fallback"), "fallback");
 }
+
+/// A published OpenFeature client that no one here wrote (`open-feature` with `open-feature-ofrep`) evaluating
+/// against a live `crew serve`.
+#[tokio::test]
+async fn the_openfeature_ofrep_provider_evaluates_against_crew() {
+    use open_feature::provider::FeatureProvider;
+    use open_feature::{EvaluationContext, EvaluationErrorCode};
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("www", "evaluate").await;
+    for (key, body) in [
+        ("checkout", json!({"knob": "beta", "users": ["alice"], "reason": "beta"})),
+        ("button", json!({"knob": "split", "split": "control=50,blue=50", "reason": "test"})),
+    ] {
+        let res = s.req(Method::POST, &format!("/api/v1/flags/{key}/knob"), &mo).json(&body).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {app}").parse().unwrap());
+    let provider = open_feature_ofrep::OfrepProvider::new(open_feature_ofrep::OfrepOptions {
+        base_url: s.url.clone(),
+        headers,
+        connect_timeout: Duration::from_secs(4),
+    })
+    .await
+    .unwrap();
+    let alice = EvaluationContext::default().with_targeting_key("alice");
+    let bob = EvaluationContext::default().with_targeting_key("bob").with_custom_field("plan", "pro");
+    let r = provider.resolve_bool_value("checkout", &alice).await.unwrap();
+    assert_eq!((r.value, r.variant.as_deref()), (true, Some("on")));
+    assert!(!provider.resolve_bool_value("checkout", &bob).await.unwrap().value);
+    let local = crew_flags::FlagSet::from_value(
+        &json!({"flags": {"button": s.get_json("/api/v1/flags/button", &mo).await["definition"]}}),
+    )
+    .unwrap();
+    let want = local.evaluate("button", &json!({"targetingKey": "bob", "plan": "pro"}), 0).variant.unwrap();
+    assert_eq!(
+        provider.resolve_string_value("button", &bob).await.unwrap().value,
+        want,
+        "OFREP and local evaluation agree"
+    );
+    let missing = provider.resolve_bool_value("nope", &alice).await.unwrap_err();
+    assert_eq!(missing.code, EvaluationErrorCode::FlagNotFound);
+}
