@@ -296,15 +296,7 @@ impl Flag {
             Ok(rule) => rule,
             Err(e) => return self.error(ErrorCode::ParseError, e.clone()),
         };
-        let mut data = match context {
-            Value::Object(m) => m.clone(),
-            _ => Map::new(),
-        };
-        let mut flagd = Map::new();
-        flagd.insert("flagKey".into(), Value::String(key.to_string()));
-        flagd.insert("timestamp".into(), Value::from(now_unix));
-        data.insert("$flagd".into(), Value::Object(flagd));
-        let out = logic::eval(rule, &Value::Object(data), &Scope { flag_key: key });
+        let out = logic::eval(rule, context, &Scope { flag_key: key, timestamp: now_unix });
         let name = match out {
             Value::Null => return self.resolution(self.default_variant.as_deref(), Reason::Default),
             Value::String(s) => s,
@@ -335,6 +327,37 @@ mod tests {
             "targeting": {"fractional": fractional}
         }}}))
         .unwrap()
+    }
+
+    /// Whatever the context or the rule, evaluation returns: huge weights, huge substr lengths, a rule that
+    /// doubles its data, `$ref`s that expand exponentially.
+    #[test]
+    fn evaluation_never_panics() {
+        let set = FlagSet::from_value(&json!({"flags": {
+            "w": {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a",
+                  "targeting": {"fractional": [{"var": "k"}, ["a", {"var": "big"}], ["b", {"var": "big"}]]}},
+            "s": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                  "targeting": {"if": [{"substr": ["abc", {"var": "big"}, {"var": "big"}]}, "a", null]}},
+            "r": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                  "targeting": {"if": [{"reduce": [{"var": "items"}, {"merge": [{"var": "accumulator"}, {"var": "accumulator"}]}, [1]]}, "a", null]}}
+        }}))
+        .unwrap();
+        let ctx = json!({"k": "user", "big": 1e300, "items": (0..64).collect::<Vec<_>>()});
+        for key in ["w", "s", "r"] {
+            let r = set.evaluate(key, &ctx, 0);
+            assert!(r.error.is_none(), "{key}: {r:?}");
+        }
+        let mut evaluators = Map::new();
+        for i in 0..20 {
+            evaluators.insert(
+                format!("e{i}"),
+                json!({"and": [{"$ref": format!("e{}", i + 1)}, {"$ref": format!("e{}", i + 1)}]}),
+            );
+        }
+        evaluators.insert("e20".into(), json!(true));
+        let def = json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"$ref": "e0"}});
+        let e = Flag::compile("f", &def, &evaluators).unwrap_err().0;
+        assert!(e.contains("parts"), "{e}");
     }
 
     /// Over 100,000 keys each variant's share is within 1% of its weight, and a key's variant never changes.

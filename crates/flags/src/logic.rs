@@ -6,6 +6,12 @@ use crate::murmur3::murmur3_32;
 use crate::semver;
 use serde_json::{Map, Number, Value};
 
+/// The most items a `merge` (or bytes / 16 a `cat`) may produce in one evaluation: beyond, the result is null.
+const MAX_ITEMS: usize = 100_000;
+
+/// The most nodes a compiled rule may have once its `$ref`s are expanded.
+const MAX_NODES: usize = 20_000;
+
 /// A compiled rule.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
@@ -103,30 +109,42 @@ fn op(name: &str) -> Option<Op> {
 /// Compiles a rule; `evaluators` are the shared rules `{"$ref": "name"}` points at. `strict` (for a definition
 /// being stored) also refuses what flagd tolerates at evaluation, like a negative weight.
 pub fn compile(v: &Value, evaluators: &Map<String, Value>, strict: bool) -> Result<Expr, String> {
-    compile_depth(v, evaluators, 0, strict)
+    let mut budget = MAX_NODES;
+    compile_depth(v, evaluators, 0, strict, &mut budget)
 }
 
-fn compile_depth(v: &Value, evaluators: &Map<String, Value>, depth: usize, strict: bool) -> Result<Expr, String> {
+fn compile_depth(
+    v: &Value,
+    evaluators: &Map<String, Value>,
+    depth: usize,
+    strict: bool,
+    budget: &mut usize,
+) -> Result<Expr, String> {
     if depth > 64 {
         return Err("rule nested more than 64 deep (or a $ref cycle)".into());
     }
+    // Counted as it is built: `$ref`s that each use the next twice would otherwise grow exponentially.
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| format!("rule has more than {MAX_NODES} parts once its $refs are expanded"))?;
     match v {
         Value::Array(items) => Ok(Expr::Array(
-            items.iter().map(|i| compile_depth(i, evaluators, depth + 1, strict)).collect::<Result<_, _>>()?,
+            items.iter().map(|i| compile_depth(i, evaluators, depth + 1, strict, budget)).collect::<Result<_, _>>()?,
         )),
         Value::Object(m) if m.len() == 1 => {
             let (name, args) = m.iter().next().expect("one entry");
             if name == "$ref" {
                 let target = args.as_str().ok_or("$ref takes the name of an evaluator")?;
                 let rule = evaluators.get(target).ok_or_else(|| format!("$ref to unknown evaluator `{target}`"))?;
-                return compile_depth(rule, evaluators, depth + 1, strict);
+                return compile_depth(rule, evaluators, depth + 1, strict, budget);
             }
             let op = op(name).ok_or_else(|| format!("unknown operator `{name}`"))?;
             let args: Vec<Expr> = match args {
-                Value::Array(a) => {
-                    a.iter().map(|i| compile_depth(i, evaluators, depth + 1, strict)).collect::<Result<_, _>>()?
-                }
-                other => vec![compile_depth(other, evaluators, depth + 1, strict)?],
+                Value::Array(a) => a
+                    .iter()
+                    .map(|i| compile_depth(i, evaluators, depth + 1, strict, budget))
+                    .collect::<Result<_, _>>()?,
+                other => vec![compile_depth(other, evaluators, depth + 1, strict, budget)?],
             };
             if op == Op::Fractional && strict {
                 check_weights(&args)?;
@@ -145,7 +163,7 @@ fn check_weights(args: &[Expr]) -> Result<(), String> {
     for (i, b) in args.iter().enumerate() {
         if let Expr::Array(parts) = b {
             if let Some(Expr::Lit(Value::Number(w))) = parts.get(1) {
-                if w.as_u64().is_none() {
+                if w.as_u64().is_none_or(|w| w > i32::MAX as u64) {
                     return Err(format!("fractional bucket {i}: weight {w} is not a whole number of zero or more"));
                 }
             }
@@ -238,9 +256,12 @@ fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// What an evaluation needs besides the data: the flag's key for `fractional`.
+/// What an evaluation needs besides the data: the flag's key (for `fractional` and `$flagd.flagKey`) and the
+/// time (`$flagd.timestamp`). These are looked up here rather than copied into the context, so an evaluation
+/// never copies the caller's context.
 pub struct Scope<'a> {
     pub flag_key: &'a str,
+    pub timestamp: i64,
 }
 
 pub fn eval(e: &Expr, data: &Value, scope: &Scope) -> Value {
@@ -261,13 +282,15 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
         Op::Var => {
             let path = arg(args, 0, data, scope);
             let found = match &path {
-                Value::Null => Some(data),
-                Value::Number(n) => lookup(data, &n.to_string()),
-                Value::String(s) => lookup(data, s),
+                Value::Null => Some(data.clone()),
+                Value::String(s) if s == "$flagd.flagKey" => Some(Value::String(scope.flag_key.to_string())),
+                Value::String(s) if s == "$flagd.timestamp" => Some(Value::from(scope.timestamp)),
+                Value::Number(n) => lookup(data, &n.to_string()).cloned(),
+                Value::String(s) => lookup(data, s).cloned(),
                 _ => None,
             };
             match found {
-                Some(v) if !v.is_null() => v.clone(),
+                Some(v) if !v.is_null() => v,
                 _ => arg(args, 1, data, scope),
             }
         }
@@ -407,36 +430,54 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
             }
             acc
         }
-        Op::Merge => Value::Array(
-            all()
+        Op::Merge => {
+            let out: Vec<Value> = all()
                 .into_iter()
                 .flat_map(|v| match v {
                     Value::Array(a) => a,
                     other => vec![other],
                 })
-                .collect(),
-        ),
+                .collect();
+            // A rule that grows without bound (a `reduce` merging its accumulator into itself) stops here.
+            if out.len() > MAX_ITEMS {
+                Value::Null
+            } else {
+                Value::Array(out)
+            }
+        }
         Op::In => {
-            let (needle, hay) = (arg(args, 0, data, scope), arg(args, 1, data, scope));
+            let needle = arg(args, 0, data, scope);
+            // A literal list (a beta's users) is read in place, not copied.
+            if let Some(Expr::Lit(Value::Array(a))) = args.get(1) {
+                return Value::Bool(a.iter().any(|x| strict_eq(x, &needle)));
+            }
+            let hay = arg(args, 1, data, scope);
             Value::Bool(match &hay {
                 Value::Array(a) => a.iter().any(|x| strict_eq(x, &needle)),
                 Value::String(s) => s.contains(&text(&needle)),
                 _ => false,
             })
         }
-        Op::Cat => Value::String(all().iter().map(text).collect()),
+        Op::Cat => {
+            let out: String = all().iter().map(text).collect();
+            if out.len() > MAX_ITEMS * 16 {
+                Value::Null
+            } else {
+                Value::String(out)
+            }
+        }
         Op::Substr => {
             let s: Vec<char> = text(&arg(args, 0, data, scope)).chars().collect();
             let n = s.len() as i64;
-            let start = num(&arg(args, 1, data, scope)).unwrap_or(0.0) as i64;
+            let start = num(&arg(args, 1, data, scope)).unwrap_or(0.0).clamp(-(n as f64), n as f64) as i64;
             let start = if start < 0 { (n + start).max(0) } else { start.min(n) };
             let end = match args.get(2).map(|a| eval(a, data, scope)) {
                 Some(v) => {
-                    let len = num(&v).unwrap_or(0.0) as i64;
+                    let len = num(&v).unwrap_or(0.0).clamp(-(n as f64), n as f64) as i64;
                     if len < 0 {
                         (n + len).max(start)
                     } else {
-                        (start + len).min(n)
+                        start.saturating_add(len).min(n)
                     }
                 }
                 None => n,
@@ -496,24 +537,25 @@ fn fractional(args: &[Expr], data: &Value, scope: &Scope) -> Value {
     for b in buckets {
         let Expr::Array(parts) = b else { return Value::Null };
         let Some(variant) = parts.first() else { return Value::Null };
+        // Weights are clamped to 0..=i32::MAX so their sum and the bucket arithmetic cannot overflow.
         let weight = match parts.get(1) {
             None => 1,
             Some(w) => match eval(w, data, scope) {
-                Value::Number(n) => n.as_f64().map(|f| f.max(0.0) as u64).unwrap_or(0),
+                Value::Number(n) => n.as_f64().map(|f| f.clamp(0.0, i32::MAX as f64) as u64).unwrap_or(0),
                 _ => return Value::Null,
             },
         };
         entries.push((eval(variant, data, scope), weight));
     }
-    let total: u64 = entries.iter().map(|(_, w)| w).sum();
+    let total: u64 = entries.iter().fold(0u64, |a, (_, w)| a.saturating_add(*w));
     if total == 0 {
         return Value::Null;
     }
-    let hash = murmur3_32(key.as_bytes(), 0) as u64;
-    let bucket = (hash * total) >> 32;
-    let mut upper = 0;
+    let hash = murmur3_32(key.as_bytes(), 0) as u128;
+    let bucket = ((hash * total as u128) >> 32) as u64;
+    let mut upper = 0u64;
     for (variant, w) in entries {
-        upper += w;
+        upper = upper.saturating_add(w);
         if bucket < upper {
             return variant;
         }

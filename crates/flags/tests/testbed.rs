@@ -1,4 +1,5 @@
-//! The flagd-testbed evaluator suite (`../shared/conformance/flagd-testbed/`), run with the `cucumber` crate.
+//! The flagd-testbed evaluator suite (`../shared/conformance/flagd-testbed/`, copied unchanged into
+//! `tests/flagd-testbed/`), run with the `cucumber` crate.
 //! Scenarios tagged `@fractional-v1` and `@fractional-v3` are not current flagd behaviour and are left out.
 
 use crew_flags::{ErrorCode, FlagSet, Resolution};
@@ -8,8 +9,16 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+/// The workplace's copy (`../shared/conformance/flagd-testbed` beside the project) when there is one, else the
+/// unchanged copy kept in this crate, so the suite runs wherever the project is cloned.
 fn testbed() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/flagd-testbed")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shared = manifest.join("../../../shared/conformance/flagd-testbed");
+    if shared.join("gherkin").is_dir() {
+        shared
+    } else {
+        manifest.join("tests/flagd-testbed")
+    }
 }
 
 fn flags() -> Arc<FlagSet> {

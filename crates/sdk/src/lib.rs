@@ -77,7 +77,9 @@ async fn follow(b: Builder, flags: Arc<RwLock<Arc<FlagSet>>>, tx: watch::Sender<
             Ok(res) if res.status().is_success() => {
                 backoff = Duration::from_millis(200);
                 let mut events = res.bytes_stream().eventsource();
-                while let Some(Ok(ev)) = events.next().await {
+                // crew sends a keep-alive every 15 s: silence for longer is a dead connection (a replica gone,
+                // a load balancer's idle cut), so reconnect rather than wait for ever on stale flags.
+                while let Ok(Some(Ok(ev))) = tokio::time::timeout(Duration::from_secs(40), events.next()).await {
                     if ev.event != "definitions" {
                         continue;
                     }

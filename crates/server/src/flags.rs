@@ -17,17 +17,26 @@ pub struct Compiled {
     pub stored: Vec<StoredFlag>,
     /// Changes whenever any definition changes: the bulk OFREP ETag is made from it.
     pub version: String,
+    /// Some rule reads `$flagd.timestamp`: answers change with time, so no ETag can promise they did not.
+    pub uses_time: bool,
 }
 
 /// The current compiled set, and a way to hear of the next one.
 pub struct FlagCache {
     current: tokio::sync::watch::Sender<Arc<Compiled>>,
+    /// One reload at a time, so a slow reload that read older rows never publishes after a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Default for FlagCache {
     fn default() -> Self {
-        let empty = Arc::new(Compiled { set: FlagSet::default(), stored: Vec::new(), version: String::new() });
-        FlagCache { current: tokio::sync::watch::Sender::new(empty) }
+        let empty = Arc::new(Compiled {
+            set: FlagSet::default(),
+            stored: Vec::new(),
+            version: String::new(),
+            uses_time: false,
+        });
+        FlagCache { current: tokio::sync::watch::Sender::new(empty), reloading: tokio::sync::Mutex::new(()) }
     }
 }
 
@@ -43,6 +52,7 @@ impl FlagCache {
 
     /// Reads every definition from the store and compiles the set.
     pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
         let stored = store.flags().await?;
         let mut flags = Map::new();
         let mut hash = Sha256::new();
@@ -53,17 +63,21 @@ impl FlagCache {
         }
         let set = FlagSet::from_value(&json!({ "flags": flags }))?;
         let version = format!("{:x}", hash.finalize())[..16].to_string();
+        let uses_time = stored.iter().any(|f| f.definition.to_string().contains("$flagd.timestamp"));
         let changed = self.current.borrow().version != version;
         if changed {
-            self.current.send_replace(Arc::new(Compiled { set, stored, version }));
+            self.current.send_replace(Arc::new(Compiled { set, stored, version, uses_time }));
         }
         Ok(())
     }
 }
 
 /// Keeps the cache in step with the timeline: every `flag.changed` (from any replica) reloads it.
-pub async fn follow_changes(st: AppState) {
-    let mut bus = st.store.subscribe();
+pub async fn follow_changes(st: AppState, mut bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>) {
+    // Whatever changed between subscribing and now is read by this first reload.
+    if let Err(e) = st.flags.reload(&*st.store).await {
+        tracing::error!(error = %e, "reloading flags failed");
+    }
     loop {
         let changed = tokio::select! {
             _ = st.shutdown.cancelled() => return,

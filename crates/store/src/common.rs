@@ -482,7 +482,13 @@ macro_rules! impl_store {
                     .bind(crate::to_millis(chrono::Utc::now()))
                     .bind(actor)
                     .execute(&mut *tx)
-                    .await?;
+                    .await
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(d) if d.is_unique_violation() => {
+                            crate::StoreError::Conflict(format!("flag `{key}` was changed by someone else just now; try again"))
+                        }
+                        other => other.into(),
+                    })?;
             } else if before.is_none() {
                 return Err(crate::StoreError::NotFound(format!("no flag `{key}`")));
             }

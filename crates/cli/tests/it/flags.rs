@@ -246,6 +246,31 @@ async fn a_flag_change_on_one_replica_reaches_the_other_within_a_second() {
     })
     .await;
     assert!(seen, "replica b evaluates the new flag within a second");
+    // An SDK on replica b's definitions stream hears of a change made on replica a.
+    let app = a.token("sdk", "evaluate").await;
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let res = b.client().get(format!("{}/api/v1/flags/stream", b.url)).header("x-api-key", &app).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut defs = Box::pin(res.bytes_stream().eventsource());
+    let first: Value = serde_json::from_str(&defs.next().await.unwrap().unwrap().data).unwrap();
+    assert_eq!(first["flags"]["video"]["state"], "ENABLED");
+    let res = a
+        .req(Method::POST, "/api/v1/flags/video/knob", &mo)
+        .json(&json!({"knob": "rollout", "percent": 30, "reason": "ramp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let next = tokio::time::timeout(Duration::from_secs(1), defs.next())
+        .await
+        .expect("pushed within a second")
+        .unwrap()
+        .unwrap();
+    let doc: Value = serde_json::from_str(&next.data).unwrap();
+    assert_eq!(doc["flags"]["video"]["targeting"]["fractional"][0], json!(["on", 30]));
+    let local = crew_flags_eval(&doc, "video");
+    assert!(local == "on" || local == "off");
     let res = b
         .req(Method::POST, "/api/v1/flags/video/knob", &mo)
         .json(&json!({"knob": "off", "reason": "stop"}))

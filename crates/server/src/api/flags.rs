@@ -111,7 +111,8 @@ pub async fn knob(
             return Err(ApiError::BadRequest(format!("unknown knob `{other}`: on, off, rollout, beta, dark or split")))
         }
     };
-    let current = st.flags.current().stored.iter().find(|f| f.key == key).map(|f| f.definition.clone());
+    // From the store, not the cache: a knob builds on the latest definition, whichever replica wrote it.
+    let current = st.store.flags().await?.into_iter().find(|f| f.key == key).map(|f| f.definition);
     if current.is_none() && knob == Knob::Off {
         return Err(ApiError::NotFound(format!("no flag `{key}` to switch off")));
     }
@@ -126,13 +127,17 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// The `context` of an OFREP request (an empty body means no context).
-fn context(body: &Bytes) -> Result<Value, Response> {
+/// The `context` of an OFREP request (an empty body means no context); `key` names the flag in errors.
+fn context(body: &Bytes, key: Option<&str>) -> Result<Value, Response> {
     if body.is_empty() {
         return Ok(json!({}));
     }
     let bad = |d: String| {
-        (StatusCode::BAD_REQUEST, Json(json!({"errorCode": "INVALID_CONTEXT", "errorDetails": d}))).into_response()
+        let mut body = json!({"errorCode": "INVALID_CONTEXT", "errorDetails": d});
+        if let Some(k) = key {
+            body["key"] = json!(k);
+        }
+        (StatusCode::BAD_REQUEST, Json(body)).into_response()
     };
     let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
     match v.get("context") {
@@ -145,10 +150,10 @@ fn context(body: &Bytes) -> Result<Value, Response> {
 fn ofrep_json(key: &str, r: &Resolution) -> (StatusCode, Value) {
     match &r.error {
         Some((code, detail)) => {
+            // OFREP: 404 for a missing flag; every other evaluation error is a 400 with its errorCode.
             let status = match code {
                 ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
-                ErrorCode::ParseError | ErrorCode::TypeMismatch => StatusCode::BAD_REQUEST,
-                ErrorCode::General => StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::ParseError | ErrorCode::TypeMismatch | ErrorCode::General => StatusCode::BAD_REQUEST,
             };
             (status, json!({"key": key, "errorCode": code.as_str(), "errorDetails": detail, "metadata": r.metadata}))
         }
@@ -169,7 +174,7 @@ pub async fn ofrep_one(caller: Caller, State(st): State<AppState>, Path(key): Pa
     if let Err(e) = caller.require(Role::Evaluate) {
         return e.into_response();
     }
-    let ctx = match context(&body) {
+    let ctx = match context(&body, Some(&key)) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -183,7 +188,7 @@ pub async fn ofrep_all(caller: Caller, State(st): State<AppState>, headers: Head
     if let Err(e) = caller.require(Role::Evaluate) {
         return e.into_response();
     }
-    let ctx = match context(&body) {
+    let ctx = match context(&body, None) {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -38,7 +38,7 @@ fn render(user: &WebUser, st: &AppState, status: StatusCode, error: Option<Strin
                         td { (f.updated_by) ", " (human(f.updated_at)) }
                         @if member {
                             td {
-                                form.inline method="post" action={ "/flags/" (f.key) "/knob" } {
+                                form.inline.switch method="post" action={ "/flags/" (f.key) "/knob" } {
                                     input type="hidden" name="csrf" value=(user.csrf);
                                     input name="reason" placeholder="why" required aria-label="reason";
                                     @if f.definition["state"] == "DISABLED" {
@@ -46,8 +46,13 @@ fn render(user: &WebUser, st: &AppState, status: StatusCode, error: Option<Strin
                                     } @else {
                                         button.switch name="knob" value="off" type="submit" { "Switch off" }
                                     }
-                                    input name="percent" type="number" min="0" max="100" placeholder="%" aria-label="percent";
-                                    button.secondary name="knob" value="rollout" type="submit" { "Ramp" }
+                                }
+                                form.inline.ramp method="post" action={ "/flags/" (f.key) "/knob" } {
+                                    input type="hidden" name="csrf" value=(user.csrf);
+                                    input type="hidden" name="knob" value="rollout";
+                                    input name="percent" type="number" min="0" max="100" required placeholder="%" aria-label="percent";
+                                    input name="reason" placeholder="why" required aria-label="reason";
+                                    button.secondary type="submit" { "Ramp" }
                                 }
                             }
                         }
@@ -114,7 +119,10 @@ pub async fn knob(user: WebUser, State(st): State<AppState>, Path(key): Path<Str
         }
     };
     let reason = field(&f, "reason").unwrap_or("").to_string();
-    let current = st.flags.current().stored.iter().find(|x| x.key == key).map(|x| x.definition.clone());
+    let current = match st.store.flags().await {
+        Ok(all) => all.into_iter().find(|x| x.key == key).map(|x| x.definition),
+        Err(e) => return render(&user, &st, StatusCode::INTERNAL_SERVER_ERROR, Some(e.to_string())),
+    };
     let next = match knobs::apply(current.as_ref(), &knob) {
         Ok(n) => n,
         Err(e) => return render(&user, &st, StatusCode::BAD_REQUEST, Some(e)),
