@@ -12,6 +12,8 @@
 //! # }
 //! ```
 
+pub mod openfeature;
+
 use crew_flags::{FlagSet, Resolution};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;

@@ -317,6 +317,19 @@ async fn the_sdk_follows_switches_and_survives_the_server_going_away() {
     assert_eq!(knob(json!({"knob": "dark", "percent": 100, "reason": "measure"})).await.unwrap().status(), 200);
     assert!(eventually(Duration::from_secs(1), || async { sdk.is_dark("video", &alice) }).await);
 
+    // The same through the standard OpenFeature API, with crew evaluating locally; types are checked.
+    {
+        use open_feature::provider::FeatureProvider;
+        let provider = crew_sdk::openfeature::Provider::new(sdk.clone());
+        let ctx = open_feature::EvaluationContext::default().with_targeting_key("alice");
+        let r = provider.resolve_bool_value("video", &ctx).await.unwrap();
+        assert_eq!((r.value, r.variant.as_deref()), (true, Some("dark")));
+        let wrong = provider.resolve_string_value("video", &ctx).await.unwrap_err();
+        assert_eq!(wrong.code, open_feature::EvaluationErrorCode::TypeMismatch);
+        let missing = provider.resolve_bool_value("nope", &ctx).await.unwrap_err();
+        assert_eq!(missing.code, open_feature::EvaluationErrorCode::FlagNotFound);
+    }
+
     // The server goes away: the last known definitions stay in force.
     s.stop_hard();
     tokio::time::sleep(Duration::from_millis(300)).await;
