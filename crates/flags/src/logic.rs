@@ -272,6 +272,25 @@ pub fn eval(e: &Expr, data: &Value, scope: &Scope) -> Value {
     }
 }
 
+/// An argument borrowed where it can be (a literal, or a `var` read from the context) and computed otherwise:
+/// the common rules (`==`, `in`, `starts_with`, `if`) then compare without copying the context's strings.
+fn arg_ref<'a>(args: &'a [Expr], i: usize, data: &'a Value, scope: &Scope) -> std::borrow::Cow<'a, Value> {
+    use std::borrow::Cow;
+    static NULL: Value = Value::Null;
+    match args.get(i) {
+        None => Cow::Borrowed(&NULL),
+        Some(Expr::Lit(v)) => Cow::Borrowed(v),
+        Some(Expr::Op(Op::Var, va)) if va.len() == 1 => match &va[0] {
+            Expr::Lit(Value::String(path)) if !path.starts_with("$flagd.") => match lookup(data, path) {
+                Some(v) if !v.is_null() => Cow::Borrowed(v),
+                _ => Cow::Borrowed(&NULL),
+            },
+            _ => Cow::Owned(eval(&args[i], data, scope)),
+        },
+        Some(e) => Cow::Owned(eval(e, data, scope)),
+    }
+}
+
 fn arg(args: &[Expr], i: usize, data: &Value, scope: &Scope) -> Value {
     args.get(i).map(|a| eval(a, data, scope)).unwrap_or(Value::Null)
 }
@@ -322,7 +341,7 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
         Op::If => {
             let mut i = 0;
             while i + 1 < args.len() {
-                if truthy(&eval(&args[i], data, scope)) {
+                if truthy(&arg_ref(args, i, data, scope)) {
                     return eval(&args[i + 1], data, scope);
                 }
                 i += 2;
@@ -333,10 +352,10 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 Value::Null
             }
         }
-        Op::Eq => Value::Bool(loose_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
-        Op::Ne => Value::Bool(!loose_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
-        Op::StrictEq => Value::Bool(strict_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
-        Op::StrictNe => Value::Bool(!strict_eq(&arg(args, 0, data, scope), &arg(args, 1, data, scope))),
+        Op::Eq => Value::Bool(loose_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
+        Op::Ne => Value::Bool(!loose_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
+        Op::StrictEq => Value::Bool(strict_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
+        Op::StrictNe => Value::Bool(!strict_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
         Op::Not => Value::Bool(!truthy(&arg(args, 0, data, scope))),
         Op::NotNot => Value::Bool(truthy(&arg(args, 0, data, scope))),
         Op::Or => {
@@ -446,13 +465,9 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
             }
         }
         Op::In => {
-            let needle = arg(args, 0, data, scope);
-            // A literal list (a beta's users) is read in place, not copied.
-            if let Some(Expr::Lit(Value::Array(a))) = args.get(1) {
-                return Value::Bool(a.iter().any(|x| strict_eq(x, &needle)));
-            }
-            let hay = arg(args, 1, data, scope);
-            Value::Bool(match &hay {
+            let needle = arg_ref(args, 0, data, scope);
+            let hay = arg_ref(args, 1, data, scope);
+            Value::Bool(match hay.as_ref() {
                 Value::Array(a) => a.iter().any(|x| strict_eq(x, &needle)),
                 Value::String(s) => s.contains(&text(&needle)),
                 _ => false,
@@ -489,9 +504,9 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
             if args.len() != 2 {
                 return Value::Null;
             }
-            match (arg(args, 0, data, scope), arg(args, 1, data, scope)) {
+            match (arg_ref(args, 0, data, scope).as_ref(), arg_ref(args, 1, data, scope).as_ref()) {
                 (Value::String(s), Value::String(p)) => {
-                    Value::Bool(if op == Op::StartsWith { s.starts_with(&p) } else { s.ends_with(&p) })
+                    Value::Bool(if op == Op::StartsWith { s.starts_with(p.as_str()) } else { s.ends_with(p.as_str()) })
                 }
                 _ => Value::Null,
             }
@@ -519,45 +534,63 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
 /// flag key followed by the targeting key. The bucket is `(murmur3(value) × total weight) >> 32`; weights are
 /// integers, a missing one is 1, a negative one 0. Variant names and weights may be rules themselves.
 fn fractional(args: &[Expr], data: &Value, scope: &Scope) -> Value {
-    let (key, buckets): (String, &[Expr]) = match args.first() {
+    let owned;
+    let (key, buckets): (&str, &[Expr]) = match args.first() {
         None => return Value::Null,
         Some(Expr::Array(_)) => {
             let tk = match lookup(data, "targetingKey") {
-                Some(Value::String(s)) => s.clone(),
-                _ => String::new(),
+                Some(Value::String(s)) => s.as_str(),
+                _ => "",
             };
-            (format!("{}{}", scope.flag_key, tk), args)
+            owned = format!("{}{}", scope.flag_key, tk);
+            (owned.as_str(), args)
         }
-        Some(first) => match eval(first, data, scope) {
-            Value::String(s) => (s, &args[1..]),
+        Some(_) => match arg_ref(args, 0, data, scope) {
+            std::borrow::Cow::Borrowed(Value::String(s)) => (s.as_str(), &args[1..]),
+            std::borrow::Cow::Owned(Value::String(s)) => {
+                owned = s;
+                (owned.as_str(), &args[1..])
+            }
             _ => return Value::Null,
         },
     };
-    let mut entries: Vec<(Value, u64)> = Vec::with_capacity(buckets.len());
-    for b in buckets {
+    // Weights first (the variants are only evaluated for the chosen bucket). Weights are clamped to
+    // 0..=i32::MAX so their sum and the bucket arithmetic cannot overflow.
+    let mut weights = [0u64; 16];
+    let mut heap_weights = Vec::new();
+    let many = buckets.len() > weights.len();
+    let mut total = 0u64;
+    for (i, b) in buckets.iter().enumerate() {
         let Expr::Array(parts) = b else { return Value::Null };
-        let Some(variant) = parts.first() else { return Value::Null };
-        // Weights are clamped to 0..=i32::MAX so their sum and the bucket arithmetic cannot overflow.
-        let weight = match parts.get(1) {
+        if parts.is_empty() {
+            return Value::Null;
+        }
+        let w = match parts.get(1) {
             None => 1,
-            Some(w) => match eval(w, data, scope) {
+            Some(_) => match arg_ref(parts, 1, data, scope).as_ref() {
                 Value::Number(n) => n.as_f64().map(|f| f.clamp(0.0, i32::MAX as f64) as u64).unwrap_or(0),
                 _ => return Value::Null,
             },
         };
-        entries.push((eval(variant, data, scope), weight));
+        if many {
+            heap_weights.push(w);
+        } else {
+            weights[i] = w;
+        }
+        total = total.saturating_add(w);
     }
-    let total: u64 = entries.iter().fold(0u64, |a, (_, w)| a.saturating_add(*w));
     if total == 0 {
         return Value::Null;
     }
+    let weights: &[u64] = if many { &heap_weights } else { &weights[..buckets.len()] };
     let hash = murmur3_32(key.as_bytes(), 0) as u128;
     let bucket = ((hash * total as u128) >> 32) as u64;
     let mut upper = 0u64;
-    for (variant, w) in entries {
-        upper = upper.saturating_add(w);
+    for (b, w) in buckets.iter().zip(weights) {
+        upper = upper.saturating_add(*w);
         if bucket < upper {
-            return variant;
+            let Expr::Array(parts) = b else { return Value::Null };
+            return eval(&parts[0], data, scope);
         }
     }
     Value::Null
