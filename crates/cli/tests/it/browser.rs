@@ -77,7 +77,7 @@ async fn sign_in_and_watch_the_timeline_update_live() {
     // A click that submits a form does not wait for the next page: wait for what the next page shows.
     let wait = |c: &fantoccini::Client, css: &'static str| {
         let c = c.clone();
-        async move { c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap() }
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
     };
     wait(&c, "#token").await.send_keys("crew_wrong").await.unwrap();
     c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
@@ -188,7 +188,7 @@ async fn a_member_deploys_from_the_web_and_watches_it_finish() {
     let (_driver, c) = driver().await;
     let wait = |c: &fantoccini::Client, css: &'static str| {
         let c = c.clone();
-        async move { c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap() }
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
     };
     // A viewer sees the environments but no buttons.
     c.goto(&format!("{}/signin?next=/deploys", s.url)).await.unwrap();
@@ -197,6 +197,8 @@ async fn a_member_deploys_from_the_web_and_watches_it_finish() {
     wait(&c, "section.env").await;
     assert!(c.find(Locator::Css("button.deploy")).await.is_err(), "viewers get no Deploy button");
     c.find(Locator::Css("form.who button")).await.unwrap().click().await.unwrap();
+    // Signed out: the sign-in page is shown before the next step navigates away.
+    wait(&c, "#token").await;
 
     c.goto(&format!("{}/signin?next=/deploys", s.url)).await.unwrap();
     wait(&c, "#token").await.send_keys(&member).await.unwrap();
@@ -243,7 +245,7 @@ async fn a_member_switches_a_flag_off_from_the_web_with_a_reason() {
     let (_driver, c) = driver().await;
     let wait = |c: &fantoccini::Client, css: &'static str| {
         let c = c.clone();
-        async move { c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await.unwrap() }
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
     };
     c.goto(&format!("{}/signin?next=/flags", s.url)).await.unwrap();
     wait(&c, "#token").await.send_keys(&member).await.unwrap();
