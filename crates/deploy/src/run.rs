@@ -45,6 +45,14 @@ fn targets(env: &Environment) -> Vec<Target> {
         .collect()
 }
 
+/// Every host's result before anything happened to it.
+fn untouched(targets: &[Target]) -> Vec<HostResult> {
+    targets
+        .iter()
+        .map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None })
+        .collect()
+}
+
 /// Switches one shipped host and brings it up: switch, restart, health. An error means the host was switched.
 async fn switch_one(t: &Target, env: &Environment, release: &str, journal: &dyn Journal) -> Result<(), DeployError> {
     t.switch(release).await?;
@@ -136,10 +144,7 @@ pub async fn deploy(
 ) -> Outcome {
     let env = cfg.environment(env_name).expect("checked by the caller");
     let targets = targets(env);
-    let mut results: Vec<HostResult> = targets
-        .iter()
-        .map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None })
-        .collect();
+    let mut results = untouched(&targets);
 
     let artifact = match build::ensure(cfg, builds, sha, env_name, journal).await {
         Ok(a) => a,
@@ -243,10 +248,7 @@ pub async fn deploy(
 pub async fn rollback(cfg: &DeployConfig, env_name: &str, release: &str, journal: &dyn Journal) -> Outcome {
     let env = cfg.environment(env_name).expect("checked by the caller");
     let targets = targets(env);
-    let mut results: Vec<HostResult> = targets
-        .iter()
-        .map(|t| HostResult { host: t.host.to_string(), state: "untouched".into(), previous: None, error: None })
-        .collect();
+    let mut results = untouched(&targets);
     let checks =
         join_all(targets.iter().map(|t| async move { (t.prepare().await, t.has_release(release).await) })).await;
     for (i, (prev, has)) in checks.into_iter().enumerate() {

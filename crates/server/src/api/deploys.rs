@@ -63,6 +63,24 @@ pub async fn list(_: Viewer, State(st): State<AppState>, RawQuery(q): RawQuery) 
     Ok(Json(json!({"deploys": list})))
 }
 
+/// The `offset` query parameter of a deploy's log (0 when absent); any other parameter is refused.
+fn log_offset(q: Option<&str>) -> Result<i64, ApiError> {
+    let mut offset = 0;
+    for (k, v) in query_pairs(q) {
+        match k.as_str() {
+            "offset" => {
+                offset = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?
+            }
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
+        }
+    }
+    Ok(offset)
+}
+
 fn deploy_id(id: &str) -> Result<i64, ApiError> {
     id.trim_start_matches('#').parse().map_err(|_| ApiError::NotFound(format!("no deploy `{id}`")))
 }
@@ -82,19 +100,7 @@ pub async fn log(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Value>> {
     let id = deploy_id(&id)?;
-    let mut offset = 0i64;
-    for (k, v) in query_pairs(q.as_deref()) {
-        match k.as_str() {
-            "offset" => {
-                offset = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?
-            }
-            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
-        }
-    }
+    let offset = log_offset(q.as_deref())?;
     // Read the status first: if it says finished, every line was already written.
     let d = st.store.deploy(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deploy #{id}")))?;
     let lines = st.store.deploy_log(id, offset, 1000).await?;
@@ -219,19 +225,7 @@ pub async fn log_stream(
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
     let id = deploy_id(&id)?;
     st.store.deploy(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deploy #{id}")))?;
-    let mut offset = 0i64;
-    for (k, v) in query_pairs(q.as_deref()) {
-        match k.as_str() {
-            "offset" => {
-                offset = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| ApiError::BadRequest(format!("`offset`: `{v}` is not a line number")))?
-            }
-            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
-        }
-    }
+    let mut offset = log_offset(q.as_deref())?;
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
         offset = last + 1;
     }

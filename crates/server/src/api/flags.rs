@@ -229,7 +229,7 @@ pub async fn definitions(caller: Caller, State(st): State<AppState>) -> Response
             let doc = rx.borrow_and_update().document();
             let ev = Event::default()
                 .event("definitions")
-                .id(doc["version"].as_str().unwrap_or("").to_string())
+                .id(doc["version"].as_str().unwrap_or(""))
                 .data(doc.to_string());
             if tx.send(Ok(ev)).await.is_err() {
                 return;
