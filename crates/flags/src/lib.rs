@@ -73,6 +73,39 @@ pub struct Resolution {
     pub metadata: Map<String, Value>,
 }
 
+/// An evaluation borrowed from its flag set: what the SDK's typed accessors read, allocating nothing on the
+/// common paths. [`Evaluation::to_resolution`] makes the owned [`Resolution`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation<'a> {
+    pub value: Option<&'a Value>,
+    pub variant: Option<&'a str>,
+    pub reason: Reason,
+    pub error: Option<(ErrorCode, String)>,
+    flag_metadata: Option<&'a Map<String, Value>>,
+    set_metadata: Option<&'a Map<String, Value>>,
+}
+
+impl Evaluation<'_> {
+    /// The flag's metadata with the set's merged under it.
+    pub fn metadata(&self) -> Map<String, Value> {
+        let mut m = self.flag_metadata.cloned().unwrap_or_default();
+        for (k, v) in self.set_metadata.into_iter().flatten() {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        m
+    }
+
+    pub fn to_resolution(&self) -> Resolution {
+        Resolution {
+            value: self.value.cloned(),
+            variant: self.variant.map(String::from),
+            reason: self.reason,
+            error: self.error.clone(),
+            metadata: self.metadata(),
+        }
+    }
+}
+
 /// A flag as stored: its rule compiled, or the reason it could not be.
 #[derive(Debug, Clone)]
 pub struct Flag {
@@ -174,20 +207,24 @@ impl FlagSet {
 
     /// Evaluates `key` for a context (an object; `targetingKey` is the user's key).
     pub fn evaluate(&self, key: &str, context: &Value, now_unix: i64) -> Resolution {
+        self.evaluate_ref(key, context, now_unix).to_resolution()
+    }
+
+    /// [`FlagSet::evaluate`] without copying: the value and variant are borrowed from the definitions.
+    pub fn evaluate_ref<'a>(&'a self, key: &str, context: &Value, now_unix: i64) -> Evaluation<'a> {
         match self.flags.get(key) {
-            None => Resolution {
+            None => Evaluation {
                 value: None,
                 variant: None,
                 reason: Reason::Error,
                 error: Some((ErrorCode::FlagNotFound, format!("flag `{key}` not found"))),
-                metadata: self.metadata.clone(),
+                flag_metadata: None,
+                set_metadata: Some(&self.metadata),
             },
             Some(flag) => {
-                let mut r = flag.evaluate(key, context, now_unix);
-                for (k, v) in &self.metadata {
-                    r.metadata.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                r
+                let mut e = flag.evaluate_in(key, context, now_unix);
+                e.set_metadata = Some(&self.metadata);
+                e
             }
         }
     }
@@ -269,22 +306,23 @@ impl Flag {
         Ok(Flag { enabled, variants, default_variant, targeting, metadata, definition: def.clone() })
     }
 
-    fn resolution(&self, variant: Option<&str>, reason: Reason) -> Resolution {
-        let value = variant.and_then(|v| self.variants.get(v).cloned());
-        Resolution { value, variant: variant.map(String::from), reason, error: None, metadata: self.metadata.clone() }
+    fn resolution<'a>(&'a self, variant: Option<&'a str>, reason: Reason) -> Evaluation<'a> {
+        let value = variant.and_then(|v| self.variants.get(v));
+        let (flag_metadata, set_metadata) = (Some(&self.metadata), None);
+        Evaluation { value, variant, reason, error: None, flag_metadata, set_metadata }
     }
 
-    fn error(&self, code: ErrorCode, message: String) -> Resolution {
-        Resolution {
-            value: None,
-            variant: None,
-            reason: Reason::Error,
-            error: Some((code, message)),
-            metadata: self.metadata.clone(),
-        }
+    fn error(&self, code: ErrorCode, message: String) -> Evaluation<'_> {
+        let (flag_metadata, set_metadata) = (Some(&self.metadata), None);
+        Evaluation { value: None, variant: None, reason: Reason::Error, error: Some((code, message)), flag_metadata, set_metadata }
     }
 
+    /// Evaluates this flag alone (no set metadata).
     pub fn evaluate(&self, key: &str, context: &Value, now_unix: i64) -> Resolution {
+        self.evaluate_in(key, context, now_unix).to_resolution()
+    }
+
+    fn evaluate_in<'a>(&'a self, key: &str, context: &Value, now_unix: i64) -> Evaluation<'a> {
         if !self.enabled {
             return self.resolution(None, Reason::Disabled);
         }
@@ -296,18 +334,22 @@ impl Flag {
             Ok(rule) => rule,
             Err(e) => return self.error(ErrorCode::ParseError, e.clone()),
         };
-        let out = logic::eval(rule, context, &Scope { flag_key: key, timestamp: now_unix });
-        let name = match out {
+        let out = logic::eval_ref(rule, context, &Scope { flag_key: key, timestamp: now_unix });
+        let number;
+        let name = match out.as_ref() {
             Value::Null => return self.resolution(self.default_variant.as_deref(), Reason::Default),
-            Value::String(s) => s,
-            Value::Bool(b) => b.to_string(),
-            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.as_str(),
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+            Value::Number(n) => {
+                number = n.to_string();
+                number.as_str()
+            }
             other => return self.error(ErrorCode::General, format!("targeting returned {other}, not a variant name")),
         };
-        if self.variants.contains_key(&name) {
-            self.resolution(Some(&name), Reason::TargetingMatch)
-        } else {
-            self.error(ErrorCode::General, format!("targeting chose `{name}`, which is not a variant of `{key}`"))
+        match self.variants.get_key_value(name) {
+            Some((name, _)) => self.resolution(Some(name.as_str()), Reason::TargetingMatch),
+            None => self.error(ErrorCode::General, format!("targeting chose `{name}`, which is not a variant of `{key}`")),
         }
     }
 }

@@ -5,6 +5,7 @@
 use crate::murmur3::murmur3_32;
 use crate::semver;
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 
 /// The most items a `merge` (or bytes / 16 a `cat`) may produce in one evaluation: beyond, the result is null.
 const MAX_ITEMS: usize = 100_000;
@@ -264,6 +265,32 @@ pub struct Scope<'a> {
     pub timestamp: i64,
 }
 
+static NULL: Value = Value::Null;
+
+/// Evaluates a rule whose result is a variant name, borrowing the result from the rule or the context where it
+/// can (a literal branch of an `if`, a `fractional` bucket, a `var`): a flag's evaluation then allocates nothing.
+pub fn eval_ref<'a>(e: &'a Expr, data: &'a Value, scope: &Scope) -> Cow<'a, Value> {
+    match e {
+        Expr::Lit(v) => Cow::Borrowed(v),
+        Expr::Op(Op::If, args) => {
+            let mut i = 0;
+            while i + 1 < args.len() {
+                if truthy(&arg_ref(args, i, data, scope)) {
+                    return eval_ref(&args[i + 1], data, scope);
+                }
+                i += 2;
+            }
+            match args.get(i) {
+                Some(e) => eval_ref(e, data, scope),
+                None => Cow::Borrowed(&NULL),
+            }
+        }
+        Expr::Op(Op::Fractional, args) => fractional(args, data, scope),
+        Expr::Op(Op::Var, _) => arg_ref(std::slice::from_ref(e), 0, data, scope),
+        _ => Cow::Owned(eval(e, data, scope)),
+    }
+}
+
 pub fn eval(e: &Expr, data: &Value, scope: &Scope) -> Value {
     match e {
         Expr::Lit(v) => v.clone(),
@@ -274,9 +301,7 @@ pub fn eval(e: &Expr, data: &Value, scope: &Scope) -> Value {
 
 /// An argument borrowed where it can be (a literal, or a `var` read from the context) and computed otherwise:
 /// the common rules (`==`, `in`, `starts_with`, `if`) then compare without copying the context's strings.
-fn arg_ref<'a>(args: &'a [Expr], i: usize, data: &'a Value, scope: &Scope) -> std::borrow::Cow<'a, Value> {
-    use std::borrow::Cow;
-    static NULL: Value = Value::Null;
+fn arg_ref<'a>(args: &'a [Expr], i: usize, data: &'a Value, scope: &Scope) -> Cow<'a, Value> {
     match args.get(i) {
         None => Cow::Borrowed(&NULL),
         Some(Expr::Lit(v)) => Cow::Borrowed(v),
@@ -526,32 +551,42 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 _ => Value::Null,
             }
         }
-        Op::Fractional => fractional(args, data, scope),
+        Op::Fractional => fractional(args, data, scope).into_owned(),
     }
 }
 
 /// flagd's `fractional`: `[bucketing value?, [variant, weight?], ...]`. Without a bucketing value it is the
 /// flag key followed by the targeting key. The bucket is `(murmur3(value) × total weight) >> 32`; weights are
 /// integers, a missing one is 1, a negative one 0. Variant names and weights may be rules themselves.
-fn fractional(args: &[Expr], data: &Value, scope: &Scope) -> Value {
-    let owned;
-    let (key, buckets): (&str, &[Expr]) = match args.first() {
-        None => return Value::Null,
+fn fractional<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Cow<'a, Value> {
+    let owned: Vec<u8>;
+    let mut stack = [0u8; 192];
+    let (key, buckets): (&[u8], &[Expr]) = match args.first() {
+        None => return Cow::Borrowed(&NULL),
         Some(Expr::Array(_)) => {
             let tk = match lookup(data, "targetingKey") {
                 Some(Value::String(s)) => s.as_str(),
                 _ => "",
             };
-            owned = format!("{}{}", scope.flag_key, tk);
-            (owned.as_str(), args)
+            // The flag key and the targeting key are hashed as one string: built on the stack when short.
+            let (fk, tk) = (scope.flag_key.as_bytes(), tk.as_bytes());
+            let n = fk.len() + tk.len();
+            if n <= stack.len() {
+                stack[..fk.len()].copy_from_slice(fk);
+                stack[fk.len()..n].copy_from_slice(tk);
+                (&stack[..n], args)
+            } else {
+                owned = [fk, tk].concat();
+                (owned.as_slice(), args)
+            }
         }
         Some(_) => match arg_ref(args, 0, data, scope) {
-            std::borrow::Cow::Borrowed(Value::String(s)) => (s.as_str(), &args[1..]),
-            std::borrow::Cow::Owned(Value::String(s)) => {
-                owned = s;
-                (owned.as_str(), &args[1..])
+            Cow::Borrowed(Value::String(s)) => (s.as_bytes(), &args[1..]),
+            Cow::Owned(Value::String(s)) => {
+                owned = s.into_bytes();
+                (owned.as_slice(), &args[1..])
             }
-            _ => return Value::Null,
+            _ => return Cow::Borrowed(&NULL),
         },
     };
     // Weights first (the variants are only evaluated for the chosen bucket). Weights are clamped to
@@ -561,15 +596,15 @@ fn fractional(args: &[Expr], data: &Value, scope: &Scope) -> Value {
     let many = buckets.len() > weights.len();
     let mut total = 0u64;
     for (i, b) in buckets.iter().enumerate() {
-        let Expr::Array(parts) = b else { return Value::Null };
+        let Expr::Array(parts) = b else { return Cow::Borrowed(&NULL) };
         if parts.is_empty() {
-            return Value::Null;
+            return Cow::Borrowed(&NULL);
         }
         let w = match parts.get(1) {
             None => 1,
             Some(_) => match arg_ref(parts, 1, data, scope).as_ref() {
                 Value::Number(n) => n.as_f64().map(|f| f.clamp(0.0, i32::MAX as f64) as u64).unwrap_or(0),
-                _ => return Value::Null,
+                _ => return Cow::Borrowed(&NULL),
             },
         };
         if many {
@@ -580,18 +615,18 @@ fn fractional(args: &[Expr], data: &Value, scope: &Scope) -> Value {
         total = total.saturating_add(w);
     }
     if total == 0 {
-        return Value::Null;
+        return Cow::Borrowed(&NULL);
     }
     let weights: &[u64] = if many { &heap_weights } else { &weights[..buckets.len()] };
-    let hash = murmur3_32(key.as_bytes(), 0) as u128;
+    let hash = murmur3_32(key, 0) as u128;
     let bucket = ((hash * total as u128) >> 32) as u64;
     let mut upper = 0u64;
     for (b, w) in buckets.iter().zip(weights) {
         upper = upper.saturating_add(*w);
         if bucket < upper {
-            let Expr::Array(parts) = b else { return Value::Null };
-            return eval(&parts[0], data, scope);
+            let Expr::Array(parts) = b else { return Cow::Borrowed(&NULL) };
+            return eval_ref(&parts[0], data, scope);
         }
     }
-    Value::Null
+    Cow::Borrowed(&NULL)
 }
