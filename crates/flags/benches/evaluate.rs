@@ -1,5 +1,5 @@
 //! Evaluation latency: a static flag, a private-beta rule and a 3-way fractional split.
-//! (The side-by-side with unleash-yggdrasil that the flags issue asks for is not here yet.)
+//! The side-by-side with Unleash's yggdrasil is `cargo bench -p crew-bench-flags`.
 //!
 //!   cargo bench -p crew-flags --bench evaluate
 

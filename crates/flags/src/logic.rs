@@ -229,6 +229,7 @@ fn loose_eq(a: &Value, b: &Value) -> bool {
 
 fn strict_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
+        (Value::String(x), Value::String(y)) => x == y,
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
     }
@@ -249,6 +250,8 @@ fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     let mut cur = data;
     for part in path.split('.') {
         cur = match cur {
+            // A context has a handful of keys: comparing them in order beats hashing the name.
+            Value::Object(m) if m.len() <= 8 => m.iter().find(|(k, _)| k.as_str() == part)?.1,
             Value::Object(m) => m.get(part)?,
             Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
             _ => return None,
@@ -275,7 +278,7 @@ pub fn eval_ref<'a>(e: &'a Expr, data: &'a Value, scope: &Scope) -> Cow<'a, Valu
         Expr::Op(Op::If, args) => {
             let mut i = 0;
             while i + 1 < args.len() {
-                if truthy(&arg_ref(args, i, data, scope)) {
+                if test(&args[i], data, scope) {
                     return eval_ref(&args[i + 1], data, scope);
                 }
                 i += 2;
@@ -288,6 +291,40 @@ pub fn eval_ref<'a>(e: &'a Expr, data: &'a Value, scope: &Scope) -> Cow<'a, Valu
         Expr::Op(Op::Fractional, args) => fractional(args, data, scope),
         Expr::Op(Op::Var, _) => arg_ref(std::slice::from_ref(e), 0, data, scope),
         _ => Cow::Owned(eval(e, data, scope)),
+    }
+}
+
+/// `in`: whether the first argument is an element of the list (or a substring of the string) that is the second.
+fn contains(args: &[Expr], data: &Value, scope: &Scope) -> bool {
+    let needle = arg_ref(args, 0, data, scope);
+    // A list written in the rule (a private beta's users) is searched in place, not built first.
+    if let Some(Expr::Array(items)) = args.get(1) {
+        if let Value::String(n) = needle.as_ref() {
+            return items.iter().enumerate().any(|(i, item)| match item {
+                Expr::Lit(Value::String(s)) => s == n,
+                Expr::Lit(_) => false,
+                _ => strict_eq(&arg_ref(items, i, data, scope), &needle),
+            });
+        }
+        return (0..items.len()).any(|i| strict_eq(&arg_ref(items, i, data, scope), &needle));
+    }
+    match arg_ref(args, 1, data, scope).as_ref() {
+        Value::Array(a) => a.iter().any(|x| strict_eq(x, &needle)),
+        Value::String(s) => s.contains(&text(&needle)),
+        _ => false,
+    }
+}
+
+/// Whether a condition holds (an `if`'s test). `or`, `and`, `!`, `!!` and `in` are decided here without
+/// building their result values: a beta list or a group check then copies nothing.
+fn test(e: &Expr, data: &Value, scope: &Scope) -> bool {
+    match e {
+        Expr::Op(Op::Or, args) => args.iter().any(|a| test(a, data, scope)),
+        Expr::Op(Op::And, args) => args.iter().all(|a| test(a, data, scope)),
+        Expr::Op(Op::Not, args) => !args.first().is_some_and(|a| test(a, data, scope)),
+        Expr::Op(Op::NotNot, args) => args.first().is_some_and(|a| test(a, data, scope)),
+        Expr::Op(Op::In, args) => contains(args, data, scope),
+        _ => truthy(&arg_ref(std::slice::from_ref(e), 0, data, scope)),
     }
 }
 
@@ -366,7 +403,7 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
         Op::If => {
             let mut i = 0;
             while i + 1 < args.len() {
-                if truthy(&arg_ref(args, i, data, scope)) {
+                if test(&args[i], data, scope) {
                     return eval(&args[i + 1], data, scope);
                 }
                 i += 2;
@@ -489,15 +526,7 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 Value::Array(out)
             }
         }
-        Op::In => {
-            let needle = arg_ref(args, 0, data, scope);
-            let hay = arg_ref(args, 1, data, scope);
-            Value::Bool(match hay.as_ref() {
-                Value::Array(a) => a.iter().any(|x| strict_eq(x, &needle)),
-                Value::String(s) => s.contains(&text(&needle)),
-                _ => false,
-            })
-        }
+        Op::In => Value::Bool(contains(args, data, scope)),
         Op::Cat => {
             let out: String = all().iter().map(text).collect();
             if out.len() > MAX_ITEMS * 16 {

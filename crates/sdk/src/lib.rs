@@ -132,45 +132,44 @@ impl Client {
 
     /// The full resolution: value, variant, reason, error.
     pub fn evaluate(&self, key: &str, ctx: &Value) -> Resolution {
-        let set = self.flags.read().expect("flags").clone();
-        set.evaluate(key, ctx, now())
+        self.flags.read().expect("flags").evaluate(key, ctx, now())
     }
 
-    fn value(&self, key: &str, ctx: &Value) -> Option<Value> {
-        let r = self.evaluate(key, ctx);
-        if r.error.is_some() {
-            return None;
+    /// Runs `f` on the evaluation of `key` under the read lock, borrowing the stored
+    /// definitions: a typed accessor clones nothing but the answer it returns.
+    fn with<R>(&self, key: &str, ctx: &Value, f: impl FnOnce(Option<&Value>, Option<&str>) -> R) -> R {
+        let set = self.flags.read().expect("flags");
+        let e = set.evaluate_ref(key, ctx, now());
+        if e.error.is_some() {
+            return f(None, None);
         }
-        r.value
+        f(e.value, e.variant)
     }
 
     pub fn bool(&self, key: &str, ctx: &Value, default: bool) -> bool {
-        self.value(key, ctx).and_then(|v| v.as_bool()).unwrap_or(default)
+        self.with(key, ctx, |v, _| v.and_then(Value::as_bool)).unwrap_or(default)
     }
 
     pub fn string(&self, key: &str, ctx: &Value, default: &str) -> String {
-        self.value(key, ctx).and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| default.to_string())
+        self.with(key, ctx, |v, _| v.and_then(Value::as_str).map(String::from))
+            .unwrap_or_else(|| default.to_string())
     }
 
     pub fn int(&self, key: &str, ctx: &Value, default: i64) -> i64 {
-        self.value(key, ctx).and_then(|v| v.as_i64()).unwrap_or(default)
+        self.with(key, ctx, |v, _| v.and_then(Value::as_i64)).unwrap_or(default)
     }
 
     pub fn float(&self, key: &str, ctx: &Value, default: f64) -> f64 {
-        self.value(key, ctx).and_then(|v| v.as_f64()).unwrap_or(default)
+        self.with(key, ctx, |v, _| v.and_then(Value::as_f64)).unwrap_or(default)
     }
 
     /// The variant chosen for this context (`None`: the code default applies).
     pub fn variant(&self, key: &str, ctx: &Value) -> Option<String> {
-        let r = self.evaluate(key, ctx);
-        if r.error.is_some() {
-            return None;
-        }
-        r.variant
+        self.with(key, ctx, |_, variant| variant.map(String::from))
     }
 
     /// Whether this context is in a dark launch: do the work, ignore the result.
     pub fn is_dark(&self, key: &str, ctx: &Value) -> bool {
-        self.variant(key, ctx).as_deref() == Some("dark")
+        self.with(key, ctx, |_, variant| variant == Some("dark"))
     }
 }
