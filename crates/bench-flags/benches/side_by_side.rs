@@ -8,8 +8,8 @@
 //! variant), `crew (owned)` builds the full owned resolution that OFREP serialises. yggdrasil is measured
 //! through the calls its SDKs make: `is_enabled` for on/off toggles, `get_variant` for the bucket test.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use crew_bench_flags::{crew, yggdrasil};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use unleash_yggdrasil::Context;
 

@@ -12,9 +12,9 @@ mod semver;
 pub use murmur3::murmur3_32;
 
 use logic::{Expr, Scope};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use rustc_hash::FxHashMap;
 
 /// Why a flag resolved as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -325,7 +325,14 @@ impl Flag {
 
     fn error(&self, code: ErrorCode, message: String) -> Evaluation<'_> {
         let (flag_metadata, set_metadata) = (Some(&self.metadata), None);
-        Evaluation { value: None, variant: None, reason: Reason::Error, error: Some((code, message)), flag_metadata, set_metadata }
+        Evaluation {
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error: Some((code, message)),
+            flag_metadata,
+            set_metadata,
+        }
     }
 
     /// Evaluates this flag alone (no set metadata).
@@ -360,7 +367,9 @@ impl Flag {
         };
         match self.variant(name) {
             Some((name, _)) => self.resolution(Some(name.as_str()), Reason::TargetingMatch),
-            None => self.error(ErrorCode::General, format!("targeting chose `{name}`, which is not a variant of `{key}`")),
+            None => {
+                self.error(ErrorCode::General, format!("targeting chose `{name}`, which is not a variant of `{key}`"))
+            }
         }
     }
 }

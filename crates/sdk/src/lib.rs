@@ -151,8 +151,7 @@ impl Client {
     }
 
     pub fn string(&self, key: &str, ctx: &Value, default: &str) -> String {
-        self.with(key, ctx, |v, _| v.and_then(Value::as_str).map(String::from))
-            .unwrap_or_else(|| default.to_string())
+        self.with(key, ctx, |v, _| v.and_then(Value::as_str).map(String::from)).unwrap_or_else(|| default.to_string())
     }
 
     pub fn int(&self, key: &str, ctx: &Value, default: i64) -> i64 {

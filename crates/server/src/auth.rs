@@ -10,8 +10,89 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::Method;
 use crew_core::{Actor, Role, Via};
+use crew_store::TokenInfo;
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Tokens recently seen, by the hash of their secret, so that an evaluation or an API read does not wait on
+/// the store. Every `token.*` event (from any replica, through the bus) empties it, so a revoked token stops
+/// working as soon as its event arrives; entries also expire after a minute in case an event is ever missed.
+/// A generation counter keeps a lookup that raced with a revocation from putting the old answer back.
+#[derive(Default)]
+pub struct TokenCache {
+    inner: RwLock<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    generation: u64,
+    tokens: HashMap<String, (TokenInfo, Instant)>,
+}
+
+impl TokenCache {
+    const TTL: Duration = Duration::from_secs(60);
+    /// Beyond this many tokens the cache starts over (a team has tens; this bounds memory, not hits).
+    const MAX: usize = 10_000;
+
+    /// The cached token, or the generation to hand back to `put` after asking the store.
+    fn get(&self, hash: &str) -> Result<TokenInfo, u64> {
+        let inner = self.inner.read().expect("token cache");
+        match inner.tokens.get(hash) {
+            Some((t, at)) if at.elapsed() < Self::TTL => Ok(t.clone()),
+            _ => Err(inner.generation),
+        }
+    }
+
+    fn put(&self, generation: u64, hash: String, token: TokenInfo) {
+        let mut inner = self.inner.write().expect("token cache");
+        if inner.generation != generation {
+            return;
+        }
+        if inner.tokens.len() >= Self::MAX {
+            inner.tokens.clear();
+        }
+        inner.tokens.insert(hash, (token, Instant::now()));
+    }
+
+    pub fn clear(&self) {
+        let mut inner = self.inner.write().expect("token cache");
+        inner.generation += 1;
+        inner.tokens.clear();
+    }
+}
+
+/// Empties the token cache on every token event from the bus (and when the bus lagged: something may be missed).
+pub async fn follow_tokens(st: AppState, mut bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = st.shutdown.cancelled() => return,
+            e = bus.recv() => match e {
+                Ok(e) if e.kind.starts_with("token.") => st.tokens.clear(),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => st.tokens.clear(),
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// The token whose secret this is, from the cache or the store.
+async fn token_for(state: &AppState, secret: &str) -> Result<Option<TokenInfo>, ApiError> {
+    let hash = hash_secret(secret);
+    let generation = match state.tokens.get(&hash) {
+        Ok(t) => return Ok(Some(t)),
+        Err(g) => g,
+    };
+    let token = state.store.token_by_hash(&hash).await?;
+    if let Some(t) = &token {
+        state.tokens.put(generation, hash, t.clone());
+    }
+    Ok(token)
+}
 
 /// The browser session cookie.
 pub const SESSION_COOKIE: &str = "crew_session";
@@ -80,9 +161,7 @@ impl FromRequestParts<AppState> for Caller {
             if secret.is_empty() {
                 return Err(ApiError::Unauthorized("malformed Authorization header: expected `Bearer <token>`".into()));
             }
-            let token = state
-                .store
-                .token_by_hash(&hash_secret(secret))
+            let token = token_for(state, secret)
                 .await?
                 .ok_or_else(|| ApiError::Unauthorized("token not recognised: it was revoked or mistyped".into()))?;
             let via = match header("x-crew-via") {

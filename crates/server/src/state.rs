@@ -20,6 +20,8 @@ pub struct AppState {
     pub deploy: Option<Arc<crew_deploy::DeployConfig>>,
     /// The compiled flags every evaluation uses.
     pub flags: Arc<crate::flags::FlagCache>,
+    /// API tokens recently seen (emptied by every token event).
+    pub tokens: Arc<crate::auth::TokenCache>,
     /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
     pub shutdown: CancellationToken,
 }
@@ -30,6 +32,7 @@ impl AppState {
             store,
             deploy: settings.deploy.clone().map(Arc::new),
             flags: Arc::default(),
+            tokens: Arc::default(),
             settings: Arc::new(settings),
             addr,
             started: Instant::now(),

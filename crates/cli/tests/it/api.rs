@@ -72,6 +72,8 @@ async fn every_route_checks_its_role() {
 async fn writes_are_events_naming_the_actor() {
     let s = Server::start().await;
     let alice = s.token("alice", "member").await;
+    // Used once first, so the server has it at hand when it is revoked.
+    assert_eq!(s.req(Method::GET, "/api/v1/events", &alice).send().await.unwrap().status(), 200);
     let res = s.req(Method::DELETE, "/api/v1/tokens/alice", &s.admin).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let res = s.req(Method::GET, "/api/v1/events", &alice).send().await.unwrap();
@@ -377,6 +379,17 @@ async fn replicas_on_one_postgres_see_each_others_events() {
     );
     let st = b.get_json("/api/v1/status", &m).await;
     assert_eq!(st["store"], "postgres");
+
+    // A token revoked on one replica stops working on the other (which has just used it) within a second.
+    assert_eq!(b.req(Method::GET, "/api/v1/events", &m).send().await.unwrap().status(), 200);
+    assert_eq!(a.req(Method::DELETE, "/api/v1/tokens/mo", &a.admin).send().await.unwrap().status(), 200);
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            b.req(Method::GET, "/api/v1/events", &m).send().await.unwrap().status() == 401
+        })
+        .await,
+        "the revocation reaches the other replica"
+    );
 }
 
 async fn note(s: &Server, token: &str, summary: &str) -> Value {

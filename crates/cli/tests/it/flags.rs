@@ -184,6 +184,16 @@ async fn ofrep_errors_etags_and_invalid_definitions() {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["errorCode"], "INVALID_CONTEXT");
+    // A body over a megabyte is refused with 413 before it is read, on both endpoints; the server goes on.
+    let huge = json!({"context": {"targetingKey": "x", "blob": "x".repeat(2 << 20)}});
+    for path in ["/ofrep/v1/evaluate/flags/nope", "/ofrep/v1/evaluate/flags"] {
+        let res = s.client().post(format!("{}{path}", s.url)).bearer_auth(&app).json(&huge).send().await.unwrap();
+        assert_eq!(res.status(), 413, "{path}");
+        let v: Value = res.json().await.unwrap();
+        assert!(v["errorDetails"].as_str().unwrap().contains("over 1024 KiB"), "{v}");
+    }
+    let (status, _) = ofrep(&s, key, "nope", json!({})).await;
+    assert_eq!(status, 404);
 
     // A definition that is not valid flagd is refused with 422, naming the problem; nothing is stored.
     let bad = json!({"definition": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "b"}, "reason": "x"});

@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::flags::{change, check_key};
 use crate::state::AppState;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -127,22 +128,35 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The largest OFREP request body: a context is a handful of attributes, so a megabyte is generous; more is
+/// refused with 413 before it is read.
+pub const OFREP_BODY_MAX: usize = 1 << 20;
+
 /// The `context` of an OFREP request (an empty body means no context); `key` names the flag in errors.
-fn context(body: &Bytes, key: Option<&str>) -> Result<Value, Response> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    let bad = |d: String| {
-        let mut body = json!({"errorCode": "INVALID_CONTEXT", "errorDetails": d});
+fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Value, Response> {
+    let error = |status: StatusCode, code: &str, d: String| {
+        let mut body = json!({"errorCode": code, "errorDetails": d});
         if let Some(k) = key {
             body["key"] = json!(k);
         }
-        (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        (status, Json(body)).into_response()
     };
-    let v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
-    match v.get("context") {
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "GENERAL",
+            format!("request body over {} KiB: send only the evaluation context", OFREP_BODY_MAX >> 10),
+        ),
+        status => error(status, "GENERAL", r.body_text()),
+    })?;
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    let bad = |d: String| error(StatusCode::BAD_REQUEST, "INVALID_CONTEXT", d);
+    let mut v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
+    match v.get_mut("context").map(Value::take) {
         None | Some(Value::Null) => Ok(json!({})),
-        Some(c @ Value::Object(_)) => Ok(c.clone()),
+        Some(c @ Value::Object(_)) => Ok(c),
         Some(_) => Err(bad("`context` must be an object".into())),
     }
 }
@@ -170,11 +184,16 @@ fn ofrep_json(key: &str, r: &Resolution) -> (StatusCode, Value) {
 
 /// `POST /ofrep/v1/evaluate/flags/{key}`: one flag. A switched-off flag answers 200 with reason DISABLED and
 /// no value (the caller's code default wins).
-pub async fn ofrep_one(caller: Caller, State(st): State<AppState>, Path(key): Path<String>, body: Bytes) -> Response {
+pub async fn ofrep_one(
+    caller: Caller,
+    State(st): State<AppState>,
+    Path(key): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     if let Err(e) = caller.require(Role::Evaluate) {
         return e.into_response();
     }
-    let ctx = match context(&body, Some(&key)) {
+    let ctx = match context(body, Some(&key)) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -184,11 +203,16 @@ pub async fn ofrep_one(caller: Caller, State(st): State<AppState>, Path(key): Pa
 }
 
 /// `POST /ofrep/v1/evaluate/flags`: every flag, with an ETag; `If-None-Match` with the same ETag gets 304.
-pub async fn ofrep_all(caller: Caller, State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn ofrep_all(
+    caller: Caller,
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     if let Err(e) = caller.require(Role::Evaluate) {
         return e.into_response();
     }
-    let ctx = match context(&body, None) {
+    let ctx = match context(body, None) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -227,10 +251,8 @@ pub async fn definitions(caller: Caller, State(st): State<AppState>) -> Response
     tokio::spawn(async move {
         loop {
             let doc = rx.borrow_and_update().document();
-            let ev = Event::default()
-                .event("definitions")
-                .id(doc["version"].as_str().unwrap_or(""))
-                .data(doc.to_string());
+            let ev =
+                Event::default().event("definitions").id(doc["version"].as_str().unwrap_or("")).data(doc.to_string());
             if tx.send(Ok(ev)).await.is_err() {
                 return;
             }

@@ -9,6 +9,7 @@ mod tokens;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
@@ -32,8 +33,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/flags/stream", get(flags::definitions))
         .route("/api/v1/flags/{key}", get(flags::one).put(flags::put).delete(flags::delete))
         .route("/api/v1/flags/{key}/knob", post(flags::knob))
-        .route("/ofrep/v1/evaluate/flags", post(flags::ofrep_all))
-        .route("/ofrep/v1/evaluate/flags/{key}", post(flags::ofrep_one))
+        .route("/ofrep/v1/evaluate/flags", post(flags::ofrep_all).layer(DefaultBodyLimit::max(flags::OFREP_BODY_MAX)))
+        .route(
+            "/ofrep/v1/evaluate/flags/{key}",
+            post(flags::ofrep_one).layer(DefaultBodyLimit::max(flags::OFREP_BODY_MAX)),
+        )
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/{*rest}", axum::routing::any(not_found))
