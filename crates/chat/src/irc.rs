@@ -1,0 +1,517 @@
+//! The IRC connection: registration (`CAP LS 302`, SASL PLAIN, `CAP END`), PING/PONG both ways with a timeout,
+//! alternate nicks on 433/432 and regaining the wanted one later, reconnect with capped exponential backoff and
+//! jitter, rejoining the channels, and every outgoing line through the [`Outbox`] (flood rule, PONG first,
+//! bounded announcements). Messages go out as NOTICE for announcements and PRIVMSG for replies.
+//!
+//! Written on `irc-proto` (message parsing and serialising) rather than wrapping the `irc` crate: that crate's
+//! flood control, SASL and reconnect are missing or broken (its issues say so), and they are the parts a robot
+//! that must stay in the channel through a netsplit depends on. Framing is tokio-util's delimiter codec with a
+//! length bound, so an over-long or non-UTF-8 line from the server is skipped, never fatal.
+
+use crate::mask::Sender;
+use crate::outbox::{Line, Outbox, Rate};
+use crate::text;
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use irc_proto::{CapSubCommand, Command, Message, Prefix, Response};
+use rand::Rng;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, Encoder, Framed};
+use tokio_util::sync::CancellationToken;
+
+/// How to reach the server and whom to be there.
+#[derive(Debug, Clone)]
+pub struct IrcConfig {
+    pub server: String,
+    pub port: u16,
+    pub tls: bool,
+    /// Extra CA certificates (PEM) to trust, for a server with a private or self-signed certificate.
+    pub ca_file: Option<PathBuf>,
+    pub nick: String,
+    pub alternates: Vec<String>,
+    pub channels: Vec<String>,
+    /// SASL PLAIN account and password.
+    pub sasl: Option<(String, String)>,
+    pub rate: Rate,
+    /// Silence before we PING the server, and how long its PONG may take.
+    pub ping_every: Duration,
+    pub ping_timeout: Duration,
+    /// Reconnect backoff: first wait and cap (each wait doubles, with ±25% jitter).
+    pub backoff: (Duration, Duration),
+}
+
+impl IrcConfig {
+    pub fn new(server: &str, port: u16, nick: &str, channels: Vec<String>) -> Self {
+        IrcConfig {
+            server: server.into(),
+            port,
+            tls: false,
+            ca_file: None,
+            nick: nick.into(),
+            alternates: Vec::new(),
+            channels,
+            sasl: None,
+            rate: Rate::default(),
+            ping_every: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(30),
+            backoff: (Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
+}
+
+/// A message addressed to the robot: in a channel, or privately (then `room` is the sender's nick).
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub room: String,
+    pub sender: Sender,
+    pub text: String,
+}
+
+/// What the robot is asked to say.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// An announcement (NOTICE) of an event of `kind`, subject to the room's queue bound.
+    Announce { room: String, kind: String, text: String },
+    /// A reply to a person (PRIVMSG).
+    Reply { room: String, text: String },
+}
+
+/// The connection as the status page shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct State {
+    pub connected: bool,
+    pub nick: String,
+    pub channels: Vec<String>,
+    pub server: String,
+    /// Unix seconds of the current connection's registration.
+    pub since: Option<i64>,
+    pub reconnects: u64,
+    pub last_error: Option<String>,
+    /// Announcements waiting or held back by the flood rule.
+    pub backlog: usize,
+    pub sasl: Option<String>,
+}
+
+/// The running robot connection.
+#[derive(Clone)]
+pub struct Handle {
+    pub out: mpsc::Sender<Outgoing>,
+    pub state: watch::Receiver<State>,
+}
+
+/// Starts the connection task; it reconnects until `shutdown`.
+pub fn spawn(cfg: IrcConfig, timeline_url: String, shutdown: CancellationToken) -> (Handle, mpsc::Receiver<Incoming>) {
+    let (out_tx, out_rx) = mpsc::channel(1024);
+    let (in_tx, in_rx) = mpsc::channel(256);
+    let (state_tx, state_rx) =
+        watch::channel(State { server: format!("{}:{}", cfg.server, cfg.port), ..State::default() });
+    tokio::spawn(run(cfg, timeline_url, out_rx, in_tx, state_tx, shutdown));
+    (Handle { out: out_tx, state: state_rx }, in_rx)
+}
+
+async fn run(
+    cfg: IrcConfig,
+    timeline_url: String,
+    mut out: mpsc::Receiver<Outgoing>,
+    incoming: mpsc::Sender<Incoming>,
+    state: watch::Sender<State>,
+    shutdown: CancellationToken,
+) {
+    let mut outbox = Outbox::new(cfg.rate, Instant::now());
+    outbox.timeline_url = timeline_url;
+    let mut failures: u32 = 0;
+    loop {
+        let started = Instant::now();
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = session(&cfg, &mut outbox, &mut out, &incoming, &state, &shutdown) => r,
+        };
+        state.send_modify(|s| {
+            s.connected = false;
+            s.channels.clear();
+            s.since = None;
+        });
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(server = %cfg.server, port = cfg.port, error = %e, "IRC connection lost; reconnecting");
+                state.send_modify(|s| {
+                    s.last_error = Some(e.to_string());
+                    s.reconnects += 1;
+                });
+            }
+        }
+        // A connection that lasted a while starts the backoff over.
+        if started.elapsed() > Duration::from_secs(120) {
+            failures = 0;
+        }
+        let wait = backoff(cfg.backoff, failures);
+        failures = failures.saturating_add(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The wait before reconnect attempt `n` (0-based): doubling from `first`, capped, ±25% jitter.
+pub fn backoff((first, cap): (Duration, Duration), n: u32) -> Duration {
+    let base = first.saturating_mul(1u32 << n.min(16)).min(cap);
+    base.mul_f64(rand::rng().random_range(0.75..1.25))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IrcError {
+    #[error("connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("the server said: {0}")]
+    ServerError(String),
+    #[error("no PONG within {0:?}")]
+    PingTimeout(Duration),
+    #[error("no nick accepted (tried {0})")]
+    NoNick(String),
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+async fn connect(cfg: &IrcConfig) -> Result<Box<dyn Stream>, IrcError> {
+    let addr = format!("{}:{}", cfg.server, cfg.port);
+    let tcp = tokio::time::timeout(Duration::from_secs(15), tokio::net::TcpStream::connect(&addr))
+        .await
+        .map_err(|_| IrcError::Connect(addr.clone(), std::io::ErrorKind::TimedOut.into()))?
+        .map_err(|e| IrcError::Connect(addr.clone(), e))?;
+    tcp.set_nodelay(true)?;
+    if !cfg.tls {
+        return Ok(Box::new(tcp));
+    }
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = &cfg.ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+            .map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
+        for c in certs {
+            let c = c.map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
+            roots.add(c).map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
+        }
+    }
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| IrcError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(cfg.server.clone())
+        .map_err(|e| IrcError::Tls(format!("server name {}: {e}", cfg.server)))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| IrcError::Tls(e.to_string()))?;
+    Ok(Box::new(tls))
+}
+
+/// Lines up to this long are read (512 plus IRCv3 tags); longer ones are skipped.
+const MAX_LINE: usize = 8192 + 512;
+
+/// IRC lines: read up to LF with a length bound, an over-long line given as `None` (skipped, and the stream
+/// goes on: tokio-util ends a framed stream after any decoder error); written with CRLF.
+struct Lines(AnyDelimiterCodec);
+
+impl Lines {
+    fn new() -> Self {
+        Lines(AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE))
+    }
+}
+
+impl Decoder for Lines {
+    type Item = Option<Bytes>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Option<Bytes>>, std::io::Error> {
+        match self.0.decode(src) {
+            Ok(line) => Ok(line.map(Some)),
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Ok(Some(None)),
+            Err(AnyDelimiterCodecError::Io(e)) => Err(e),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Option<Bytes>>, std::io::Error> {
+        match self.0.decode_eof(src) {
+            Ok(line) => Ok(line.map(Some)),
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Ok(Some(None)),
+            Err(AnyDelimiterCodecError::Io(e)) => Err(e),
+        }
+    }
+}
+
+impl Encoder<String> for Lines {
+    type Error = std::io::Error;
+
+    fn encode(&mut self, line: String, dst: &mut BytesMut) -> Result<(), std::io::Error> {
+        dst.reserve(line.len() + 2);
+        dst.put(line.as_bytes());
+        dst.put(&b"\r\n"[..]);
+        Ok(())
+    }
+}
+
+async fn session(
+    cfg: &IrcConfig,
+    outbox: &mut Outbox,
+    out: &mut mpsc::Receiver<Outgoing>,
+    incoming: &mpsc::Sender<Incoming>,
+    state: &watch::Sender<State>,
+    shutdown: &CancellationToken,
+) -> Result<(), IrcError> {
+    let stream = connect(cfg).await?;
+    let mut io = Framed::new(stream, Lines::new());
+    // Registration lines go out first and at once; they are not subject to the flood rule.
+    let user = cfg.nick.chars().filter(|c| c.is_ascii_alphanumeric()).take(10).collect::<String>();
+    let user = if user.is_empty() { "crew".to_string() } else { user };
+    let mut nicks = std::iter::once(cfg.nick.clone()).chain(cfg.alternates.iter().cloned()).collect::<Vec<_>>();
+    nicks.dedup();
+    let mut nick_index = 0;
+    let mut nick = nicks[0].clone();
+    send(&mut io, "CAP LS 302").await?;
+    send(&mut io, &format!("NICK {nick}")).await?;
+    send(&mut io, &format!("USER {user} 0 * :crew robot")).await?;
+
+    let mut registered = false;
+    let mut cap_done = false;
+    let mut account_tag = false;
+    let mut last_read = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut regain_at = Instant::now() + Duration::from_secs(60);
+    let mut joined: Vec<String> = Vec::new();
+    let mut wake = tokio::time::interval(Duration::from_millis(250));
+    wake.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Until registered nothing queued is written (the server would refuse it).
+    loop {
+        if registered {
+            while let Ok(line) = outbox.next(Instant::now()) {
+                send(&mut io, &render(&line)).await?;
+            }
+            state.send_if_modified(|s| {
+                let b = outbox.backlog();
+                let changed = s.backlog != b;
+                s.backlog = b;
+                changed
+            });
+        } else {
+            while let Some(Line::Raw(raw)) = outbox.next_urgent() {
+                send(&mut io, &raw).await?;
+            }
+        }
+        let wait = match outbox.next_wait(Instant::now()) {
+            Some(d) if registered => d.max(Duration::from_millis(5)),
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                let _ = send(&mut io, "QUIT :crew is stopping").await;
+                return Ok(());
+            }
+            line = io.next() => {
+                let bytes = match line {
+                    None => return Err(IrcError::Closed),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(None)) => {
+                        tracing::warn!("skipped an over-long line from the IRC server");
+                        continue;
+                    }
+                    Some(Ok(Some(b))) => b,
+                };
+                last_read = Instant::now();
+                ping_sent = None;
+                let raw = String::from_utf8_lossy(&bytes);
+                let raw = raw.trim_end_matches(['\r', '\n']);
+                if raw.is_empty() {
+                    continue;
+                }
+                let msg: Message = match raw.parse() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::debug!(line = %text::truncate(raw, 200), error = %e, "unparsable IRC line skipped");
+                        continue;
+                    }
+                };
+                match &msg.command {
+                    Command::PING(a, b) => {
+                        outbox.urgent(match b { Some(b) => format!("PONG {a} :{b}"), None => format!("PONG :{a}") });
+                    }
+                    Command::ERROR(e) => return Err(IrcError::ServerError(e.clone())),
+                    Command::CAP(_, CapSubCommand::LS, a, b) if !cap_done => {
+                        // `CAP * LS * :caps` continues on the next line; the last line has no `*`.
+                        let (more, caps) = match (a.as_deref(), b) { (Some("*"), Some(c)) => (true, c.clone()), (Some(c), _) => (false, c.to_string()), _ => (false, String::new()) };
+                        let offered: Vec<&str> = caps.split_whitespace().map(|c| c.split('=').next().unwrap_or(c)).collect();
+                        if more { continue; }
+                        let mut want = Vec::new();
+                        if offered.contains(&"account-tag") { want.push("account-tag"); }
+                        if offered.contains(&"message-tags") { want.push("message-tags"); }
+                        if cfg.sasl.is_some() && offered.contains(&"sasl") { want.push("sasl"); }
+                        else if cfg.sasl.is_some() {
+                            tracing::warn!("the IRC server offers no SASL; continuing without an account");
+                            state.send_modify(|s| s.sasl = Some("not offered by the server".into()));
+                        }
+                        if want.is_empty() {
+                            cap_done = true;
+                            outbox.urgent("CAP END".into());
+                        } else {
+                            outbox.urgent(format!("CAP REQ :{}", want.join(" ")));
+                        }
+                    }
+                    Command::CAP(_, CapSubCommand::ACK, a, b) if !cap_done => {
+                        let acked = b.clone().or(a.clone()).unwrap_or_default();
+                        account_tag = acked.split_whitespace().any(|c| c == "account-tag");
+                        if acked.split_whitespace().any(|c| c == "sasl") {
+                            outbox.urgent("AUTHENTICATE PLAIN".into());
+                        } else {
+                            cap_done = true;
+                            outbox.urgent("CAP END".into());
+                        }
+                    }
+                    Command::CAP(_, CapSubCommand::NAK, _, _) if !cap_done => {
+                        cap_done = true;
+                        outbox.urgent("CAP END".into());
+                    }
+                    Command::AUTHENTICATE(a) if a == "+" => {
+                        if let Some((account, password)) = &cfg.sasl {
+                            let plain = format!("{account}\0{account}\0{password}");
+                            let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
+                            // AUTHENTICATE carries at most 400 bytes per line; a last full chunk is followed by "+".
+                            let chunks: Vec<&str> = b64.as_bytes().chunks(400).map(|c| std::str::from_utf8(c).expect("base64")).collect();
+                            for c in &chunks { outbox.urgent(format!("AUTHENTICATE {c}")); }
+                            if b64.len() % 400 == 0 { outbox.urgent("AUTHENTICATE +".into()); }
+                        }
+                    }
+                    Command::Response(Response::RPL_SASLSUCCESS, _) => {
+                        state.send_modify(|s| s.sasl = Some("logged in".into()));
+                        cap_done = true;
+                        outbox.urgent("CAP END".into());
+                    }
+                    Command::Response(r @ (Response::ERR_SASLFAIL | Response::ERR_SASLTOOLONG | Response::ERR_SASLABORT | Response::ERR_SASLALREADY), args) => {
+                        let why = args.last().cloned().unwrap_or_default();
+                        tracing::warn!(code = ?r, reason = %why, "SASL failed; continuing without an account");
+                        state.send_modify(|s| s.sasl = Some(format!("failed: {why}")));
+                        if !cap_done {
+                            cap_done = true;
+                            outbox.urgent("CAP END".into());
+                        }
+                    }
+                    Command::Response(Response::RPL_WELCOME, args) => {
+                        registered = true;
+                        if let Some(n) = args.first() { nick = n.clone(); }
+                        for c in &cfg.channels { outbox.urgent(format!("JOIN {c}")); }
+                        state.send_modify(|s| {
+                            s.connected = true;
+                            s.nick = nick.clone();
+                            s.since = Some(chrono::Utc::now().timestamp());
+                            s.last_error = None;
+                        });
+                    }
+                    Command::Response(Response::ERR_NICKNAMEINUSE | Response::ERR_ERRONEOUSNICKNAME | Response::ERR_UNAVAILRESOURCE, _) if !registered => {
+                        {
+                            nick_index += 1;
+                            nick = match nicks.get(nick_index) {
+                                Some(n) => n.clone(),
+                                // Out of alternates: the wanted nick with underscores (a few times, then give up).
+                                None if nick_index < nicks.len() + 4 => format!("{}{}", cfg.nick, "_".repeat(nick_index + 1 - nicks.len())),
+                                None => return Err(IrcError::NoNick(nicks.join(", "))),
+                            };
+                            outbox.urgent(format!("NICK {nick}"));
+                        }
+                    }
+                    Command::NICK(new) if msg.source_nickname() == Some(nick.as_str()) => {
+                        nick = new.clone();
+                        state.send_modify(|s| s.nick = nick.clone());
+                    }
+                    Command::JOIN(chan, _, _) if msg.source_nickname() == Some(nick.as_str()) => {
+                        if !joined.iter().any(|c| c.eq_ignore_ascii_case(chan)) { joined.push(chan.clone()); }
+                        state.send_modify(|s| s.channels = joined.clone());
+                    }
+                    Command::KICK(chan, who, _) if who.eq_ignore_ascii_case(&nick) => {
+                        joined.retain(|c| !c.eq_ignore_ascii_case(chan));
+                        state.send_modify(|s| s.channels = joined.clone());
+                        outbox.urgent(format!("JOIN {chan}"));
+                    }
+                    Command::PRIVMSG(target, body) => {
+                        // Never answer a NOTICE (loops between robots); only PRIVMSG reaches the commands.
+                        if let Some(Prefix::Nickname(n, u, h)) = &msg.prefix {
+                            let account = if account_tag { tag(&msg, "account") } else { None };
+                            let room = if target.eq_ignore_ascii_case(&nick) { n.clone() } else { target.clone() };
+                            let sender = Sender { nick: n.clone(), user: u.clone(), host: h.clone(), account };
+                            // A full queue drops the message rather than stalling the connection.
+                            let _ = incoming.try_send(Incoming { room, sender, text: body.clone() });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            o = out.recv(), if registered => {
+                let Some(o) = o else { return Ok(()) };
+                match o {
+                    Outgoing::Announce { room, kind, text } => {
+                        let pieces = text::split(&text, text::budget("NOTICE", &room));
+                        outbox.announce(&room, &kind, pieces, Instant::now());
+                    }
+                    Outgoing::Reply { room, text } => {
+                        for piece in text::split(&text, text::budget("PRIVMSG", &room)).into_iter().take(5) {
+                            outbox.reply(Line::Privmsg { target: room.clone(), text: piece });
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.tick() => {
+                let now = Instant::now();
+                if let Some(at) = ping_sent {
+                    if now.duration_since(at) > cfg.ping_timeout {
+                        return Err(IrcError::PingTimeout(cfg.ping_timeout));
+                    }
+                } else if now.duration_since(last_read) > cfg.ping_every {
+                    ping_sent = Some(now);
+                    outbox.urgent(format!("PING :{}", cfg.server));
+                }
+                if registered && nick != cfg.nick && now > regain_at {
+                    regain_at = now + Duration::from_secs(60);
+                    outbox.urgent(format!("NICK {}", cfg.nick));
+                }
+                if !registered && now.duration_since(last_read) > cfg.ping_every + cfg.ping_timeout {
+                    return Err(IrcError::PingTimeout(cfg.ping_timeout));
+                }
+            }
+        }
+    }
+}
+
+fn tag(msg: &Message, name: &str) -> Option<String> {
+    msg.tags.as_ref()?.iter().find(|t| t.0 == name).and_then(|t| t.1.clone())
+}
+
+fn render(line: &Line) -> String {
+    match line {
+        Line::Raw(r) => r.clone(),
+        Line::Notice { target, text } => format!("NOTICE {target} :{text}"),
+        Line::Privmsg { target, text } => format!("PRIVMSG {target} :{text}"),
+    }
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Framed<S, Lines>, line: &str) -> Result<(), IrcError> {
+    // No CR, LF or NUL can reach the wire inside a line: they would end it early or be refused.
+    let clean: String = line.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
+    tracing::trace!(line = %clean, "IRC >");
+    io.send(clean).await.map_err(IrcError::Io)
+}
