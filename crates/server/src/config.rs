@@ -42,7 +42,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub environments: std::collections::BTreeMap<String, crew_deploy::Environment>,
     pub metrics: Option<toml::Table>,
-    pub chat: Option<toml::Table>,
+    pub chat: Option<crate::chat::ChatSection>,
     pub dashboards: Option<toml::Value>,
     pub hosts: Option<toml::Value>,
 }
@@ -134,6 +134,10 @@ impl Settings {
             });
         }
         let deploy = deploy_config(&file, config_path.as_deref())?;
+        if let Some(chat) = &file.chat {
+            let shown = config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml"));
+            chat.check().map_err(|message| ConfigError::Invalid { path: shown, message })?;
+        }
         Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy })
     }
 }

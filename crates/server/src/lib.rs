@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod deploys;
 pub mod error;
@@ -59,6 +60,7 @@ pub struct App {
     /// Subscribed before the server says it is listening, so no flag change made after that is missed.
     flag_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     token_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
+    chat_events: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
 }
 
 impl App {
@@ -75,8 +77,9 @@ impl App {
         let state = AppState::new(store, settings, addr);
         let flag_changes = state.store.subscribe();
         let token_changes = state.store.subscribe();
+        let chat_events = state.store.subscribe();
         state.flags.reload(&*state.store).await?;
-        Ok(App { listener, state, flag_changes, token_changes })
+        Ok(App { listener, state, flag_changes, token_changes, chat_events })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -89,12 +92,13 @@ impl App {
 
     /// Serves until `shutdown` is cancelled; then stops accepting, ends live streams and lets requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, mut state, flag_changes, token_changes } = self;
+        let App { listener, mut state, flag_changes, token_changes, chat_events } = self;
         state.shutdown = shutdown.clone();
         let router = router(state.clone());
         tokio::spawn(deploys::sweep(state.clone()));
         tokio::spawn(flags::follow_changes(state.clone(), flag_changes));
         tokio::spawn(auth::follow_tokens(state.clone(), token_changes));
+        chat::start(&state, chat_events).context("the chat robot")?;
         tracing::info!(addr = %state.addr, store = state.store.engine().as_str(), "crew is serving");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

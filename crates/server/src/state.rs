@@ -22,6 +22,8 @@ pub struct AppState {
     pub flags: Arc<crate::flags::FlagCache>,
     /// API tokens recently seen (emptied by every token event).
     pub tokens: Arc<crate::auth::TokenCache>,
+    /// The robot's connection state and recent lines, for the status page and `crew chat status`.
+    pub chat: Arc<crate::chat::ChatStatus>,
     /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
     pub shutdown: CancellationToken,
 }
@@ -33,6 +35,7 @@ impl AppState {
             deploy: settings.deploy.clone().map(Arc::new),
             flags: Arc::default(),
             tokens: Arc::default(),
+            chat: Arc::default(),
             settings: Arc::new(settings),
             addr,
             started: Instant::now(),

@@ -232,3 +232,103 @@ pub fn whoami() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|_| "root".into())
 }
+
+/// An IRC server (Debian's ngircd) on free loopback ports, plain and TLS (a self-signed certificate for
+/// `localhost`, in `cert`), with flood penalties off; killed when dropped. `restart` brings it back on the
+/// same ports, for reconnect tests.
+pub struct Ngircd {
+    pub port: u16,
+    pub tls_port: u16,
+    /// The server's certificate (PEM): the CA file a client trusts.
+    pub cert: PathBuf,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Ngircd {
+    pub fn start() -> Result<Ngircd> {
+        let dir = tempfile::Builder::new().prefix("crew-ngircd-").tempdir()?;
+        let d = dir.path().to_path_buf();
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+            // An end-entity certificate (CA:FALSE): rustls refuses a CA certificate as the server's own.
+            .args([
+                "-addext",
+                "subjectAltName=DNS:localhost",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-days",
+                "2",
+            ])
+            .arg("-keyout")
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("openssl (Debian's openssl package)")?;
+        if !status.success() {
+            bail!("openssl could not make the test certificate");
+        }
+        // ngircd drops root for `nobody`, which must be able to read its key.
+        for f in ["key.pem", "cert.pem"] {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644))?;
+        }
+        fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let mut s = Ngircd { port: free_port(), tls_port: free_port(), cert: d.join("cert.pem"), child: None, dir };
+        let config = format!(
+            "[Global]\n  Name = irc.test\n  Info = crew tests\n  Listen = 127.0.0.1\n  Ports = {port}\n\
+             [Limits]\n  MaxPenaltyTime = 0\n  MaxNickLength = 30\n  MaxConnectionsIP = 50\n\
+             [Options]\n  DNS = no\n  Ident = no\n  PAM = no\n\
+             [SSL]\n  CertFile = {d}/cert.pem\n  KeyFile = {d}/key.pem\n  Ports = {tls}\n",
+            port = s.port,
+            tls = s.tls_port,
+            d = d.display()
+        );
+        fs::write(d.join("ngircd.conf"), config)?;
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let child = Command::new("/usr/sbin/ngircd")
+            .args(["-n", "-f"])
+            .arg(self.dir.path().join("ngircd.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("start /usr/sbin/ngircd (Debian's ngircd package)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_err()
+        {
+            if Instant::now() > deadline {
+                bail!("ngircd did not listen on {} and {}", self.port, self.tls_port);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Kills the server (every client sees its connection drop).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for Ngircd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
             "/ofrep/v1/evaluate/flags/{key}",
             post(flags::ofrep_one).layer(DefaultBodyLimit::max(flags::OFREP_BODY_MAX)),
         )
+        .route("/api/v1/chat", get(system::chat))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/{*rest}", axum::routing::any(not_found))

@@ -25,3 +25,11 @@ pub async fn status(_: Viewer, State(st): State<AppState>) -> ApiResult<Json<Val
         "counts": {"events": counts.events, "tokens": counts.tokens},
     })))
 }
+
+/// `GET /api/v1/chat`: the robot's connection (null when crew.toml configures none) and recent lines.
+pub async fn chat(
+    _: crate::auth::Viewer,
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(st.chat.json())
+}
