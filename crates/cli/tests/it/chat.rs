@@ -162,3 +162,44 @@ async fn the_robot_comes_back_after_the_server_restarts_and_speaks_tls() {
     s.record(&mo, json!({"kind": "note", "subject": "chat", "summary": "after the restart"})).await;
     mo_irc.wait(|l| l.contains("NOTICE #ops :[note] after the restart"), "an announcement after the restart").await;
 }
+
+#[tokio::test]
+async fn a_mapped_user_deploys_from_the_channel_and_hears_the_outcome() {
+    let irc = Ngircd::start().unwrap();
+    let a = crate::deploy::app();
+    let toml = a.repo.join("crew.toml");
+    let chat = std::fs::read_to_string(config(a.repo.parent().unwrap(), &irc, false)).unwrap();
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str(&chat.replace("\"#ops\" = [\"flag\", \"note\"]", "\"#ops\" = [\"deploy\", \"lock\"]"));
+    std::fs::write(&toml, text).unwrap();
+    let s = Server::start_with_config(&toml).await;
+    s.token("mo", "member").await;
+    assert!(robot_in(&s, "#ops").await);
+    let mut mo = Person::join(irc.port, "mo", "#ops").await;
+    let from_crew = |l: &str| l.starts_with(":crew!");
+
+    // A mistake gets a short reply naming it; nothing is deployed.
+    mo.say("PRIVMSG #ops :!deploy nowhere").await;
+    let r = mo.wait(|l| from_crew(l) && l.contains("PRIVMSG #ops :mo:"), "the refusal").await;
+    assert!(r.contains("nowhere"), "{r}");
+
+    // Answered at once with the deploy's number, announced, then the outcome reported in the room.
+    mo.say("PRIVMSG #ops :!deploy staging").await;
+    let r = mo.wait(|l| from_crew(l) && l.contains("PRIVMSG #ops :deploying"), "the answer").await;
+    assert!(r.contains("deploying www to staging, #"), "{r}");
+    mo.wait(|l| from_crew(l) && l.contains("NOTICE #ops :[deploy] mo deploying www to staging"), "deploy.started")
+        .await;
+    let done = mo
+        .wait(|l| from_crew(l) && l.contains("PRIVMSG #ops :[deploy] mo deployed www to staging"), "the outcome")
+        .await;
+    assert!(done.contains("/deploys/"), "{done}");
+    assert!(crate::deploy::live(&a.hosts.join("staging1")).is_some(), "staging runs the release");
+    let v = s.get_json("/api/v1/deploys?environment=staging", &s.admin).await;
+    assert_eq!(v["deploys"][0]["via"], "chat", "{v}");
+
+    // A lock taken in the channel holds off everyone else's deploys.
+    mo.say("PRIVMSG #ops :!lock staging db migration").await;
+    mo.wait(|l| from_crew(l) && l.contains("staging locked by mo: db migration"), "the lock").await;
+    let v = s.get_json("/api/v1/environments", &s.admin).await;
+    assert_eq!(v["environments"][1]["locks"][0]["holder"], "mo", "{v}");
+}
