@@ -1,0 +1,242 @@
+//! The robot's connection against an in-process fake IRC server, for what ngircd cannot be made to show:
+//! SASL success and failure (ngircd has no SASL), a server that stops answering PING, and a flood of
+//! announcements held to the rate. Each fake speaks just enough of the protocol for its case.
+
+use crew_chat::irc::{self, IrcConfig, Outgoing};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+struct Conn {
+    lines: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Conn {
+    fn new(s: TcpStream) -> Conn {
+        let (r, w) = s.into_split();
+        Conn { lines: BufReader::new(r).lines(), w }
+    }
+    async fn send(&mut self, line: &str) {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+    }
+    async fn recv(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+            .await
+            .expect("a line within 10 s")
+            .unwrap()
+            .expect("open")
+    }
+    /// Reads lines until one starts with `prefix`.
+    async fn until(&mut self, prefix: &str) -> String {
+        loop {
+            let l = self.recv().await;
+            if l.starts_with(prefix) {
+                return l;
+            }
+        }
+    }
+    /// Registers the client: answers CAP LS with `caps`, then welcomes it (after `sasl` decides).
+    async fn register(&mut self, caps: &str) {
+        assert_eq!(self.recv().await, "CAP LS 302");
+        self.send(&format!(":fake CAP * LS :{caps}")).await;
+    }
+    async fn welcome(&mut self, nick: &str) {
+        self.send(&format!(":fake 001 {nick} :Welcome")).await;
+    }
+}
+
+async fn fake() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+fn config(port: u16) -> IrcConfig {
+    let mut c = IrcConfig::new("127.0.0.1", port, "crew", vec!["#ops".into()]);
+    c.backoff = (Duration::from_millis(50), Duration::from_millis(200));
+    c
+}
+
+async fn state_until(h: &irc::Handle, mut pred: impl FnMut(&irc::State) -> bool) -> irc::State {
+    let mut rx = h.state.clone();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if pred(&rx.borrow_and_update()) {
+                return rx.borrow().clone();
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("state never matched: {:?}", h.state.borrow()))
+}
+
+#[tokio::test]
+async fn sasl_plain_logs_in_before_registration_ends() {
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.sasl = Some(("crewbot".into(), "s3cret".into()));
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("multi-prefix sasl=PLAIN account-tag").await;
+    let req = c.until("CAP REQ").await;
+    assert!(req.contains("sasl") && req.contains("account-tag"), "{req}");
+    c.send(":fake CAP crew ACK :account-tag sasl").await;
+    assert_eq!(c.until("AUTHENTICATE").await, "AUTHENTICATE PLAIN");
+    c.send("AUTHENTICATE +").await;
+    let auth = c.until("AUTHENTICATE").await;
+    use base64::Engine;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("AUTHENTICATE ").unwrap()).unwrap();
+    assert_eq!(decoded, b"crewbot\0crewbot\0s3cret");
+    c.send(":fake 900 crew crew!crew@h crewbot :You are now logged in").await;
+    c.send(":fake 903 crew :SASL authentication successful").await;
+    assert_eq!(c.until("CAP END").await, "CAP END");
+    c.welcome("crew").await;
+    assert_eq!(c.until("JOIN").await, "JOIN #ops");
+    let s = state_until(&h, |s| s.connected).await;
+    assert_eq!(s.sasl.as_deref(), Some("logged in"));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_failed_sasl_is_reported_and_registration_goes_on() {
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.sasl = Some(("crewbot".into(), "wrong".into()));
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("sasl").await;
+    c.until("CAP REQ").await;
+    c.send(":fake CAP crew ACK :sasl").await;
+    c.until("AUTHENTICATE PLAIN").await;
+    c.send("AUTHENTICATE +").await;
+    c.until("AUTHENTICATE ").await;
+    c.send(":fake 904 crew :SASL authentication failed").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    let s = state_until(&h, |s| s.connected).await;
+    assert_eq!(s.sasl.as_deref(), Some("failed: SASL authentication failed"));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_ping_is_left_and_reconnected() {
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.ping_every = Duration::from_millis(300);
+    cfg.ping_timeout = Duration::from_millis(300);
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    // The robot PINGs when the server is quiet; this server never answers.
+    c.until("PING").await;
+    let mut again =
+        Conn::new(tokio::time::timeout(Duration::from_secs(5), l.accept()).await.expect("reconnects").unwrap().0);
+    again.register("").await;
+    again.until("CAP END").await;
+    again.welcome("crew").await;
+    assert_eq!(again.until("JOIN").await, "JOIN #ops", "and rejoins");
+    let s = state_until(&h, |s| s.connected && s.reconnects == 1).await;
+    assert!(s.last_error.is_none());
+    // The server's own PINGs are answered at once.
+    again.send("PING :are-you-there").await;
+    assert_eq!(again.until("PONG").await, "PONG :are-you-there");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_flood_of_announcements_is_held_to_the_rate_and_summed_up() {
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.rate.every = Duration::from_millis(50); // 20 lines a second after a burst of 4
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, "http://crew/".into(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    c.until("JOIN").await;
+    state_until(&h, |s| s.connected).await;
+    for i in 0..100 {
+        let kind = if i % 4 == 0 { "deploy.finished" } else { "alert.fired" };
+        h.out
+            .send(Outgoing::Announce { room: "#ops".into(), kind: kind.into(), text: format!("event {i}") })
+            .await
+            .unwrap();
+    }
+    let start = Instant::now();
+    let mut notices = Vec::new();
+    loop {
+        let l = c.until("NOTICE #ops :").await;
+        let done = l.contains("… and ");
+        notices.push((start.elapsed(), l));
+        if done {
+            break;
+        }
+    }
+    // The burst goes at once, then one line per 50 ms: never faster than the rule.
+    let sent = notices.len() - 1;
+    assert!((crew_chat::outbox::ANNOUNCE_QUEUE..=crew_chat::outbox::ANNOUNCE_QUEUE + 4).contains(&sent), "{sent}");
+    let last = notices.last().unwrap().0;
+    assert!(last >= Duration::from_millis(50 * (notices.len() as u64 - 5)), "{} lines in {last:?}", notices.len());
+    // What did not fit is summed up in one line, every announcement accounted for.
+    let summary = &notices.last().unwrap().1;
+    let more: usize = summary.split("… and ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(sent + more, 100, "{summary}");
+    assert!(summary.contains("alert ×") && summary.contains("deploy ×"), "{summary}");
+    assert!(summary.contains("see http://crew/"), "{summary}");
+    // Nothing else follows: the flood did not grow a queue.
+    assert!(tokio::time::timeout(Duration::from_millis(300), c.until("NOTICE")).await.is_err());
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn malformed_and_over_long_lines_are_skipped_and_notices_never_answered() {
+    let (l, port) = fake().await;
+    let stop = CancellationToken::new();
+    let (h, mut incoming) = irc::spawn(config(port), String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    c.until("JOIN").await;
+    c.send(&format!(":x!y@z PRIVMSG #ops :{}", "a".repeat(20_000))).await;
+    c.send(":::: ::: :").await;
+    c.send("\u{1}\u{2}garbage").await;
+    c.send(":mo!m@h NOTICE #ops :!status").await;
+    c.send(":mo!m@h PRIVMSG #ops :!status").await;
+    let m = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await.unwrap().unwrap();
+    assert_eq!((m.room.as_str(), m.sender.nick.as_str(), m.text.as_str()), ("#ops", "mo", "!status"));
+    assert_eq!(m.sender.mask(), "mo!m@h");
+    assert!(h.state.borrow().connected, "still connected");
+    assert_eq!(h.state.borrow().reconnects, 0);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_taken_nick_falls_back_to_the_alternates() {
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.alternates = vec!["crewbot".into()];
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    assert_eq!(c.until("NICK").await, "NICK crew");
+    c.send(":fake 433 * crew :Nickname is already in use").await;
+    assert_eq!(c.until("NICK").await, "NICK crewbot");
+    c.send(":fake 433 * crewbot :Nickname is already in use").await;
+    assert_eq!(c.until("NICK").await, "NICK crew_");
+    c.welcome("crew_").await;
+    let s = state_until(&h, |s| s.connected).await;
+    assert_eq!(s.nick, "crew_");
+    stop.cancel();
+}
