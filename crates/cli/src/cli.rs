@@ -47,6 +47,11 @@ pub enum Command {
     Events(EventsArgs),
     /// Show the server's version, store, uptime and counts, and per environment the live release and lock.
     Status,
+    /// The chat robot: `crew chat status` shows its IRC connection, rooms and recent lines.
+    Chat {
+        #[command(subcommand)]
+        action: ChatAction,
+    },
     /// Build trunk's head (or --rev, a commit on trunk) once and ship it to every host of an environment.
     Deploy {
         /// The environment, as named in crew.toml's [environments.*].
@@ -201,6 +206,12 @@ pub struct FlagArgs {
     /// eval: a context attribute (repeatable); numbers and true/false are typed.
     #[arg(long = "attr", value_name = "K=V")]
     pub attrs: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChatAction {
+    /// Connection state (server, nick, channels, reconnects, SASL, backlog) and the last lines said.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

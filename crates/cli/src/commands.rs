@@ -23,6 +23,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Events(args) => events(Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await,
         Command::Status => status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
+        Command::Chat { action: crate::cli::ChatAction::Status } => {
+            chat_status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await
+        }
         Command::Token(cmd) => token(Client::new(&cli.global.server, &data_dir)?, cmd, cli.global.json).await,
         Command::Deploy { environment, rev, message } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
@@ -267,6 +270,40 @@ async fn status(client: Client, as_json: bool) -> Result<()> {
     println!("events    {}", s["counts"]["events"]);
     println!("tokens    {}", s["counts"]["tokens"]);
     crate::deploy::environments(&client).await
+}
+
+async fn chat_status(client: Client, as_json: bool) -> Result<()> {
+    let v = client.json(Method::GET, "/api/v1/chat", None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let irc = &v["irc"];
+    if irc.is_null() {
+        println!("no robot: this server's crew.toml has no [chat.irc]");
+        return Ok(());
+    }
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    if irc["connected"] == true {
+        let rooms: Vec<String> = irc["channels"].as_array().into_iter().flatten().map(s).collect();
+        println!("irc       connected to {} as {} in {}", s(&irc["server"]), s(&irc["nick"]), rooms.join(" "));
+    } else {
+        println!(
+            "irc       not connected to {} (last error: {})",
+            s(&irc["server"]),
+            irc["last_error"].as_str().unwrap_or("none")
+        );
+    }
+    println!(
+        "reconnects {}   backlog {}   sasl {}",
+        irc["reconnects"],
+        irc["backlog"],
+        irc["sasl"].as_str().unwrap_or("-")
+    );
+    for m in v["recent"].as_array().into_iter().flatten().rev().take(10).collect::<Vec<_>>().into_iter().rev() {
+        println!("{} {} <{}> {}", s(&m["at"]).get(11..19).unwrap_or(""), s(&m["room"]), s(&m["who"]), s(&m["text"]));
+    }
+    Ok(())
 }
 
 async fn token(client: Client, cmd: TokenCommand, as_json: bool) -> Result<()> {

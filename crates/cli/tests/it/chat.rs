@@ -132,7 +132,20 @@ async fn the_robot_announces_and_takes_commands_in_ngircd() {
     }
     assert_eq!(got, format!("[note] {summary}"));
 
-    // The status API shows the connection and what was said.
+    // `crew chat status` and the status API show the connection and what was said.
+    let out = s.cli(&mo).args(["chat", "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("connected to 127.0.0.1:{} as crew in #ops", irc.port)), "{text}");
+    assert!(text.contains("<mo> !flag video off"), "{text}");
+    // The status page shows the robot too (signed in with the cookie a browser would get).
+    let web = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = web.post(format!("{}/signin", s.url)).form(&[("token", mo.as_str())]).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page =
+        web.get(format!("{}/status", s.url)).header("cookie", cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("connected to 127.0.0.1:") && page.contains("#ops"), "{page}");
+    assert!(page.contains("!flag video off"), "recent lines are listed");
     let v = s.get_json("/api/v1/chat", &mo).await;
     assert_eq!(v["irc"]["nick"], "crew");
     assert!(v["recent"].as_array().unwrap().iter().any(|m| m["text"] == "!flag video off"), "{v}");

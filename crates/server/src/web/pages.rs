@@ -182,8 +182,47 @@ pub async fn status(user: WebUser, State(st): State<AppState>) -> Response {
             dt { "Events" } dd { (counts.events) }
             dt { "Tokens" } dd { (counts.tokens) }
         }
+        (robot(&st))
     };
     layout("Status", Some(&user), "/status", body).into_response()
+}
+
+/// The robot's part of the status page: its IRC connection, rooms, and the last lines said.
+fn robot(st: &AppState) -> Markup {
+    let v = st.chat.json();
+    let irc = &v["irc"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    html! {
+        h2 { "Robot" }
+        @if irc.is_null() {
+            p.muted { "No robot: add " code { "[chat.irc]" } " to crew.toml." }
+        } @else {
+            dl.status #robot {
+                dt { "IRC" }
+                dd {
+                    @if irc["connected"] == true {
+                        "connected to " (text(&irc["server"])) " as " strong { (text(&irc["nick"])) }
+                    } @else {
+                        "not connected to " (text(&irc["server"]))
+                        @if let Some(e) = irc["last_error"].as_str() { " (" (e) ")" }
+                    }
+                }
+                dt { "Rooms" }
+                dd { @for c in irc["channels"].as_array().into_iter().flatten() { code { (text(c)) } " " } }
+                dt { "Reconnects" } dd { (irc["reconnects"]) }
+                dt { "Waiting to be said" } dd { (irc["backlog"]) }
+            }
+            @let recent = v["recent"].as_array().cloned().unwrap_or_default();
+            @if !recent.is_empty() {
+                ul.recent {
+                    @for m in recent.iter().rev().take(20) {
+                        li { span.muted { (text(&m["at"]).get(11..19).unwrap_or("")) " " (text(&m["room"])) } " "
+                             strong { (text(&m["who"])) } " " (text(&m["text"])) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn not_found() -> Response {
