@@ -9,3 +9,4 @@ pub mod irc;
 pub mod mask;
 pub mod outbox;
 pub mod text;
+pub mod webhook;

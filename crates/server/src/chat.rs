@@ -25,8 +25,24 @@ pub struct ChatSection {
     /// Who is speaking: crew users and their chat identities.
     #[serde(default)]
     pub users: Vec<ChatUser>,
-    /// IM webhooks: accepted, typed when they land.
-    pub webhooks: Option<toml::Value>,
+    /// IM webhooks (Slack, Mattermost, generic JSON) that hear the timeline.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSection>,
+}
+
+/// `[[chat.webhooks]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub kind: crew_chat::webhook::Kind,
+    /// The environment variable holding the URL (it is a secret), or the URL itself.
+    pub url_env: Option<String>,
+    pub url: Option<String>,
+    /// Mattermost: post to this channel instead of the webhook's own.
+    pub channel: Option<String>,
+    /// The event kinds it hears (dotted prefixes, `*` for all); deploy, lock, flag, alert and incident if not given.
+    #[serde(default)]
+    pub announce: Vec<String>,
 }
 
 /// `[chat.irc]`.
@@ -100,6 +116,19 @@ impl ChatSection {
                 return Err("chat.irc.lines_per_second: between 0 and 100".into());
             }
         }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            match (&w.url, &w.url_env) {
+                (Some(_), Some(_)) => return Err(format!("chat.webhooks[{i}]: give url or url_env, not both")),
+                (None, None) => return Err(format!("chat.webhooks[{i}]: url_env (or url) is missing")),
+                (Some(u), None) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                    return Err(format!("chat.webhooks[{i}].url: not an http(s) URL"))
+                }
+                _ => {}
+            }
+            if w.channel.is_some() && w.kind != crew_chat::webhook::Kind::Mattermost {
+                return Err(format!("chat.webhooks[{i}].channel: only Mattermost webhooks take a channel"));
+            }
+        }
         for (i, u) in self.users.iter().enumerate() {
             if let Some(p) = &u.irc {
                 mask::check_pattern(p).map_err(|e| format!("chat.users[{i}].irc: {e}"))?;
@@ -163,16 +192,43 @@ fn irc_config(s: &IrcSection) -> Result<IrcConfig, String> {
     Ok(cfg)
 }
 
-/// Starts the robot when crew.toml configures IRC: the connection, the announcer and the command loop.
+/// Starts the robot as crew.toml configures it: the IRC connection with its command loop, the webhooks, and
+/// the announcer that feeds them the timeline.
 pub fn start(st: &AppState, bus: tokio::sync::broadcast::Receiver<Arc<Event>>) -> anyhow::Result<()> {
     let Some(section) = st.settings.file.chat.clone() else { return Ok(()) };
-    let Some(irc_section) = section.irc.clone() else { return Ok(()) };
-    let cfg = irc_config(&irc_section).map_err(anyhow::Error::msg)?;
     let base = base_url(st);
-    let (handle, incoming) = irc::spawn(cfg, format!("{base}/"), st.shutdown.clone());
-    let _ = st.chat.state.set(handle.state.clone());
-    tokio::spawn(announcer(st.clone(), irc_section.clone(), handle.out.clone(), bus));
-    tokio::spawn(listen(st.clone(), section, handle.out, incoming));
+    let mut hooks = Vec::new();
+    for (i, w) in section.webhooks.iter().enumerate() {
+        let url = match (&w.url, &w.url_env) {
+            (Some(u), _) => u.clone(),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| anyhow::anyhow!("chat.webhooks[{i}].url_env: ${var} is not set"))?
+            }
+            (None, None) => anyhow::bail!("chat.webhooks[{i}]: no url"),
+        };
+        let hook = crew_chat::webhook::Webhook {
+            name: format!("webhook {} ({:?})", i + 1, w.kind).to_lowercase(),
+            kind: w.kind,
+            url,
+            channel: w.channel.clone(),
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+        };
+        hooks.push((crew_chat::webhook::spawn(hook, st.shutdown.clone()), w.clone()));
+    }
+    let irc = match section.irc.clone() {
+        Some(irc_section) => {
+            let cfg = irc_config(&irc_section).map_err(anyhow::Error::msg)?;
+            let (handle, incoming) = irc::spawn(cfg, format!("{base}/"), st.shutdown.clone());
+            let _ = st.chat.state.set(handle.state.clone());
+            tokio::spawn(listen(st.clone(), section.clone(), handle.out.clone(), incoming));
+            Some((irc_section, handle.out))
+        }
+        None => None,
+    };
+    if irc.is_some() || !hooks.is_empty() {
+        tokio::spawn(announcer(st.clone(), irc, hooks, bus));
+    }
     Ok(())
 }
 
@@ -182,8 +238,8 @@ fn base_url(st: &AppState) -> String {
 
 async fn announcer(
     st: AppState,
-    irc: IrcSection,
-    out: tokio::sync::mpsc::Sender<Outgoing>,
+    irc: Option<(IrcSection, tokio::sync::mpsc::Sender<Outgoing>)>,
+    hooks: Vec<(crew_chat::webhook::Sender, WebhookSection)>,
     mut bus: tokio::sync::broadcast::Receiver<Arc<Event>>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
@@ -200,12 +256,22 @@ async fn announcer(
                 Err(RecvError::Closed) => return,
             },
         };
-        for room in &irc.channels {
-            let filters = irc.announce.iter().find(|(r, _)| r.eq_ignore_ascii_case(room)).map(|(_, f)| f.as_slice());
-            if announce::wanted(filters.unwrap_or(&[]), &e.kind) {
-                let text = announce::line(&e, &base);
-                st.chat.remember(room, "crew", &text);
-                let _ = out.send(Outgoing::Announce { room: room.clone(), kind: e.kind.clone(), text }).await;
+        let text = announce::line(&e, &base);
+        if let Some((irc, out)) = &irc {
+            for room in &irc.channels {
+                let filters =
+                    irc.announce.iter().find(|(r, _)| r.eq_ignore_ascii_case(room)).map(|(_, f)| f.as_slice());
+                if announce::wanted(filters.unwrap_or(&[]), &e.kind) {
+                    st.chat.remember(room, "crew", &text);
+                    let _ = out
+                        .send(Outgoing::Announce { room: room.clone(), kind: e.kind.clone(), text: text.clone() })
+                        .await;
+                }
+            }
+        }
+        for (sender, w) in &hooks {
+            if announce::wanted(&w.announce, &e.kind) {
+                sender.send(crew_chat::webhook::body(w.kind, &text, &e, w.channel.as_deref()));
             }
         }
     }
