@@ -477,6 +477,33 @@ async fn run(
     }
 }
 
+/// `POST /api/v1/chat/command` `{"text": "!status"}`: the robot's commands over HTTP, run as the caller with
+/// the caller's role (the same registry and code as in a room). A long-running command's outcome is not
+/// reported here: follow the deploy it names.
+pub async fn command(
+    caller: crate::auth::Caller,
+    axum::extract::State(st): axum::extract::State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        text: String,
+    }
+    caller.require(Role::Viewer)?;
+    let req: Req = crate::api::parse_json(&body)?;
+    let inv = match commands::parse(&req.text) {
+        None => return Err(ApiError::BadRequest("a command starts with `!`: try `!help`".into())),
+        Some(Err(e)) => return Err(ApiError::BadRequest(e)),
+        Some(Ok(i)) => i,
+    };
+    let spec = commands::spec(inv.name).expect("parsed commands are known");
+    caller.require(spec.role)?;
+    let (out, _) = tokio::sync::mpsc::channel(1);
+    let reply = run(&st, &inv, caller.actor(), "the API", &out).await?;
+    Ok(axum::Json(json!({"command": inv.name, "reply": reply})))
+}
+
 fn no_app() -> ApiError {
     ApiError::BadRequest("this server's crew.toml has no [app]: no deploys here".into())
 }

@@ -369,3 +369,24 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
         assert!(err.contains(says), "{toml}: {err}");
     }
 }
+
+#[tokio::test]
+async fn the_same_commands_over_http_run_with_the_callers_role() {
+    let s = Server::start().await;
+    let (vic, mo) = (s.token("vic", "viewer").await, s.token("mo", "member").await);
+    let cmd = |token: &str, text: &str| {
+        s.req(Method::POST, "/api/v1/chat/command", token).json(&json!({ "text": text })).send()
+    };
+    let res = cmd(&vic, "!status").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["reply"], "crew is up; 0 flags; no app configured");
+    assert_eq!(cmd(&vic, "!flag video on").await.unwrap().status(), 403, "a viewer may not switch flags");
+    let res = cmd(&mo, "!flag video on").await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.json::<Value>().await.unwrap()["errors"][0]["detail"].as_str().unwrap().contains("no flag `video`"));
+    for bad in ["status", "!nope", "!deploy"] {
+        assert_eq!(cmd(&mo, bad).await.unwrap().status(), 400, "{bad}");
+    }
+    let help = cmd(&vic, "!help lock").await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(help["reply"], "!lock ENV REASON: stop deploys to ENV until unlocked (needs member)");
+}
