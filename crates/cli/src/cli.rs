@@ -212,6 +212,22 @@ pub struct FlagArgs {
 pub enum ChatAction {
     /// Connection state (server, nick, channels, reconnects, SASL, backlog) and the last lines said.
     Status,
+    /// Let a chat identity speak as a crew user (admin): `crew chat link alice --irc 'alice!*@*.example.com'`
+    /// or `--irc account:alice` for a services account. Never a bare nick.
+    Link {
+        /// The crew user (a token's name); its role applies to what the identity runs.
+        user: String,
+        /// A hostmask pattern (nick!user@host with * and ?) or account:NAME.
+        #[arg(long, value_name = "PATTERN")]
+        irc: String,
+    },
+    /// Remove a link made with `crew chat link` (admin).
+    Unlink {
+        #[arg(long, value_name = "PATTERN")]
+        irc: String,
+    },
+    /// The chat identities and the crew users they speak as (crew.toml's and linked ones).
+    Links,
 }
 
 #[derive(Debug, Subcommand)]

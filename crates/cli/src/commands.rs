@@ -23,8 +23,18 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Events(args) => events(Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await,
         Command::Status => status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
-        Command::Chat { action: crate::cli::ChatAction::Status } => {
-            chat_status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await
+        Command::Chat { action } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            match action {
+                crate::cli::ChatAction::Status => chat_status(client, cli.global.json).await,
+                crate::cli::ChatAction::Link { user, irc } => {
+                    chat_link(client, json!({"identity": irc, "user": user}), cli.global.json).await
+                }
+                crate::cli::ChatAction::Unlink { irc } => {
+                    chat_link(client, json!({"identity": irc, "user": null}), cli.global.json).await
+                }
+                crate::cli::ChatAction::Links => chat_links(client, cli.global.json).await,
+            }
         }
         Command::Token(cmd) => token(Client::new(&cli.global.server, &data_dir)?, cmd, cli.global.json).await,
         Command::Deploy { environment, rev, message } => {
@@ -270,6 +280,31 @@ async fn status(client: Client, as_json: bool) -> Result<()> {
     println!("events    {}", s["counts"]["events"]);
     println!("tokens    {}", s["counts"]["tokens"]);
     crate::deploy::environments(&client).await
+}
+
+async fn chat_link(client: Client, body: Value, as_json: bool) -> Result<()> {
+    let v = client.json(Method::POST, "/api/v1/chat/links", Some(&body)).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if let Some(user) = v["user"].as_str() {
+        println!("{} now speaks as {user}", v["identity"].as_str().unwrap_or(""));
+    } else {
+        println!("{} unlinked", v["identity"].as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+async fn chat_links(client: Client, as_json: bool) -> Result<()> {
+    let v = client.json(Method::GET, "/api/v1/chat/links", None).await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for l in v["links"].as_array().into_iter().flatten() {
+        let s = |k: &str| l[k].as_str().unwrap_or("").to_string();
+        println!("{:<40} {:<16} ({})", s("identity"), s("user"), s("from"));
+    }
+    Ok(())
 }
 
 async fn chat_status(client: Client, as_json: bool) -> Result<()> {

@@ -298,11 +298,16 @@ async fn listen(
         let spec = commands::spec(inv.name).expect("parsed commands are known");
         // Who is speaking: the first [[chat.users]] whose pattern matches, and that user's role now (a revoked
         // token's user is nobody). Unknown people may run read commands only.
-        let user = section
-            .users
-            .iter()
-            .find(|u| u.irc.as_deref().is_some_and(|p| mask::matches(p, &m.sender)))
-            .map(|u| u.name.clone());
+        let user = match section.users.iter().find(|u| u.irc.as_deref().is_some_and(|p| mask::matches(p, &m.sender))) {
+            Some(u) => Some(u.name.clone()),
+            None => match st.store.chat_links().await {
+                Ok(links) => links.into_iter().find(|l| mask::matches(&l.identity, &m.sender)).map(|l| l.user),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading chat links failed; treating the speaker as unknown");
+                    None
+                }
+            },
+        };
         let role = match &user {
             Some(name) => {
                 st.store.tokens().await.ok().and_then(|t| t.into_iter().find(|t| &t.name == name)).map(|t| t.role)
@@ -502,6 +507,70 @@ pub async fn command(
     let (out, _) = tokio::sync::mpsc::channel(1);
     let reply = run(&st, &inv, caller.actor(), "the API", &out).await?;
     Ok(axum::Json(json!({"command": inv.name, "reply": reply})))
+}
+
+/// `GET /api/v1/chat/links`: the identities linked by `crew chat link` (crew.toml's [[chat.users]] too).
+pub async fn links(
+    _: crate::auth::Viewer,
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let stored: Vec<serde_json::Value> = st
+        .store
+        .chat_links()
+        .await?
+        .into_iter()
+        .map(|l| json!({"identity": l.identity, "user": l.user, "created_at": crew_core::time::rfc3339(l.created_at), "created_by": l.created_by, "from": "crew chat link"}))
+        .collect();
+    let configured = st
+        .settings
+        .file
+        .chat
+        .iter()
+        .flat_map(|c| c.users.iter())
+        .filter_map(|u| u.irc.as_ref().map(|p| json!({"identity": p, "user": u.name, "from": "crew.toml"})));
+    Ok(axum::Json(json!({"links": configured.chain(stored).collect::<Vec<_>>()})))
+}
+
+/// `POST /api/v1/chat/links` `{identity, user}` links (admin); `{identity, user: null}` removes the link.
+pub async fn link(
+    crate::auth::Admin(caller): crate::auth::Admin,
+    axum::extract::State(st): axum::extract::State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Req {
+        identity: String,
+        user: Option<String>,
+    }
+    let req: Req = crate::api::parse_json(&body)?;
+    let identity = req.identity.trim();
+    mask::check_pattern(identity).map_err(ApiError::BadRequest)?;
+    let event = match &req.user {
+        Some(user) => {
+            if !st.store.tokens().await?.iter().any(|t| &t.name == user) {
+                return Err(ApiError::NotFound(format!(
+                    "no crew user `{user}`: create its token first (crew token create {user})"
+                )));
+            }
+            NewEvent::new(
+                caller.actor(),
+                "chat.linked",
+                &format!("user:{user}"),
+                format!("{} linked {identity} to {user}", caller.name),
+            )
+            .with_data(json!({"identity": identity, "user": user}))
+        }
+        None => NewEvent::new(
+            caller.actor(),
+            "chat.unlinked",
+            &format!("chat:{identity}"),
+            format!("{} unlinked {identity}", caller.name),
+        )
+        .with_data(json!({"identity": identity})),
+    };
+    let e = st.store.put_chat_link(identity, req.user.as_deref(), &caller.name, event).await?;
+    Ok(axum::Json(json!({"identity": identity, "user": req.user, "event": e.id})))
 }
 
 fn no_app() -> ApiError {

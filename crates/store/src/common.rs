@@ -460,6 +460,46 @@ macro_rules! impl_store {
                 .collect()
         }
 
+        async fn chat_links(&self) -> crate::Result<Vec<crate::ChatLink>> {
+            use sqlx::Row;
+            let rows = sqlx::query("SELECT identity, user_name, created_at, created_by FROM chat_links ORDER BY identity")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(crate::ChatLink {
+                        identity: r.try_get(0)?,
+                        user: r.try_get(1)?,
+                        created_at: crate::from_millis(r.try_get(2)?)?,
+                        created_by: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn put_chat_link(&self, identity: &str, user: Option<&str>, actor: &str, event: crew_core::NewEvent) -> crate::Result<crew_core::Event> {
+            let (_write, mut tx) = self.begin_write().await?;
+            let stamped = crate::stamp(vec![event])?;
+            let removed = sqlx::query("DELETE FROM chat_links WHERE identity = $1").bind(identity).execute(&mut *tx).await?.rows_affected();
+            match user {
+                Some(user) => {
+                    sqlx::query("INSERT INTO chat_links (identity, user_name, created_at, created_by) VALUES ($1, $2, $3, $4)")
+                        .bind(identity)
+                        .bind(user)
+                        .bind(crate::to_millis(chrono::Utc::now()))
+                        .bind(actor)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                None if removed == 0 => return Err(crate::StoreError::NotFound(format!("no chat link for `{identity}`"))),
+                None => {}
+            }
+            let events = self.insert_events(&mut tx, stamped).await?;
+            tx.commit().await?;
+            self.committed(&events);
+            Ok(events.into_iter().next().expect("one event"))
+        }
+
         async fn put_flag(
             &self,
             key: &str,

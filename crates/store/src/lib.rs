@@ -111,6 +111,17 @@ pub struct StoredFlag {
     pub updated_by: String,
 }
 
+/// A chat identity linked to a crew user (`crew chat link`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatLink {
+    /// A hostmask pattern (`alice!*@*.example.com`) or `account:NAME`.
+    pub identity: String,
+    /// The crew user (a token's name) who speaks through it.
+    pub user: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
 /// Counts for `crew status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -218,6 +229,12 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
         event: Box<dyn for<'b> FnOnce(Option<&'b serde_json::Value>) -> NewEvent + Send>,
     ) -> Result<(Option<serde_json::Value>, Event)>;
+
+    async fn chat_links(&self) -> Result<Vec<ChatLink>>;
+
+    /// Links a chat identity to a crew user (replacing its link), or with `None` removes the link (`NotFound`
+    /// if there is none), with its event in the same transaction.
+    async fn put_chat_link(&self, identity: &str, user: Option<&str>, actor: &str, event: NewEvent) -> Result<Event>;
 
     /// Records that the server running deploy `id` is alive.
     async fn deploy_heartbeat(&self, id: i64) -> Result<()>;

@@ -111,6 +111,28 @@ async fn the_robot_announces_and_takes_commands_in_ngircd() {
     let refused = eve.wait(|l| l.contains("PRIVMSG #ops :eve:"), "the refusal").await;
     assert!(refused.contains("needs a crew user with role member"), "{refused}");
     assert_eq!(s.get_json("/api/v1/flags/video", &mo).await["definition"]["state"], "DISABLED");
+
+    // An admin links eve's identity to a crew user: from then on she acts as that user (and a bare nick or an
+    // unknown user is refused).
+    let link = |args: &[&str]| s.cli(&s.admin).args(["chat"]).args(args).output().unwrap();
+    let out = link(&["link", "eve", "--irc", "eve"]);
+    assert_eq!(out.status.code(), Some(2), "a bare nick is never trusted");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a bare nick is never trusted"));
+    let out = link(&["link", "eve", "--irc", "eve!*@127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2), "no crew user eve yet: {}", String::from_utf8_lossy(&out.stderr));
+    s.token("eve", "member").await;
+    let out = link(&["link", "eve", "--irc", "eve!*@127.0.0.1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&link(&["links"]).stdout).to_string();
+    assert!(listed.contains("mo!*@127.0.0.1") && listed.contains("eve!*@127.0.0.1"), "{listed}");
+    eve.say("PRIVMSG #ops :!flag video on").await;
+    eve.wait(|l| l.contains("PRIVMSG #ops :video:"), "eve's change").await;
+    let v = s.get_json("/api/v1/events?kind=chat&limit=1", &mo).await;
+    assert_eq!(v["events"][0]["kind"], "chat.linked");
+    assert!(link(&["unlink", "--irc", "eve!*@127.0.0.1"]).status.success());
+    eve.say("PRIVMSG #ops :!flag video off").await;
+    eve.wait(|l| l.contains("PRIVMSG #ops :eve:") && l.contains("needs a crew user"), "refused again").await;
+    assert_eq!(s.get_json("/api/v1/flags/video", &mo).await["definition"]["state"], "ENABLED");
     eve.say("NOTICE #ops :!status").await;
     eve.say("PRIVMSG #ops :!nope").await;
     let first = eve.wait(|l| l.contains("PRIVMSG #ops :"), "a reply").await;
@@ -143,7 +165,7 @@ async fn the_robot_announces_and_takes_commands_in_ngircd() {
     let out = s.cli(&mo).args(["chat", "status"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("connected to 127.0.0.1:{} as crew in #ops", irc.port)), "{text}");
-    assert!(text.contains("<mo> !flag video off"), "{text}");
+    assert!(text.contains("<eve> !flag video off"), "{text}");
     // The status page shows the robot too (signed in with the cookie a browser would get).
     let web = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let res = web.post(format!("{}/signin", s.url)).form(&[("token", mo.as_str())]).send().await.unwrap();

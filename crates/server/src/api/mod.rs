@@ -40,6 +40,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/chat", get(system::chat))
         .route("/api/v1/chat/command", post(crate::chat::command))
+        .route("/api/v1/chat/links", get(crate::chat::links).post(crate::chat::link))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
         .route("/api/{*rest}", axum::routing::any(not_found))
