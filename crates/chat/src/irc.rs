@@ -296,6 +296,7 @@ async fn session(
     let mut ping_sent: Option<Instant> = None;
     let mut regain_at = Instant::now() + Duration::from_secs(60);
     let mut joined: Vec<String> = Vec::new();
+    let mut whois: std::collections::HashMap<String, Whois> = std::collections::HashMap::new();
     let mut wake = tokio::time::interval(Duration::from_millis(250));
     wake.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Until registered nothing queued is written (the server would refuse it).
@@ -453,8 +454,36 @@ async fn session(
                             let account = if account_tag { tag(&msg, "account") } else { None };
                             let room = if target.eq_ignore_ascii_case(&nick) { n.clone() } else { target.clone() };
                             let sender = Sender { nick: n.clone(), user: u.clone(), host: h.clone(), account };
-                            // A full queue drops the message rather than stalling the connection.
-                            let _ = incoming.try_send(Incoming { room, sender, text: body.clone() });
+                            let m = Incoming { room, sender, text: body.clone() };
+                            if account_tag || !body.trim_start().starts_with('!') {
+                                // A full queue drops the message rather than stalling the connection.
+                                let _ = incoming.try_send(m);
+                            } else {
+                                // No account-tag: a command waits for WHOIS to say which services account (if
+                                // any) its sender is logged in to. The WHOIS goes through the flood rule.
+                                let key = n.to_ascii_lowercase();
+                                let waiting = whois.entry(key).or_insert_with(|| {
+                                    outbox.reply(Line::Raw(format!("WHOIS {n}")));
+                                    Whois { since: Instant::now(), account: None, held: Vec::new() }
+                                });
+                                if waiting.held.len() < 5 {
+                                    waiting.held.push(m);
+                                }
+                            }
+                        }
+                    }
+                    // RPL_WHOISACCOUNT (330, not in irc-proto's table): `<me> <nick> <account> :is logged in as`.
+                    Command::Raw(code, args) if code == "330" && args.len() >= 3 => {
+                        if let Some(w) = whois.get_mut(&args[1].to_ascii_lowercase()) {
+                            w.account = Some(args[2].clone());
+                        }
+                    }
+                    Command::Response(Response::RPL_ENDOFWHOIS, args) if args.len() >= 2 => {
+                        if let Some(w) = whois.remove(&args[1].to_ascii_lowercase()) {
+                            for mut m in w.held {
+                                m.sender.account = w.account.clone();
+                                let _ = incoming.try_send(m);
+                            }
                         }
                     }
                     _ => {}
@@ -485,6 +514,15 @@ async fn session(
                     ping_sent = Some(now);
                     outbox.urgent(format!("PING :{}", cfg.server));
                 }
+                // A WHOIS that was never answered releases its commands without an account.
+                let stale: Vec<String> = whois.iter().filter(|(_, w)| now.duration_since(w.since) > Duration::from_secs(10)).map(|(k, _)| k.clone()).collect();
+                for k in stale {
+                    if let Some(w) = whois.remove(&k) {
+                        for m in w.held {
+                            let _ = incoming.try_send(m);
+                        }
+                    }
+                }
                 if registered && nick != cfg.nick && now > regain_at {
                     regain_at = now + Duration::from_secs(60);
                     outbox.urgent(format!("NICK {}", cfg.nick));
@@ -495,6 +533,13 @@ async fn session(
             }
         }
     }
+}
+
+/// Commands from one person held until WHOIS answers.
+struct Whois {
+    since: Instant,
+    account: Option<String>,
+    held: Vec<Incoming>,
 }
 
 fn tag(msg: &Message, name: &str) -> Option<String> {

@@ -213,7 +213,11 @@ async fn malformed_and_over_long_lines_are_skipped_and_notices_never_answered() 
     c.send("\u{1}\u{2}garbage").await;
     c.send(":mo!m@h NOTICE #ops :!status").await;
     c.send(":mo!m@h PRIVMSG #ops :!status").await;
+    // Without account-tag the robot asks WHOIS which account the sender is logged in to; none here.
+    assert_eq!(c.until("WHOIS").await, "WHOIS mo");
+    c.send(":fake 318 crew mo :End of WHOIS list").await;
     let m = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await.unwrap().unwrap();
+    assert_eq!(m.sender.account, None);
     assert_eq!((m.room.as_str(), m.sender.nick.as_str(), m.text.as_str()), ("#ops", "mo", "!status"));
     assert_eq!(m.sender.mask(), "mo!m@h");
     assert!(h.state.borrow().connected, "still connected");
@@ -238,5 +242,45 @@ async fn a_taken_nick_falls_back_to_the_alternates() {
     c.welcome("crew_").await;
     let s = state_until(&h, |s| s.connected).await;
     assert_eq!(s.nick, "crew_");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn the_services_account_comes_from_account_tag_or_whois() {
+    let (l, port) = fake().await;
+    let stop = CancellationToken::new();
+    let (_h, mut incoming) = irc::spawn(config(port), String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    c.until("JOIN").await;
+    c.send(":mo!m@h PRIVMSG #ops :!status").await;
+    assert_eq!(c.until("WHOIS").await, "WHOIS mo");
+    c.send(":fake 311 crew mo m h * :Mo").await;
+    c.send(":fake 330 crew mo moaccount :is logged in as").await;
+    c.send(":fake 318 crew mo :End of WHOIS list").await;
+    let m = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await.unwrap().unwrap();
+    assert_eq!(m.sender.account.as_deref(), Some("moaccount"));
+    // Chatter that is not a command is not looked up.
+    c.send(":mo!m@h PRIVMSG #ops :hello").await;
+    let m = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await.unwrap().unwrap();
+    assert_eq!((m.text.as_str(), m.sender.account.as_deref()), ("hello", None));
+    stop.cancel();
+
+    // With account-tag, the tag says it at once.
+    let (l, port) = fake().await;
+    let stop = CancellationToken::new();
+    let (_h, mut incoming) = irc::spawn(config(port), String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("account-tag").await;
+    c.until("CAP REQ").await;
+    c.send(":fake CAP crew ACK :account-tag").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    c.until("JOIN").await;
+    c.send("@account=alice :al!a@h PRIVMSG #ops :!status").await;
+    let m = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await.unwrap().unwrap();
+    assert_eq!(m.sender.account.as_deref(), Some("alice"));
     stop.cancel();
 }
