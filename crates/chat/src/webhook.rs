@@ -61,6 +61,8 @@ pub fn body(kind: Kind, line: &str, event: &Event, channel: Option<&str>) -> Val
 #[derive(Clone)]
 pub struct Sender {
     tx: mpsc::Sender<Value>,
+    /// `webhook 1 (slack)`: how logs and the status page name it.
+    pub name: String,
     pub counts: Arc<Counts>,
 }
 
@@ -74,6 +76,7 @@ impl Sender {
 
 pub fn spawn(hook: Webhook, shutdown: tokio_util::sync::CancellationToken) -> Sender {
     let (tx, mut rx) = mpsc::channel::<Value>(256);
+    let name = hook.name.clone();
     let counts = Arc::new(Counts::default());
     let c = counts.clone();
     tokio::spawn(async move {
@@ -90,7 +93,7 @@ pub fn spawn(hook: Webhook, shutdown: tokio_util::sync::CancellationToken) -> Se
             }
         }
     });
-    Sender { tx, counts }
+    Sender { tx, name, counts }
 }
 
 /// Posts one body, retrying as the answer says; whether it was delivered.

@@ -314,11 +314,14 @@ async fn chat_status(client: Client, as_json: bool) -> Result<()> {
         return Ok(());
     }
     let irc = &v["irc"];
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    for w in v["webhooks"].as_array().into_iter().flatten() {
+        println!("{:<24} sent {}   failed {}   dropped {}", s(&w["name"]), w["sent"], w["failed"], w["dropped"]);
+    }
     if irc.is_null() {
-        println!("no robot: this server's crew.toml has no [chat.irc]");
+        println!("no IRC robot: this server's crew.toml has no [chat.irc]");
         return Ok(());
     }
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
     if irc["connected"] == true {
         let rooms: Vec<String> = irc["channels"].as_array().into_iter().flatten().map(s).collect();
         println!("irc       connected to {} as {} in {}", s(&irc["server"]), s(&irc["nick"]), rooms.join(" "));

@@ -142,6 +142,8 @@ impl ChatSection {
 #[derive(Default)]
 pub struct ChatStatus {
     state: OnceLock<tokio::sync::watch::Receiver<irc::State>>,
+    /// Each webhook's name (never its URL) and delivery counts.
+    webhooks: OnceLock<Vec<(String, Arc<crew_chat::webhook::Counts>)>>,
     recent: Mutex<VecDeque<Said>>,
 }
 
@@ -165,10 +167,21 @@ impl ChatStatus {
 
     pub fn json(&self) -> serde_json::Value {
         let recent: Vec<Said> = self.recent.lock().expect("recent").iter().cloned().collect();
-        match self.state.get() {
-            None => json!({"irc": null, "recent": recent}),
-            Some(s) => json!({"irc": *s.borrow(), "recent": recent}),
-        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let webhooks: Vec<serde_json::Value> = self
+            .webhooks
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|(name, c)| {
+                json!({"name": name, "sent": c.sent.load(Relaxed), "failed": c.failed.load(Relaxed), "dropped": c.dropped.load(Relaxed)})
+            })
+            .collect();
+        let irc = match self.state.get() {
+            None => serde_json::Value::Null,
+            Some(s) => json!(*s.borrow()),
+        };
+        json!({"irc": irc, "webhooks": webhooks, "recent": recent})
     }
 }
 
@@ -216,6 +229,7 @@ pub fn start(st: &AppState, bus: tokio::sync::broadcast::Receiver<Arc<Event>>) -
         };
         hooks.push((crew_chat::webhook::spawn(hook, st.shutdown.clone()), w.clone()));
     }
+    let _ = st.chat.webhooks.set(hooks.iter().map(|(h, _)| (h.name.clone(), h.counts.clone())).collect());
     let irc = match section.irc.clone() {
         Some(irc_section) => {
             let cfg = irc_config(&irc_section).map_err(anyhow::Error::msg)?;

@@ -361,6 +361,11 @@ async fn webhooks_hear_the_timeline_and_wait_out_429_and_5xx() {
     // `*`: the generic hook hears everything, including the token created above, with the whole event.
     let kinds: Vec<&str> = json_hooks.iter().filter_map(|r| r.1["event"]["kind"].as_str()).collect();
     assert!(kinds.contains(&"flag.changed"), "{kinds:?}");
+    // The status names each webhook and counts what it delivered; its URL (a secret) is never shown.
+    let v = s.get_json("/api/v1/chat", &mo).await;
+    assert_eq!(v["webhooks"][0]["name"], "webhook 1 (slack)");
+    assert_eq!(v["webhooks"][0]["sent"], 1);
+    assert!(!v.to_string().contains("127.0.0.1"), "{v}");
 }
 
 #[tokio::test]
