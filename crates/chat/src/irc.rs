@@ -43,6 +43,9 @@ pub struct IrcConfig {
     pub ping_timeout: Duration,
     /// Reconnect backoff: first wait and cap (each wait doubles, with ±25% jitter).
     pub backoff: (Duration, Duration),
+    /// Ask WHOIS for a command's services account when the server sends no account-tag. Only worth a round
+    /// trip when some mapping names an `account:`; the server turns it on when one does.
+    pub whois: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl IrcConfig {
@@ -60,6 +63,7 @@ impl IrcConfig {
             ping_every: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(30),
             backoff: (Duration::from_secs(1), Duration::from_secs(60)),
+            whois: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 }
@@ -455,12 +459,14 @@ async fn session(
                             let room = if target.eq_ignore_ascii_case(&nick) { n.clone() } else { target.clone() };
                             let sender = Sender { nick: n.clone(), user: u.clone(), host: h.clone(), account };
                             let m = Incoming { room, sender, text: body.clone() };
-                            if account_tag || !body.trim_start().starts_with('!') {
+                            let ask = !account_tag && cfg.whois.load(std::sync::atomic::Ordering::Relaxed);
+                            if !ask || !body.trim_start().starts_with('!') {
                                 // A full queue drops the message rather than stalling the connection.
                                 let _ = incoming.try_send(m);
                             } else {
-                                // No account-tag: a command waits for WHOIS to say which services account (if
-                                // any) its sender is logged in to. The WHOIS goes through the flood rule.
+                                // No account-tag, and accounts matter: a command waits for WHOIS to say which
+                                // services account (if any) its sender is logged in to. The WHOIS goes through
+                                // the flood rule.
                                 let key = n.to_ascii_lowercase();
                                 let waiting = whois.entry(key).or_insert_with(|| {
                                     outbox.reply(Line::Raw(format!("WHOIS {n}")));

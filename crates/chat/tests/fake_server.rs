@@ -202,7 +202,9 @@ async fn a_flood_of_announcements_is_held_to_the_rate_and_summed_up() {
 async fn malformed_and_over_long_lines_are_skipped_and_notices_never_answered() {
     let (l, port) = fake().await;
     let stop = CancellationToken::new();
-    let (h, mut incoming) = irc::spawn(config(port), String::new(), stop.clone());
+    let cfg = config(port);
+    cfg.whois.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (h, mut incoming) = irc::spawn(cfg, String::new(), stop.clone());
     let mut c = Conn::new(l.accept().await.unwrap().0);
     c.register("").await;
     c.until("CAP END").await;
@@ -247,9 +249,25 @@ async fn a_taken_nick_falls_back_to_the_alternates() {
 
 #[tokio::test]
 async fn the_services_account_comes_from_account_tag_or_whois() {
+    // Without any account: mapping, no WHOIS: a command goes straight through.
     let (l, port) = fake().await;
     let stop = CancellationToken::new();
     let (_h, mut incoming) = irc::spawn(config(port), String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    c.until("JOIN").await;
+    c.send(":mo!m@h PRIVMSG #ops :!status").await;
+    let m = tokio::time::timeout(Duration::from_secs(5), incoming.recv()).await.unwrap().unwrap();
+    assert_eq!(m.sender.account, None);
+    stop.cancel();
+
+    let (l, port) = fake().await;
+    let stop = CancellationToken::new();
+    let cfg = config(port);
+    cfg.whois.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (_h, mut incoming) = irc::spawn(cfg, String::new(), stop.clone());
     let mut c = Conn::new(l.accept().await.unwrap().0);
     c.register("").await;
     c.until("CAP END").await;

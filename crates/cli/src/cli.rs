@@ -88,6 +88,12 @@ pub enum Command {
     },
     /// The commits on trunk not yet live on an environment.
     Pending { environment: String },
+    /// Machines kept in their roles: `crew infra plan TARGET` shows what would change (diffs, nothing touched),
+    /// `crew infra apply TARGET` converges; TARGET is a host, a role or `all` from crew.toml's [[hosts]].
+    Infra {
+        #[command(subcommand)]
+        action: InfraAction,
+    },
     /// List the feature flags and what each does, in words; or apply / export a flagd file kept in the repo.
     Flags {
         #[command(subcommand)]
@@ -206,6 +212,29 @@ pub struct FlagArgs {
     /// eval: a context attribute (repeatable); numbers and true/false are typed.
     #[arg(long = "attr", value_name = "K=V")]
     pub attrs: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InfraAction {
+    /// What would change on each host, with unified diffs; changes nothing.
+    Plan(InfraArgs),
+    /// Converge each host; a second apply changes nothing.
+    Apply(InfraArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfraArgs {
+    /// A host name, a role name, or `all`.
+    pub target: String,
+    /// The crew.toml with [[hosts]] (roles are read from roles/ beside it).
+    #[arg(long, env = "CREW_CONFIG", default_value = "crew.toml", value_name = "PATH")]
+    pub config: PathBuf,
+    /// Run on this machine whatever the hosts' addresses say.
+    #[arg(long)]
+    pub local: bool,
+    /// Apply under this root prefix instead of each host's `root`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

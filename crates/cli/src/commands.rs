@@ -100,6 +100,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::deploy::pending(&client, &environment, cli.global.json).await
         }
+        Command::Infra { action } => {
+            let (args, apply) = match action {
+                crate::cli::InfraAction::Plan(a) => (a, false),
+                crate::cli::InfraAction::Apply(a) => (a, true),
+            };
+            crate::infra::run(&args, apply, cli.global.json, || Client::new(&cli.global.server, &data_dir)).await
+        }
     }
 }
 

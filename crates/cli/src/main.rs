@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod deploy;
 mod flags;
+mod infra;
 mod output;
 
 use clap::Parser;

@@ -142,6 +142,8 @@ impl ChatSection {
 #[derive(Default)]
 pub struct ChatStatus {
     state: OnceLock<tokio::sync::watch::Receiver<irc::State>>,
+    /// Set when some mapping names an `account:`: the IRC connection then asks WHOIS for accounts.
+    whois: OnceLock<Arc<std::sync::atomic::AtomicBool>>,
     /// Each webhook's name (never its URL) and delivery counts.
     webhooks: OnceLock<Vec<(String, Arc<crew_chat::webhook::Counts>)>>,
     recent: Mutex<VecDeque<Said>>,
@@ -233,6 +235,16 @@ pub fn start(st: &AppState, bus: tokio::sync::broadcast::Receiver<Arc<Event>>) -
     let irc = match section.irc.clone() {
         Some(irc_section) => {
             let cfg = irc_config(&irc_section).map_err(anyhow::Error::msg)?;
+            let _ = st.chat.whois.set(cfg.whois.clone());
+            // Accounts matter if crew.toml or a stored link names one (the link handler turns it on later).
+            let configured = section.users.iter().any(|u| u.irc.as_deref().is_some_and(|p| p.starts_with("account:")));
+            cfg.whois.store(configured, std::sync::atomic::Ordering::Relaxed);
+            let (store, flag) = (st.store.clone(), cfg.whois.clone());
+            tokio::spawn(async move {
+                if store.chat_links().await.is_ok_and(|l| l.iter().any(|l| l.identity.starts_with("account:"))) {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
             let (handle, incoming) = irc::spawn(cfg, format!("{base}/"), st.shutdown.clone());
             let _ = st.chat.state.set(handle.state.clone());
             tokio::spawn(listen(st.clone(), section.clone(), handle.out.clone(), incoming));
@@ -270,6 +282,12 @@ async fn announcer(
                 Err(RecvError::Closed) => return,
             },
         };
+        // A link made on any replica may name a services account: accounts then matter here too.
+        if e.kind == "chat.linked" && e.data["identity"].as_str().is_some_and(|i| i.starts_with("account:")) {
+            if let Some(w) = st.chat.whois.get() {
+                w.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let text = announce::line(&e, &base);
         if let Some((irc, out)) = &irc {
             for room in &irc.channels {
@@ -584,6 +602,11 @@ pub async fn link(
         .with_data(json!({"identity": identity})),
     };
     let e = st.store.put_chat_link(identity, req.user.as_deref(), &caller.name, event).await?;
+    if identity.starts_with("account:") && req.user.is_some() {
+        if let Some(w) = st.chat.whois.get() {
+            w.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     Ok(axum::Json(json!({"identity": identity, "user": req.user, "event": e.id})))
 }
 

@@ -8,3 +8,4 @@ mod cli;
 mod deploy;
 mod flags;
 mod harness;
+mod infra;

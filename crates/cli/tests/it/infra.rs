@@ -1,0 +1,92 @@
+//! `crew infra plan|apply` with the local transport: two hosts (each its own root folder), a plan that touches
+//! nothing, an apply, a second apply with no changes, the run on the timeline, and mistakes refused first.
+
+use crate::harness::Server;
+use serde_json::Value;
+use std::path::Path;
+
+fn repo() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("roles")).unwrap();
+    std::fs::create_dir_all(p.join("templates")).unwrap();
+    std::fs::write(
+        p.join("crew.toml"),
+        "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"web\"]\nroot = \"hosts/web1\"\nvars = { port = 8080 }\n\n\
+         [[hosts]]\nname = \"web2\"\naddress = \"local\"\nroles = [\"web\", \"extra\"]\nroot = \"hosts/web2\"\nvars = { port = 9090 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("roles/web.toml"),
+        "[[directory]]\npath = \"/etc/www\"\n\n[[file]]\npath = \"/etc/www/app.conf\"\ntemplate = \"templates/app.conf\"\nmode = \"0644\"\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("roles/extra.toml"), "[[symlink]]\npath = \"/etc/www/current\"\ntarget = \"/srv/1\"\n")
+        .unwrap();
+    std::fs::write(p.join("templates/app.conf"), "listen {{ port }} on {{ facts.hostname }}\n").unwrap();
+    d
+}
+
+fn out(o: &std::process::Output) -> (i32, String, String) {
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[tokio::test]
+async fn plan_then_apply_then_nothing_left_to_do() {
+    let s = Server::start().await;
+    let d = repo();
+    let cfg = d.path().join("crew.toml");
+    let infra = |verb: &str, target: &str| {
+        out(&s.cli(&s.admin).args(["infra", verb, target, "--config"]).arg(&cfg).output().unwrap())
+    };
+    let (code, text, err) = infra("plan", "all");
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("web1:") && text.contains("~ file:/etc/www/app.conf would be created"), "{text}");
+    assert!(text.contains("+listen 9090 on web2"), "a diff of the rendered template: {text}");
+    assert!(!d.path().join("hosts").exists(), "a plan touches nothing");
+
+    let (code, text, err) = infra("apply", "web");
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("2 changed, 0 unchanged, 0 failed, 0 skipped, 0 refreshed"), "{text}");
+    assert_eq!(std::fs::read_to_string(d.path().join("hosts/web1/etc/www/app.conf")).unwrap(), "listen 8080 on web1\n");
+    assert!(std::fs::read_link(d.path().join("hosts/web2/etc/www/current")).is_ok());
+
+    let (code, text, _) = infra("apply", "web2");
+    assert_eq!(code, 0);
+    assert!(text.contains("0 changed, 3 unchanged"), "{text}");
+    let v: Value = s.get_json("/api/v1/events?kind=infra.applied", &s.admin).await;
+    let summaries: Vec<&str> = v["events"].as_array().unwrap().iter().map(|e| e["summary"].as_str().unwrap()).collect();
+    assert_eq!(summaries[0], "infra applied on web2: 0 changed, 0 failed, 0 refreshed");
+    assert!(summaries.contains(&"infra applied on web1: 2 changed, 0 failed, 0 refreshed"), "{summaries:?}");
+
+    let (code, text, _) =
+        out(&s.cli(&s.admin).args(["infra", "plan", "web1", "--json", "--config"]).arg(&cfg).output().unwrap());
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["hosts"][0]["report"]["summary"]["changed"], 0);
+}
+
+#[tokio::test]
+async fn mistakes_are_refused_before_any_host_is_touched() {
+    let s = Server::start().await;
+    for (file, text, says) in [
+        ("roles/extra.toml", "[[symlink]]\npath = \"/x\"\ntarget = \"/y\"\nowner = \"root\"\n", "roles/extra.toml:1: symlink[0]"),
+        ("roles/extra.toml", "[[service]]\nname = \"a\"\nrequire = [\"service:b\"]\n[[service]]\nname = \"b\"\nrequire = [\"service:a\"]\n", "a cycle: service:a → service:b → service:a"),
+        ("roles/extra.toml", "[[teapot]]\nname = \"x\"\n", "roles/extra.toml:1: teapot: unknown resource type"),
+        ("templates/app.conf", "listen {{ prot }}\n", "templates/app.conf:1: uses a variable this host does not define"),
+        ("crew.toml", "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = []\n", "host `web1` has no roles"),
+        ("crew.toml", "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"db\"]\n", "roles/db.toml (role of host `web1`)"),
+    ] {
+        let d = repo();
+        std::fs::write(d.path().join(file), text).unwrap();
+        let o = s.cli(&s.admin).args(["infra", "apply", "all", "--config"]).arg(d.path().join("crew.toml")).output().unwrap();
+        let (code, _, err) = out(&o);
+        assert_eq!(code, 2, "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+        assert!(!Path::new(&d.path().join("hosts")).exists(), "{file}: nothing touched");
+    }
+}
