@@ -220,6 +220,15 @@ pub enum InfraAction {
     Plan(InfraArgs),
     /// Converge each host; a second apply changes nothing.
     Apply(InfraArgs),
+    /// The engine itself, as `crew infra apply` runs it on a host over SSH: resources (JSON) on stdin, the
+    /// report (JSON) on stdout.
+    #[command(hide = true)]
+    Engine {
+        #[arg(long)]
+        root: PathBuf,
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +244,9 @@ pub struct InfraArgs {
     /// Apply under this root prefix instead of each host's `root`.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// How many hosts at a time.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub forks: u16,
 }
 
 #[derive(Debug, Subcommand)]

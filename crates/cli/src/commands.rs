@@ -104,6 +104,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (args, apply) = match action {
                 crate::cli::InfraAction::Plan(a) => (a, false),
                 crate::cli::InfraAction::Apply(a) => (a, true),
+                crate::cli::InfraAction::Engine { root, apply } => return crate::infra::engine_here(&root, apply),
             };
             crate::infra::run(&args, apply, cli.global.json, || Client::new(&cli.global.server, &data_dir)).await
         }

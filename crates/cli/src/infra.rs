@@ -1,7 +1,9 @@
 //! `crew infra plan|apply TARGET`: reads crew.toml's [[hosts]] and roles/*.toml, checks everything before any
-//! host is touched, then runs the engine for each host (on this machine for `local` hosts or with `--local`;
-//! push over SSH lands next) and prints the changes with diffs and a summary. An apply is recorded on the
-//! timeline as `infra.applied` when a crew server is reachable.
+//! host is touched, then runs the engine for each host, `--forks` at a time: on this machine for `local` hosts
+//! (or with `--local`), else over one SSH session per host, running crew's own binary there (copied first when
+//! the host lacks this exact build). Prints the changes with diffs and a summary; an apply is recorded on the
+//! timeline as `infra.applied` when a crew server is reachable. A host that cannot be reached is reported and
+//! the others finish.
 
 use crate::cli::InfraArgs;
 use crate::client::Client;
@@ -61,59 +63,238 @@ fn load(config: &Path, target: &str) -> Result<Vec<(Host, Vec<Resource>)>, Exit>
     Ok(out)
 }
 
+/// `crew infra engine`: what runs on a host. Resources on stdin, the report on stdout.
+pub fn engine_here(root: &Path, apply: bool) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        resources: Vec<Resource>,
+    }
+    let p: Payload =
+        serde_json::from_reader(std::io::stdin()).map_err(|e| Exit::new(2, format!("engine input: {e}")))?;
+    let target = Target { root: root.to_path_buf(), repo: root.to_path_buf(), context: json!({}) };
+    let report = engine::run(&p.resources, &target, apply).map_err(|e| Exit::new(2, e.to_string()))?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// What became of one host.
+enum HostRun {
+    Done(Report),
+    Unreachable(String),
+}
+
 pub async fn run(args: &InfraArgs, apply: bool, as_json: bool, client: impl Fn() -> Result<Client>) -> Result<()> {
     let hosts = load(&args.config, &args.target)?;
     let base = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let mut targets = Vec::new();
+    let mut jobs = Vec::new();
     for (h, resources) in &hosts {
-        if h.address != "local" && !args.local {
-            return Err(Exit::new(
-                2,
-                format!(
-                    "host `{}` is at {}: pushing over SSH is not built yet; use --local to run here",
-                    h.name, h.address
-                ),
-            )
-            .into());
-        }
+        let remote = h.address != "local" && !args.local;
         let root = match &args.root {
             Some(r) => r.clone(),
             None => {
                 let r = PathBuf::from(&h.root);
-                if r.is_absolute() {
+                if r.is_absolute() || remote {
                     r
                 } else {
                     base.join(r)
                 }
             }
         };
+        if remote {
+            ssh::parse(&h.address).map_err(|e| Exit::new(2, format!("host `{}`: {e}", h.name)))?;
+        }
         let mut context = serde_json::to_value(&h.vars).unwrap_or_default();
         context["facts"] = json!({"hostname": h.name, "roles": h.roles, "root": root.display().to_string()});
-        let target = Target { root, repo: base.clone(), context };
-        // Templates and unsupported types are refused here, for every host, before any host is touched.
-        engine::run(resources, &target, false).map_err(|e| Exit::new(2, format!("host `{}`: {e}", h.name)))?;
-        targets.push((h, resources, target));
-    }
-    let mut reports = Vec::new();
-    for (h, resources, target) in targets {
-        let report =
-            engine::run(resources, &target, apply).map_err(|e| Exit::new(2, format!("host `{}`: {e}", h.name)))?;
-        if !as_json {
-            print_report(&h.name, &report);
+        // Templates are rendered and sources read here, for every host, before any host is touched.
+        let here = Target { root: root.clone(), repo: base.clone(), context };
+        let resolved =
+            engine::resolve(resources, &here).map_err(|e| Exit::new(2, format!("host `{}`: {e}", h.name)))?;
+        if !remote {
+            engine::run(&resolved, &here, false).map_err(|e| Exit::new(2, format!("host `{}`: {e}", h.name)))?;
         }
-        reports.push((h.name.clone(), report));
+        jobs.push((h.clone(), resolved, root, remote));
+    }
+    let forks = std::sync::Arc::new(tokio::sync::Semaphore::new(args.forks as usize));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (h, resources, root, remote)) in jobs.into_iter().enumerate() {
+        let forks = forks.clone();
+        set.spawn(async move {
+            let _turn = forks.acquire_owned().await.expect("semaphore");
+            let result = if remote {
+                ssh::run(&h, &resources, &root, apply).await
+            } else {
+                let target = Target { root, repo: PathBuf::new(), context: json!({}) };
+                tokio::task::spawn_blocking(move || engine::run(&resources, &target, apply))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .map(HostRun::Done)
+            };
+            (i, h.name, result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = set.join_next().await {
+        results.push(r?);
+    }
+    results.sort_by_key(|(i, _, _)| *i);
+    let mut reports = Vec::new();
+    let mut unreachable = Vec::new();
+    let mut broken = Vec::new();
+    for (_, host, result) in results {
+        match result {
+            Ok(HostRun::Done(report)) => {
+                if !as_json {
+                    print_report(&host, &report);
+                }
+                reports.push((host, report));
+            }
+            Ok(HostRun::Unreachable(why)) => {
+                if !as_json {
+                    println!("{host}: unreachable: {why}");
+                }
+                unreachable.push((host, why));
+            }
+            Err(e) => {
+                if !as_json {
+                    println!("{host}: failed: {e}");
+                }
+                broken.push((host, e));
+            }
+        }
     }
     if as_json {
-        let v: Vec<_> = reports.iter().map(|(h, r)| json!({"host": h, "report": r})).collect();
+        let mut v: Vec<_> = reports.iter().map(|(h, r)| json!({"host": h, "report": r})).collect();
+        v.extend(unreachable.iter().map(|(h, why)| json!({"host": h, "unreachable": why})));
+        v.extend(broken.iter().map(|(h, e)| json!({"host": h, "error": e})));
         println!("{}", serde_json::to_string_pretty(&json!({"hosts": v}))?);
     }
     if apply {
-        record(&reports, client).await;
+        record(&reports, &unreachable, client).await;
+    }
+    if !unreachable.is_empty() || !broken.is_empty() {
+        return Err(Exit::new(1, format!("{} host(s) unreachable, {} failed", unreachable.len(), broken.len())).into());
     }
     if reports.iter().any(|(_, r)| r.summary.failed > 0) {
         return Err(Exit::new(1, "some resources failed").into());
     }
     Ok(())
+}
+
+/// The SSH transport: one session per step, sharing one connection (ControlMaster), crew's binary copied to
+/// `~/.cache/crew/` once per build.
+mod ssh {
+    use super::HostRun;
+    use crew_infra::engine::Report;
+    use crew_infra::{Host, Resource};
+    use serde_json::json;
+    use std::path::Path;
+    use std::process::Stdio;
+    use tokio::io::AsyncWriteExt;
+    use tokio::process::Command;
+
+    pub struct Address {
+        dest: String,
+        port: Option<u16>,
+    }
+
+    pub fn parse(address: &str) -> Result<Address, String> {
+        let u = url::Url::parse(address)
+            .map_err(|e| format!("address `{address}`: {e}; expected ssh://user@host:port or local"))?;
+        if u.scheme() != "ssh" || u.host_str().is_none() {
+            return Err(format!("address `{address}`: expected ssh://user@host:port or local"));
+        }
+        let host = u.host_str().unwrap_or_default().to_string();
+        let dest = if u.username().is_empty() { host } else { format!("{}@{host}", u.username()) };
+        Ok(Address { dest, port: u.port() })
+    }
+
+    fn args(h: &Host, a: &Address) -> Vec<String> {
+        let mut v: Vec<String> =
+            ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
+        v.extend(h.ssh_options.iter().cloned());
+        let control = std::env::temp_dir().join(format!("crew-infra-ssh-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&control);
+        v.extend([
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={}/%C", control.display()),
+        ]);
+        v.extend(["-o".into(), "ControlPersist=30".into()]);
+        if let Some(p) = a.port {
+            v.extend(["-p".into(), p.to_string()]);
+        }
+        v.push("--".into());
+        v.push(a.dest.clone());
+        v
+    }
+
+    /// Runs `script` on the host with `stdin`; exit 255 (ssh's own failure) is `Unreachable`.
+    async fn remote(h: &Host, a: &Address, script: &str, stdin: &[u8]) -> Result<Result<Vec<u8>, String>, String> {
+        let mut child = Command::new("ssh")
+            .args(args(h, a))
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot run ssh: {e}"))?;
+        let mut input = child.stdin.take().expect("piped");
+        let data = stdin.to_vec();
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(&data).await;
+        });
+        let out = child.wait_with_output().await.map_err(|e| format!("ssh: {e}"))?;
+        let _ = writer.await;
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        match out.status.code() {
+            Some(0) => Ok(Ok(out.stdout)),
+            Some(255) => Err(if err.is_empty() { "ssh failed".into() } else { err }),
+            _ => Ok(Err(err)),
+        }
+    }
+
+    /// This build's identity: crew's version and a hash of its binary, so a host runs exactly this engine.
+    fn build() -> Result<(String, Vec<u8>), String> {
+        use sha2::{Digest, Sha256};
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find crew's own binary: {e}"))?;
+        let bytes = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+        let hash = format!("{:x}", Sha256::digest(&bytes));
+        Ok((format!("crew-{}-{}", env!("CARGO_PKG_VERSION"), &hash[..16]), bytes))
+    }
+
+    pub async fn run(h: &Host, resources: &[Resource], root: &Path, apply: bool) -> Result<HostRun, String> {
+        let a = parse(&h.address)?;
+        let (name, bytes) = build()?;
+        let bin = format!("$HOME/.cache/crew/{name}");
+        let present = match remote(h, &a, &format!("test -x \"{bin}\""), &[]).await {
+            Err(why) => return Ok(HostRun::Unreachable(why)),
+            Ok(r) => r.is_ok(),
+        };
+        if !present {
+            // A temporary name of this shell's own ($$): two runs copying at once never write the same file.
+            let copy = format!(
+                "mkdir -p \"$HOME/.cache/crew\" && cat > \"{bin}.$$.tmp\" && chmod 755 \"{bin}.$$.tmp\" && mv \"{bin}.$$.tmp\" \"{bin}\""
+            );
+            match remote(h, &a, &copy, &bytes).await {
+                Err(why) => return Ok(HostRun::Unreachable(why)),
+                Ok(Err(e)) => return Err(format!("copying crew to the host: {e}")),
+                Ok(Ok(_)) => {}
+            }
+        }
+        let payload = serde_json::to_vec(&json!({ "resources": resources })).map_err(|e| e.to_string())?;
+        let root_q = format!("'{}'", root.display().to_string().replace('\'', "'\\''"));
+        let cmd = format!("\"{bin}\" infra engine --root {root_q}{}", if apply { " --apply" } else { "" });
+        match remote(h, &a, &cmd, &payload).await {
+            Err(why) => Ok(HostRun::Unreachable(why)),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(out)) => serde_json::from_slice::<Report>(&out)
+                .map(HostRun::Done)
+                .map_err(|e| format!("the engine's report: {e}")),
+        }
+    }
 }
 
 fn print_report(host: &str, r: &Report) {
@@ -145,8 +326,9 @@ fn print_report(host: &str, r: &Report) {
     );
 }
 
-/// Each host's apply as an `infra.applied` event, when a server answers (the machines changed either way).
-async fn record(reports: &[(String, Report)], client: impl Fn() -> Result<Client>) {
+/// Each host's apply as an `infra.applied` event (and `infra.unreachable` for a host that could not be reached),
+/// when a server answers (the machines changed either way).
+async fn record(reports: &[(String, Report)], unreachable: &[(String, String)], client: impl Fn() -> Result<Client>) {
     let Ok(client) = client() else {
         eprintln!("crew: no crew server to record this apply on (set CREW_SERVER and CREW_TOKEN)");
         return;
@@ -163,6 +345,17 @@ async fn record(reports: &[(String, Report)], client: impl Fn() -> Result<Client
         });
         if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
             eprintln!("crew: the apply on {host} was not recorded on the timeline: {e}");
+        }
+    }
+    for (host, why) in unreachable {
+        let why: String = why.chars().filter(|c| !c.is_control()).take(300).collect();
+        let body = json!({
+            "kind": "infra.unreachable",
+            "subject": format!("host:{host}"),
+            "summary": format!("infra apply could not reach {host}: {why}"),
+        });
+        if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
+            eprintln!("crew: the failure to reach {host} was not recorded on the timeline: {e}");
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct Target {
     pub context: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Unchanged,
@@ -33,36 +33,62 @@ pub enum Status {
 }
 
 /// What happened to one resource (or, in a plan, what would).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Outcome {
     pub resource: String,
     pub status: Status,
     /// What changed in words: `created`, `content`, `mode 0600 → 0644`, `started`.
     pub changes: Vec<String>,
     /// A unified diff for text files (redacted when the file is `sensitive`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     /// It was (or would be) refreshed: a service restarted, a refresh-only command run.
     pub refreshed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// A run's outcomes in converge order and its counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     pub applied: bool,
     pub resources: Vec<Outcome>,
     pub summary: Summary,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Summary {
     pub changed: usize,
     pub unchanged: usize,
     pub failed: usize,
     pub skipped: usize,
     pub refreshed: usize,
+}
+
+/// The resources with every file's content resolved here (templates rendered, sources read), to send to a
+/// host's engine, which then needs neither the repository nor the vars.
+pub fn resolve(resources: &[Resource], target: &Target) -> Result<Vec<Resource>, InfraError> {
+    use base64::Engine;
+    resources
+        .iter()
+        .map(|r| {
+            let (file, line, id) = (r.file.clone(), r.line, r.id());
+            let mut r = r.clone();
+            if let Spec::File { content, .. } = &mut r.spec {
+                let bytes = desired_content(content, target).map_err(|message| InfraError::At {
+                    file,
+                    line,
+                    key: id,
+                    message,
+                })?;
+                *content = match String::from_utf8(bytes) {
+                    Ok(text) => Content::Literal(text),
+                    Err(e) => Content::Base64(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+                };
+            }
+            Ok(r)
+        })
+        .collect()
 }
 
 /// Plans (`apply = false`: nothing is touched) or applies a host's resources.
@@ -143,8 +169,10 @@ fn under(root: &Path, path: &str) -> PathBuf {
 }
 
 fn desired_content(content: &Content, target: &Target) -> Result<Vec<u8>, String> {
+    use base64::Engine;
     match content {
         Content::Literal(s) => Ok(s.clone().into_bytes()),
+        Content::Base64(b) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("content: {e}")),
         Content::Source(p) => fs::read(target.repo.join(p)).map_err(|e| format!("source {p}: {e}")),
         Content::Template(p) => {
             let text = fs::read_to_string(target.repo.join(p)).map_err(|e| format!("template {p}: {e}"))?;

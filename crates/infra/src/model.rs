@@ -2,7 +2,7 @@
 //! (`[[file]]`, `[[directory]]`, `[[symlink]]`, `[[package]]`, `[[service]]`, `[[user]]`, `[[group]]`,
 //! `[[command]]`), each strict (an unknown attribute is an error naming the file, line and key).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A definition that cannot be used, naming where: `roles/web.toml:12: file[1].mdoe: unknown field`.
@@ -17,7 +17,8 @@ pub enum InfraError {
 }
 
 /// The resource types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Kind {
     File,
     Directory,
@@ -59,7 +60,7 @@ impl Kind {
 }
 
 /// Ordering and refresh edges every resource may declare, by reference (`service:www`, `file:/etc/x`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Edges {
     #[serde(default)]
     pub require: Vec<String>,
@@ -72,9 +73,13 @@ pub struct Edges {
 }
 
 /// Where a file's content comes from: exactly one of these.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Content {
     Literal(String),
+    /// Bytes as base64: content resolved on the controller (a template rendered, a source read) and sent to a
+    /// host's engine, which then needs no repository.
+    Base64(String),
     /// A template path relative to the repository, rendered with the host's vars and facts.
     Template(String),
     /// A file in the repository, copied as it is.
@@ -82,7 +87,8 @@ pub enum Content {
 }
 
 /// What a resource should be.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Spec {
     File {
         path: String,
@@ -137,7 +143,7 @@ pub enum Spec {
 }
 
 /// One resource of a role.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
     pub kind: Kind,
     pub spec: Spec,
@@ -186,6 +192,9 @@ pub struct Host {
     pub root: String,
     #[serde(default)]
     pub vars: BTreeMap<String, toml::Value>,
+    /// Extra `ssh` options for this host (`-i key`, `-o ...`).
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
 }
 
 fn slash() -> String {

@@ -90,3 +90,46 @@ async fn mistakes_are_refused_before_any_host_is_touched() {
         assert!(!Path::new(&d.path().join("hosts")).exists(), "{file}: nothing touched");
     }
 }
+
+#[tokio::test]
+async fn push_over_ssh_to_two_hosts_one_of_which_goes_away() {
+    let s = Server::start().await;
+    let d = repo();
+    let (a, mut b) = (crew_testkit::Sshd::start().unwrap(), Some(crew_testkit::Sshd::start().unwrap()));
+    let roots = [d.path().join("far/web1"), d.path().join("far/web2")];
+    let host = |name: &str, sshd: &crew_testkit::Sshd, root: &Path| {
+        let opts: Vec<String> = sshd.options().iter().map(|o| format!("{o:?}")).collect();
+        format!(
+            "[[hosts]]\nname = \"{name}\"\naddress = \"ssh://{}@127.0.0.1:{}\"\nroles = [\"web\"]\nroot = \"{}\"\nvars = {{ port = 1 }}\nssh_options = [{}]\n\n",
+            crew_testkit::whoami(),
+            sshd.port,
+            root.display(),
+            opts.join(", ")
+        )
+    };
+    let cfg = d.path().join("crew.toml");
+    std::fs::write(&cfg, host("web1", &a, &roots[0]) + &host("web2", b.as_ref().unwrap(), &roots[1])).unwrap();
+    let apply = || {
+        out(&s.cli(&s.admin).args(["infra", "apply", "all", "--forks", "2", "--config"]).arg(&cfg).output().unwrap())
+    };
+    let (code, text, err) = apply();
+    assert_eq!(code, 0, "{text}\n{err}");
+    for (i, r) in roots.iter().enumerate() {
+        let got = std::fs::read_to_string(r.join("etc/www/app.conf")).unwrap();
+        assert_eq!(got, format!("listen 1 on web{}\n", i + 1), "rendered here, written there");
+    }
+    let (code, text, _) = apply();
+    assert_eq!(code, 0);
+    assert_eq!(text.matches("0 changed, 2 unchanged").count(), 2, "{text}");
+
+    // web2's sshd goes away: web2 is reported unreachable, web1 still converges.
+    b.take();
+    std::fs::remove_file(roots[0].join("etc/www/app.conf")).unwrap();
+    let (code, text, _) = apply();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("web2: unreachable"), "{text}");
+    assert!(text.contains("web1:\n  ~ file:/etc/www/app.conf created"), "{text}");
+    assert!(roots[0].join("etc/www/app.conf").exists());
+    let v = s.get_json("/api/v1/events?kind=infra", &s.admin).await;
+    assert_eq!(v["events"][0]["kind"], "infra.unreachable", "{v}");
+}
