@@ -220,6 +220,8 @@ pub enum InfraAction {
     Plan(InfraArgs),
     /// Converge each host; a second apply changes nothing.
     Apply(InfraArgs),
+    /// A plan that records `infra.drift` on the timeline for each host whose live state departs from its roles.
+    Check(InfraArgs),
     /// The engine itself, as `crew infra apply` runs it on a host over SSH: resources (JSON) on stdin, the
     /// report (JSON) on stdout.
     #[command(hide = true)]

@@ -101,12 +101,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             crate::deploy::pending(&client, &environment, cli.global.json).await
         }
         Command::Infra { action } => {
-            let (args, apply) = match action {
-                crate::cli::InfraAction::Plan(a) => (a, false),
-                crate::cli::InfraAction::Apply(a) => (a, true),
+            use crate::infra::Mode;
+            let (args, mode) = match action {
+                crate::cli::InfraAction::Plan(a) => (a, Mode::Plan),
+                crate::cli::InfraAction::Apply(a) => (a, Mode::Apply),
+                crate::cli::InfraAction::Check(a) => (a, Mode::Check),
                 crate::cli::InfraAction::Engine { root, apply } => return crate::infra::engine_here(&root, apply),
             };
-            crate::infra::run(&args, apply, cli.global.json, || Client::new(&cli.global.server, &data_dir)).await
+            crate::infra::run(&args, mode, cli.global.json, || Client::new(&cli.global.server, &data_dir)).await
         }
     }
 }

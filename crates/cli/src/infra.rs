@@ -83,7 +83,17 @@ enum HostRun {
     Unreachable(String),
 }
 
-pub async fn run(args: &InfraArgs, apply: bool, as_json: bool, client: impl Fn() -> Result<Client>) -> Result<()> {
+/// What `crew infra` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plan,
+    Apply,
+    /// A plan whose changes are drift, recorded on the timeline.
+    Check,
+}
+
+pub async fn run(args: &InfraArgs, mode: Mode, as_json: bool, client: impl Fn() -> Result<Client>) -> Result<()> {
+    let apply = mode == Mode::Apply;
     let hosts = load(&args.config, &args.target)?;
     let base = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let mut jobs = Vec::new();
@@ -169,8 +179,10 @@ pub async fn run(args: &InfraArgs, apply: bool, as_json: bool, client: impl Fn()
         v.extend(broken.iter().map(|(h, e)| json!({"host": h, "error": e})));
         println!("{}", serde_json::to_string_pretty(&json!({"hosts": v}))?);
     }
-    if apply {
-        record(&reports, &unreachable, client).await;
+    match mode {
+        Mode::Apply => record(&reports, &unreachable, client).await,
+        Mode::Check => drift(&reports, client).await,
+        Mode::Plan => {}
     }
     if !unreachable.is_empty() || !broken.is_empty() {
         return Err(Exit::new(1, format!("{} host(s) unreachable, {} failed", unreachable.len(), broken.len())).into());
@@ -293,6 +305,33 @@ mod ssh {
             Ok(Ok(out)) => serde_json::from_slice::<Report>(&out)
                 .map(HostRun::Done)
                 .map_err(|e| format!("the engine's report: {e}")),
+        }
+    }
+}
+
+/// `infra.drift` for each host whose plan has changes, naming the resources.
+async fn drift(reports: &[(String, Report)], client: impl Fn() -> Result<Client>) {
+    let drifted: Vec<_> = reports.iter().filter(|(_, r)| r.summary.changed > 0).collect();
+    if drifted.is_empty() {
+        return;
+    }
+    let Ok(client) = client() else {
+        eprintln!("crew: no crew server to record the drift on (set CREW_SERVER and CREW_TOKEN)");
+        return;
+    };
+    for (host, r) in drifted {
+        let resources: Vec<&str> =
+            r.resources.iter().filter(|o| o.status == Status::Changed).map(|o| o.resource.as_str()).collect();
+        let shown: Vec<&str> = resources.iter().take(5).copied().collect();
+        let more = if resources.len() > 5 { format!(" and {} more", resources.len() - 5) } else { String::new() };
+        let body = json!({
+            "kind": "infra.drift",
+            "subject": format!("host:{host}"),
+            "summary": format!("{host} drifted from its roles: {}{more}", shown.join(", ")),
+            "data": {"resources": resources},
+        });
+        if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
+            eprintln!("crew: the drift on {host} was not recorded on the timeline: {e}");
         }
     }
 }

@@ -63,6 +63,15 @@ async fn plan_then_apply_then_nothing_left_to_do() {
     assert_eq!(summaries[0], "infra applied on web2: 0 changed, 0 failed, 0 refreshed");
     assert!(summaries.contains(&"infra applied on web1: 2 changed, 0 failed, 0 refreshed"), "{summaries:?}");
 
+    // Someone edits a file by hand: `crew infra check` records the drift, naming host and resource.
+    std::fs::write(d.path().join("hosts/web1/etc/www/app.conf"), "listen 1\n").unwrap();
+    let (code, _, err) = infra("check", "all");
+    assert_eq!(code, 0, "{err}");
+    let v: Value = s.get_json("/api/v1/events?kind=infra.drift", &s.admin).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 1, "only web1 drifted: {v}");
+    assert_eq!(v["events"][0]["summary"], "web1 drifted from its roles: file:/etc/www/app.conf");
+    assert_eq!(infra("apply", "web1").0, 0);
+
     let (code, text, _) =
         out(&s.cli(&s.admin).args(["infra", "plan", "web1", "--json", "--config"]).arg(&cfg).output().unwrap());
     assert_eq!(code, 0);
