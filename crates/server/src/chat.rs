@@ -427,33 +427,15 @@ async fn run(
                 .collect::<Vec<_>>()
                 .join("\n"))
         }
-        "lock" | "unlock" => {
-            let cfg = st.deploy.clone().ok_or_else(no_app)?;
+        "lock" => {
+            let (env, reason) = (arg(0).unwrap_or_default(), arg(1).unwrap_or_default());
+            deploys::lock(st, env, reason, actor.clone(), Some(room)).await?;
+            Ok(format!("{env} locked by {}: {reason}", actor.name))
+        }
+        "unlock" => {
             let env = arg(0).unwrap_or_default();
-            cfg.environment(env).map_err(ApiError::NotFound)?;
-            let subject = format!("{}/{env}", cfg.app.name);
-            if inv.name == "lock" {
-                let reason = arg(1).unwrap_or_default();
-                let event = NewEvent::new(
-                    actor.clone(),
-                    "lock.taken",
-                    &subject,
-                    format!("{} locked {env}: {reason} (in {room})", actor.name),
-                )
-                .with_data(json!({"environment": env, "reason": reason, "room": room}));
-                st.store.take_lock(env, &actor.name, reason, event).await?;
-                Ok(format!("{env} locked by {}: {reason}", actor.name))
-            } else {
-                let event = NewEvent::new(
-                    actor.clone(),
-                    "lock.released",
-                    &subject,
-                    format!("{} unlocked {env} (in {room})", actor.name),
-                )
-                .with_data(json!({"environment": env, "room": room}));
-                st.store.release_lock(env, &actor.name, false, event).await?;
-                Ok(format!("{env} unlocked"))
-            }
+            deploys::unlock(st, env, actor, false, Some(room)).await?;
+            Ok(format!("{env} unlocked"))
         }
         "deploy" | "rollback" => {
             let env = arg(0).unwrap_or_default();
@@ -502,12 +484,7 @@ async fn run(
                 ),
                 _ => return Err(ApiError::BadRequest("usage: !flag KEY on|off|rollout N".into())),
             };
-            let current = st.store.flags().await?.into_iter().find(|f| f.key == key).map(|f| f.definition);
-            if current.is_none() {
-                return Err(ApiError::NotFound(format!("no flag `{key}`")));
-            }
-            let next = knobs::apply(current.as_ref(), &knob).map_err(ApiError::BadRequest)?;
-            let (_, after) = crate::flags::change(st, key, Some(next), &format!("from {room}"), actor).await?;
+            let (_, after) = crate::flags::turn(st, key, &knob, true, &format!("from {room}"), actor).await?;
             Ok(format!("{key}: {}", after.as_ref().map(knobs::describe).unwrap_or_default()))
         }
         other => Ok(format!("!{other} is not available here yet")),

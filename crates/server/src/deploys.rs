@@ -40,6 +40,69 @@ pub fn range(previous: Option<&str>, revision: &str, commits: i64) -> String {
     }
 }
 
+/// A deploy message or a lock reason: one line of at most 200 characters.
+pub fn check_message(m: &str) -> Result<(), ApiError> {
+    if m.chars().count() > 200 || m.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("message: one line of at most 200 characters".into()));
+    }
+    Ok(())
+}
+
+/// `www/production`: the subject of an environment's events; `NotFound` for an environment crew.toml lacks.
+pub fn known_environment(st: &AppState, env: &str) -> Result<String, ApiError> {
+    let cfg = st
+        .deploy
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
+    cfg.environment(env).map_err(ApiError::NotFound)?;
+    Ok(format!("{}/{env}", cfg.app.name))
+}
+
+/// Takes a manual lock with its `lock.taken` event; `place` (a chat room) is named when the lock came from one.
+/// Shared by the API, the web and the robot.
+pub async fn lock(
+    st: &AppState,
+    env: &str,
+    reason: &str,
+    actor: Actor,
+    place: Option<&str>,
+) -> Result<crew_core::Event, ApiError> {
+    if reason.trim().is_empty() {
+        return Err(ApiError::BadRequest("a lock needs a reason (-m \"why\"), so others know when to ask".into()));
+    }
+    check_message(reason)?;
+    let subject = known_environment(st, env)?;
+    let within = place.map(|p| format!(" (in {p})")).unwrap_or_default();
+    let mut data = json!({"environment": env, "reason": reason});
+    if let Some(p) = place {
+        data["room"] = json!(p);
+    }
+    let event =
+        NewEvent::new(actor.clone(), "lock.taken", &subject, format!("{} locked {env}: {reason}{within}", actor.name))
+            .with_data(data);
+    Ok(st.store.take_lock(env, &actor.name, reason, event).await?)
+}
+
+/// Releases `actor`'s manual lock (any lock for an admin) with its `lock.released` event.
+pub async fn unlock(
+    st: &AppState,
+    env: &str,
+    actor: Actor,
+    admin: bool,
+    place: Option<&str>,
+) -> Result<crew_core::Event, ApiError> {
+    let subject = known_environment(st, env)?;
+    let within = place.map(|p| format!(" (in {p})")).unwrap_or_default();
+    let mut data = json!({"environment": env});
+    if let Some(p) = place {
+        data["room"] = json!(p);
+    }
+    let event =
+        NewEvent::new(actor.clone(), "lock.released", &subject, format!("{} unlocked {env}{within}", actor.name))
+            .with_data(data);
+    Ok(st.store.release_lock(env, &actor.name, admin, event).await?)
+}
+
 /// Checks and starts a deploy; it runs in the background. `Conflict` when locked or refused by `requires`.
 pub async fn start(
     st: &AppState,

@@ -109,6 +109,26 @@ pub fn check_key(key: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Turns a knob (Flickr's words) on a flag: the new definition is built on the latest stored one (whichever
+/// replica wrote it) and stored with its event. With `must_exist`, a flag that is not there is `NotFound`
+/// (switching off always needs one). Shared by the API, the web and the robot.
+pub async fn turn(
+    st: &AppState,
+    key: &str,
+    knob: &crew_flags::knobs::Knob,
+    must_exist: bool,
+    reason: &str,
+    actor: Actor,
+) -> Result<(Option<Value>, Option<Value>), ApiError> {
+    let current = st.store.flags().await?.into_iter().find(|f| f.key == key).map(|f| f.definition);
+    if current.is_none() && (must_exist || *knob == crew_flags::knobs::Knob::Off) {
+        let what = if *knob == crew_flags::knobs::Knob::Off { " to switch off" } else { "" };
+        return Err(ApiError::NotFound(format!("no flag `{key}`{what}")));
+    }
+    let next = knobs::apply(current.as_ref(), knob).map_err(ApiError::BadRequest)?;
+    change(st, key, Some(next), reason, actor).await
+}
+
 /// Stores a new definition (or removes one with `None`), validated first, with its `flag.changed` event.
 pub async fn change(
     st: &AppState,

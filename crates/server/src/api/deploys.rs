@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use crew_core::{NewEvent, Role};
+use crew_core::Role;
 use crew_deploy::git;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,20 +24,13 @@ struct StartDeploy {
     message: String,
 }
 
-fn check_message(m: &str) -> Result<(), ApiError> {
-    if m.chars().count() > 200 || m.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest("message: one line of at most 200 characters".into()));
-    }
-    Ok(())
-}
-
 pub async fn create(
     Member(caller): Member,
     State(st): State<AppState>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let req: StartDeploy = parse_json(&body)?;
-    check_message(&req.message)?;
+    deploys::check_message(&req.message)?;
     let d = deploys::start(&st, &req.environment, req.rev.as_deref(), &req.message, caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(d))))
 }
@@ -131,15 +124,6 @@ struct TakeLock {
     reason: String,
 }
 
-fn known_environment(st: &AppState, env: &str) -> Result<String, ApiError> {
-    let cfg = st
-        .deploy
-        .as_ref()
-        .ok_or_else(|| ApiError::BadRequest("this server's crew.toml has no [app] and [build]".into()))?;
-    cfg.environment(env).map_err(ApiError::NotFound)?;
-    Ok(format!("{}/{env}", cfg.app.name))
-}
-
 pub async fn lock(
     Member(caller): Member,
     State(st): State<AppState>,
@@ -147,15 +131,7 @@ pub async fn lock(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: TakeLock = parse_json(&body)?;
-    if req.reason.trim().is_empty() {
-        return Err(ApiError::BadRequest("a lock needs a reason (-m \"why\"), so others know when to ask".into()));
-    }
-    check_message(&req.reason)?;
-    let subject = known_environment(&st, &env)?;
-    let event =
-        NewEvent::new(caller.actor(), "lock.taken", &subject, format!("{} locked {env}: {}", caller.name, req.reason))
-            .with_data(json!({"environment": env, "reason": req.reason}));
-    st.store.take_lock(&env, &caller.name, &req.reason, event).await?;
+    deploys::lock(&st, &env, &req.reason, caller.actor(), None).await?;
     Ok(Json(json!({"environment": env, "holder": caller.name, "reason": req.reason})))
 }
 
@@ -164,10 +140,7 @@ pub async fn unlock(
     State(st): State<AppState>,
     Path(env): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let subject = known_environment(&st, &env)?;
-    let event = NewEvent::new(caller.actor(), "lock.released", &subject, format!("{} unlocked {env}", caller.name))
-        .with_data(json!({"environment": env}));
-    st.store.release_lock(&env, &caller.name, caller.role.allows(Role::Admin), event).await?;
+    deploys::unlock(&st, &env, caller.actor(), caller.role.allows(Role::Admin), None).await?;
     Ok(Json(json!({"environment": env, "unlocked": true})))
 }
 

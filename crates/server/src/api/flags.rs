@@ -112,13 +112,7 @@ pub async fn knob(
             return Err(ApiError::BadRequest(format!("unknown knob `{other}`: on, off, rollout, beta, dark or split")))
         }
     };
-    // From the store, not the cache: a knob builds on the latest definition, whichever replica wrote it.
-    let current = st.store.flags().await?.into_iter().find(|f| f.key == key).map(|f| f.definition);
-    if current.is_none() && knob == Knob::Off {
-        return Err(ApiError::NotFound(format!("no flag `{key}` to switch off")));
-    }
-    let next = knobs::apply(current.as_ref(), &knob).map_err(ApiError::BadRequest)?;
-    let (before, after) = change(&st, &key, Some(next), &req.reason, caller.actor()).await?;
+    let (before, after) = crate::flags::turn(&st, &key, &knob, false, &req.reason, caller.actor()).await?;
     Ok(Json(json!({"key": key, "before": before, "after": after, "description": after.as_ref().map(knobs::describe)})))
 }
 
