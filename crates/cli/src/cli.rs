@@ -249,6 +249,9 @@ pub struct InfraArgs {
     /// How many hosts at a time.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub forks: u16,
+    /// Record nothing on the timeline (the server's drift schedule records what it finds itself).
+    #[arg(long, hide = true)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Subcommand)]

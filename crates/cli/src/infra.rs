@@ -180,6 +180,7 @@ pub async fn run(args: &InfraArgs, mode: Mode, as_json: bool, client: impl Fn() 
         println!("{}", serde_json::to_string_pretty(&json!({"hosts": v}))?);
     }
     match mode {
+        _ if args.no_record => {}
         Mode::Apply => record(&reports, &unreachable, client).await,
         Mode::Check => drift(&reports, client).await,
         Mode::Plan => {}
@@ -225,15 +226,16 @@ mod ssh {
         let mut v: Vec<String> =
             ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
         v.extend(h.ssh_options.iter().cloned());
-        let control = std::env::temp_dir().join(format!("crew-infra-ssh-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&control);
+        // One connection per host shared by every session of this run and, for a minute, of the next runs
+        // (as Ansible does): a no-change run then costs one session, not a handshake.
         v.extend([
             "-o".into(),
             "ControlMaster=auto".into(),
             "-o".into(),
-            format!("ControlPath={}/%C", control.display()),
+            format!("ControlPath={}/%C", control_dir().display()),
+            "-o".into(),
+            "ControlPersist=60".into(),
         ]);
-        v.extend(["-o".into(), "ControlPersist=30".into()]);
         if let Some(p) = a.port {
             v.extend(["-p".into(), p.to_string()]);
         }
@@ -242,8 +244,26 @@ mod ssh {
         v
     }
 
-    /// Runs `script` on the host with `stdin`; exit 255 (ssh's own failure) is `Unreachable`.
-    async fn remote(h: &Host, a: &Address, script: &str, stdin: &[u8]) -> Result<Result<Vec<u8>, String>, String> {
+    /// A folder only this user can enter, for the shared connections' sockets.
+    fn control_dir() -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("crew-{}", super::uid())));
+        let dir = base.join("crew-ssh");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        dir
+    }
+
+    /// Runs `script` on the host with `stdin`: its output, or its exit code and error output; exit 255 (ssh's
+    /// own failure) is the outer error, the host unreachable.
+    async fn remote(
+        h: &Host,
+        a: &Address,
+        script: &str,
+        stdin: &[u8],
+    ) -> Result<Result<Vec<u8>, (i32, String)>, String> {
         let mut child = Command::new("ssh")
             .args(args(h, a))
             .arg(script)
@@ -264,44 +284,73 @@ mod ssh {
         match out.status.code() {
             Some(0) => Ok(Ok(out.stdout)),
             Some(255) => Err(if err.is_empty() { "ssh failed".into() } else { err }),
-            _ => Ok(Err(err)),
+            Some(code) => Ok(Err((code, err))),
+            None => Ok(Err((-1, err))),
         }
     }
 
-    /// This build's identity: crew's version and a hash of its binary, so a host runs exactly this engine.
-    fn build() -> Result<(String, Vec<u8>), String> {
+    /// This build's identity: crew's version and a hash of its binary, so a host runs exactly this engine. The
+    /// hash is kept beside the binary's size and modification time in the user's cache, so it is computed once
+    /// per build, not once per run.
+    fn build() -> Result<(String, std::path::PathBuf), String> {
         use sha2::{Digest, Sha256};
+        use std::os::unix::fs::MetadataExt;
         let exe = std::env::current_exe().map_err(|e| format!("cannot find crew's own binary: {e}"))?;
-        let bytes = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
-        let hash = format!("{:x}", Sha256::digest(&bytes));
-        Ok((format!("crew-{}-{}", env!("CARGO_PKG_VERSION"), &hash[..16]), bytes))
+        let meta = std::fs::metadata(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+        let stamp = format!("{} {} {} {}", exe.display(), meta.len(), meta.mtime(), meta.mtime_nsec());
+        let cache = super::cache_dir().map(|d| d.join("self-hash"));
+        let cached = cache.as_ref().and_then(|c| std::fs::read_to_string(c).ok()).and_then(|t| {
+            let (s, h) = t.rsplit_once('\n')?;
+            (s == stamp && h.len() == 16).then(|| h.to_string())
+        });
+        let hash = match cached {
+            Some(h) => h,
+            None => {
+                let bytes = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
+                let h = format!("{:x}", Sha256::digest(&bytes))[..16].to_string();
+                if let Some(c) = &cache {
+                    let tmp = c.with_extension(format!("{}.tmp", std::process::id()));
+                    if std::fs::write(&tmp, format!("{stamp}\n{h}")).is_ok() {
+                        let _ = std::fs::rename(&tmp, c);
+                    }
+                }
+                h
+            }
+        };
+        Ok((format!("crew-{}-{hash}", env!("CARGO_PKG_VERSION")), exe))
     }
+
+    /// What the remote shell exits with when this build is not on the host yet.
+    const MISSING: i32 = 97;
 
     pub async fn run(h: &Host, resources: &[Resource], root: &Path, apply: bool) -> Result<HostRun, String> {
         let a = parse(&h.address)?;
-        let (name, bytes) = build()?;
+        let (name, exe) = build()?;
         let bin = format!("$HOME/.cache/crew/{name}");
-        let present = match remote(h, &a, &format!("test -x \"{bin}\""), &[]).await {
-            Err(why) => return Ok(HostRun::Unreachable(why)),
-            Ok(r) => r.is_ok(),
-        };
-        if !present {
+        let payload = serde_json::to_vec(&json!({ "resources": resources })).map_err(|e| e.to_string())?;
+        let root_q = format!("'{}'", root.display().to_string().replace('\'', "'\\''"));
+        // One session in the usual case: run the engine if this build is there, else say so and copy it.
+        let cmd = format!(
+            "test -x \"{bin}\" || exit {MISSING}; exec \"{bin}\" infra engine --root {root_q}{}",
+            if apply { " --apply" } else { "" }
+        );
+        let mut result = remote(h, &a, &cmd, &payload).await;
+        if matches!(&result, Ok(Err((code, _))) if *code == MISSING) {
+            let bytes = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
             // A temporary name of this shell's own ($$): two runs copying at once never write the same file.
             let copy = format!(
                 "mkdir -p \"$HOME/.cache/crew\" && cat > \"{bin}.$$.tmp\" && chmod 755 \"{bin}.$$.tmp\" && mv \"{bin}.$$.tmp\" \"{bin}\""
             );
             match remote(h, &a, &copy, &bytes).await {
                 Err(why) => return Ok(HostRun::Unreachable(why)),
-                Ok(Err(e)) => return Err(format!("copying crew to the host: {e}")),
+                Ok(Err((_, e))) => return Err(format!("copying crew to the host: {e}")),
                 Ok(Ok(_)) => {}
             }
+            result = remote(h, &a, &cmd, &payload).await;
         }
-        let payload = serde_json::to_vec(&json!({ "resources": resources })).map_err(|e| e.to_string())?;
-        let root_q = format!("'{}'", root.display().to_string().replace('\'', "'\\''"));
-        let cmd = format!("\"{bin}\" infra engine --root {root_q}{}", if apply { " --apply" } else { "" });
-        match remote(h, &a, &cmd, &payload).await {
+        match result {
             Err(why) => Ok(HostRun::Unreachable(why)),
-            Ok(Err(e)) => Err(e),
+            Ok(Err((_, e))) => Err(e),
             Ok(Ok(out)) => serde_json::from_slice::<Report>(&out)
                 .map(HostRun::Done)
                 .map_err(|e| format!("the engine's report: {e}")),
@@ -309,9 +358,25 @@ mod ssh {
     }
 }
 
-/// `infra.drift` for each host whose plan has changes, naming the resources.
+/// The user's cache folder for crew (`$XDG_CACHE_HOME/crew` or `~/.cache/crew`), made if missing.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let dir = base.join("crew");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
+/// This user's id, for a per-user temporary folder.
+fn uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+}
+
+/// `infra.drift` for each host whose plan has changes, naming the resources, with the plan as the report.
 async fn drift(reports: &[(String, Report)], client: impl Fn() -> Result<Client>) {
-    let drifted: Vec<_> = reports.iter().filter(|(_, r)| r.summary.changed > 0).collect();
+    let drifted: Vec<_> = reports.iter().filter_map(|(h, r)| Some((h, r, r.drift_summary(h)?))).collect();
     if drifted.is_empty() {
         return;
     }
@@ -319,16 +384,12 @@ async fn drift(reports: &[(String, Report)], client: impl Fn() -> Result<Client>
         eprintln!("crew: no crew server to record the drift on (set CREW_SERVER and CREW_TOKEN)");
         return;
     };
-    for (host, r) in drifted {
-        let resources: Vec<&str> =
-            r.resources.iter().filter(|o| o.status == Status::Changed).map(|o| o.resource.as_str()).collect();
-        let shown: Vec<&str> = resources.iter().take(5).copied().collect();
-        let more = if resources.len() > 5 { format!(" and {} more", resources.len() - 5) } else { String::new() };
+    for (host, r, summary) in drifted {
         let body = json!({
             "kind": "infra.drift",
             "subject": format!("host:{host}"),
-            "summary": format!("{host} drifted from its roles: {}{more}", shown.join(", ")),
-            "data": {"resources": resources},
+            "summary": summary,
+            "data": {"resources": r.changed(), "report": r.stored()},
         });
         if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
             eprintln!("crew: the drift on {host} was not recorded on the timeline: {e}");
@@ -374,13 +435,12 @@ async fn record(reports: &[(String, Report)], unreachable: &[(String, String)], 
     };
     for (host, r) in reports {
         let s = &r.summary;
-        let changed: Vec<&str> =
-            r.resources.iter().filter(|o| o.status == Status::Changed).map(|o| o.resource.as_str()).take(50).collect();
+        let changed: Vec<&str> = r.changed().into_iter().take(50).collect();
         let body = json!({
             "kind": "infra.applied",
             "subject": format!("host:{host}"),
             "summary": format!("infra applied on {host}: {} changed, {} failed, {} refreshed", s.changed, s.failed, s.refreshed),
-            "data": {"summary": s, "changed": changed},
+            "data": {"summary": s, "changed": changed, "report": r.stored()},
         });
         if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
             eprintln!("crew: the apply on {host} was not recorded on the timeline: {e}");

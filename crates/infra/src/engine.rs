@@ -3,15 +3,15 @@
 //! to a temporary file and renamed into place). Refreshes run once, after all of a resource's notifiers; a
 //! failed resource skips its dependents only. Every path is under the host's root prefix, which is how tests
 //! run without privileges. This module does IO; the model, the order and the templates do not.
-//!
-//! Not yet here: owners and groups of files, packages, users and groups (refused with a clear message).
+//! Accounts, owners and packages go through `system`, which reads them from the root's own files.
 
 use crate::graph::{order, Edge};
-use crate::model::{Content, InfraError, Kind, Resource, Spec};
+use crate::model::{Content, InfraError, Resource, Spec};
+use crate::system;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -56,6 +56,50 @@ pub struct Report {
     pub summary: Summary,
 }
 
+impl Report {
+    /// The resources that changed (or, in a plan, would).
+    pub fn changed(&self) -> Vec<&str> {
+        self.resources.iter().filter(|o| o.status == Status::Changed).map(|o| o.resource.as_str()).collect()
+    }
+
+    /// What the timeline keeps of a run: the summary and every outcome that is not plain `unchanged`, each
+    /// diff cut at 4 KiB, at most 200 outcomes (a report is an event's data, not an archive of files).
+    pub fn stored(&self) -> serde_json::Value {
+        let kept: Vec<Outcome> = self
+            .resources
+            .iter()
+            .filter(|o| o.status != Status::Unchanged || o.refreshed)
+            .take(200)
+            .map(|o| {
+                let mut o = o.clone();
+                if let Some(d) = &mut o.diff {
+                    if d.len() > 4096 {
+                        let mut cut = 4096;
+                        while !d.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        d.truncate(cut);
+                        d.push_str("\n… (diff cut at 4 KiB)");
+                    }
+                }
+                o
+            })
+            .collect();
+        serde_json::json!({"applied": self.applied, "summary": self.summary, "resources": kept})
+    }
+
+    /// `web1 drifted from its roles: file:/etc/a, file:/etc/b and 3 more`, when a check found changes.
+    pub fn drift_summary(&self, host: &str) -> Option<String> {
+        let changed = self.changed();
+        if changed.is_empty() {
+            return None;
+        }
+        let shown = changed.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+        let more = if changed.len() > 5 { format!(" and {} more", changed.len() - 5) } else { String::new() };
+        Some(format!("{host} drifted from its roles: {shown}{more}"))
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Summary {
     pub changed: usize,
@@ -74,17 +118,20 @@ pub fn resolve(resources: &[Resource], target: &Target) -> Result<Vec<Resource>,
         .map(|r| {
             let (file, line, id) = (r.file.clone(), r.line, r.id());
             let mut r = r.clone();
-            if let Spec::File { content, .. } = &mut r.spec {
-                let bytes = desired_content(content, target).map_err(|message| InfraError::At {
-                    file,
-                    line,
-                    key: id,
-                    message,
-                })?;
-                *content = match String::from_utf8(bytes) {
-                    Ok(text) => Content::Literal(text),
-                    Err(e) => Content::Base64(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
-                };
+            let at = |message| InfraError::At { file: file.clone(), line, key: id.clone(), message };
+            match &mut r.spec {
+                Spec::File { content, .. } => {
+                    let bytes = desired_content(content, target).map_err(at)?;
+                    *content = match String::from_utf8(bytes) {
+                        Ok(text) => Content::Literal(text),
+                        Err(e) => Content::Base64(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
+                    };
+                }
+                Spec::Package { deb: Some(deb), .. } => {
+                    let bytes = desired_content(deb, target).map_err(at)?;
+                    *deb = Content::Base64(base64::engine::general_purpose::STANDARD.encode(bytes));
+                }
+                _ => {}
             }
             Ok(r)
         })
@@ -96,15 +143,7 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
     let (sorted, edges) = order(resources)?;
     // Refused before anything is touched: what this engine cannot converge yet, templates that do not render.
     for r in resources {
-        if matches!(r.kind, Kind::Package | Kind::User | Kind::Group) {
-            return Err(InfraError::At {
-                file: r.file.clone(),
-                line: r.line,
-                key: r.id(),
-                message: format!("{} resources are not supported by this engine yet", r.kind.as_str()),
-            });
-        }
-        if let Spec::File { content, .. } = &r.spec {
+        if let Spec::File { content, .. } | Spec::Package { deb: Some(content), .. } = &r.spec {
             desired_content(content, target).map_err(|message| InfraError::At {
                 file: r.file.clone(),
                 line: r.line,
@@ -113,6 +152,9 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
             })?;
         }
     }
+    // Accounts this run creates: a plan may name them as owners before they exist.
+    let declared: HashSet<String> =
+        resources.iter().filter(|r| matches!(r.spec, Spec::User { .. } | Spec::Group { .. })).map(Resource::id).collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; resources.len()];
     let mut failed: HashSet<usize> = HashSet::new();
     let mut changed: HashSet<usize> = HashSet::new();
@@ -132,7 +174,7 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
             continue;
         }
         let refresh = edges.iter().any(|e: &Edge| e.to == i && e.refresh && changed.contains(&e.from));
-        let outcome = converge(r, target, apply, refresh);
+        let outcome = converge(r, target, apply, refresh, &declared);
         match outcome.status {
             Status::Failed => {
                 failed.insert(i);
@@ -181,7 +223,7 @@ fn desired_content(content: &Content, target: &Target) -> Result<Vec<u8>, String
     }
 }
 
-fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool) -> Outcome {
+fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool, declared: &HashSet<String>) -> Outcome {
     let mut o = Outcome {
         resource: r.id(),
         status: Status::Unchanged,
@@ -191,10 +233,20 @@ fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool) -> Outcom
         error: None,
     };
     let result = match &r.spec {
-        Spec::File { path, content, mode, sensitive, .. } => {
-            file(&under(&target.root, path), content, *mode, *sensitive, target, apply, &mut o)
+        Spec::File { path, content, mode, sensitive, owner, group } => {
+            let p = under(&target.root, path);
+            Ownership::resolve(&target.root, owner, group, declared, apply).and_then(|own| {
+                own.converge(&p, apply, &mut o)?;
+                file(&p, content, *mode, *sensitive, &own, target, apply, &mut o)
+            })
         }
-        Spec::Directory { path, mode, .. } => directory(&under(&target.root, path), *mode, apply, &mut o),
+        Spec::Directory { path, mode, owner, group } => {
+            let p = under(&target.root, path);
+            Ownership::resolve(&target.root, owner, group, declared, apply).and_then(|own| {
+                own.converge(&p, apply, &mut o)?;
+                directory(&p, *mode, &own, apply, &mut o)
+            })
+        }
         Spec::Symlink { path, target: to } => symlink(&under(&target.root, path), to, apply, &mut o),
         Spec::Command { run, creates, unless, onlyif, refresh_only, .. } => command(
             run,
@@ -211,7 +263,11 @@ fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool) -> Outcom
             let cmds = ServiceCommands::new(name, provider, start, stop, status, restart);
             service(&cmds, refresh, target, apply, &mut o)
         }
-        Spec::Package { .. } | Spec::User { .. } | Spec::Group { .. } => Err("not supported by this engine yet".into()),
+        Spec::Package { name, version, deb } => package(name, version.as_deref(), deb.as_ref(), target, apply, &mut o),
+        Spec::User { name, uid, group, home, shell } => {
+            user(name, *uid, group.as_deref(), home.as_deref(), shell.as_deref(), target, apply, &mut o)
+        }
+        Spec::Group { name, gid } => group(name, *gid, target, apply, &mut o),
     };
     match result {
         Err(e) => {
@@ -233,6 +289,7 @@ fn file(
     content: &Content,
     mode: Option<u32>,
     sensitive: bool,
+    own: &Ownership,
     target: &Target,
     apply: bool,
     o: &mut Outcome,
@@ -258,6 +315,13 @@ fn file(
             fs::write(&tmp, &want).map_err(io("write", &tmp))?;
             let keep = meta.as_ref().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
             fs::set_permissions(&tmp, fs::Permissions::from_mode(mode.unwrap_or(keep))).map_err(io("chmod", &tmp))?;
+            // Owned as wanted before it appears: a secret is never readable by the wrong account.
+            let keep_ids = meta.as_ref().map(|m| (m.uid(), m.gid()));
+            let uid = own.uid.or(keep_ids.map(|k| k.0));
+            let gid = own.gid.or(keep_ids.map(|k| k.1));
+            if uid.is_some() || gid.is_some() {
+                std::os::unix::fs::chown(&tmp, uid, gid).map_err(io("chown", &tmp))?;
+            }
             fs::rename(&tmp, p).map_err(io("rename onto", p))?;
         }
     }
@@ -284,7 +348,7 @@ fn unified(old: &[u8], new: &[u8], p: &Path) -> String {
     }
 }
 
-fn directory(p: &Path, mode: Option<u32>, apply: bool, o: &mut Outcome) -> Result<(), String> {
+fn directory(p: &Path, mode: Option<u32>, own: &Ownership, apply: bool, o: &mut Outcome) -> Result<(), String> {
     match fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => {
             if let Some(want) = mode {
@@ -305,6 +369,9 @@ fn directory(p: &Path, mode: Option<u32>, apply: bool, o: &mut Outcome) -> Resul
                 fs::create_dir_all(p).map_err(io("create", p))?;
                 if let Some(want) = mode {
                     fs::set_permissions(p, fs::Permissions::from_mode(want)).map_err(io("chmod", p))?;
+                }
+                if own.uid.is_some() || own.gid.is_some() {
+                    std::os::unix::fs::chown(p, own.uid, own.gid).map_err(io("chown", p))?;
                 }
             }
             Ok(())
@@ -438,6 +505,221 @@ fn service(cmds: &ServiceCommands, refresh: bool, target: &Target, apply: bool, 
                 return Err(format!("restart failed: {out}"));
             }
         }
+    }
+    Ok(())
+}
+
+/// A file's or folder's wanted owner and group, as ids resolved through the root's own account files. A name
+/// that is not there yet but is declared in this run is fine in a plan (`pending`); anywhere else it fails.
+struct Ownership {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    /// Names a plan cannot resolve yet because this run creates them: `owner → www`.
+    pending: Vec<String>,
+}
+
+impl Ownership {
+    fn resolve(
+        root: &Path,
+        owner: &Option<String>,
+        group: &Option<String>,
+        declared: &HashSet<String>,
+        apply: bool,
+    ) -> Result<Ownership, String> {
+        let mut own = Ownership { uid: None, gid: None, pending: vec![] };
+        if let Some(name) = owner {
+            match system::user(root, name) {
+                Some(u) => own.uid = Some(u.uid),
+                None if !apply && declared.contains(&format!("user:{name}")) => {
+                    own.pending.push(format!("owner → {name}"))
+                }
+                None => return Err(format!("owner `{name}`: no such user in {}", root.join("etc/passwd").display())),
+            }
+        }
+        if let Some(name) = group {
+            match system::group(root, name) {
+                Some(g) => own.gid = Some(g.gid),
+                None if !apply && declared.contains(&format!("group:{name}")) => {
+                    own.pending.push(format!("group → {name}"))
+                }
+                None => return Err(format!("group `{name}`: no such group in {}", root.join("etc/group").display())),
+            }
+        }
+        Ok(own)
+    }
+
+    /// Compares (and on apply, sets) the owner of what is at `p`, before its content or mode; a path not there
+    /// yet is created with its owner, and says only `created`.
+    fn converge(&self, p: &Path, apply: bool, o: &mut Outcome) -> Result<(), String> {
+        let Ok(m) = fs::symlink_metadata(p) else { return Ok(()) };
+        o.changes.extend(self.pending.iter().cloned());
+        let uid = self.uid.filter(|&u| u != m.uid());
+        let gid = self.gid.filter(|&g| g != m.gid());
+        if let Some(u) = uid {
+            o.changes.push(format!("owner {} → {u}", m.uid()));
+        }
+        if let Some(g) = gid {
+            o.changes.push(format!("group {} → {g}", m.gid()));
+        }
+        if apply && (uid.is_some() || gid.is_some()) {
+            std::os::unix::fs::lchown(p, uid, gid).map_err(io("chown", p))?;
+        }
+        Ok(())
+    }
+}
+
+fn group(name: &str, gid: Option<u32>, target: &Target, apply: bool, o: &mut Outcome) -> Result<(), String> {
+    let mut args = system::prefix_args(&target.root);
+    match system::group(&target.root, name) {
+        None => {
+            o.changes.push("created".into());
+            if let Some(g) = gid {
+                args.extend(["-g".into(), g.to_string()]);
+            }
+            args.push(name.into());
+            if apply {
+                system::exec("groupadd", &args)?;
+            }
+        }
+        Some(have) => {
+            if let Some(g) = gid.filter(|&g| g != have.gid) {
+                o.changes.push(format!("gid {} → {g}", have.gid));
+                args.extend(["-g".into(), g.to_string(), name.into()]);
+                if apply {
+                    system::exec("groupmod", &args)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn user(
+    name: &str,
+    uid: Option<u32>,
+    group: Option<&str>,
+    home: Option<&str>,
+    shell: Option<&str>,
+    target: &Target,
+    apply: bool,
+    o: &mut Outcome,
+) -> Result<(), String> {
+    let root = &target.root;
+    let mut args = system::prefix_args(root);
+    match system::user(root, name) {
+        None => {
+            o.changes.push("created".into());
+            if let Some(u) = uid {
+                args.extend(["-u".into(), u.to_string()]);
+            }
+            if let Some(g) = group {
+                args.extend(["-g".into(), g.into()]);
+            }
+            if let Some(h) = home {
+                args.extend(["-d".into(), h.into()]);
+            }
+            if let Some(s) = shell {
+                args.extend(["-s".into(), s.into()]);
+            }
+            args.push(name.into());
+            if apply {
+                system::exec("useradd", &args)?;
+            }
+        }
+        Some(have) => {
+            let before = args.len();
+            if let Some(u) = uid.filter(|&u| u != have.uid) {
+                o.changes.push(format!("uid {} → {u}", have.uid));
+                args.extend(["-u".into(), u.to_string()]);
+            }
+            if let Some(g) = group {
+                // The primary group by name: a plan whose group this run creates says so.
+                let same = system::group(root, g).is_some_and(|g| g.gid == have.gid);
+                if !same {
+                    o.changes.push(format!("group → {g}"));
+                    args.extend(["-g".into(), g.into()]);
+                }
+            }
+            if let Some(h) = home.filter(|&h| h != have.home) {
+                o.changes.push(format!("home {} → {h}", have.home));
+                args.extend(["-d".into(), h.into()]);
+            }
+            if let Some(s) = shell.filter(|&s| s != have.shell) {
+                o.changes.push(format!("shell {} → {s}", have.shell));
+                args.extend(["-s".into(), s.into()]);
+            }
+            if args.len() > before {
+                args.push(name.into());
+                if apply {
+                    system::exec("usermod", &args)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn package(
+    name: &str,
+    version: Option<&str>,
+    deb: Option<&Content>,
+    target: &Target,
+    apply: bool,
+    o: &mut Outcome,
+) -> Result<(), String> {
+    let root = &target.root;
+    let have = system::installed(root, name);
+    match (&have, version) {
+        (Some(h), Some(w)) if h == w => return Ok(()),
+        (Some(_), None) => return Ok(()),
+        (Some(h), Some(w)) => o.changes.push(format!("version {h} → {w}")),
+        (None, w) => o.changes.push(match w {
+            Some(w) => format!("installed {w}"),
+            None => "installed".into(),
+        }),
+    }
+    let real_root = root == Path::new("/");
+    if deb.is_none() && !real_root {
+        // apt cannot install into a root prefix; dpkg can, from a .deb.
+        return Err(format!(
+            "`{name}` comes from the archive, which installs only on a host whose root is /; give `deb = \"...\"` to install it under {}",
+            root.display()
+        ));
+    }
+    if !apply {
+        return Ok(());
+    }
+    match deb {
+        Some(deb) => {
+            let bytes = desired_content(deb, target)?;
+            let tmp = std::env::temp_dir().join(format!("crew-{name}-{}.deb", std::process::id()));
+            fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
+            let mut args = vec![];
+            if !real_root {
+                args.push(format!("--root={}", root.display()));
+            }
+            args.extend(["--force-confdef".into(), "--force-confold".into(), "-i".into(), tmp.display().to_string()]);
+            let result = system::exec("dpkg", &args);
+            let _ = fs::remove_file(&tmp);
+            result?;
+        }
+        None => {
+            let what = match version {
+                Some(v) => format!("{name}={v}"),
+                None => name.to_string(),
+            };
+            system::exec("apt-get", &["install".into(), "-y".into(), "-q".into(), what])?;
+        }
+    }
+    let now = system::installed(root, name);
+    if let (Some(w), Some(n)) = (version, &now) {
+        if n != w {
+            return Err(format!("installed {name} {n}, but {w} was wanted"));
+        }
+    }
+    if now.is_none() {
+        return Err(format!("{name} is still not installed"));
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod graph;
 pub mod model;
+pub mod system;
 pub mod template;
 
 pub use graph::{order, Edge};

@@ -111,7 +111,8 @@ pub enum Spec {
     Package {
         name: String,
         version: Option<String>,
-        deb: Option<String>,
+        /// A .deb to install with dpkg (a repository path, resolved to its bytes before it is sent to a host).
+        deb: Option<Content>,
     },
     Service {
         name: String,
@@ -482,7 +483,7 @@ pub fn parse_role(file: &str, text: &str) -> Result<Role, InfraError> {
                 Kind::Package => {
                     let d: PackageDecl = decl!(PackageDecl);
                     (
-                        Spec::Package { name: d.name, version: d.version, deb: d.deb },
+                        Spec::Package { name: d.name, version: d.version, deb: d.deb.map(Content::Source) },
                         Edges { require: d.require, before: d.before, notify: d.notify, subscribe: d.subscribe },
                     )
                 }

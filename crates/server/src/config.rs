@@ -44,7 +44,9 @@ pub struct FileConfig {
     pub metrics: Option<toml::Table>,
     pub chat: Option<crate::chat::ChatSection>,
     pub dashboards: Option<toml::Value>,
-    pub hosts: Option<toml::Value>,
+    #[serde(default)]
+    pub hosts: Vec<crew_infra::Host>,
+    pub infra: Option<crate::infra::InfraSection>,
 }
 
 /// `[server]`: the same settings as `crew serve`'s flags, for a team that keeps them in the repository.
@@ -138,6 +140,11 @@ impl Settings {
             let shown = config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml"));
             chat.check().map_err(|message| ConfigError::Invalid { path: shown, message })?;
         }
+        if !file.hosts.is_empty() || file.infra.is_some() {
+            let shown = config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml"));
+            crate::infra::check(&file.hosts, file.infra.as_ref())
+                .map_err(|message| ConfigError::Invalid { path: shown, message })?;
+        }
         Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy })
     }
 }
@@ -203,6 +210,28 @@ mod tests {
                 (Err(got), Err(prefix)) => assert!(got.starts_with(prefix), "{text:?}: {got}"),
                 (got, want) => panic!("{text:?}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn hosts_and_the_drift_schedule_are_checked_at_start() {
+        let host = "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"web\"]\n";
+        let check = |text: &str| {
+            let f = parse(text)?;
+            crate::infra::check(&f.hosts, f.infra.as_ref())
+        };
+        assert_eq!(check(&format!("{host}[infra]\ncheck = \"1h\"\n")), Ok(()));
+        for (text, says) in [
+            (format!("{host}[infra]\ncheck = \"often\"\n"), "[infra] check = \"often\""),
+            (format!("{host}[infra]\ncheck = \"1s\"\n"), "at least 10s"),
+            (format!("{host}[infra]\ncheks = \"1h\"\n"), "`infra.cheks`: unknown field"),
+            (format!("{host}{host}"), "`web1` is named twice"),
+            ("[[hosts]]\nname = \"a\"\naddress = \"local\"\nroles = []\n".into(), "`a`: no roles"),
+            ("[[hosts]]\nname = \"a\"\nadress = \"local\"\n".into(), "`hosts[0].adress`: unknown field `adress`"),
+            ("[infra]\ncheck = \"1h\"\n".into(), "no [[hosts]]"),
+        ] {
+            let got = check(&text).unwrap_err();
+            assert!(got.contains(says), "{text}: {got}");
         }
     }
 

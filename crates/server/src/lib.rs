@@ -12,6 +12,7 @@ pub mod config;
 pub mod deploys;
 pub mod error;
 pub mod flags;
+pub mod infra;
 mod state;
 pub mod web;
 
@@ -99,6 +100,7 @@ impl App {
         tokio::spawn(flags::follow_changes(state.clone(), flag_changes));
         tokio::spawn(auth::follow_tokens(state.clone(), token_changes));
         chat::start(&state, chat_events).context("the chat robot")?;
+        infra::start(&state);
         tracing::info!(addr = %state.addr, store = state.store.engine().as_str(), "crew is serving");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

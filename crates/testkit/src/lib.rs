@@ -217,10 +217,46 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// Kills the server and every session it serves (with what runs in them), as when a machine dies.
+    pub fn kill(&mut self) {
+        let family = descendants(self.child.id());
+        let _ = self.child.kill();
+        for pid in family {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Every process below `pid`, read from /proc (children first found, grandchildren after).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // /proc/PID/stat: `pid (comm) state ppid ...`; comm may hold spaces, so read after the last ')'.
+        if let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) {
+            if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()) {
+                parents.push((p, ppid));
+            }
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![pid];
+    while let Some(q) = frontier.pop() {
+        for &(p, pp) in &parents {
+            if pp == q {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -271,3 +271,52 @@ async fn a_member_switches_a_flag_off_from_the_web_with_a_reason() {
     assert!(history.contains("incident 7") && history.contains("DISABLED"), "{history}");
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_infrastructure_page_shows_each_hosts_last_apply_and_the_drift_the_schedule_found() {
+    let d = crate::infra::repo();
+    let cfg = d.path().join("crew.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[infra]\ncheck = \"10s\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let s = Server::start_with_config(&cfg).await;
+    let o = s.cli(&s.admin).args(["infra", "apply", "all", "--config"]).arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Someone edits web1 by hand; the server's schedule finds it (as `crew via scheduler`) within a few ticks.
+    std::fs::write(d.path().join("hosts/web1/etc/www/app.conf"), "listen 1\n").unwrap();
+    let found = eventually(Duration::from_secs(40), || async {
+        let v = s.get_json("/api/v1/events?kind=infra.drift", &s.admin).await;
+        v["events"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert!(found, "the schedule recorded the drift");
+    let v = s.get_json("/api/v1/events?kind=infra.drift", &s.admin).await;
+    assert_eq!(v["events"][0]["actor"], json!({"name": "crew", "via": "scheduler"}));
+    assert_eq!(v["events"][0]["subject"], "host:web1");
+    assert_eq!(v["events"].as_array().unwrap().len(), 1, "web2 did not drift: {v}");
+
+    let (_driver, c) = driver().await;
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    c.goto(&format!("{}/signin?next=/infra", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&s.admin).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let web1 = wait(&c, "tr[data-host=web1]").await.text().await.unwrap();
+    assert!(web1.contains("drifted") && web1.contains("2 changed, 0 failed, 0 refreshed"), "{web1}");
+    let web2 = c.find(Locator::Css("tr[data-host=web2]")).await.unwrap().text().await.unwrap();
+    assert!(web2.contains("as applied") && web2.contains("web, extra"), "{web2}");
+    let section = c.find(Locator::Css("section.host[data-host=web1]")).await.unwrap();
+    let drift = section.find(Locator::Css("p.drift")).await.unwrap().text().await.unwrap();
+    assert!(drift.contains("web1 drifted from its roles: file:/etc/www/app.conf"), "{drift}");
+    // The last apply's report: what it changed, with the diff folded away until asked for.
+    let applied = section.text().await.unwrap();
+    assert!(applied.contains("file:/etc/www/app.conf created") && applied.contains("directory:/etc/www created"), "{applied}");
+    section.find(Locator::Css("ul.outcomes details summary")).await.unwrap().click().await.unwrap();
+    let diff = section.find(Locator::Css("ul.outcomes pre.diff")).await.unwrap().text().await.unwrap();
+    assert!(diff.contains("listen"), "{diff}");
+    let roles = c.find(Locator::Css("tr[data-role=web]")).await.unwrap().text().await.unwrap();
+    assert!(roles.contains("1 directory, 1 file") && roles.contains("web1, web2"), "{roles}");
+    c.close().await.unwrap();
+}

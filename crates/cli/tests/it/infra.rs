@@ -5,7 +5,7 @@ use crate::harness::Server;
 use serde_json::Value;
 use std::path::Path;
 
-fn repo() -> tempfile::TempDir {
+pub fn repo() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     std::fs::create_dir_all(p.join("roles")).unwrap();
@@ -101,44 +101,66 @@ async fn mistakes_are_refused_before_any_host_is_touched() {
 }
 
 #[tokio::test]
-async fn push_over_ssh_to_two_hosts_one_of_which_goes_away() {
+async fn push_over_ssh_to_two_hosts_one_of_which_dies_mid_run() {
     let s = Server::start().await;
     let d = repo();
-    let (a, mut b) = (crew_testkit::Sshd::start().unwrap(), Some(crew_testkit::Sshd::start().unwrap()));
+    let (a, mut b) = (crew_testkit::Sshd::start().unwrap(), crew_testkit::Sshd::start().unwrap());
     let roots = [d.path().join("far/web1"), d.path().join("far/web2")];
-    let host = |name: &str, sshd: &crew_testkit::Sshd, root: &Path| {
+    let host = |name: &str, sshd: &crew_testkit::Sshd, root: &Path, roles: &str| {
         let opts: Vec<String> = sshd.options().iter().map(|o| format!("{o:?}")).collect();
         format!(
-            "[[hosts]]\nname = \"{name}\"\naddress = \"ssh://{}@127.0.0.1:{}\"\nroles = [\"web\"]\nroot = \"{}\"\nvars = {{ port = 1 }}\nssh_options = [{}]\n\n",
+            "[[hosts]]\nname = \"{name}\"\naddress = \"ssh://{}@127.0.0.1:{}\"\nroles = [{roles}]\nroot = \"{}\"\nvars = {{ port = 1 }}\nssh_options = [{}]\n\n",
             crew_testkit::whoami(),
             sshd.port,
             root.display(),
             opts.join(", ")
         )
     };
+    // web2 also has a slow step, which runs only once the test asks for it (`go-slow`) and says when it began.
+    std::fs::write(
+        d.path().join("roles/slow.toml"),
+        "[[command]]\nname = \"slow\"\nrun = \"touch started && sleep 60\"\nonlyif = \"test -f go-slow\"\n",
+    )
+    .unwrap();
     let cfg = d.path().join("crew.toml");
-    std::fs::write(&cfg, host("web1", &a, &roots[0]) + &host("web2", b.as_ref().unwrap(), &roots[1])).unwrap();
+    std::fs::write(&cfg, host("web1", &a, &roots[0], "\"web\"") + &host("web2", &b, &roots[1], "\"web\", \"slow\""))
+        .unwrap();
     let apply = || {
-        out(&s.cli(&s.admin).args(["infra", "apply", "all", "--forks", "2", "--config"]).arg(&cfg).output().unwrap())
+        let mut c = s.cli(&s.admin);
+        c.args(["infra", "apply", "all", "--forks", "2", "--config"]).arg(&cfg);
+        c
     };
-    let (code, text, err) = apply();
+    let (code, text, err) = out(&apply().output().unwrap());
     assert_eq!(code, 0, "{text}\n{err}");
     for (i, r) in roots.iter().enumerate() {
         let got = std::fs::read_to_string(r.join("etc/www/app.conf")).unwrap();
         assert_eq!(got, format!("listen 1 on web{}\n", i + 1), "rendered here, written there");
     }
-    let (code, text, _) = apply();
+    let (code, text, _) = out(&apply().output().unwrap());
     assert_eq!(code, 0);
-    assert_eq!(text.matches("0 changed, 2 unchanged").count(), 2, "{text}");
+    assert_eq!(text.matches("0 changed, 2 unchanged").count(), 1, "{text}");
+    assert!(text.contains("0 changed, 3 unchanged"), "{text}");
 
-    // web2's sshd goes away: web2 is reported unreachable, web1 still converges.
-    b.take();
+    // web2 dies while its engine runs: web2 is reported unreachable, web1 still converges.
+    std::fs::write(roots[1].join("go-slow"), "").unwrap();
     std::fs::remove_file(roots[0].join("etc/www/app.conf")).unwrap();
-    let (code, text, _) = apply();
+    let run = apply().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !roots[1].join("started").exists() {
+        assert!(std::time::Instant::now() < deadline, "web2's slow step never began");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    b.kill();
+    let (code, text, _) = out(&run.wait_with_output().unwrap());
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("web2: unreachable"), "{text}");
     assert!(text.contains("web1:\n  ~ file:/etc/www/app.conf created"), "{text}");
     assert!(roots[0].join("etc/www/app.conf").exists());
     let v = s.get_json("/api/v1/events?kind=infra", &s.admin).await;
-    assert_eq!(v["events"][0]["kind"], "infra.unreachable", "{v}");
+    let kinds: Vec<(&str, &str)> = v["events"].as_array().unwrap()[..2]
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["subject"].as_str().unwrap()))
+        .collect();
+    assert!(kinds.contains(&("infra.unreachable", "host:web2")), "{v}");
+    assert!(kinds.contains(&("infra.applied", "host:web1")), "{v}");
 }

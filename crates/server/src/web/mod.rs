@@ -7,6 +7,7 @@
 
 mod deploys;
 mod flags;
+mod infra;
 pub(crate) mod pages;
 
 use crate::auth::{cookie, hash_secret, random_id, SESSION_COOKIE};
@@ -26,7 +27,7 @@ const SESSION_DAYS: i64 = 7;
 
 /// The pages in the navigation, in order. Each area adds its page here when it lands.
 pub const NAV: &[(&str, &str)] =
-    &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Flags", "/flags"), ("Status", "/status")];
+    &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Flags", "/flags"), ("Infra", "/infra"), ("Status", "/status")];
 
 pub fn router() -> Router<AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/flags", get(flags::index))
         .route("/flags/{key}", get(flags::show))
         .route("/flags/{key}/knob", post(flags::knob))
+        .route("/infra", get(infra::index))
         .route("/deploys", get(deploys::index))
         .route("/deploys/{id}", get(deploys::show))
         .route("/deploys/start", post(deploys::start))
