@@ -3,7 +3,8 @@
 //!
 //! The schedule runs `crew infra check all --json` as a child process of this same binary (the SSH transport
 //! and the engine live in the CLI, and a child keeps a slow or hung host away from the server's own tasks),
-//! then records what it found as `infra.drift` events by `crew via scheduler`.
+//! then records what it found as `infra.drift` events by `crew via scheduler`. Replicas on one database take
+//! turns through the store's `infra.check` lease, so each interval is checked once.
 
 use crate::state::AppState;
 use crew_core::{Actor, EventFilter, NewEvent, Via};
@@ -64,6 +65,10 @@ pub fn start(st: &AppState) {
     let Ok((Some(every), timeout)) = section.durations() else { return };
     let Some(config) = st.settings.config_path.clone() else { return };
     let st = st.clone();
+    // Replicas sharing a database take turns through a lease: one checks each interval; if it dies, another
+    // takes over once its lease (an interval and a half) has run out.
+    let holder = format!("{}-{}", std::process::id(), rand::random::<u64>());
+    let lease = every + every / 2;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -72,6 +77,14 @@ pub fn start(st: &AppState) {
             tokio::select! {
                 _ = st.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            match st.store.try_lease("infra.check", &holder, lease).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the infra check lease is unavailable");
+                    continue;
+                }
             }
             match tokio::time::timeout(timeout, check_once(&st, &config)).await {
                 Ok(Ok(n)) => tracing::info!(drifted = n, "scheduled infra check done"),

@@ -460,6 +460,27 @@ macro_rules! impl_store {
                 .collect()
         }
 
+        async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> crate::Result<bool> {
+            let (_write, mut tx) = self.begin_write().await?;
+            let now = crate::to_millis(chrono::Utc::now());
+            let until = now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+            // One statement: insert, or take over when it is ours or expired; a row changed means we hold it.
+            let changed = sqlx::query(
+                "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+                 WHERE leases.holder = excluded.holder OR leases.until_ms < $4",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(changed == 1)
+        }
+
         async fn chat_links(&self) -> crate::Result<Vec<crate::ChatLink>> {
             use sqlx::Row;
             let rows = sqlx::query("SELECT identity, user_name, created_at, created_by FROM chat_links ORDER BY identity")

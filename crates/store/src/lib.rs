@@ -239,6 +239,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records that the server running deploy `id` is alive.
     async fn deploy_heartbeat(&self, id: i64) -> Result<()>;
 
+    /// Takes or renews the lease `name` for `holder` until now + `ttl`, when it is free, expired, or already
+    /// `holder`'s; whether `holder` holds it now. Keeps a scheduled job to one replica at a time.
+    async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
+
     /// Marks every `running` deploy whose heartbeat (by the database's clock; its start if none) is at least
     /// `stale_after` old `interrupted` and releases its lock, recording `event(deploy)` for each: the server
     /// running it stopped. `stale_after` zero takes every running deploy.
