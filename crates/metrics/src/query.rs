@@ -1,0 +1,96 @@
+//! Reading series back: which tier answers a range, and points bucketed by step with a stat computed from
+//! merged intervals (a mean is a sum over a count, a rate a sum over the step's seconds).
+
+use crate::tsdb::TierSpec;
+use crate::{Kind, Point};
+
+/// The tier that answers a range: without a step, the finest that still holds `from` (by retention, counted
+/// back from `now`); with one, the coarsest of those holding `from` whose resolution is no coarser than the
+/// step (fewer points to read for the same answer). The coarsest tier when none holds `from`.
+pub fn choose_tier(tiers: &[TierSpec], now: i64, from: i64, step: Option<i64>) -> usize {
+    let covers = |t: &TierSpec| now - from <= t.retention_ms;
+    let finest = tiers.iter().position(covers).unwrap_or(tiers.len() - 1);
+    match step {
+        None => finest,
+        Some(s) => tiers.iter().enumerate().rev().find(|(_, t)| covers(t) && t.step_ms <= s).map_or(finest, |(i, _)| i),
+    }
+}
+
+/// Points (in time order) bucketed into windows of `step_ms` ending on multiples of it, merged, and the stat
+/// taken per bucket; a bucket where the stat has no value (a mean of nothing) is left out.
+pub fn bucket(kind: Kind, points: &[(i64, Point)], step_ms: i64, stat: &str) -> Vec<(i64, f64)> {
+    let secs = step_ms as f64 / 1000.0;
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut acc: Option<(i64, Point)> = None;
+    let emit = |end: i64, p: &Point, out: &mut Vec<(i64, f64)>| {
+        if let Some(v) = p.stat(kind, stat, secs) {
+            if v.is_finite() {
+                out.push((end, v));
+            }
+        }
+    };
+    for (t, p) in points {
+        let end = (t - 1).div_euclid(step_ms) * step_ms + step_ms;
+        match &mut acc {
+            Some((e, a)) if *e == end => a.merge(kind, p),
+            _ => {
+                if let Some((e, a)) = acc.take() {
+                    emit(e, &a, &mut out);
+                }
+                acc = Some((end, *p));
+            }
+        }
+    }
+    if let Some((e, a)) = acc {
+        emit(e, &a, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(count: f64, sum: f64, min: f64, max: f64) -> Point {
+        Point { count, sum, min, max, p50: min, p90: max, p99: max, last: 0.0 }
+    }
+
+    /// Rollup correctness as a table: each stat over two 10 s intervals merged into one 20 s step.
+    #[test]
+    fn stats_of_merged_intervals() {
+        let pts = [(10_000, timer(1.0, 100.0, 100.0, 100.0)), (20_000, timer(3.0, 30.0, 5.0, 15.0))];
+        for (stat, want) in [
+            ("count", 4.0),
+            ("rate", 0.2),
+            ("sum", 130.0),
+            ("mean", 32.5), // (100 + 30) / 4, not the mean of means (55)
+            ("min", 5.0),
+            ("max", 100.0),
+            ("p99", 100.0),
+        ] {
+            assert_eq!(bucket(Kind::Timer, &pts, 20_000, stat), [(20_000, want)], "{stat}");
+        }
+        let c = [(10_000, Point { sum: 5.0, count: 2.0, ..Point::default() }), (20_000, Point { sum: 7.0, count: 1.0, ..Point::default() })];
+        assert_eq!(bucket(Kind::Counter, &c, 20_000, "count"), [(20_000, 12.0)]);
+        assert_eq!(bucket(Kind::Counter, &c, 10_000, "rate"), [(10_000, 0.5), (20_000, 0.7)]);
+        let g = [
+            (10_000, Point { last: 4.0, min: 2.0, max: 4.0, sum: 6.0, count: 2.0, ..Point::default() }),
+            (20_000, Point { last: 9.0, min: 9.0, max: 9.0, sum: 9.0, count: 1.0, ..Point::default() }),
+        ];
+        assert_eq!(bucket(Kind::Gauge, &g, 20_000, "value"), [(20_000, 9.0)], "the last value");
+        assert_eq!(bucket(Kind::Gauge, &g, 20_000, "mean"), [(20_000, 5.0)]);
+        assert_eq!(bucket(Kind::Gauge, &g, 20_000, "min"), [(20_000, 2.0)]);
+        assert!(bucket(Kind::Counter, &c, 10_000, "p99").is_empty(), "not a counter's stat");
+    }
+
+    #[test]
+    fn the_tier_follows_the_range() {
+        let tiers = crate::tsdb::default_tiers(10_000);
+        let now = 100 * 86_400_000;
+        assert_eq!(choose_tier(&tiers, now, now - 3_600_000, None), 0);
+        assert_eq!(choose_tier(&tiers, now, now - 7 * 86_400_000, None), 1);
+        assert_eq!(choose_tier(&tiers, now, now - 90 * 86_400_000, None), 2);
+        assert_eq!(choose_tier(&tiers, now, now - 3_600_000, Some(600_000)), 2, "a 10 min step reads 10 min rollups");
+        assert_eq!(choose_tier(&tiers, now, now - 3_600_000, Some(120_000)), 1);
+    }
+}
