@@ -481,6 +481,107 @@ macro_rules! impl_store {
             Ok(changed == 1)
         }
 
+        async fn write_metrics(
+            &self,
+            wal: Vec<crate::MetricWal>,
+            chunks: Vec<crate::MetricChunk>,
+            floors: Vec<i64>,
+        ) -> crate::Result<()> {
+            let (_write, mut tx) = self.begin_write().await?;
+            for w in &wal {
+                sqlx::query("INSERT INTO metric_wal (tier, t_ms, data) VALUES ($1, $2, $3)")
+                    .bind(w.tier)
+                    .bind(w.t_ms)
+                    .bind(&w.data)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for c in &chunks {
+                sqlx::query(
+                    "INSERT INTO metric_chunks (series, kind, tier, start_ms, end_ms, points, data) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series, tier, start_ms) DO UPDATE SET \
+                     kind = excluded.kind, end_ms = excluded.end_ms, points = excluded.points, data = excluded.data",
+                )
+                .bind(&c.series)
+                .bind(&c.kind)
+                .bind(c.tier)
+                .bind(c.start_ms)
+                .bind(c.end_ms)
+                .bind(c.points)
+                .bind(&c.data)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (tier, floor) in floors.iter().enumerate() {
+                sqlx::query("DELETE FROM metric_wal WHERE tier = $1 AND t_ms < $2")
+                    .bind(tier as i32)
+                    .bind(*floor)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn metric_chunks(&self, series: &str, tier: i32, from_ms: i64, to_ms: i64) -> crate::Result<Vec<crate::MetricChunk>> {
+            use sqlx::Row;
+            let rows = sqlx::query(
+                "SELECT series, kind, tier, start_ms, end_ms, points, data FROM metric_chunks \
+                 WHERE series = $1 AND tier = $2 AND end_ms >= $3 AND start_ms <= $4 ORDER BY start_ms",
+            )
+            .bind(series)
+            .bind(tier)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(crate::MetricChunk {
+                        series: r.try_get(0)?,
+                        kind: r.try_get(1)?,
+                        tier: r.try_get::<i32, _>(2)?,
+                        start_ms: r.try_get(3)?,
+                        end_ms: r.try_get(4)?,
+                        points: r.try_get::<i32, _>(5)?,
+                        data: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn metric_series(&self) -> crate::Result<Vec<(String, String, i32, i64)>> {
+            use sqlx::Row;
+            let rows = sqlx::query(
+                "SELECT series, MIN(kind), tier, MAX(end_ms) FROM metric_chunks GROUP BY series, tier ORDER BY series, tier",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i32, _>(2)?, r.try_get(3)?)))
+                .collect()
+        }
+
+        async fn metric_wal(&self) -> crate::Result<Vec<crate::MetricWal>> {
+            use sqlx::Row;
+            let rows = sqlx::query("SELECT tier, t_ms, data FROM metric_wal ORDER BY id").fetch_all(&self.pool).await?;
+            rows.iter()
+                .map(|r| Ok(crate::MetricWal { tier: r.try_get::<i32, _>(0)?, t_ms: r.try_get(1)?, data: r.try_get(2)? }))
+                .collect()
+        }
+
+        async fn expire_metric_chunks(&self, tier: i32, before_ms: i64) -> crate::Result<u64> {
+            let (_write, mut tx) = self.begin_write().await?;
+            let n = sqlx::query("DELETE FROM metric_chunks WHERE tier = $1 AND end_ms < $2")
+                .bind(tier)
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        }
+
         async fn chat_links(&self) -> crate::Result<Vec<crate::ChatLink>> {
             use sqlx::Row;
             let rows = sqlx::query("SELECT identity, user_name, created_at, created_by FROM chat_links ORDER BY identity")

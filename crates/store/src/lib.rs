@@ -111,6 +111,29 @@ pub struct StoredFlag {
     pub updated_by: String,
 }
 
+/// A stored chunk of a metric series (the bytes are crew-metrics' Gorilla encoding).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricChunk {
+    /// The series key: `name` or `name{k=v,...}`.
+    pub series: String,
+    /// counter, gauge, timer or set.
+    pub kind: String,
+    /// 0 = the flush interval, then each rollup.
+    pub tier: i32,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub points: i32,
+    pub data: Vec<u8>,
+}
+
+/// One write-ahead row of metric points: a flush's new points of one tier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricWal {
+    pub tier: i32,
+    pub t_ms: i64,
+    pub data: Vec<u8>,
+}
+
 /// A chat identity linked to a crew user (`crew chat link`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatLink {
@@ -242,6 +265,22 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the lease `name` for `holder` until now + `ttl`, when it is free, expired, or already
     /// `holder`'s; whether `holder` holds it now. Keeps a scheduled job to one replica at a time.
     async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
+
+    /// One flush of metrics, in one transaction: its write-ahead rows, the chunks that closed, and, per tier,
+    /// the removal of write-ahead rows older than `floors[tier]` (their points are all in chunks).
+    async fn write_metrics(&self, wal: Vec<MetricWal>, chunks: Vec<MetricChunk>, floors: Vec<i64>) -> Result<()>;
+
+    /// The chunks of a series and tier that overlap [from_ms, to_ms], oldest first.
+    async fn metric_chunks(&self, series: &str, tier: i32, from_ms: i64, to_ms: i64) -> Result<Vec<MetricChunk>>;
+
+    /// Every stored series and tier with its kind and its last chunk's end: (series, kind, tier, end_ms).
+    async fn metric_series(&self) -> Result<Vec<(String, String, i32, i64)>>;
+
+    /// The write-ahead rows in the order written.
+    async fn metric_wal(&self) -> Result<Vec<MetricWal>>;
+
+    /// Removes a tier's chunks that ended before `before_ms` (retention); how many.
+    async fn expire_metric_chunks(&self, tier: i32, before_ms: i64) -> Result<u64>;
 
     /// Marks every `running` deploy whose heartbeat (by the database's clock; its start if none) is at least
     /// `stale_after` old `interrupted` and releases its lock, recording `event(deploy)` for each: the server

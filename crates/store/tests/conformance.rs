@@ -53,6 +53,7 @@ conformance!(
     flags_with_before_and_after,
     chat_links_replace_and_remove_with_events,
     a_lease_has_one_holder_until_it_expires,
+    metric_chunks_and_the_write_ahead_rows,
 );
 
 fn ev(actor: &str, kind: &str, subject: &str, summary: &str) -> NewEvent {
@@ -588,4 +589,35 @@ async fn a_lease_has_one_holder_until_it_expires(e: Engine) {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert!(s.try_lease("infra.check", "b", long).await.unwrap(), "expired: b takes it");
     assert!(!s.try_lease("infra.check", "a", long).await.unwrap());
+}
+
+async fn metric_chunks_and_the_write_ahead_rows(e: Engine) {
+    use crew_store::{MetricChunk, MetricWal};
+    let s = &*e.store;
+    let chunk = |tier: i32, start: i64, end: i64| MetricChunk {
+        series: "lat{route=/}".into(),
+        kind: "timer".into(),
+        tier,
+        start_ms: start,
+        end_ms: end,
+        points: 3,
+        data: vec![0, 1, 2, 255],
+    };
+    let wal = |tier: i32, t: i64| MetricWal { tier, t_ms: t, data: vec![tier as u8, t as u8] };
+    s.write_metrics(vec![wal(0, 10), wal(0, 20), wal(1, 20)], vec![chunk(0, 0, 10)], vec![0, 0]).await.unwrap();
+    s.write_metrics(vec![wal(0, 30)], vec![chunk(0, 20, 30), chunk(1, 0, 60)], vec![20, i64::MIN]).await.unwrap();
+    let rows = s.metric_wal().await.unwrap();
+    assert_eq!(rows, vec![wal(0, 20), wal(1, 20), wal(0, 30)], "tier 0 rows before 20 are gone, in order");
+    assert_eq!(s.metric_chunks("lat{route=/}", 0, 15, 100).await.unwrap(), vec![chunk(0, 20, 30)]);
+    assert_eq!(s.metric_chunks("lat{route=/}", 0, 0, 100).await.unwrap().len(), 2);
+    assert!(s.metric_chunks("other", 0, 0, 100).await.unwrap().is_empty());
+    // A chunk written again (a partial one at shutdown, then whole) replaces itself.
+    let mut longer = chunk(0, 20, 40);
+    longer.points = 5;
+    s.write_metrics(vec![], vec![longer.clone()], vec![]).await.unwrap();
+    assert_eq!(s.metric_chunks("lat{route=/}", 0, 35, 100).await.unwrap(), vec![longer]);
+    let series = s.metric_series().await.unwrap();
+    assert_eq!(series, vec![("lat{route=/}".into(), "timer".into(), 0, 40), ("lat{route=/}".into(), "timer".into(), 1, 60)]);
+    assert_eq!(s.expire_metric_chunks(0, 15).await.unwrap(), 1);
+    assert_eq!(s.metric_chunks("lat{route=/}", 0, 0, 100).await.unwrap().len(), 1);
 }
