@@ -215,6 +215,20 @@ impl Db {
         f
     }
 
+    /// The earliest time an open rollup window still needs the finest tier's write-ahead rows from
+    /// (`i64::MAX`: none), for a clean shutdown that stores the heads but must rebuild the windows after.
+    pub fn window_floor(&self) -> i64 {
+        let mut f = i64::MAX;
+        for s in self.series.values() {
+            for (i, win) in s.windows.iter().enumerate() {
+                if let Some((end, _)) = win {
+                    f = f.min(end - self.tiers[i].step_ms);
+                }
+            }
+        }
+        f
+    }
+
     /// Every open head as a (partial) chunk, for a clean shutdown.
     pub fn open_chunks(&self) -> Vec<Chunk> {
         let mut out = vec![];

@@ -29,6 +29,8 @@ pub struct Settings {
     pub file: FileConfig,
     /// The app's deploy configuration, when crew.toml has `[app]` and `[build]`.
     pub deploy: Option<crew_deploy::DeployConfig>,
+    /// `[metrics]`, checked (defaults when absent).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `crew.toml`. Sections of areas that land later are accepted as tables and typed strictly when they land.
@@ -41,7 +43,7 @@ pub struct FileConfig {
     pub build: Option<crew_deploy::config::BuildSection>,
     #[serde(default)]
     pub environments: std::collections::BTreeMap<String, crew_deploy::Environment>,
-    pub metrics: Option<toml::Table>,
+    pub metrics: Option<crate::metrics::MetricsSection>,
     pub chat: Option<crate::chat::ChatSection>,
     pub dashboards: Option<toml::Value>,
     #[serde(default)]
@@ -145,7 +147,11 @@ impl Settings {
             crate::infra::check(&file.hosts, file.infra.as_ref())
                 .map_err(|message| ConfigError::Invalid { path: shown, message })?;
         }
-        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy })
+        let metrics = file.metrics.clone().unwrap_or_default().check().map_err(|message| ConfigError::Invalid {
+            path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
+            message,
+        })?;
+        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics })
     }
 }
 

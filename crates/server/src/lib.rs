@@ -13,7 +13,9 @@ pub mod deploys;
 pub mod error;
 pub mod flags;
 pub mod infra;
+pub mod metrics;
 mod state;
+pub mod statsd;
 pub mod web;
 
 pub use config::{ConfigError, FileConfig, Overrides, Settings};
@@ -62,6 +64,7 @@ pub struct App {
     flag_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     token_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     chat_events: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
+    statsd: Option<statsd::Sockets>,
 }
 
 impl App {
@@ -75,12 +78,20 @@ impl App {
             .await
             .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
         let addr = listener.local_addr().context("listener address")?;
+        let statsd = match settings.statsd {
+            Some(a) => Some(statsd::bind(a).map_err(|source| StartError::Listen { addr: format!("{a} (StatsD, UDP and TCP)"), source })?),
+            None => None,
+        };
         let state = AppState::new(store, settings, addr);
+        let replayed = metrics::recover(&*state.store, &state.metrics).await?;
+        if replayed > 0 {
+            tracing::info!(rows = replayed, "metrics write-ahead rows replayed");
+        }
         let flag_changes = state.store.subscribe();
         let token_changes = state.store.subscribe();
         let chat_events = state.store.subscribe();
         state.flags.reload(&*state.store).await?;
-        Ok(App { listener, state, flag_changes, token_changes, chat_events })
+        Ok(App { listener, state, flag_changes, token_changes, chat_events, statsd })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -93,7 +104,7 @@ impl App {
 
     /// Serves until `shutdown` is cancelled; then stops accepting, ends live streams and lets requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, mut state, flag_changes, token_changes, chat_events } = self;
+        let App { listener, mut state, flag_changes, token_changes, chat_events, statsd } = self;
         state.shutdown = shutdown.clone();
         let router = router(state.clone());
         tokio::spawn(deploys::sweep(state.clone()));
@@ -101,11 +112,14 @@ impl App {
         tokio::spawn(auth::follow_tokens(state.clone(), token_changes));
         chat::start(&state, chat_events).context("the chat robot")?;
         infra::start(&state);
+        let metrics_task = metrics::start(&state, statsd);
         tracing::info!(addr = %state.addr, store = state.store.engine().as_str(), "crew is serving");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .context("HTTP server")?;
+        // The metrics task stores its open chunks on the way out.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), metrics_task).await;
         tracing::info!("crew stopped");
         Ok(())
     }

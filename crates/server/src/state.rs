@@ -24,6 +24,8 @@ pub struct AppState {
     pub tokens: Arc<crate::auth::TokenCache>,
     /// The robot's connection state and recent lines, for the status page and `crew chat status`.
     pub chat: Arc<crate::chat::ChatStatus>,
+    /// Metrics: the time-series heads, the receive path's totals, the Prometheus exposition.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
     pub shutdown: CancellationToken,
 }
@@ -36,6 +38,7 @@ impl AppState {
             flags: Arc::default(),
             tokens: Arc::default(),
             chat: Arc::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new(settings.metrics.clone())),
             settings: Arc::new(settings),
             addr,
             started: Instant::now(),

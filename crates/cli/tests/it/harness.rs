@@ -14,6 +14,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub database: Option<String>,
     pub config: Option<PathBuf>,
+    /// Where StatsD is received (`127.0.0.1:PORT`), when the test asked for it.
+    pub statsd: Option<String>,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -31,6 +33,14 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         Server::spawn_with(data_dir, None, None, Some(dir), Some(config.to_path_buf()))
+    }
+
+    /// A server on the SQLite default receiving StatsD on a free port, reading `config` (a crew.toml).
+    pub async fn start_with_statsd(config: &std::path::Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let statsd = format!("127.0.0.1:{}", crew_testkit::free_port());
+        Server::spawn_full(data_dir, None, None, Some(dir), Some(config.to_path_buf()), Some(statsd))
     }
 
     /// A server on a fresh PostgreSQL database, reading `config` (a crew.toml).
@@ -57,12 +67,13 @@ impl Server {
     /// Starts again on the same data folder and database (after a stop or a kill).
     pub fn restart(&mut self) {
         self.stop_hard();
-        let mut again = Server::spawn_with(
+        let mut again = Server::spawn_full(
             self.data_dir.clone(),
             self.database.clone(),
             Some(&self.admin.clone()),
             None,
             self.config.clone(),
+            self.statsd.clone(),
         );
         self.url = again.url.clone();
         self.child = again.child.take();
@@ -84,8 +95,20 @@ impl Server {
         dir: Option<tempfile::TempDir>,
         config: Option<PathBuf>,
     ) -> Server {
+        Server::spawn_full(data_dir, database, admin, dir, config, None)
+    }
+
+    fn spawn_full(
+        data_dir: PathBuf,
+        database: Option<String>,
+        admin: Option<&str>,
+        dir: Option<tempfile::TempDir>,
+        config: Option<PathBuf>,
+        statsd: Option<String>,
+    ) -> Server {
         let mut cmd = Command::new(CREW);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--data-dir"]).arg(&data_dir);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--statsd", statsd.as_deref().unwrap_or("off"), "--data-dir"])
+            .arg(&data_dir);
         if let Some(c) = &config {
             cmd.arg("--config").arg(c);
         }
@@ -105,7 +128,7 @@ impl Server {
             Some(a) => a.to_string(),
             None => std::fs::read_to_string(data_dir.join("admin.token")).expect("admin.token").trim().to_string(),
         };
-        Server { url, admin, data_dir, database, config, child: Some(child), _dir: dir }
+        Server { url, admin, data_dir, database, config, statsd, child: Some(child), _dir: dir }
     }
 
     /// SIGKILL: the process dies at once, as in a crash.

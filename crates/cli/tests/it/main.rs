@@ -9,3 +9,4 @@ mod deploy;
 mod flags;
 mod harness;
 mod infra;
+mod metrics;

@@ -3,6 +3,7 @@
 pub(crate) mod deploys;
 pub(crate) mod events;
 mod flags;
+pub(crate) mod metrics;
 pub(crate) mod system;
 mod tokens;
 
@@ -38,6 +39,11 @@ pub fn router() -> Router<AppState> {
             "/ofrep/v1/evaluate/flags/{key}",
             post(flags::ofrep_one).layer(DefaultBodyLimit::max(flags::OFREP_BODY_MAX)),
         )
+        .route("/api/v1/metrics", get(metrics::list))
+        .route("/api/v1/metrics/query", get(metrics::query))
+        .route("/api/v1/metrics/status", get(metrics::status))
+        .route("/api/v1/annotations", get(metrics::annotations))
+        .route("/metrics", get(metrics::prometheus))
         .route("/api/v1/chat", get(system::chat))
         .route("/api/v1/chat/command", post(crate::chat::command))
         .route("/api/v1/chat/links", get(crate::chat::links).post(crate::chat::link))

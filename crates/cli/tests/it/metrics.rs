@@ -1,0 +1,238 @@
+//! Metrics end to end: a published StatsD client (`cadence`) sends every type over UDP (and a line over TCP),
+//! the query API returns the right aggregates after a flush, `/metrics` exposes them and a real Prometheus
+//! (Debian's package) scrapes them; a crash loses at most one flush; bad input is counted or refused.
+
+use crate::harness::{eventually, Server};
+use cadence::prelude::*;
+use cadence::{BufferedUdpMetricSink, StatsdClient};
+use serde_json::Value;
+use std::io::Write;
+use std::net::UdpSocket;
+use std::time::Duration;
+
+fn config(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("crew.toml");
+    std::fs::write(&p, format!("[metrics]\nflush = \"1s\"\n{extra}")).unwrap();
+    (d, p)
+}
+
+fn statsd(s: &Server) -> String {
+    s.statsd.clone().expect("a StatsD address")
+}
+
+/// The sum of a stat's points over the last two minutes, per series labels.
+async fn total(s: &Server, name: &str, stat: &str) -> f64 {
+    let v = s.get_json(&format!("/api/v1/metrics/query?name={name}&stat={stat}&from=-2m"), &s.admin).await;
+    v["series"]
+        .as_array()
+        .map(|a| a.iter().flat_map(|s| s["points"].as_array().cloned().unwrap_or_default()).map(|p| p[1].as_f64().unwrap()).sum())
+        .unwrap_or(0.0)
+}
+
+/// The one point of a series that is not empty (everything was sent in one datagram, so in one interval).
+async fn point(s: &Server, name: &str, stat: &str) -> f64 {
+    let v = s.get_json(&format!("/api/v1/metrics/query?name={name}&stat={stat}&from=-2m"), &s.admin).await;
+    let pts = v["series"][0]["points"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pts.len(), 1, "{name} {stat}: {v}");
+    pts[0][1].as_f64().unwrap()
+}
+
+async fn wait_for(s: &Server, name: &str, stat: &str, want: f64) {
+    let ok = eventually(Duration::from_secs(20), || async { total(s, name, stat).await == want }).await;
+    assert!(ok, "{name} {stat} reached {want}: it is {}", total(s, name, stat).await);
+}
+
+#[tokio::test]
+async fn every_statsd_type_from_a_real_client_is_aggregated_and_queryable() {
+    let (_d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Buffered: every metric below goes out in one datagram, several lines in it, so one interval holds them.
+    let sink = BufferedUdpMetricSink::with_capacity(statsd(&s), socket, 60_000).unwrap();
+    let client = StatsdClient::from_sink("app", sink);
+    client.count("hits", 3).unwrap();
+    client.incr("hits").unwrap();
+    client.count_with_tags("req", 1).with_tag("route", "/home").with_tag("env", "prod").send();
+    client.count_with_tags("req", 2).with_tag("route", "/about").send();
+    client.gauge("queue", 5).unwrap();
+    for v in 1..=100u64 {
+        client.time("lat", v).unwrap();
+    }
+    client.histogram("size", 7u64).unwrap();
+    client.distribution("size", 9u64).unwrap();
+    for u in [1i64, 2, 1, 3, 2] {
+        client.set("users", u).unwrap();
+    }
+    client.flush().unwrap();
+    // What cadence does not write: sample rates, gauge deltas, several values in one line; and bad lines.
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.send_to(b"app.sampled:1|c|@0.1\napp.queue:+3|g\napp.queue:-1|g\napp.multi:1:2:3|ms\ngarbage\napp.nan:NaN|c\napp.odd name/x:1|c\n", statsd(&s))
+        .unwrap();
+    let mut tcp = std::net::TcpStream::connect(statsd(&s)).unwrap();
+    tcp.write_all(b"app.tcp:5|c\napp.tcp:6|c\n").unwrap();
+    drop(tcp);
+
+    wait_for(&s, "app.hits", "count", 4.0).await;
+    wait_for(&s, "app.tcp", "count", 11.0).await;
+    assert_eq!(total(&s, "app.sampled", "count").await, 10.0, "1 at a sample rate of 0.1");
+    assert_eq!(point(&s, "app.queue", "value").await, 7.0, "5, then +3, then -1");
+    assert_eq!(point(&s, "app.queue", "max").await, 8.0);
+    for (stat, want) in [("count", 100.0), ("sum", 5050.0), ("mean", 50.5), ("min", 1.0), ("max", 100.0), ("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
+        assert_eq!(point(&s, "app.lat", stat).await, want, "lat {stat}");
+    }
+    assert_eq!(point(&s, "app.size", "count").await, 2.0, "h and d are timers too");
+    assert_eq!(point(&s, "app.multi", "sum").await, 6.0);
+    assert_eq!(point(&s, "app.users", "distinct").await, 3.0);
+    assert_eq!(point(&s, "app.odd_name-x", "count").await, 1.0, "sanitised as Etsy does");
+    // Tags are labels; a label filter picks series.
+    let v = s.get_json("/api/v1/metrics/query?name=app.req&stat=count&from=-2m&labels=route=/home", &s.admin).await;
+    assert_eq!(v["series"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["series"][0]["labels"], serde_json::json!({"env": "prod", "route": "/home"}));
+    let list = s.get_json("/api/v1/metrics?name=app.req", &s.admin).await;
+    assert_eq!(list["series"].as_array().unwrap().len(), 2, "{list}");
+    // The two bad lines were counted, and the rest of their datagram kept.
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    assert_eq!(status["bad_lines"], 2, "{status}");
+    assert_eq!(status["kernel_drops"], 0, "{status}");
+    // A stat that does not apply is refused, naming the ones that do.
+    let r = s.req(reqwest::Method::GET, "/api/v1/metrics/query?name=app.hits&stat=p99", &s.admin).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("use count, rate, sum"));
+
+    // The same figures for Prometheus.
+    let text = s.req(reqwest::Method::GET, "/metrics", &s.admin).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "# TYPE app_hits_total counter",
+        "app_hits_total 4",
+        "app_req_total{env=\"prod\",route=\"/home\"} 1",
+        "# TYPE app_lat summary",
+        "app_lat{quantile=\"0.99\"} 99",
+        "app_lat_count 100",
+        "app_lat_sum 5050",
+        "# TYPE app_queue gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_real_prometheus_scrapes_crew() {
+    let (d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.send_to(b"shop.orders:7|c|#region:eu\nshop.latency:12|ms\n", statsd(&s)).unwrap();
+    wait_for(&s, "shop.orders", "count", 7.0).await;
+    let viewer = s.token("prometheus", "viewer").await;
+    let url = url::Url::parse(&s.url).unwrap();
+    let port = crew_testkit::free_port();
+    std::fs::write(
+        d.path().join("prom.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: crew\n    authorization:\n      credentials: {viewer}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            url.port().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", d.path().join("prom.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", d.path().join("prom").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian's prometheus package; scripts/test installs it)");
+    let http = reqwest::Client::new();
+    let q = |query: &'static str| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+                .query(&[("query", query)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["data"]["result"].as_array().and_then(|r| r.first()).cloned()
+        }
+    };
+    let got = eventually(Duration::from_secs(60), || async { q("shop_orders_total").await.is_some() }).await;
+    let orders = q("shop_orders_total").await;
+    let latency = q("shop_latency_count").await;
+    let _ = prom.kill();
+    let _ = prom.wait();
+    assert!(got, "Prometheus scraped crew's counter");
+    let orders = orders.unwrap();
+    assert_eq!(orders["metric"]["region"], "eu", "{orders}");
+    assert_eq!(orders["value"][1], "7", "{orders}");
+    assert_eq!(latency.expect("the timer's count")["value"][1], "1");
+}
+
+#[tokio::test]
+async fn a_crash_loses_at_most_one_flush() {
+    let (_d, cfg) = config("");
+    let mut s = Server::start_with_statsd(&cfg).await;
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = statsd(&s);
+    // A steady 50 lines a second; the server is killed mid-stream.
+    let mut sent = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(3500) {
+        raw.send_to(b"steady:1|c", &addr).unwrap();
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.stop_hard();
+    s.restart();
+    let stored = total(&s, "steady", "count").await;
+    // At most one interval (1 s ≈ 50 lines) and what was in flight was lost.
+    assert!(stored >= (sent - 60) as f64 && stored <= sent as f64, "sent {sent}, stored {stored}");
+    // And it carries on.
+    let raw2 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw2.send_to(b"steady:1000|c", statsd(&s)).unwrap();
+    wait_for(&s, "steady", "count", stored + 1000.0).await;
+    // A clean stop keeps everything flushed too.
+    s.restart();
+    assert_eq!(total(&s, "steady", "count").await, stored + 1000.0);
+}
+
+#[tokio::test]
+async fn bad_input_is_counted_or_refused_and_nothing_stored_is_damaged() {
+    let (_d, cfg) = config("max_series = 200\n");
+    let s = Server::start_with_statsd(&cfg).await;
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.send_to(b"keep:5|c", statsd(&s)).unwrap();
+    wait_for(&s, "keep", "count", 5.0).await;
+    // Garbage datagrams, NaN and infinities, and far more names than the limit.
+    raw.send_to(&[0xff, 0xfe, 0x00, b'\n', b':', b'|'], statsd(&s)).unwrap();
+    raw.send_to(b"x:inf|ms\ny:-inf|g\nz:nan|c", statsd(&s)).unwrap();
+    for chunk in 0..50 {
+        let lines: String = (0..40).map(|i| format!("many.n{}:1|c\n", chunk * 40 + i)).collect();
+        raw.send_to(lines.as_bytes(), statsd(&s)).unwrap();
+    }
+    // A line over 64 KiB over TCP.
+    let mut tcp = std::net::TcpStream::connect(statsd(&s)).unwrap();
+    tcp.write_all(format!("long:1|c|#t:{}\nkeep:1|c\n", "x".repeat(70_000)).as_bytes()).unwrap();
+    drop(tcp);
+    wait_for(&s, "keep", "count", 6.0).await;
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    assert!(status["bad_lines"].as_u64().unwrap() >= 5, "{status}");
+    assert!(status["series_limited"].as_u64().unwrap() >= 1700, "{status}");
+    assert!(status["series"].as_u64().unwrap() <= 200 + 10, "{status}");
+    // Queries that cannot be answered are refused with the reason.
+    for (q, says) in [
+        ("name=keep&colour=red", "unknown parameter `colour`"),
+        ("name=keep&from=-1m&to=-2m", "`from` is after `to`"),
+        ("name=keep&from=yesterday", "`from`: bad time"),
+        ("name=keep&step=0", "`step`"),
+        ("stat=count", "`name` is required"),
+    ] {
+        let r = s.req(reqwest::Method::GET, &format!("/api/v1/metrics/query?{q}"), &s.admin).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{q}: {body}");
+    }
+    assert_eq!(total(&s, "keep", "count").await, 6.0, "what was stored is intact");
+}
