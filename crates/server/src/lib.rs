@@ -14,6 +14,7 @@ pub mod error;
 pub mod flags;
 pub mod infra;
 pub mod metrics;
+pub mod remote_write;
 mod state;
 pub mod statsd;
 pub mod web;

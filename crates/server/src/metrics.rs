@@ -24,6 +24,8 @@ pub struct MetricsSection {
     pub rollups: Option<Vec<RollupSection>>,
     /// At most this many series (default 100,000); samples of new series past it are counted and dropped.
     pub max_series: Option<usize>,
+    /// Prometheus remote write of every flush.
+    pub remote_write: Option<crate::remote_write::RemoteWriteSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,6 +41,7 @@ pub struct MetricsConfig {
     pub flush: Duration,
     pub tiers: Vec<TierSpec>,
     pub max_series: usize,
+    pub remote_write: Option<crate::remote_write::RemoteWriteSection>,
 }
 
 fn duration(key: &str, v: &str) -> Result<Duration, String> {
@@ -81,7 +84,10 @@ impl MetricsSection {
         if max_series == 0 {
             return Err("[metrics] max_series: at least 1".into());
         }
-        Ok(MetricsConfig { flush, tiers, max_series })
+        if let Some(rw) = &self.remote_write {
+            rw.check()?;
+        }
+        Ok(MetricsConfig { flush, tiers, max_series, remote_write: self.remote_write.clone() })
     }
 }
 
@@ -125,6 +131,7 @@ pub struct Metrics {
     /// Where StatsD is received (None: off).
     pub addr: Mutex<Option<std::net::SocketAddr>>,
     stop: Arc<AtomicBool>,
+    pub remote: crate::remote_write::RemoteWrite,
 }
 
 impl Metrics {
@@ -137,6 +144,7 @@ impl Metrics {
             inbox: Mutex::new(None),
             addr: Mutex::new(None),
             stop: Arc::new(AtomicBool::new(false)),
+            remote: Default::default(),
         }
     }
 
@@ -154,6 +162,7 @@ impl Metrics {
             "series": l(&t.series),
             "flushes": l(&t.flushes),
             "last_flush_ms": l(&t.last_flush_us) as f64 / 1000.0,
+            "remote_write": self.config.remote_write.as_ref().map(|rw| self.remote.status(&rw.url)),
         })
     }
 }
@@ -209,6 +218,10 @@ pub fn start(st: &crate::AppState, sockets: Option<crate::statsd::Sockets>) -> t
         *m.addr.lock().expect("not poisoned") = Some(s.addr);
         let inbox = crate::statsd::start(s, m.clone(), m.stop.clone());
         *m.inbox.lock().expect("not poisoned") = Some(inbox);
+    }
+    if let Some(rw) = m.config.remote_write.clone() {
+        let (m, shutdown) = (m.clone(), st.shutdown.clone());
+        tokio::spawn(async move { m.remote.run(rw, shutdown).await });
     }
     let st = st.clone();
     tokio::spawn(async move {
@@ -283,6 +296,15 @@ pub async fn flush(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64) -> anyhow::
             e.seen_ms = t;
         }
         ex.series.retain(|_, e| t - e.seen_ms <= EXPOSE_IDLE_MS);
+        if m.config.remote_write.is_some() {
+            let samples: Vec<Sample> = ex
+                .series
+                .iter()
+                .filter(|(_, e)| e.seen_ms == t)
+                .flat_map(|(k, e)| prom_samples(k, e).2)
+                .collect();
+            m.remote.push(&samples, t);
+        }
     }
     let mut by_tier: Vec<Vec<crew_metrics::tsdb::Entry>> = vec![vec![]; m.config.tiers.len()];
     for e in writes.entries {
@@ -323,18 +345,40 @@ pub fn prom_name(s: &str) -> String {
     out
 }
 
-fn prom_labels(labels: &[(&str, &str)], extra: Option<(&str, &str)>) -> String {
-    let mut parts: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{}=\"{}\"", prom_name(k), v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
-        .collect();
-    if let Some((k, v)) = extra {
-        parts.push(format!("{k}=\"{v}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+/// One Prometheus sample: metric name, labels (sorted, without `__name__`), value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
+/// A series as Prometheus samples, and its family's name and type: counters as `_total` running totals,
+/// gauges and set sizes as gauges, timers as summaries (the latest quantiles, running `_sum` and `_count`).
+pub fn prom_samples(key: &str, e: &Exposed) -> (String, &'static str, Vec<Sample>) {
+    let (name, labels) = split_key(key);
+    let base = prom_name(name);
+    let mut labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (prom_name(k), v.to_string())).collect();
+    labels.sort();
+    let with = |extra: (&str, &str)| {
+        let mut l = labels.clone();
+        l.push((extra.0.to_string(), extra.1.to_string()));
+        l.sort();
+        l
+    };
+    let p = &e.last;
+    match e.kind {
+        Kind::Counter => {
+            let f = format!("{base}_total");
+            (f.clone(), "counter", vec![(f, labels.clone(), e.totals.0)])
+        }
+        Kind::Gauge | Kind::Set => (base.clone(), "gauge", vec![(base, labels.clone(), p.last)]),
+        Kind::Timer => (
+            base.clone(),
+            "summary",
+            vec![
+                (base.clone(), with(("quantile", "0.5")), p.p50),
+                (base.clone(), with(("quantile", "0.9")), p.p90),
+                (base.clone(), with(("quantile", "0.99")), p.p99),
+                (format!("{base}_sum"), labels.clone(), e.totals.1),
+                (format!("{base}_count"), labels.clone(), e.totals.0),
+            ],
+        ),
     }
 }
 
@@ -348,49 +392,26 @@ fn num(v: f64) -> String {
     }
 }
 
-/// The Prometheus text format (0.0.4): counters as `_total` running totals, gauges and set sizes as gauges,
-/// timers as summaries (the last interval's quantiles, running `_sum` and `_count`).
+/// The Prometheus text format (0.0.4), one TYPE line per family.
 pub fn exposition(m: &Metrics) -> String {
     use std::collections::BTreeMap;
     use std::fmt::Write;
     let ex = m.exposition.lock().expect("not poisoned");
-    // Grouped by metric name, as the format requires (one TYPE line, then every series of that name).
-    let mut families: BTreeMap<String, (Kind, Vec<String>)> = BTreeMap::new();
+    let mut families: BTreeMap<String, (&'static str, Vec<Sample>)> = BTreeMap::new();
     for (key, e) in &ex.series {
-        let (kind, p, total) = (&e.kind, &e.last, e.totals);
-        let (name, labels) = split_key(key);
-        let base = prom_name(name);
-        let (family, lines) = match kind {
-            Kind::Counter => {
-                let f = format!("{base}_total");
-                (f.clone(), vec![format!("{f}{} {}", prom_labels(&labels, None), num(total.0))])
-            }
-            Kind::Gauge => (base.clone(), vec![format!("{base}{} {}", prom_labels(&labels, None), num(p.last))]),
-            Kind::Set => (base.clone(), vec![format!("{base}{} {}", prom_labels(&labels, None), num(p.last))]),
-            Kind::Timer => (
-                base.clone(),
-                vec![
-                    format!("{base}{} {}", prom_labels(&labels, Some(("quantile", "0.5"))), num(p.p50)),
-                    format!("{base}{} {}", prom_labels(&labels, Some(("quantile", "0.9"))), num(p.p90)),
-                    format!("{base}{} {}", prom_labels(&labels, Some(("quantile", "0.99"))), num(p.p99)),
-                    format!("{base}_sum{} {}", prom_labels(&labels, None), num(total.1)),
-                    format!("{base}_count{} {}", prom_labels(&labels, None), num(total.0)),
-                ],
-            ),
-        };
-        let entry = families.entry(family).or_insert((*kind, vec![]));
-        entry.1.extend(lines);
+        let (family, typ, samples) = prom_samples(key, e);
+        families.entry(family).or_insert((typ, vec![])).1.extend(samples);
     }
     let mut out = String::new();
-    for (name, (kind, lines)) in families {
-        let (typ, shown) = match kind {
-            Kind::Counter => ("counter", name.as_str()),
-            Kind::Timer => ("summary", name.as_str()),
-            _ => ("gauge", name.as_str()),
-        };
-        let _ = writeln!(out, "# TYPE {shown} {typ}");
-        for l in lines {
-            let _ = writeln!(out, "{l}");
+    for (family, (typ, samples)) in families {
+        let _ = writeln!(out, "# TYPE {family} {typ}");
+        for (name, labels, v) in samples {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                .collect();
+            let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+            let _ = writeln!(out, "{name}{labels} {}", num(v));
         }
     }
     out

@@ -236,3 +236,134 @@ async fn bad_input_is_counted_or_refused_and_nothing_stored_is_damaged() {
     }
     assert_eq!(total(&s, "keep", "count").await, 6.0, "what was stored is intact");
 }
+
+#[tokio::test]
+async fn remote_write_reaches_a_real_victoria_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = crew_testkit::free_port();
+    let mut vm = std::process::Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-search.latencyOffset=0s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("victoria-metrics (Debian's victoria-metrics package; scripts/test installs it)");
+    let http = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(20), || async {
+        http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(up, "victoria-metrics started");
+    let (_d, cfg) = config(&format!("[metrics.remote_write]\nurl = \"http://127.0.0.1:{port}/api/v1/write\"\n"));
+    let s = Server::start_with_statsd(&cfg).await;
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.send_to(b"shop.orders:7|c|#region:eu\nshop.latency:12|ms\nshop.stock:42|g\n", statsd(&s)).unwrap();
+    let q = |query: &'static str| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+                .query(&[("query", query)])
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            v["data"]["result"].as_array().and_then(|r| r.first()).cloned()
+        }
+    };
+    let got = eventually(Duration::from_secs(40), || async {
+        q("shop_orders_total").await.is_some() && q("shop_stock").await.is_some()
+    })
+    .await;
+    let orders = q("shop_orders_total").await;
+    let stock = q("shop_stock").await;
+    let latency = q("shop_latency_count").await;
+    let _ = vm.kill();
+    let _ = vm.wait();
+    assert!(got, "VictoriaMetrics answered a query for crew's series");
+    let orders = orders.unwrap();
+    assert_eq!(orders["metric"]["region"], "eu", "{orders}");
+    assert_eq!(orders["value"][1], "7");
+    assert_eq!(stock.unwrap()["value"][1], "42");
+    assert_eq!(latency.unwrap()["value"][1], "1");
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    assert!(status["remote_write"]["sent_samples"].as_u64().unwrap() >= 3, "{status}");
+}
+
+/// A receiver that answers 429 (Retry-After: 1), then 503, then accepts: the faults a real store cannot be
+/// made to show on demand. Returns the bodies it accepted.
+async fn flaky_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u16, Vec<u8>)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            // Headers, then Content-Length bytes of body.
+            let (head_end, len) = loop {
+                let k = c.read(&mut chunk).await.unwrap_or(0);
+                if k == 0 {
+                    break (0, 0);
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                        .unwrap_or(0);
+                    break (i + 4, len);
+                }
+            };
+            while buf.len() < head_end + len {
+                let k = c.read(&mut chunk).await.unwrap_or(0);
+                if k == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            let status = match n {
+                0 => 429,
+                1 => 503,
+                _ => 204,
+            };
+            n += 1;
+            log.lock().unwrap().push((status, buf[head_end..].to_vec()));
+            let reply = match status {
+                429 => "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
+                503 => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+                _ => "HTTP/1.1 204 No Content\r\n\r\n",
+            };
+            let _ = c.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn remote_write_retries_429_and_5xx_then_delivers_the_same_batch() {
+    let (port, seen) = flaky_receiver().await;
+    let (_d, cfg) = config(&format!("[metrics.remote_write]\nurl = \"http://127.0.0.1:{port}/write\"\n"));
+    let s = Server::start_with_statsd(&cfg).await;
+    UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"retry.me:5|c", statsd(&s)).unwrap();
+    let delivered = eventually(Duration::from_secs(30), || async { seen.lock().unwrap().iter().any(|(st, _)| *st == 204) }).await;
+    assert!(delivered, "delivered after retries: {:?}", seen.lock().unwrap().iter().map(|x| x.0).collect::<Vec<_>>());
+    let log = seen.lock().unwrap().clone();
+    assert_eq!(log[0].0, 429);
+    assert_eq!(log[1].0, 503);
+    assert_eq!(log[0].1, log[2].1, "the batch refused first is the one delivered");
+    // The body is a snappy-compressed protobuf WriteRequest naming the series.
+    let raw = snap::raw::Decoder::new().decompress_vec(&log[2].1).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.contains("__name__") && text.contains("retry_me_total"), "{text}");
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    assert!(status["remote_write"]["retries"].as_u64().unwrap() >= 2, "{status}");
+}
