@@ -45,7 +45,8 @@ pub struct FileConfig {
     pub environments: std::collections::BTreeMap<String, crew_deploy::Environment>,
     pub metrics: Option<crate::metrics::MetricsSection>,
     pub chat: Option<crate::chat::ChatSection>,
-    pub dashboards: Option<toml::Value>,
+    #[serde(default)]
+    pub dashboards: Vec<crate::web::graphs::DashboardSection>,
     #[serde(default)]
     pub hosts: Vec<crew_infra::Host>,
     pub infra: Option<crate::infra::InfraSection>,
@@ -147,6 +148,10 @@ impl Settings {
             crate::infra::check(&file.hosts, file.infra.as_ref())
                 .map_err(|message| ConfigError::Invalid { path: shown, message })?;
         }
+        crate::web::graphs::check(&file.dashboards).map_err(|message| ConfigError::Invalid {
+            path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
+            message,
+        })?;
         let metrics = file.metrics.clone().unwrap_or_default().check().map_err(|message| ConfigError::Invalid {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
             message,

@@ -320,3 +320,103 @@ async fn the_infrastructure_page_shows_each_hosts_last_apply_and_the_drift_the_s
     assert!(roles.contains("1 directory, 1 file") && roles.contains("web1, web2"), "{roles}");
     c.close().await.unwrap();
 }
+
+/// The sum of the values the points of a graph show on hover (`<title>3 at 12:00</title>`).
+fn hover_total(svg: &str) -> f64 {
+    svg.split("<circle")
+        .skip(1)
+        .filter_map(|c| c.split("<title>").nth(1)?.split(" at ").next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Pixels of a colour (within a small distance) in a PNG screenshot.
+fn pixels_like(png_bytes: &[u8], rgb: (u8, u8, u8)) -> usize {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(step)
+        .filter(|p| {
+            let d = |a: u8, b: u8| (a as i32 - b as i32).abs();
+            d(p[0], rgb.0) + d(p[1], rgb.1) + d(p[2], rgb.2) < 60
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn the_metrics_page_draws_a_dashboard_with_deploy_and_flag_markers_and_refreshes_it() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("crew.toml");
+    std::fs::write(
+        &cfg,
+        "[metrics]\nflush = \"1s\"\n\n[[dashboards]]\nname = \"Shop\"\npanels = [{ title = \"Orders\", series = \"shop.orders\", stat = \"count\" }]\n",
+    )
+    .unwrap();
+    let s = Server::start_with_statsd(&cfg).await;
+    let statsd = s.statsd.clone().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..3 {
+        udp.send_to(format!("shop.orders:{}|c", i + 1).as_bytes(), &statsd).unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let member = s.token("mo", "member").await;
+    s.record(&member, json!({"kind": "deploy.finished", "subject": "shop/production", "summary": "deployed shop to production", "data": {"deploy": 7}})).await;
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/flags/checkout/knob", &member)
+        .json(&json!({"knob": "rollout", "percent": 50, "reason": "ramp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_driver, c) = driver().await;
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    c.set_window_size(1280, 900).await.unwrap();
+    c.goto(&format!("{}/signin?next=/graphs", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&member).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let fig = wait(&c, "figure.panel svg.graph").await;
+    let caption = c.find(Locator::Css("figure.panel figcaption")).await.unwrap().text().await.unwrap();
+    assert!(caption.contains("Orders") && caption.contains("shop.orders") && caption.contains("count"), "{caption}");
+    // Hover values: every point carries its value; together they are the 1 + 2 + 3 orders sent.
+    let points = fig.find_all(Locator::Css("circle.pt")).await.unwrap();
+    assert!(!points.is_empty(), "no points");
+    let html = fig.html(false).await.unwrap();
+    assert_eq!(hover_total(&html), 6.0, "{html}");
+    // The markers: a deploy and a flag change, each linking to it.
+    let deploy = fig.find(Locator::Css("line.marker.deploy")).await.unwrap();
+    assert!(deploy.html(false).await.unwrap().contains("deployed shop to production"));
+    let link = fig.find(Locator::XPath("//*[local-name()='a'][*[local-name()='line' and contains(@class,'deploy')]]")).await.unwrap();
+    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("/deploys/7"));
+    let flag = fig.find(Locator::Css("line.marker.flag")).await.unwrap();
+    assert!(flag.html(false).await.unwrap().contains("checkout"), "{}", flag.html(false).await.unwrap());
+    // And they are really drawn: the screenshot holds the markers' colours.
+    let shot = c.screenshot().await.unwrap();
+    if let Ok(p) = std::env::var("CREW_SCREENSHOT") {
+        std::fs::write(p, &shot).unwrap();
+    }
+    assert!(pixels_like(&shot, (0xe8, 0x59, 0x0c)) >= 20, "deploy marker orange on screen");
+    assert!(pixels_like(&shot, (0x70, 0x48, 0xe8)) >= 20, "flag marker violet on screen");
+    // Live: new data appears without a reload.
+    udp.send_to(b"shop.orders:4|c", &statsd).unwrap();
+    let grew = eventually(Duration::from_secs(25), || async {
+        match c.find(Locator::Css("figure.panel svg.graph")).await {
+            Ok(f) => hover_total(&f.html(false).await.unwrap_or_default()) == 10.0,
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(grew, "the panel refreshed in place");
+    // Ranges and search.
+    c.find(Locator::Css("nav.ranges a[href*='range=6h']")).await.unwrap().click().await.unwrap();
+    wait(&c, "nav.ranges a.current[href*='range=6h']").await;
+    wait(&c, "figure.panel svg.graph").await;
+    c.goto(&format!("{}/graphs?q=shop", s.url)).await.unwrap();
+    let found = wait(&c, "figure.panel[data-series='shop.orders'] svg.graph").await;
+    assert!(found.html(false).await.unwrap().contains("polyline"));
+    c.close().await.unwrap();
+}

@@ -33,6 +33,13 @@ async fn all_series(st: &AppState) -> ApiResult<BTreeMap<String, Kind>> {
     Ok(out)
 }
 
+/// The distinct series names (labels aside).
+pub async fn series_names(st: &AppState) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = all_series(st).await?.keys().map(|k| split_key(k).0.to_string()).collect();
+    names.dedup();
+    Ok(names)
+}
+
 fn series_json(key: &str, kind: Kind) -> Value {
     let (name, labels) = split_key(key);
     let labels: serde_json::Map<String, Value> = labels.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();

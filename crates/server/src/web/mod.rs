@@ -7,6 +7,7 @@
 
 mod deploys;
 mod flags;
+pub mod graphs;
 mod infra;
 pub(crate) mod pages;
 
@@ -27,7 +28,7 @@ const SESSION_DAYS: i64 = 7;
 
 /// The pages in the navigation, in order. Each area adds its page here when it lands.
 pub const NAV: &[(&str, &str)] =
-    &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Flags", "/flags"), ("Infra", "/infra"), ("Status", "/status")];
+    &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Flags", "/flags"), ("Metrics", "/graphs"), ("Infra", "/infra"), ("Status", "/status")];
 
 pub fn router() -> Router<AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -42,6 +43,11 @@ pub fn router() -> Router<AppState> {
         .route("/flags/{key}", get(flags::show))
         .route("/flags/{key}/knob", post(flags::knob))
         .route("/infra", get(infra::index))
+        .route("/graphs", get(graphs::index))
+        .route(
+            "/static/graphs.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/graphs.js"))),
+        )
         .route("/deploys", get(deploys::index))
         .route("/deploys/{id}", get(deploys::show))
         .route("/deploys/start", post(deploys::start))
