@@ -50,6 +50,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub hosts: Vec<crew_infra::Host>,
     pub infra: Option<crate::infra::InfraSection>,
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::AlertSection>,
 }
 
 /// `[server]`: the same settings as `crew serve`'s flags, for a team that keeps them in the repository.
@@ -148,7 +150,8 @@ impl Settings {
             crate::infra::check(&file.hosts, file.infra.as_ref())
                 .map_err(|message| ConfigError::Invalid { path: shown, message })?;
         }
-        crate::web::graphs::check(&file.dashboards).map_err(|message| ConfigError::Invalid {
+        crate::alerts::check(&file.alerts)
+            .and_then(|()| crate::web::graphs::check(&file.dashboards)).map_err(|message| ConfigError::Invalid {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
             message,
         })?;

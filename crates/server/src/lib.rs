@@ -5,6 +5,7 @@
 //!
 //! [`Store`]: crew_store::Store
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod chat;

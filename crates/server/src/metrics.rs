@@ -132,6 +132,7 @@ pub struct Metrics {
     pub addr: Mutex<Option<std::net::SocketAddr>>,
     stop: Arc<AtomicBool>,
     pub remote: crate::remote_write::RemoteWrite,
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl Metrics {
@@ -145,6 +146,7 @@ impl Metrics {
             addr: Mutex::new(None),
             stop: Arc::new(AtomicBool::new(false)),
             remote: Default::default(),
+            alerts: Default::default(),
         }
     }
 
@@ -227,6 +229,12 @@ pub fn start(st: &crate::AppState, sockets: Option<crate::statsd::Sockets>) -> t
     tokio::spawn(async move {
         let flush_ms = m.config.flush.as_millis() as i64;
         let mut last_expiry = 0i64;
+        let rules = st.settings.file.alerts.clone();
+        if !rules.is_empty() {
+            if let Err(e) = m.alerts.load(&st).await {
+                tracing::warn!(error = %e, "could not read which alerts are firing");
+            }
+        }
         loop {
             // Flushes fall on multiples of the interval, so every replica's points line up.
             let now = chrono::Utc::now().timestamp_millis();
@@ -237,6 +245,15 @@ pub fn start(st: &crate::AppState, sockets: Option<crate::statsd::Sockets>) -> t
             }
             if let Err(e) = flush(&st.store, &m, t).await {
                 tracing::warn!(error = %e, "a metrics flush was not stored; its points stay in memory");
+            }
+            if !rules.is_empty() {
+                let snapshot = crate::alerts::snapshot(&m.exposition.lock().expect("not poisoned").series, t);
+                let events = m.alerts.evaluate(&rules, &snapshot, t, flush_ms as f64 / 1000.0);
+                if !events.is_empty() {
+                    if let Err(e) = st.store.append(events).await {
+                        tracing::warn!(error = %e, "alert events were not recorded");
+                    }
+                }
             }
             if t - last_expiry > 3_600_000 {
                 last_expiry = t;

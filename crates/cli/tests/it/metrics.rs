@@ -367,3 +367,34 @@ async fn remote_write_retries_429_and_5xx_then_delivers_the_same_batch() {
     let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
     assert!(status["remote_write"]["retries"].as_u64().unwrap() >= 2, "{status}");
 }
+
+#[tokio::test]
+async fn an_alert_fires_after_its_for_and_resolves_with_its_runbook() {
+    let (_d, cfg) = config(
+        "\n[[alerts]]\nname = \"checkout errors\"\nseries = \"shop.errors\"\nstat = \"count\"\nop = \">\"\nthreshold = 5\nfor = \"2s\"\nseverity = \"page\"\nsummary = \"checkout errors above 5 a second\"\nrunbook = \"runbooks/checkout.md\"\n",
+    );
+    let s = Server::start_with_statsd(&cfg).await;
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let events = |kind: &'static str| {
+        let s = &s;
+        async move { s.get_json(&format!("/api/v1/events?kind={kind}"), &s.admin).await["events"].as_array().cloned().unwrap_or_default() }
+    };
+    // Ten errors a second for four seconds: over the threshold for longer than `for`.
+    for _ in 0..16 {
+        udp.send_to(b"shop.errors:3|c\nshop.errors:2|c\nshop.errors:5|c", statsd(&s)).unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let fired = eventually(Duration::from_secs(10), || async { !events("alert.fired").await.is_empty() }).await;
+    assert!(fired, "alert.fired recorded");
+    let e = &events("alert.fired").await[0];
+    assert_eq!(e["subject"], "alert:checkout errors");
+    assert_eq!(e["actor"]["via"], "scheduler");
+    assert!(e["summary"].as_str().unwrap().starts_with("[page] checkout errors above 5 a second: shop.errors count"), "{e}");
+    assert_eq!(e["links"][0], serde_json::json!({"rel": "runbook", "href": "/runbooks/checkout.md"}));
+    // The errors stop: resolved, once.
+    let resolved = eventually(Duration::from_secs(10), || async { !events("alert.resolved").await.is_empty() }).await;
+    assert!(resolved, "alert.resolved recorded");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(events("alert.fired").await.len(), 1);
+    assert_eq!(events("alert.resolved").await.len(), 1);
+}
