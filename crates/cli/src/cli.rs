@@ -88,6 +88,20 @@ pub enum Command {
     },
     /// The commits on trunk not yet live on an environment.
     Pending { environment: String },
+    /// A series as a sparkline in the terminal, with the deploys and flag changes in range marked under it.
+    Graph {
+        /// The series name (`www.requests`); every label set of it is drawn.
+        name: String,
+        /// How far back: `15m`, `6h`, `7d`.
+        #[arg(long, default_value = "6h")]
+        since: String,
+        /// The figure: count, rate, sum, mean, min, max, p50, p90, p99, value, distinct (default by kind).
+        #[arg(long)]
+        stat: Option<String>,
+        /// Only series with these labels: `env=prod,route=/`.
+        #[arg(long)]
+        labels: Option<String>,
+    },
     /// Machines kept in their roles: `crew infra plan TARGET` shows what would change (diffs, nothing touched),
     /// `crew infra apply TARGET` converges; TARGET is a host, a role or `all` from crew.toml's [[hosts]].
     Infra {

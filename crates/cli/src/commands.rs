@@ -79,6 +79,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Graph { name, since, stat, labels } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            crate::graph::run(&client, &name, &since, stat.as_deref(), labels.as_deref(), cli.global.json).await
+        }
         Command::Log { environment, limit } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::deploy::log(&client, environment.as_deref(), limit, cli.global.json).await

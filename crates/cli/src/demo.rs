@@ -22,7 +22,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             config: Some(config.clone()),
             data_dir: Some(data_dir.clone()),
             listen: Some(listen.to_string()),
-            statsd: Some("off".into()),
+            // A port of its own, so the demo never takes (or fails on) a real server's 8125.
+            statsd: Some("127.0.0.1:0".into()),
             database: None,
         })
         .expect("the demo's crew.toml is valid")
@@ -36,11 +37,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Err(e) => return Err(start_error(e)),
     };
     let url = format!("http://{}", app.local_addr());
+    // An hour of the sample app's traffic behind it, so the dashboard has history from the first look.
+    let state = app.state().clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    let flush_ms = state.metrics.config.flush.as_millis() as i64;
+    let mut traffic = Traffic::new();
+    let mut t = (now / flush_ms - 3600_000 / flush_ms) * flush_ms;
+    while t < now - flush_ms {
+        let points = traffic.interval(t, flush_ms);
+        crew_server::metrics::store_points(&state.store, &state.metrics, t, points).await?;
+        t += flush_ms;
+    }
+    let statsd_addr = *state.metrics.addr.lock().expect("not poisoned");
     let admin_token = std::fs::read_to_string(data_dir.join("admin.token")).context("the demo's admin token")?;
     let admin_token = admin_token.trim().to_string();
     let shutdown = CancellationToken::new();
     crew_server::cancel_on_signal(shutdown.clone());
     let server = tokio::spawn(app.run(shutdown.clone()));
+    if let Some(addr) = statsd_addr {
+        tokio::spawn(send_traffic(addr, shutdown.clone()));
+    }
 
     // Real events, through the API, as a team would make them.
     let admin = Client::with_token(&url, &admin_token);
@@ -90,6 +106,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Ok(exe) if !on_path => format!("    alias crew={}\n", exe.display()),
         _ => String::new(),
     };
+    let statsd = statsd_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
     println!(
         "\ncrew demo is running at {url}\n\n\
          Sign in: open {url}/signin and paste the admin token:\n    {admin_token}\n\n\
@@ -106,7 +123,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew flags                                # the flags, in words\n    \
          crew flag video-uploads on -r \"storage ok\"   # flip the contingency switch back\n    \
          crew flag eval search-v2 --user bob       # what bob gets, and why\n    \
+         crew graph www.requests --since 1h        # the traffic, deploys marked under it\n    \
          crew status\n\n\
+         The Metrics page ({url}/graphs) has the sample app's dashboard; StatsD is on udp://{statsd}.\n\
          The sample app's repository is {}; its hosts are folders under {}.\n\
          Data lives in {} until you stop the demo with Ctrl-C.",
         repo.display(),
@@ -162,6 +181,29 @@ hosts = ["local:{h}/web1", "local:{h}/web2"]
 canary = 1
 requires = "staging"
 restart = "echo restarted >> ../../restarts.log"
+
+[metrics]
+flush = "10s"
+
+[[dashboards]]
+name = "www"
+panels = [
+  {{ title = "Requests a second", series = "www.requests", stat = "rate" }},
+  {{ title = "Latency p99 (ms)", series = "www.latency", stat = "p99" }},
+  {{ title = "Errors", series = "www.errors", stat = "count" }},
+  {{ title = "Signed-in users", series = "www.users", stat = "distinct" }},
+]
+
+[[alerts]]
+name = "slow pages"
+series = "www.latency"
+stat = "p99"
+op = ">"
+threshold = 900
+for = "1m"
+severity = "ticket"
+summary = "www p99 latency over 900 ms"
+runbook = "runbooks/www-latency.md"
 "#,
         h = hosts.display()
     );
@@ -185,6 +227,77 @@ async fn deploy(client: &Client, environment: &str, message: &str) -> Result<()>
             Some("running") => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             Some("succeeded") => return Ok(()),
             other => anyhow::bail!("the demo's deploy #{id} to {environment} ended {other:?}: {}", d["error"]),
+        }
+    }
+}
+
+/// The sample app's traffic: requests on three routes, latencies (mostly fast, a slow tail), a few errors, a
+/// queue that drifts, signed-in users. Deterministic per interval, so the history looks like a day at work.
+struct Traffic {
+    rng: rand::rngs::StdRng,
+    queue: f64,
+}
+
+impl Traffic {
+    fn new() -> Traffic {
+        use rand::SeedableRng;
+        Traffic { rng: rand::rngs::StdRng::seed_from_u64(7), queue: 12.0 }
+    }
+
+    /// One interval's points, as the aggregator would have made them from the traffic.
+    fn interval(&mut self, t: i64, flush_ms: i64) -> Vec<(std::sync::Arc<str>, crew_metrics::Kind, crew_metrics::Point)> {
+        use crew_metrics::{Kind, Point};
+        use rand::Rng;
+        let secs = flush_ms as f64 / 1000.0;
+        // A slow wave through the hour, and noise.
+        let wave = 1.0 + 0.3 * ((t as f64 / 600_000.0).sin());
+        let mut out = vec![];
+        for (route, base) in [("/", 40.0), ("/login", 12.0), ("/search", 20.0)] {
+            let n = (base * wave * secs * self.rng.random_range(0.85..1.15)).round();
+            out.push((format!("www.requests{{route={route}}}").into(), Kind::Counter, Point { sum: n, count: n, ..Point::default() }));
+        }
+        let mut lat: Vec<f64> = (0..200).map(|_| {
+            let x: f64 = self.rng.random_range(0.0..1.0);
+            if x < 0.97 { 40.0 + 80.0 * x } else { 300.0 + 1200.0 * (x - 0.97) / 0.03 * self.rng.random_range(0.3..1.0) }
+        }).collect();
+        lat.sort_by(f64::total_cmp);
+        let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
+        out.push(("www.latency".into(), Kind::Timer, Point {
+            count: lat.len() as f64, sum: lat.iter().sum(), min: lat[0], max: lat[lat.len() - 1],
+            p50: q(0.5), p90: q(0.9), p99: q(0.99), last: 0.0,
+        }));
+        let errors = if self.rng.random_range(0.0..1.0) < 0.2 { self.rng.random_range(1.0..4.0_f64).round() } else { 0.0 };
+        out.push(("www.errors".into(), Kind::Counter, Point { sum: errors, count: errors, ..Point::default() }));
+        self.queue = (self.queue + self.rng.random_range(-2.0..2.0)).clamp(0.0, 60.0);
+        let q = self.queue.round();
+        out.push(("www.queue".into(), Kind::Gauge, Point { last: q, min: q, max: q, sum: q, count: 1.0, ..Point::default() }));
+        let users = (30.0 * wave + self.rng.random_range(-3.0..3.0)).round();
+        out.push(("www.users".into(), Kind::Set, Point { last: users, ..Point::default() }));
+        out
+    }
+}
+
+/// Live traffic to the demo's own StatsD port, as the sample app would send it, until the demo stops.
+async fn send_traffic(addr: std::net::SocketAddr, stop: CancellationToken) {
+    use rand::{Rng, SeedableRng};
+    let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else { return };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let users = ["alice", "bob", "carol", "dan", "erin", "frank", "grace"];
+    loop {
+        let mut lines = String::new();
+        for _ in 0..8 {
+            let route = ["/", "/login", "/search"][rng.random_range(0..3)];
+            let ms = if rng.random_range(0.0..1.0) < 0.97 { rng.random_range(40..120) } else { rng.random_range(300..1400) };
+            lines.push_str(&format!("www.requests:1|c|#route:{route}\nwww.latency:{ms}|ms\n"));
+        }
+        if rng.random_range(0.0..1.0) < 0.02 {
+            lines.push_str("www.errors:1|c\n");
+        }
+        lines.push_str(&format!("www.users:{}|s\nwww.queue:{}|g\n", users[rng.random_range(0..users.len())], rng.random_range(5..30)));
+        let _ = sock.send_to(lines.as_bytes(), addr).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
         }
     }
 }

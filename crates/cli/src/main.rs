@@ -7,6 +7,7 @@ mod commands;
 mod demo;
 mod deploy;
 mod flags;
+mod graph;
 mod infra;
 mod output;
 

@@ -85,6 +85,7 @@ impl App {
             None => None,
         };
         let state = AppState::new(store, settings, addr);
+        *state.metrics.addr.lock().expect("not poisoned") = statsd.as_ref().map(|s| s.addr);
         let replayed = metrics::recover(&*state.store, &state.metrics).await?;
         if replayed > 0 {
             tracing::info!(rows = replayed, "metrics write-ahead rows replayed");

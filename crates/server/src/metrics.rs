@@ -292,6 +292,16 @@ pub async fn flush(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64) -> anyhow::
         }
         None => vec![],
     };
+    store_points(store, m, t, points).await?;
+    let us = started.elapsed().as_micros() as u64;
+    m.totals.last_flush_us.store(us, Ordering::Relaxed);
+    m.totals.flushes.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A flush's points at `t` (Unix ms, after every earlier flush) into the heads, the exposition, remote write
+/// and the store. Also how `crew demo` lays down an hour of history before it starts.
+pub async fn store_points(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64, points: Vec<(Arc<str>, Kind, Point)>) -> anyhow::Result<()> {
     let (writes, floors) = {
         let mut db = m.db.lock().expect("not poisoned");
         let w = db.append(t, &points);
@@ -335,9 +345,6 @@ pub async fn flush(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64) -> anyhow::
         .collect();
     let chunks = writes.chunks.iter().map(stored).collect();
     store.write_metrics(wal, chunks, floors).await?;
-    let us = started.elapsed().as_micros() as u64;
-    m.totals.last_flush_us.store(us, Ordering::Relaxed);
-    m.totals.flushes.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 

@@ -266,6 +266,24 @@ async fn demo_serves_real_events_until_interrupted() {
                 .unwrap();
         assert_eq!(rev.trim(), v["deploys"][0]["revision"].as_str().unwrap());
     }
+    // An hour of the sample app's traffic is there from the start, and the live traffic reaches its StatsD.
+    let q: Value = http
+        .get(format!("{url}/api/v1/metrics/query?name=www.requests&stat=count&from=-1h&step=10m"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["series"].as_array().unwrap().len(), 3, "three routes: {q}");
+    assert!(q["series"][0]["points"].as_array().unwrap().len() >= 5, "{q}");
+    let live = crate::harness::eventually(Duration::from_secs(15), || async {
+        let st: Value = http.get(format!("{url}/api/v1/metrics/status")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        st["lines"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    assert!(live, "the demo sends traffic to its StatsD port");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status}");

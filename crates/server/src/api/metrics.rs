@@ -253,7 +253,7 @@ pub async fn annotations(_: Viewer, State(st): State<AppState>, RawQuery(raw): R
         let mut f = crew_core::EventFilter::new();
         f.kind = Some(kind.into());
         f.since = Some(since);
-        f.until = Some(until);
+        f.until = Some(until + chrono::Duration::milliseconds(1)); // `to` itself is in range
         f.limit = 1000;
         for e in st.store.query(&f).await?.events {
             if tag == "deploy" && !matches!(e.kind.as_str(), "deploy.started" | "deploy.finished" | "deploy.failed" | "deploy.rolled_back") {

@@ -1,0 +1,115 @@
+//! `crew graph NAME [--since 6h]`: a series as a sparkline in the terminal (one row per label set, scaled to its
+//! own range), with a marker row under it: `D` where a deploy finished, `F` where a flag changed, both listed
+//! below with their times.
+
+use crate::client::Client;
+use anyhow::Result;
+use reqwest::Method;
+
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+const WIDTH: usize = 60;
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The sparkline of values in `WIDTH` columns between `from` and `to` (Unix seconds); a column without data
+/// is a space.
+pub fn sparkline(points: &[(i64, f64)], from: i64, to: i64) -> String {
+    let mut cols: Vec<Option<f64>> = vec![None; WIDTH];
+    let span = (to - from).max(1) as f64;
+    for &(t, v) in points {
+        let i = (((t - from) as f64 / span) * (WIDTH - 1) as f64).round().clamp(0.0, (WIDTH - 1) as f64) as usize;
+        // Several points in one column: the highest shows (a spike is never hidden).
+        cols[i] = Some(cols[i].map_or(v, |c: f64| c.max(v)));
+    }
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
+    cols.iter()
+        .map(|c| match c {
+            None => ' ',
+            Some(v) if hi > lo => BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize],
+            Some(_) => BARS[3],
+        })
+        .collect()
+}
+
+pub async fn run(client: &Client, name: &str, since: &str, stat: Option<&str>, labels: Option<&str>, json: bool) -> Result<()> {
+    let from = crew_core::time::parse_time(&format!("-{}", since.trim_start_matches('-')), chrono::Utc::now())
+        .map_err(|e| crate::Exit::new(2, format!("--since: {e}")))?
+        .timestamp();
+    let to = chrono::Utc::now().timestamp();
+    let mut path = format!("/api/v1/metrics/query?name={}&from={from}", enc(name));
+    if let Some(s) = stat {
+        path.push_str(&format!("&stat={}", enc(s)));
+    }
+    if let Some(l) = labels {
+        path.push_str(&format!("&labels={}", enc(l)));
+    }
+    let v = client.json(Method::GET, &path, None).await?;
+    let ann = client.json(Method::GET, &format!("/api/v1/annotations?from={from}"), None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"query": v, "markers": ann}))?);
+        return Ok(());
+    }
+    let series = v["series"].as_array().cloned().unwrap_or_default();
+    if series.is_empty() {
+        return Err(crate::Exit::new(1, format!("no series `{name}` with data (crew's `GET /api/v1/metrics` lists them)")).into());
+    }
+    let markers: Vec<(i64, String, String)> = ann
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|m| matches!(m["title"].as_str(), Some("deploy.finished" | "deploy.rolled_back" | "deploy.failed" | "flag.changed")))
+                .map(|m| (m["time"].as_i64().unwrap_or(0) / 1000, m["title"].as_str().unwrap_or("").to_string(), m["text"].as_str().unwrap_or("").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in &series {
+        let pts: Vec<(i64, f64)> = s["points"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?))).collect())
+            .unwrap_or_default();
+        let labels = s["labels"].as_object().map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        let title = if labels.is_empty() { name.to_string() } else { format!("{name}{{{labels}}}") };
+        let (lo, hi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
+        let last = pts.last().map(|p| p.1);
+        println!("{title} {} over {since}", s["stat"].as_str().unwrap_or(""));
+        println!("  {}", sparkline(&pts, from, to));
+        if lo.is_finite() {
+            println!("  min {} · max {} · last {}", short(lo), short(hi), last.map(short).unwrap_or_default());
+        }
+    }
+    if !markers.is_empty() {
+        let mut row = vec![' '; WIDTH];
+        let span = (to - from).max(1) as f64;
+        for (t, kind, _) in &markers {
+            let i = (((t - from) as f64 / span) * (WIDTH - 1) as f64).round().clamp(0.0, (WIDTH - 1) as f64) as usize;
+            row[i] = if kind.starts_with("deploy") { 'D' } else { 'F' };
+        }
+        println!("  {}", row.iter().collect::<String>());
+        for (t, _, text) in &markers {
+            let at = chrono::DateTime::from_timestamp(*t, 0).map(|d| d.format("%H:%M").to_string()).unwrap_or_default();
+            println!("  {at} {text}");
+        }
+    }
+    Ok(())
+}
+
+fn short(v: f64) -> String {
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparkline_scales_to_its_range_and_leaves_gaps() {
+        let line = sparkline(&[(0, 0.0), (50, 7.0), (100, 14.0)], 0, 100);
+        assert_eq!(line.chars().count(), WIDTH);
+        assert_eq!(line.chars().next(), Some('▁'));
+        assert_eq!(line.chars().last(), Some('█'));
+        assert_eq!(line.chars().nth(30), Some('▅'));
+        assert_eq!(line.chars().nth(10), Some(' '));
+    }
+}
