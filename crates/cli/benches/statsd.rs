@@ -179,11 +179,16 @@ fn ingest_etsy(js: &str, grams: &[(Vec<u8>, u64)]) -> u64 {
     let r = received.clone();
     let out = child.stdout.take().unwrap();
     std::thread::spawn(move || {
+        // The console backend prints each flush as a JavaScript object (util.inspect), one key a line; the
+        // first `statsd.metrics_received` after `counters: {` is the flush's count (the second is its rate).
+        let mut in_counters = false;
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(n) = v["counters"]["statsd.metrics_received"].as_f64() {
-                    r.fetch_add(n as u64, Ordering::Relaxed);
-                }
+            if line.contains("counters: {") {
+                in_counters = true;
+            } else if in_counters && line.contains("'statsd.metrics_received':") {
+                let n = line.split(':').nth(1).unwrap_or("").trim().trim_end_matches(',').parse::<f64>().unwrap_or(0.0);
+                r.fetch_add(n as u64, Ordering::Relaxed);
+                in_counters = false;
             }
         }
     });

@@ -8,7 +8,8 @@ use crate::{Kind, Point};
 /// back from `now`); with one, the coarsest of those holding `from` whose resolution is no coarser than the
 /// step (fewer points to read for the same answer). The coarsest tier when none holds `from`.
 pub fn choose_tier(tiers: &[TierSpec], now: i64, from: i64, step: Option<i64>) -> usize {
-    let covers = |t: &TierSpec| now - from <= t.retention_ms;
+    // A minute's grace: `-24h` is computed a moment before `now` is, and must still read the 24 h tier.
+    let covers = |t: &TierSpec| now - from <= t.retention_ms + 60_000;
     let finest = tiers.iter().position(covers).unwrap_or(tiers.len() - 1);
     match step {
         None => finest,

@@ -98,6 +98,10 @@ pub struct Totals {
     pub lines: AtomicU64,
     pub bad_lines: AtomicU64,
     pub kernel_drops: AtomicU64,
+    /// The host's UDP RcvbufErrors (every socket's), read at each flush.
+    pub rcvbuf_errors: AtomicU64,
+    /// The UDP socket buffer the kernel granted.
+    pub recv_buffer: AtomicU64,
     pub series_limited: AtomicU64,
     pub series: AtomicU64,
     pub flushes: AtomicU64,
@@ -160,6 +164,8 @@ impl Metrics {
             "lines": l(&t.lines),
             "bad_lines": l(&t.bad_lines),
             "kernel_drops": l(&t.kernel_drops),
+            "host_rcvbuf_errors": l(&t.rcvbuf_errors),
+            "recv_buffer_bytes": l(&t.recv_buffer),
             "series_limited": l(&t.series_limited),
             "series": l(&t.series),
             "flushes": l(&t.flushes),
@@ -218,6 +224,7 @@ pub fn start(st: &crate::AppState, sockets: Option<crate::statsd::Sockets>) -> t
     let m = st.metrics.clone();
     if let Some(s) = sockets {
         *m.addr.lock().expect("not poisoned") = Some(s.addr);
+        m.totals.recv_buffer.store(s.recv_buffer as u64, Ordering::Relaxed);
         let inbox = crate::statsd::start(s, m.clone(), m.stop.clone());
         *m.inbox.lock().expect("not poisoned") = Some(inbox);
     }

@@ -32,21 +32,27 @@ pub struct Sockets {
     udp: std::net::UdpSocket,
     tcp: std::net::TcpListener,
     pub addr: SocketAddr,
+    /// The socket buffer the kernel granted, in bytes.
+    pub recv_buffer: usize,
 }
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<Sockets> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // As large as the kernel allows (net.core.rmem_max caps it); bursts wait here, not on the floor.
-    let _ = s.set_recv_buffer_size(32 << 20);
+    // 32 MiB, so bursts wait here and not on the floor: SO_RCVBUFFORCE when crew may (root or CAP_NET_ADMIN),
+    // else as much as net.core.rmem_max allows. `GET /api/v1/metrics/status` shows what the kernel gave.
+    if nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20)).is_err() {
+        let _ = s.set_recv_buffer_size(32 << 20);
+    }
     s.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
     s.bind(&addr.into())?;
     let udp: std::net::UdpSocket = s.into();
     let addr = udp.local_addr()?;
+    let recv_buffer = socket2::SockRef::from(&udp).recv_buffer_size().unwrap_or(0);
     // TCP on the same port as UDP (a port the kernel picked for UDP may be taken for TCP: then say so).
     let tcp = std::net::TcpListener::bind(addr)?;
     tcp.set_nonblocking(true)?;
-    Ok(Sockets { udp, tcp, addr })
+    Ok(Sockets { udp, tcp, addr, recv_buffer })
 }
 
 /// Starts the receiving threads and the TCP listener; returns the parser thread's inbox.
@@ -193,6 +199,7 @@ fn parse_loop(rx: Receiver<Msg>, pool: SyncSender<Vec<u8>>, m: Arc<Metrics>, por
                 let kernel = kernel_drops(port);
                 let base = *kernel_base.get_or_insert(kernel);
                 t.kernel_drops.store(kernel.saturating_sub(base), Ordering::Relaxed);
+                t.rcvbuf_errors.store(rcvbuf_errors(), Ordering::Relaxed);
                 t.series_limited.store(agg.counts.series_limited, Ordering::Relaxed);
                 let now = [
                     t.packets.load(Ordering::Relaxed),
@@ -221,6 +228,19 @@ fn parse_loop(rx: Receiver<Msg>, pool: SyncSender<Vec<u8>>, m: Arc<Metrics>, por
             }
         }
     }
+}
+
+/// The host's UDP `RcvbufErrors` (/proc/net/snmp): every socket's overflows, not only crew's.
+pub fn rcvbuf_errors() -> u64 {
+    let Ok(text) = std::fs::read_to_string("/proc/net/snmp") else { return 0 };
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Datagrams the kernel dropped on the UDP socket bound to `port` (the last column of /proc/net/udp{,6}).
