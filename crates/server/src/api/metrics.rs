@@ -18,19 +18,11 @@ use std::collections::BTreeMap;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Every series known (in memory or stored): key → kind.
+/// Every series known: those received since start and those stored (loaded at start, see
+/// `metrics::recover`), key → kind. From memory, so a query never scans the chunk table to find its series.
 async fn all_series(st: &AppState) -> ApiResult<BTreeMap<String, Kind>> {
-    let mut out = BTreeMap::new();
-    for (key, kind, _, _) in st.store.metric_series().await? {
-        if let Some(k) = Kind::parse(&kind) {
-            out.insert(key, k);
-        }
-    }
     let db = st.metrics.db.lock().expect("not poisoned");
-    for (key, kind) in db.series() {
-        out.insert(key.to_string(), kind);
-    }
-    Ok(out)
+    Ok(db.series().map(|(key, kind)| (key.to_string(), kind)).collect())
 }
 
 /// The distinct series names (labels aside).
