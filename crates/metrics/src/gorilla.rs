@@ -45,10 +45,20 @@ impl BitReader<'_> {
         Some(b)
     }
 
+    /// `n` bits (at most 64), a byte's worth at a time.
     fn bits(&mut self, n: u32) -> Option<u64> {
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | self.bit()? as u64;
+        if self.pos + n as usize > self.bytes.len() * 8 {
+            return None;
+        }
+        let (mut v, mut left) = (0u64, n);
+        while left > 0 {
+            let byte = self.bytes[self.pos / 8];
+            let used = (self.pos % 8) as u32;
+            let take = (8 - used).min(left);
+            let part = (byte >> (8 - used - take)) as u64 & ((1u64 << take) - 1);
+            v = if take == 64 { part } else { (v << take) | part };
+            self.pos += take as usize;
+            left -= take;
         }
         Some(v)
     }
@@ -148,20 +158,31 @@ impl Encoder {
 
 /// Reads a chunk of `points` points and `columns` columns back: (t, values) in order.
 pub fn decode(bytes: &[u8], points: u32, columns: usize) -> Result<Vec<(i64, Vec<f64>)>, &'static str> {
-    let mut r = BitReader { bytes, pos: 0 };
     let mut out = Vec::with_capacity(points as usize);
+    decode_each(bytes, points, columns, |t, vals| out.push((t, vals.to_vec())))?;
+    Ok(out)
+}
+
+/// Reads a chunk point by point into `each` (values in a reused buffer: no allocation per point).
+pub fn decode_each(
+    bytes: &[u8],
+    points: u32,
+    columns: usize,
+    mut each: impl FnMut(i64, &[f64]),
+) -> Result<(), &'static str> {
+    let mut r = BitReader { bytes, pos: 0 };
     let mut cols = vec![Column::default(); columns];
+    let mut vals = vec![0f64; columns];
     let (mut t, mut delta) = (0i64, 0i64);
     let short = "the chunk ends early";
     for i in 0..points {
         if i == 0 {
             t = r.bits(64).ok_or(short)? as i64;
-            let mut vals = Vec::with_capacity(columns);
-            for c in cols.iter_mut() {
+            for (c, v) in cols.iter_mut().zip(vals.iter_mut()) {
                 c.prev = r.bits(64).ok_or(short)?;
-                vals.push(f64::from_bits(c.prev));
+                *v = f64::from_bits(c.prev);
             }
-            out.push((t, vals));
+            each(t, &vals);
             continue;
         }
         let dod = if !r.bit().ok_or(short)? {
@@ -177,8 +198,7 @@ pub fn decode(bytes: &[u8], points: u32, columns: usize) -> Result<Vec<(i64, Vec
         };
         delta += dod;
         t += delta;
-        let mut vals = Vec::with_capacity(columns);
-        for c in cols.iter_mut() {
+        for (c, v) in cols.iter_mut().zip(vals.iter_mut()) {
             if r.bit().ok_or(short)? {
                 if r.bit().ok_or(short)? {
                     c.leading = r.bits(5).ok_or(short)? as u32;
@@ -190,11 +210,11 @@ pub fn decode(bytes: &[u8], points: u32, columns: usize) -> Result<Vec<(i64, Vec
                 let x = r.bits(meaningful).ok_or(short)? << c.trailing;
                 c.prev ^= x;
             }
-            vals.push(f64::from_bits(c.prev));
+            *v = f64::from_bits(c.prev);
         }
-        out.push((t, vals));
+        each(t, &vals);
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 //! After a crash the server loads the stored chunk ends (`persisted`) and replays the WAL rows in order; points
 //! already in chunks are skipped, and the open rollup windows are rebuilt from the finest tier's points.
 
-use crate::gorilla::{decode, Encoder};
+use crate::gorilla::Encoder;
 use crate::{Kind, Point};
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::{Hash, Hasher};
@@ -67,16 +67,15 @@ impl Chunk {
 /// Decodes chunk bytes into points of a kind.
 pub fn points_of(kind: Kind, data: &[u8], n: u32) -> Result<Vec<(i64, Point)>, &'static str> {
     let fields = kind.fields();
-    Ok(decode(data, n, fields.len())?
-        .into_iter()
-        .map(|(t, vals)| {
-            let mut p = Point::default();
-            for (f, v) in fields.iter().zip(vals) {
-                p.set(*f, v);
-            }
-            (t, p)
-        })
-        .collect())
+    let mut out = Vec::with_capacity(n as usize);
+    crate::gorilla::decode_each(data, n, fields.len(), |t, vals| {
+        let mut p = Point::default();
+        for (f, v) in fields.iter().zip(vals) {
+            p.set(*f, *v);
+        }
+        out.push((t, p));
+    })?;
+    Ok(out)
 }
 
 struct Head {
@@ -417,6 +416,44 @@ mod tests {
         assert!(!all.chunks.is_empty() && all.chunks.iter().all(|c| c.tier == 0));
         let pts = all.chunks[0].points().unwrap();
         assert_eq!(pts[0], (10_000, counter(1.0)));
+    }
+
+    /// Rollup correctness per kind, as a table: six 10 s intervals into one 1 min point.
+    #[test]
+    fn each_kind_rolls_up_without_averaging_averages() {
+        let timer = |count: f64, sum: f64, min: f64, max: f64, p99: f64| Point { count, sum, min, max, p50: min, p90: p99, p99, last: 0.0 };
+        let gauge = |v: f64| Point { last: v, min: v, max: v, sum: v, count: 1.0, ..Point::default() };
+        let set = |n: f64| Point { last: n, ..Point::default() };
+        let table: Vec<(Kind, Vec<Point>, &str, f64)> = vec![
+            (Kind::Counter, (1..=6).map(|i| counter(i as f64)).collect(), "count", 21.0),
+            (Kind::Counter, (1..=6).map(|i| counter(i as f64)).collect(), "rate", 21.0 / 60.0),
+            // One slow request in a quiet interval must not weigh like a busy interval's average.
+            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "mean", 18.9),
+            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "count", 100.0),
+            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "min", 5.0),
+            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "max", 900.0),
+            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "p99", 900.0),
+            (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "value", 6.0),
+            (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "mean", 6.0),
+            (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "min", 3.0),
+            (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "max", 9.0),
+            (Kind::Set, [4.0, 7.0, 5.0].map(set).to_vec(), "distinct", 7.0),
+        ];
+        for (kind, points, stat, want) in table {
+            let mut db = Db::new(tiers());
+            let k: Arc<str> = Arc::from("s");
+            let mut minute = None;
+            for (i, p) in points.iter().enumerate() {
+                let w = db.append((i as i64 + 1) * 10_000, &[(k.clone(), kind, *p)]);
+                minute = minute.or(w.entries.into_iter().find(|e| e.tier == 1));
+            }
+            // The minute closes at 60 s, with or without more points.
+            let w = db.append(60_000, &[]);
+            let m = minute.or(w.entries.into_iter().find(|e| e.tier == 1)).expect("the minute's point");
+            assert_eq!(m.t, 60_000);
+            let got = m.point.stat(kind, stat, 60.0).unwrap();
+            assert!((got - want).abs() < 1e-9, "{kind:?} {stat}: {got} != {want}");
+        }
     }
 
     #[test]

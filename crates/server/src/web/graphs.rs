@@ -229,7 +229,7 @@ async fn panel(st: &AppState, title: &str, series: &str, stat: Option<String>, l
         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
     let q = Query { name: series.to_string(), labels: labels_v, from: from * 1000, to: to * 1000, step: None, stat: stat.clone() };
-    let (body, stat_shown, err) = match run_query(st, &q).await {
+    let (body, stat_shown, err) = match run_query(st, &q).await.map(|out| serde_json::to_value(out).unwrap_or_default()) {
         Ok(v) => {
             let list = v["series"].as_array().cloned().unwrap_or_default();
             let shown = list.first().and_then(|s| s["stat"].as_str()).unwrap_or("").to_string();
