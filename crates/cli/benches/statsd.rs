@@ -145,7 +145,9 @@ fn crew_lines(c: &Crew) -> (u64, u64) {
 fn ingest_crew(grams: &[(Vec<u8>, u64)]) -> u64 {
     let c = crew("10s", None, None);
     let mut best = 0;
-    for rate in [250_000u64, 500_000, 1_000_000, 2_000_000, 3_000_000, 4_000_000, 5_000_000, 6_000_000, 8_000_000, 10_000_000] {
+    for rate in
+        [250_000u64, 500_000, 1_000_000, 2_000_000, 3_000_000, 4_000_000, 5_000_000, 6_000_000, 8_000_000, 10_000_000]
+    {
         let (before, _) = crew_lines(&c);
         let sent = blast(&c.statsd, rate, grams);
         std::thread::sleep(Duration::from_millis(500)); // the parser catches up; counting needs no flush
@@ -215,7 +217,11 @@ fn ingest_etsy(js: &str, grams: &[(Vec<u8>, u64)]) -> u64 {
         let achieved = sent as f64 / STEP.as_secs_f64();
         println!(
             "  etsy  {:>9} lines/s asked, {:>9.0} sent/s: {:>10} sent, {:>10} counted, lost {:>8}",
-            rate, achieved, sent, got, sent.saturating_sub(got)
+            rate,
+            achieved,
+            sent,
+            got,
+            sent.saturating_sub(got)
         );
         if got >= sent {
             best = achieved as u64;
@@ -231,9 +237,8 @@ async fn storage(dir: &std::path::Path) -> String {
     use crew_metrics::{Kind, Point};
     let url = format!("sqlite://{}", dir.join("day.db").display());
     let store = crew_store::open(&url).await.unwrap();
-    let m = Arc::new(crew_server::metrics::Metrics::new(
-        crew_server::metrics::MetricsSection::default().check().unwrap(),
-    ));
+    let m =
+        Arc::new(crew_server::metrics::Metrics::new(crew_server::metrics::MetricsSection::default().check().unwrap()));
     let now = chrono::Utc::now().timestamp_millis() / 10_000 * 10_000;
     let start = now - 86_400_000;
     let mut rng = 12345u64;
@@ -249,7 +254,11 @@ async fn storage(dir: &std::path::Path) -> String {
         let lat: Vec<f64> = (0..20).map(|_| (40.0 + 100.0 * noise()).round()).collect();
         let points = vec![
             ("steady.requests".into(), Kind::Counter, Point { sum: 120.0, count: 120.0, ..Point::default() }),
-            ("slow.gauge".into(), Kind::Gauge, Point { last: g, min: g, max: g, sum: g, count: 1.0, ..Point::default() }),
+            (
+                "slow.gauge".into(),
+                Kind::Gauge,
+                Point { last: g, min: g, max: g, sum: g, count: 1.0, ..Point::default() },
+            ),
             (
                 "noisy.latency".into(),
                 Kind::Timer,
@@ -318,7 +327,10 @@ fn main() {
 fn ingest(statsd_js: Option<String>) {
     let grams = datagrams();
     let per = grams.iter().map(|g| g.1).sum::<u64>() as f64 / grams.len() as f64;
-    println!("StatsD ingest: datagrams of ~1400 bytes, {per:.0} lines each; server on CPU 0, load on CPU 1, {} s a rate", STEP.as_secs());
+    println!(
+        "StatsD ingest: datagrams of ~1400 bytes, {per:.0} lines each; server on CPU 0, load on CPU 1, {} s a rate",
+        STEP.as_secs()
+    );
     let crew_best = ingest_crew(&grams);
     let etsy_best = match statsd_js {
         Some(js) => ingest_etsy(&js, &grams),
@@ -389,5 +401,7 @@ fn storage_figures() {
             }
         }
     }
-    println!("flush of 10,000 series (aggregate, chunk, write-ahead row in SQLite), as crew timed them: {flushes:?} ms");
+    println!(
+        "flush of 10,000 series (aggregate, chunk, write-ahead row in SQLite), as crew timed them: {flushes:?} ms"
+    );
 }

@@ -42,7 +42,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let flush_ms = state.metrics.config.flush.as_millis() as i64;
     let mut traffic = Traffic::new();
-    let mut t = (now / flush_ms - 3600_000 / flush_ms) * flush_ms;
+    let mut t = (now / flush_ms - 3_600_000 / flush_ms) * flush_ms;
     while t < now - flush_ms {
         let points = traffic.interval(t, flush_ms);
         crew_server::metrics::store_points(&state.store, &state.metrics, t, points).await?;
@@ -245,7 +245,11 @@ impl Traffic {
     }
 
     /// One interval's points, as the aggregator would have made them from the traffic.
-    fn interval(&mut self, t: i64, flush_ms: i64) -> Vec<(std::sync::Arc<str>, crew_metrics::Kind, crew_metrics::Point)> {
+    fn interval(
+        &mut self,
+        t: i64,
+        flush_ms: i64,
+    ) -> Vec<(std::sync::Arc<str>, crew_metrics::Kind, crew_metrics::Point)> {
         use crew_metrics::{Kind, Point};
         use rand::Rng;
         let secs = flush_ms as f64 / 1000.0;
@@ -254,23 +258,48 @@ impl Traffic {
         let mut out = vec![];
         for (route, base) in [("/", 40.0), ("/login", 12.0), ("/search", 20.0)] {
             let n = (base * wave * secs * self.rng.random_range(0.85..1.15)).round();
-            out.push((format!("www.requests{{route={route}}}").into(), Kind::Counter, Point { sum: n, count: n, ..Point::default() }));
+            out.push((
+                format!("www.requests{{route={route}}}").into(),
+                Kind::Counter,
+                Point { sum: n, count: n, ..Point::default() },
+            ));
         }
-        let mut lat: Vec<f64> = (0..200).map(|_| {
-            let x: f64 = self.rng.random_range(0.0..1.0);
-            if x < 0.97 { 40.0 + 80.0 * x } else { 300.0 + 1200.0 * (x - 0.97) / 0.03 * self.rng.random_range(0.3..1.0) }
-        }).collect();
+        let mut lat: Vec<f64> = (0..200)
+            .map(|_| {
+                let x: f64 = self.rng.random_range(0.0..1.0);
+                if x < 0.97 {
+                    40.0 + 80.0 * x
+                } else {
+                    300.0 + 1200.0 * (x - 0.97) / 0.03 * self.rng.random_range(0.3..1.0)
+                }
+            })
+            .collect();
         lat.sort_by(f64::total_cmp);
         let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-        out.push(("www.latency".into(), Kind::Timer, Point {
-            count: lat.len() as f64, sum: lat.iter().sum(), min: lat[0], max: lat[lat.len() - 1],
-            p50: q(0.5), p90: q(0.9), p99: q(0.99), last: 0.0,
-        }));
-        let errors = if self.rng.random_range(0.0..1.0) < 0.2 { self.rng.random_range(1.0..4.0_f64).round() } else { 0.0 };
+        out.push((
+            "www.latency".into(),
+            Kind::Timer,
+            Point {
+                count: lat.len() as f64,
+                sum: lat.iter().sum(),
+                min: lat[0],
+                max: lat[lat.len() - 1],
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                last: 0.0,
+            },
+        ));
+        let errors =
+            if self.rng.random_range(0.0..1.0) < 0.2 { self.rng.random_range(1.0..4.0_f64).round() } else { 0.0 };
         out.push(("www.errors".into(), Kind::Counter, Point { sum: errors, count: errors, ..Point::default() }));
         self.queue = (self.queue + self.rng.random_range(-2.0..2.0)).clamp(0.0, 60.0);
         let q = self.queue.round();
-        out.push(("www.queue".into(), Kind::Gauge, Point { last: q, min: q, max: q, sum: q, count: 1.0, ..Point::default() }));
+        out.push((
+            "www.queue".into(),
+            Kind::Gauge,
+            Point { last: q, min: q, max: q, sum: q, count: 1.0, ..Point::default() },
+        ));
         let users = (30.0 * wave + self.rng.random_range(-3.0..3.0)).round();
         out.push(("www.users".into(), Kind::Set, Point { last: users, ..Point::default() }));
         out
@@ -287,13 +316,18 @@ async fn send_traffic(addr: std::net::SocketAddr, stop: CancellationToken) {
         let mut lines = String::new();
         for _ in 0..8 {
             let route = ["/", "/login", "/search"][rng.random_range(0..3)];
-            let ms = if rng.random_range(0.0..1.0) < 0.97 { rng.random_range(40..120) } else { rng.random_range(300..1400) };
+            let ms =
+                if rng.random_range(0.0..1.0) < 0.97 { rng.random_range(40..120) } else { rng.random_range(300..1400) };
             lines.push_str(&format!("www.requests:1|c|#route:{route}\nwww.latency:{ms}|ms\n"));
         }
         if rng.random_range(0.0..1.0) < 0.02 {
             lines.push_str("www.errors:1|c\n");
         }
-        lines.push_str(&format!("www.users:{}|s\nwww.queue:{}|g\n", users[rng.random_range(0..users.len())], rng.random_range(5..30)));
+        lines.push_str(&format!(
+            "www.users:{}|s\nwww.queue:{}|g\n",
+            users[rng.random_range(0..users.len())],
+            rng.random_range(5..30)
+        ));
         let _ = sock.send_to(lines.as_bytes(), addr).await;
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -33,7 +33,14 @@ pub fn sparkline(points: &[(i64, f64)], from: i64, to: i64) -> String {
         .collect()
 }
 
-pub async fn run(client: &Client, name: &str, since: &str, stat: Option<&str>, labels: Option<&str>, json: bool) -> Result<()> {
+pub async fn run(
+    client: &Client,
+    name: &str,
+    since: &str,
+    stat: Option<&str>,
+    labels: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let from = crew_core::time::parse_time(&format!("-{}", since.trim_start_matches('-')), chrono::Utc::now())
         .map_err(|e| crate::Exit::new(2, format!("--since: {e}")))?
         .timestamp();
@@ -53,14 +60,29 @@ pub async fn run(client: &Client, name: &str, since: &str, stat: Option<&str>, l
     }
     let series = v["series"].as_array().cloned().unwrap_or_default();
     if series.is_empty() {
-        return Err(crate::Exit::new(1, format!("no series `{name}` with data (crew's `GET /api/v1/metrics` lists them)")).into());
+        return Err(crate::Exit::new(
+            1,
+            format!("no series `{name}` with data (crew's `GET /api/v1/metrics` lists them)"),
+        )
+        .into());
     }
     let markers: Vec<(i64, String, String)> = ann
         .as_array()
         .map(|a| {
             a.iter()
-                .filter(|m| matches!(m["title"].as_str(), Some("deploy.finished" | "deploy.rolled_back" | "deploy.failed" | "flag.changed")))
-                .map(|m| (m["time"].as_i64().unwrap_or(0) / 1000, m["title"].as_str().unwrap_or("").to_string(), m["text"].as_str().unwrap_or("").to_string()))
+                .filter(|m| {
+                    matches!(
+                        m["title"].as_str(),
+                        Some("deploy.finished" | "deploy.rolled_back" | "deploy.failed" | "flag.changed")
+                    )
+                })
+                .map(|m| {
+                    (
+                        m["time"].as_i64().unwrap_or(0) / 1000,
+                        m["title"].as_str().unwrap_or("").to_string(),
+                        m["text"].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -69,7 +91,10 @@ pub async fn run(client: &Client, name: &str, since: &str, stat: Option<&str>, l
             .as_array()
             .map(|a| a.iter().filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?))).collect())
             .unwrap_or_default();
-        let labels = s["labels"].as_object().map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")).unwrap_or_default();
+        let labels = s["labels"]
+            .as_object()
+            .map(|l| l.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+            .unwrap_or_default();
         let title = if labels.is_empty() { name.to_string() } else { format!("{name}{{{labels}}}") };
         let (lo, hi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
         let last = pts.last().map(|p| p.1);
@@ -96,7 +121,11 @@ pub async fn run(client: &Client, name: &str, since: &str, stat: Option<&str>, l
 }
 
 fn short(v: f64) -> String {
-    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 #[cfg(test)]

@@ -153,8 +153,11 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
         }
     }
     // Accounts this run creates: a plan may name them as owners before they exist.
-    let declared: HashSet<String> =
-        resources.iter().filter(|r| matches!(r.spec, Spec::User { .. } | Spec::Group { .. })).map(Resource::id).collect();
+    let declared: HashSet<String> = resources
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::User { .. } | Spec::Group { .. }))
+        .map(Resource::id)
+        .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; resources.len()];
     let mut failed: HashSet<usize> = HashSet::new();
     let mut changed: HashSet<usize> = HashSet::new();
@@ -284,6 +287,7 @@ fn io<'a>(what: &'a str, p: &'a Path) -> impl Fn(std::io::Error) -> String + 'a 
     move |e| format!("{what} {}: {e}", p.display())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn file(
     p: &Path,
     content: &Content,

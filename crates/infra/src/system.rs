@@ -123,8 +123,11 @@ mod tests {
         let root = dir.path();
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nwww:!:1500:1501::/srv/www:/bin/false\nbroken\n")
-            .unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:!:1500:1501::/srv/www:/bin/false\nbroken\n",
+        )
+        .unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\nwww:x:1501:\n").unwrap();
         std::fs::write(
             root.join("var/lib/dpkg/status"),
@@ -133,7 +136,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             user(root, "www"),
-            Some(User { name: "www".into(), uid: 1500, gid: 1501, home: "/srv/www".into(), shell: "/bin/false".into() })
+            Some(User {
+                name: "www".into(),
+                uid: 1500,
+                gid: 1501,
+                home: "/srv/www".into(),
+                shell: "/bin/false".into()
+            })
         );
         assert_eq!(group(root, "www").map(|g| g.gid), Some(1501));
         assert_eq!(user(root, "nobody"), None);

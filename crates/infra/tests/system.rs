@@ -115,7 +115,12 @@ fn accounts_owners_and_a_package_converge_under_a_root() {
     assert_eq!(apply.summary.failed, 0, "{apply:?}");
     assert_eq!(changed(&plan), changed(&apply), "the plan said what the apply did");
     assert_eq!(apply.summary.changed, 6);
-    assert!(passwd().contains("www:!:1500:1501::/srv/www:/bin/sh") || passwd().contains("www:x:1500:1501::/srv/www:/bin/sh"), "{}", passwd());
+    assert!(
+        passwd().contains("www:!:1500:1501::/srv/www:/bin/sh")
+            || passwd().contains("www:x:1500:1501::/srv/www:/bin/sh"),
+        "{}",
+        passwd()
+    );
     let dir = std::fs::metadata(t.root.join("srv/www")).unwrap();
     assert_eq!((dir.uid(), dir.gid(), dir.mode() & 0o7777), (1500, 1501, 0o750));
     let file = std::fs::metadata(t.root.join("srv/www/index.html")).unwrap();

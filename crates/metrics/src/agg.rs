@@ -143,7 +143,11 @@ impl Aggregator {
                 e.idle += 1;
                 if e.kind == Kind::Gauge && e.idle <= IDLE_FLUSHES {
                     let g = e.gauge;
-                    out.push((key.clone(), e.kind, Point { last: g, min: g, max: g, sum: g, count: 1.0, ..Point::default() }));
+                    out.push((
+                        key.clone(),
+                        e.kind,
+                        Point { last: g, min: g, max: g, sum: g, count: 1.0, ..Point::default() },
+                    ));
                 }
                 return e.idle <= IDLE_FLUSHES;
             }
@@ -164,7 +168,9 @@ impl Aggregator {
                         last: 0.0,
                     }
                 }
-                Kind::Gauge => Point { last: e.gauge, min: e.gmin, max: e.gmax, sum: e.gsum, count: e.gcount, ..Point::default() },
+                Kind::Gauge => {
+                    Point { last: e.gauge, min: e.gmin, max: e.gmax, sum: e.gsum, count: e.gcount, ..Point::default() }
+                }
                 Kind::Set => Point { last: e.members.len() as f64, ..Point::default() },
             };
             out.push((key.clone(), e.kind, p));

@@ -154,26 +154,14 @@ impl Point {
             (Kind::Timer, "count") => self.count,
             (Kind::Timer, "rate") => self.count / step_secs,
             (Kind::Timer, "sum") => self.sum,
-            (Kind::Timer, "mean") => {
-                if self.count > 0.0 {
-                    self.sum / self.count
-                } else {
-                    return None;
-                }
-            }
+            (Kind::Timer, "mean") if self.count > 0.0 => self.sum / self.count,
             (Kind::Timer, "min") | (Kind::Gauge, "min") => self.min,
             (Kind::Timer, "max") | (Kind::Gauge, "max") => self.max,
             (Kind::Timer, "p50") => self.p50,
             (Kind::Timer, "p90") => self.p90,
             (Kind::Timer, "p99") => self.p99,
             (Kind::Gauge, "value") => self.last,
-            (Kind::Gauge, "mean") => {
-                if self.count > 0.0 {
-                    self.sum / self.count
-                } else {
-                    return None;
-                }
-            }
+            (Kind::Gauge, "mean") if self.count > 0.0 => self.sum / self.count,
             (Kind::Set, "distinct") => self.last,
             _ => return None,
         })

@@ -71,7 +71,10 @@ mod tests {
         ] {
             assert_eq!(bucket(Kind::Timer, &pts, 20_000, stat), [(20_000, want)], "{stat}");
         }
-        let c = [(10_000, Point { sum: 5.0, count: 2.0, ..Point::default() }), (20_000, Point { sum: 7.0, count: 1.0, ..Point::default() })];
+        let c = [
+            (10_000, Point { sum: 5.0, count: 2.0, ..Point::default() }),
+            (20_000, Point { sum: 7.0, count: 1.0, ..Point::default() }),
+        ];
         assert_eq!(bucket(Kind::Counter, &c, 20_000, "count"), [(20_000, 12.0)]);
         assert_eq!(bucket(Kind::Counter, &c, 10_000, "rate"), [(10_000, 0.5), (20_000, 0.7)]);
         let g = [

@@ -410,8 +410,7 @@ mod tests {
             all.entries.extend(w.entries);
             all.chunks.extend(w.chunks);
         }
-        let minute: Vec<(i64, f64)> =
-            all.entries.iter().filter(|e| e.tier == 1).map(|e| (e.t, e.point.sum)).collect();
+        let minute: Vec<(i64, f64)> = all.entries.iter().filter(|e| e.tier == 1).map(|e| (e.t, e.point.sum)).collect();
         assert_eq!(minute, [(60_000, 21.0), (120_000, 57.0)], "1+…+6 and 7+…+12");
         assert!(!all.chunks.is_empty() && all.chunks.iter().all(|c| c.tier == 0));
         let pts = all.chunks[0].points().unwrap();
@@ -421,18 +420,52 @@ mod tests {
     /// Rollup correctness per kind, as a table: six 10 s intervals into one 1 min point.
     #[test]
     fn each_kind_rolls_up_without_averaging_averages() {
-        let timer = |count: f64, sum: f64, min: f64, max: f64, p99: f64| Point { count, sum, min, max, p50: min, p90: p99, p99, last: 0.0 };
+        let timer = |count: f64, sum: f64, min: f64, max: f64, p99: f64| Point {
+            count,
+            sum,
+            min,
+            max,
+            p50: min,
+            p90: p99,
+            p99,
+            last: 0.0,
+        };
         let gauge = |v: f64| Point { last: v, min: v, max: v, sum: v, count: 1.0, ..Point::default() };
         let set = |n: f64| Point { last: n, ..Point::default() };
         let table: Vec<(Kind, Vec<Point>, &str, f64)> = vec![
             (Kind::Counter, (1..=6).map(|i| counter(i as f64)).collect(), "count", 21.0),
             (Kind::Counter, (1..=6).map(|i| counter(i as f64)).collect(), "rate", 21.0 / 60.0),
             // One slow request in a quiet interval must not weigh like a busy interval's average.
-            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "mean", 18.9),
-            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "count", 100.0),
-            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "min", 5.0),
-            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "max", 900.0),
-            (Kind::Timer, vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)], "p99", 900.0),
+            (
+                Kind::Timer,
+                vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)],
+                "mean",
+                18.9,
+            ),
+            (
+                Kind::Timer,
+                vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)],
+                "count",
+                100.0,
+            ),
+            (
+                Kind::Timer,
+                vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)],
+                "min",
+                5.0,
+            ),
+            (
+                Kind::Timer,
+                vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)],
+                "max",
+                900.0,
+            ),
+            (
+                Kind::Timer,
+                vec![timer(1.0, 900.0, 900.0, 900.0, 900.0), timer(99.0, 990.0, 5.0, 20.0, 19.0)],
+                "p99",
+                900.0,
+            ),
             (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "value", 6.0),
             (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "mean", 6.0),
             (Kind::Gauge, [3.0, 9.0, 6.0].map(gauge).to_vec(), "min", 3.0),

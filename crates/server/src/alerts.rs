@@ -160,18 +160,33 @@ impl Alerts {
                             Actor::new("crew", Via::Scheduler),
                             "alert.fired",
                             &subject,
-                            format!("[{}] {}: {key} {} {} {} {}", r.severity, r.summary, r.stat, short(v), r.op, short(r.threshold)),
+                            format!(
+                                "[{}] {}: {key} {} {} {} {}",
+                                r.severity,
+                                r.summary,
+                                r.stat,
+                                short(v),
+                                r.op,
+                                short(r.threshold)
+                            ),
                         )
                         .with_data(data);
                         if let Some(rb) = &r.runbook {
-                            let href = if rb.starts_with("http://") || rb.starts_with("https://") || rb.starts_with('/') {
+                            let href = if rb.starts_with("http://") || rb.starts_with("https://") || rb.starts_with('/')
+                            {
                                 rb.clone()
                             } else {
                                 format!("/{rb}")
                             };
                             e = e.with_link("runbook", &href);
                         }
-                        e = e.with_link("graph", &format!("/graphs?q={}", url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()));
+                        e = e.with_link(
+                            "graph",
+                            &format!(
+                                "/graphs?q={}",
+                                url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                            ),
+                        );
                         out.push(e);
                     }
                 } else {
@@ -204,7 +219,10 @@ fn short(v: f64) -> String {
 }
 
 /// The series the rules look at, from the exposition: each with its point if it had data at `t`.
-pub fn snapshot(series: &rustc_hash::FxHashMap<Arc<str>, Exposed>, t: i64) -> HashMap<Arc<str>, (Kind, Option<crew_metrics::Point>)> {
+pub fn snapshot(
+    series: &rustc_hash::FxHashMap<Arc<str>, Exposed>,
+    t: i64,
+) -> HashMap<Arc<str>, (Kind, Option<crew_metrics::Point>)> {
     series.iter().map(|(k, e)| (k.clone(), (e.kind, (e.seen_ms == t).then_some(e.last)))).collect()
 }
 

@@ -150,11 +150,12 @@ impl Settings {
             crate::infra::check(&file.hosts, file.infra.as_ref())
                 .map_err(|message| ConfigError::Invalid { path: shown, message })?;
         }
-        crate::alerts::check(&file.alerts)
-            .and_then(|()| crate::web::graphs::check(&file.dashboards)).map_err(|message| ConfigError::Invalid {
-            path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
-            message,
-        })?;
+        crate::alerts::check(&file.alerts).and_then(|()| crate::web::graphs::check(&file.dashboards)).map_err(
+            |message| ConfigError::Invalid {
+                path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
+                message,
+            },
+        )?;
         let metrics = file.metrics.clone().unwrap_or_default().check().map_err(|message| ConfigError::Invalid {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
             message,

@@ -27,14 +27,16 @@ impl InfraSection {
     /// The schedule's interval and timeout, or a message naming the key.
     pub fn durations(&self) -> Result<(Option<Duration>, Duration), String> {
         let parse = |key: &str, v: &str| -> Result<Duration, String> {
-            let d = humantime::parse_duration(v).map_err(|e| format!("[infra] {key} = \"{v}\": {e}; write e.g. \"1h\" or \"30m\""))?;
+            let d = humantime::parse_duration(v)
+                .map_err(|e| format!("[infra] {key} = \"{v}\": {e}; write e.g. \"1h\" or \"30m\""))?;
             if d < Duration::from_secs(10) {
                 return Err(format!("[infra] {key} = \"{v}\": at least 10s"));
             }
             Ok(d)
         };
         let every = self.check.as_deref().map(|v| parse("check", v)).transpose()?;
-        let timeout = self.timeout.as_deref().map(|v| parse("timeout", v)).transpose()?.unwrap_or(Duration::from_secs(600));
+        let timeout =
+            self.timeout.as_deref().map(|v| parse("timeout", v)).transpose()?.unwrap_or(Duration::from_secs(600));
         Ok((every, timeout))
     }
 }

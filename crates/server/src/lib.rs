@@ -81,7 +81,10 @@ impl App {
             .map_err(|source| StartError::Listen { addr: settings.listen.clone(), source })?;
         let addr = listener.local_addr().context("listener address")?;
         let statsd = match settings.statsd {
-            Some(a) => Some(statsd::bind(a).map_err(|source| StartError::Listen { addr: format!("{a} (StatsD, UDP and TCP)"), source })?),
+            Some(a) => Some(
+                statsd::bind(a)
+                    .map_err(|source| StartError::Listen { addr: format!("{a} (StatsD, UDP and TCP)"), source })?,
+            ),
             None => None,
         };
         let state = AppState::new(store, settings, addr);

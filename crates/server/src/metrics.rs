@@ -45,14 +45,18 @@ pub struct MetricsConfig {
 }
 
 fn duration(key: &str, v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v).map_err(|e| format!("[metrics] {key} = \"{v}\": {e}; write e.g. \"10s\", \"1m\", \"30d\""))
+    humantime::parse_duration(v)
+        .map_err(|e| format!("[metrics] {key} = \"{v}\": {e}; write e.g. \"10s\", \"1m\", \"30d\""))
 }
 
 impl MetricsSection {
     pub fn check(&self) -> Result<MetricsConfig, String> {
         let flush = duration("flush", self.flush.as_deref().unwrap_or("10s"))?;
         if flush < Duration::from_secs(1) || flush.subsec_nanos() != 0 {
-            return Err(format!("[metrics] flush = \"{}\": whole seconds, at least 1s", self.flush.as_deref().unwrap_or("")));
+            return Err(format!(
+                "[metrics] flush = \"{}\": whole seconds, at least 1s",
+                self.flush.as_deref().unwrap_or("")
+            ));
         }
         let flush_ms = flush.as_millis() as i64;
         let mut tiers = crew_metrics::tsdb::default_tiers(flush_ms);
@@ -308,7 +312,12 @@ pub async fn flush(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64) -> anyhow::
 
 /// A flush's points at `t` (Unix ms, after every earlier flush) into the heads, the exposition, remote write
 /// and the store. Also how `crew demo` lays down an hour of history before it starts.
-pub async fn store_points(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64, points: Vec<(Arc<str>, Kind, Point)>) -> anyhow::Result<()> {
+pub async fn store_points(
+    store: &Arc<dyn Store>,
+    m: &Arc<Metrics>,
+    t: i64,
+    points: Vec<(Arc<str>, Kind, Point)>,
+) -> anyhow::Result<()> {
     let (writes, floors) = {
         let mut db = m.db.lock().expect("not poisoned");
         let w = db.append(t, &points);
@@ -317,7 +326,12 @@ pub async fn store_points(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64, poin
     {
         let mut ex = m.exposition.lock().expect("not poisoned");
         for (key, kind, p) in &points {
-            let e = ex.series.entry(key.clone()).or_insert(Exposed { kind: *kind, last: *p, totals: (0.0, 0.0), seen_ms: t });
+            let e = ex.series.entry(key.clone()).or_insert(Exposed {
+                kind: *kind,
+                last: *p,
+                totals: (0.0, 0.0),
+                seen_ms: t,
+            });
             match kind {
                 Kind::Counter => e.totals.0 += p.sum,
                 Kind::Timer => {
@@ -331,12 +345,8 @@ pub async fn store_points(store: &Arc<dyn Store>, m: &Arc<Metrics>, t: i64, poin
         }
         ex.series.retain(|_, e| t - e.seen_ms <= EXPOSE_IDLE_MS);
         if m.config.remote_write.is_some() {
-            let samples: Vec<Sample> = ex
-                .series
-                .iter()
-                .filter(|(_, e)| e.seen_ms == t)
-                .flat_map(|(k, e)| prom_samples(k, e).2)
-                .collect();
+            let samples: Vec<Sample> =
+                ex.series.iter().filter(|(_, e)| e.seen_ms == t).flat_map(|(k, e)| prom_samples(k, e).2).collect();
             m.remote.push(&samples, t);
         }
     }
@@ -417,7 +427,11 @@ fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }

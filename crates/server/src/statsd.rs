@@ -90,7 +90,13 @@ pub fn start(sockets: Sockets, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> 
     tx
 }
 
-fn recv_loop(udp: std::net::UdpSocket, tx: SyncSender<Msg>, pool: Receiver<Vec<u8>>, totals: &Totals, stop: Arc<AtomicBool>) {
+fn recv_loop(
+    udp: std::net::UdpSocket,
+    tx: SyncSender<Msg>,
+    pool: Receiver<Vec<u8>>,
+    totals: &Totals,
+    stop: Arc<AtomicBool>,
+) {
     use nix::errno::Errno;
     use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
     use std::io::IoSliceMut;
@@ -149,7 +155,8 @@ async fn tcp_conn(mut conn: tokio::net::TcpStream, tx: SyncSender<Msg>, m: Arc<M
             let rest = pending.split_off(last + 1);
             let lines = std::mem::replace(&mut pending, rest);
             let tx = tx.clone();
-            if tokio::task::spawn_blocking(move || tx.send(Msg::Lines(lines))).await.map(|r| r.is_err()).unwrap_or(true) {
+            if tokio::task::spawn_blocking(move || tx.send(Msg::Lines(lines))).await.map(|r| r.is_err()).unwrap_or(true)
+            {
                 return;
             }
         }
@@ -208,9 +215,15 @@ fn parse_loop(rx: Receiver<Msg>, pool: SyncSender<Vec<u8>>, m: Arc<Metrics>, por
                     t.kernel_drops.load(Ordering::Relaxed),
                     t.series_limited.load(Ordering::Relaxed),
                 ];
-                for (i, name) in ["crew.statsd.packets", "crew.statsd.lines", "crew.statsd.bad_lines", "crew.statsd.drops", "crew.statsd.series_limited"]
-                    .iter()
-                    .enumerate()
+                for (i, name) in [
+                    "crew.statsd.packets",
+                    "crew.statsd.lines",
+                    "crew.statsd.bad_lines",
+                    "crew.statsd.drops",
+                    "crew.statsd.series_limited",
+                ]
+                .iter()
+                .enumerate()
                 {
                     agg.add_internal(name, Kind::Counter, now[i].saturating_sub(sent[i]) as f64);
                 }

@@ -617,7 +617,10 @@ async fn metric_chunks_and_the_write_ahead_rows(e: Engine) {
     s.write_metrics(vec![], vec![longer.clone()], vec![]).await.unwrap();
     assert_eq!(s.metric_chunks("lat{route=/}", 0, 35, 100).await.unwrap(), vec![longer]);
     let series = s.metric_series().await.unwrap();
-    assert_eq!(series, vec![("lat{route=/}".into(), "timer".into(), 0, 40), ("lat{route=/}".into(), "timer".into(), 1, 60)]);
+    assert_eq!(
+        series,
+        vec![("lat{route=/}".into(), "timer".into(), 0, 40), ("lat{route=/}".into(), "timer".into(), 1, 60)]
+    );
     assert_eq!(s.expire_metric_chunks(0, 15).await.unwrap(), 1);
     assert_eq!(s.metric_chunks("lat{route=/}", 0, 0, 100).await.unwrap().len(), 1);
 }

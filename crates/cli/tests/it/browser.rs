@@ -312,7 +312,10 @@ async fn the_infrastructure_page_shows_each_hosts_last_apply_and_the_drift_the_s
     assert!(drift.contains("web1 drifted from its roles: file:/etc/www/app.conf"), "{drift}");
     // The last apply's report: what it changed, with the diff folded away until asked for.
     let applied = section.text().await.unwrap();
-    assert!(applied.contains("file:/etc/www/app.conf created") && applied.contains("directory:/etc/www created"), "{applied}");
+    assert!(
+        applied.contains("file:/etc/www/app.conf created") && applied.contains("directory:/etc/www created"),
+        "{applied}"
+    );
     section.find(Locator::Css("ul.outcomes details summary")).await.unwrap().click().await.unwrap();
     let diff = section.find(Locator::Css("ul.outcomes pre.diff")).await.unwrap().text().await.unwrap();
     assert!(diff.contains("listen"), "{diff}");
@@ -390,7 +393,10 @@ async fn the_metrics_page_draws_a_dashboard_with_deploy_and_flag_markers_and_ref
     // The markers: a deploy and a flag change, each linking to it.
     let deploy = fig.find(Locator::Css("line.marker.deploy")).await.unwrap();
     assert!(deploy.html(false).await.unwrap().contains("deployed shop to production"));
-    let link = fig.find(Locator::XPath("//*[local-name()='a'][*[local-name()='line' and contains(@class,'deploy')]]")).await.unwrap();
+    let link = fig
+        .find(Locator::XPath("//*[local-name()='a'][*[local-name()='line' and contains(@class,'deploy')]]"))
+        .await
+        .unwrap();
     assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("/deploys/7"));
     let flag = fig.find(Locator::Css("line.marker.flag")).await.unwrap();
     assert!(flag.html(false).await.unwrap().contains("checkout"), "{}", flag.html(false).await.unwrap());

@@ -279,7 +279,15 @@ async fn demo_serves_real_events_until_interrupted() {
     assert_eq!(q["series"].as_array().unwrap().len(), 3, "three routes: {q}");
     assert!(q["series"][0]["points"].as_array().unwrap().len() >= 5, "{q}");
     let live = crate::harness::eventually(Duration::from_secs(15), || async {
-        let st: Value = http.get(format!("{url}/api/v1/metrics/status")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let st: Value = http
+            .get(format!("{url}/api/v1/metrics/status"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         st["lines"].as_u64().unwrap_or(0) > 0
     })
     .await;

@@ -26,7 +26,12 @@ async fn total(s: &Server, name: &str, stat: &str) -> f64 {
     let v = s.get_json(&format!("/api/v1/metrics/query?name={name}&stat={stat}&from=-2m"), &s.admin).await;
     v["series"]
         .as_array()
-        .map(|a| a.iter().flat_map(|s| s["points"].as_array().cloned().unwrap_or_default()).map(|p| p[1].as_f64().unwrap()).sum())
+        .map(|a| {
+            a.iter()
+                .flat_map(|s| s["points"].as_array().cloned().unwrap_or_default())
+                .map(|p| p[1].as_f64().unwrap())
+                .sum()
+        })
         .unwrap_or(0.0)
 }
 
@@ -78,7 +83,16 @@ async fn every_statsd_type_from_a_real_client_is_aggregated_and_queryable() {
     assert_eq!(total(&s, "app.sampled", "count").await, 10.0, "1 at a sample rate of 0.1");
     assert_eq!(point(&s, "app.queue", "value").await, 7.0, "5, then +3, then -1");
     assert_eq!(point(&s, "app.queue", "max").await, 8.0);
-    for (stat, want) in [("count", 100.0), ("sum", 5050.0), ("mean", 50.5), ("min", 1.0), ("max", 100.0), ("p50", 50.0), ("p90", 90.0), ("p99", 99.0)] {
+    for (stat, want) in [
+        ("count", 100.0),
+        ("sum", 5050.0),
+        ("mean", 50.5),
+        ("min", 1.0),
+        ("max", 100.0),
+        ("p50", 50.0),
+        ("p90", 90.0),
+        ("p99", 99.0),
+    ] {
         assert_eq!(point(&s, "app.lat", stat).await, want, "lat {stat}");
     }
     assert_eq!(point(&s, "app.size", "count").await, 2.0, "h and d are timers too");
@@ -371,7 +385,8 @@ async fn remote_write_retries_429_and_5xx_then_delivers_the_same_batch() {
     let (_d, cfg) = config(&format!("[metrics.remote_write]\nurl = \"http://127.0.0.1:{port}/write\"\n"));
     let s = Server::start_with_statsd(&cfg).await;
     UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"retry.me:5|c", statsd(&s)).unwrap();
-    let delivered = eventually(Duration::from_secs(30), || async { seen.lock().unwrap().iter().any(|(st, _)| *st == 204) }).await;
+    let delivered =
+        eventually(Duration::from_secs(30), || async { seen.lock().unwrap().iter().any(|(st, _)| *st == 204) }).await;
     assert!(delivered, "delivered after retries: {:?}", seen.lock().unwrap().iter().map(|x| x.0).collect::<Vec<_>>());
     let log = seen.lock().unwrap().clone();
     assert_eq!(log[0].0, 429);
@@ -394,7 +409,12 @@ async fn an_alert_fires_after_its_for_and_resolves_with_its_runbook() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let events = |kind: &'static str| {
         let s = &s;
-        async move { s.get_json(&format!("/api/v1/events?kind={kind}"), &s.admin).await["events"].as_array().cloned().unwrap_or_default() }
+        async move {
+            s.get_json(&format!("/api/v1/events?kind={kind}"), &s.admin).await["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
     };
     // Ten errors a second for four seconds: over the threshold for longer than `for`.
     for _ in 0..16 {
@@ -406,7 +426,10 @@ async fn an_alert_fires_after_its_for_and_resolves_with_its_runbook() {
     let e = &events("alert.fired").await[0];
     assert_eq!(e["subject"], "alert:checkout errors");
     assert_eq!(e["actor"]["via"], "scheduler");
-    assert!(e["summary"].as_str().unwrap().starts_with("[page] checkout errors above 5 a second: shop.errors count"), "{e}");
+    assert!(
+        e["summary"].as_str().unwrap().starts_with("[page] checkout errors above 5 a second: shop.errors count"),
+        "{e}"
+    );
     assert_eq!(e["links"][0], serde_json::json!({"rel": "runbook", "href": "/runbooks/checkout.md"}));
     // The errors stop: resolved, once.
     let resolved = eventually(Duration::from_secs(10), || async { !events("alert.resolved").await.is_empty() }).await;

@@ -107,7 +107,11 @@ pub fn parse_query(pairs: &[(String, String)]) -> ApiResult<Query> {
                 };
                 match ms {
                     Some(ms) if ms >= 1000 => q.step = Some(ms),
-                    _ => return Err(ApiError::BadRequest(format!("`step`: `{v}` is not a span of at least 1s (10s, 5m, 1h, or seconds)"))),
+                    _ => {
+                        return Err(ApiError::BadRequest(format!(
+                            "`step`: `{v}` is not a span of at least 1s (10s, 5m, 1h, or seconds)"
+                        )))
+                    }
                 }
             }
             "stat" => q.stat = Some(v.clone()),
@@ -128,7 +132,14 @@ pub fn parse_query(pairs: &[(String, String)]) -> ApiResult<Query> {
 }
 
 /// A series' points of one tier within [from, to]: stored chunks before the open head, then the head.
-pub async fn points(st: &AppState, key: &str, kind: Kind, tier: u8, from: i64, to: i64) -> ApiResult<Vec<(i64, Point)>> {
+pub async fn points(
+    st: &AppState,
+    key: &str,
+    kind: Kind,
+    tier: u8,
+    from: i64,
+    to: i64,
+) -> ApiResult<Vec<(i64, Point)>> {
     let (head, head_start) = {
         let db = st.metrics.db.lock().expect("not poisoned");
         (db.head_points(key, tier, from, to), db.head_start(key, tier))
@@ -192,7 +203,8 @@ pub async fn run_query(st: &AppState, q: &Query) -> ApiResult<QueryOut> {
     };
     let mut out = vec![];
     for (key, kind) in matching {
-        let stat = q.stat.clone().unwrap_or_else(|| kind.stats()[if kind == Kind::Counter { 1 } else { 0 }].to_string());
+        let stat =
+            q.stat.clone().unwrap_or_else(|| kind.stats()[if kind == Kind::Counter { 1 } else { 0 }].to_string());
         let stat = if kind == Kind::Timer && q.stat.is_none() { "mean".to_string() } else { stat };
         if !kind.stats().contains(&stat.as_str()) {
             return Err(ApiError::BadRequest(format!(
@@ -272,7 +284,12 @@ pub async fn annotations(_: Viewer, State(st): State<AppState>, RawQuery(raw): R
         f.until = Some(until + chrono::Duration::milliseconds(1)); // `to` itself is in range
         f.limit = 1000;
         for e in st.store.query(&f).await?.events {
-            if tag == "deploy" && !matches!(e.kind.as_str(), "deploy.started" | "deploy.finished" | "deploy.failed" | "deploy.rolled_back") {
+            if tag == "deploy"
+                && !matches!(
+                    e.kind.as_str(),
+                    "deploy.started" | "deploy.finished" | "deploy.failed" | "deploy.rolled_back"
+                )
+            {
                 continue;
             }
             out.push(json!({

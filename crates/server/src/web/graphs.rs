@@ -75,7 +75,10 @@ fn params(raw: Option<&str>) -> Result<Params, String> {
     for (k, v) in query_pairs(raw) {
         match k.as_str() {
             "range" => {
-                p.range = *RANGES.iter().find(|(n, _)| *n == v).ok_or_else(|| format!("range `{v}`: 1h, 6h, 24h, 7d or 30d"))?
+                p.range = *RANGES
+                    .iter()
+                    .find(|(n, _)| *n == v)
+                    .ok_or_else(|| format!("range `{v}`: 1h, 6h, 24h, 7d or 30d"))?
             }
             "dashboard" if !v.is_empty() => p.dashboard = Some(v),
             "q" if !v.is_empty() => p.q = Some(v),
@@ -110,7 +113,10 @@ async fn markers(st: &AppState, from: i64, to: i64) -> Vec<Marker> {
         for e in page.events {
             let (class, href) = match e.kind.as_str() {
                 "deploy.finished" | "deploy.failed" | "deploy.rolled_back" => {
-                    let href = e.data["deploy"].as_i64().map(|id| format!("/deploys/{id}")).unwrap_or_else(|| "/deploys".into());
+                    let href = e.data["deploy"]
+                        .as_i64()
+                        .map(|id| format!("/deploys/{id}"))
+                        .unwrap_or_else(|| "/deploys".into());
                     ("deploy", href)
                 }
                 "flag.changed" => {
@@ -175,7 +181,13 @@ fn svg(series: &[serde_json::Value], markers: &[Marker], from: i64, to: i64) -> 
     let y = |v: f64| TOP + (1.0 - (v - lo) / (hi - lo)) * (H - TOP - BOTTOM);
     let time = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
-            .map(|d| if to - from > 2 * 86_400 { d.format("%b %d %H:%M").to_string() } else { d.format("%H:%M").to_string() })
+            .map(|d| {
+                if to - from > 2 * 86_400 {
+                    d.format("%b %d %H:%M").to_string()
+                } else {
+                    d.format("%H:%M").to_string()
+                }
+            })
             .unwrap_or_default()
     };
     // Markers closer than 5 px are spread leftwards from the latest, so each stays visible and clickable;
@@ -219,7 +231,14 @@ fn svg(series: &[serde_json::Value], markers: &[Marker], from: i64, to: i64) -> 
     }
 }
 
-async fn panel(st: &AppState, title: &str, series: &str, stat: Option<String>, labels: Option<String>, range: i64) -> Markup {
+async fn panel(
+    st: &AppState,
+    title: &str,
+    series: &str,
+    stat: Option<String>,
+    labels: Option<String>,
+    range: i64,
+) -> Markup {
     let to = chrono::Utc::now().timestamp();
     let from = to - range;
     let labels_v: Vec<(String, String)> = labels
@@ -228,8 +247,16 @@ async fn panel(st: &AppState, title: &str, series: &str, stat: Option<String>, l
         .split(',')
         .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
         .collect();
-    let q = Query { name: series.to_string(), labels: labels_v, from: from * 1000, to: to * 1000, step: None, stat: stat.clone() };
-    let (body, stat_shown, err) = match run_query(st, &q).await.map(|out| serde_json::to_value(out).unwrap_or_default()) {
+    let q = Query {
+        name: series.to_string(),
+        labels: labels_v,
+        from: from * 1000,
+        to: to * 1000,
+        step: None,
+        stat: stat.clone(),
+    };
+    let (body, stat_shown, err) = match run_query(st, &q).await.map(|out| serde_json::to_value(out).unwrap_or_default())
+    {
         Ok(v) => {
             let list = v["series"].as_array().cloned().unwrap_or_default();
             let shown = list.first().and_then(|s| s["stat"].as_str()).unwrap_or("").to_string();
@@ -268,7 +295,10 @@ async fn panel(st: &AppState, title: &str, series: &str, stat: Option<String>, l
 pub async fn index(user: WebUser, State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let p = match params(raw.as_deref()) {
         Ok(p) => p,
-        Err(e) => return (StatusCode::BAD_REQUEST, layout("Metrics", Some(&user), "/graphs", html! { p.error { (e) } })).into_response(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, layout("Metrics", Some(&user), "/graphs", html! { p.error { (e) } }))
+                .into_response()
+        }
     };
     let range = p.range.1;
     // One panel alone, for the live refresh.
@@ -301,7 +331,10 @@ pub async fn index(user: WebUser, State(st): State<AppState>, RawQuery(raw): Raw
     let link = |r: &str| {
         let mut s = format!("/graphs?range={r}");
         if let Some(d) = &chosen {
-            s.push_str(&format!("&dashboard={}", url::form_urlencoded::byte_serialize(d.name.as_bytes()).collect::<String>()));
+            s.push_str(&format!(
+                "&dashboard={}",
+                url::form_urlencoded::byte_serialize(d.name.as_bytes()).collect::<String>()
+            ));
         }
         if let Some(q) = &p.q {
             s.push_str(&format!("&q={}", url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()));

@@ -27,8 +27,14 @@ use tower_http::set_header::SetResponseHeaderLayer;
 const SESSION_DAYS: i64 = 7;
 
 /// The pages in the navigation, in order. Each area adds its page here when it lands.
-pub const NAV: &[(&str, &str)] =
-    &[("Timeline", "/timeline"), ("Deploys", "/deploys"), ("Flags", "/flags"), ("Metrics", "/graphs"), ("Infra", "/infra"), ("Status", "/status")];
+pub const NAV: &[(&str, &str)] = &[
+    ("Timeline", "/timeline"),
+    ("Deploys", "/deploys"),
+    ("Flags", "/flags"),
+    ("Metrics", "/graphs"),
+    ("Infra", "/infra"),
+    ("Status", "/status"),
+];
 
 pub fn router() -> Router<AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
