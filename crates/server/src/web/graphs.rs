@@ -199,6 +199,19 @@ fn svg(series: &[serde_json::Value], markers: &[Marker], from: i64, to: i64) -> 
             xs[i] = xs[i + 1] - 5.0;
         }
     }
+    // Labels where there is room: the latest markers first, each on the first of three rows where it overlaps no
+    // other label; a marker without room keeps its line and its hover text.
+    let mut rows: [Vec<(f64, f64)>; 3] = Default::default();
+    let mut label_row: Vec<Option<usize>> = vec![None; shown.len()];
+    for i in (0..shown.len()).rev() {
+        let text_w = shown[i].label.chars().take(28).count() as f64 * 5.2;
+        let right = xs[i] > W * 0.7;
+        let span = if right { (xs[i] - 3.0 - text_w, xs[i] - 1.0) } else { (xs[i] + 1.0, xs[i] + 3.0 + text_w) };
+        if let Some(r) = rows.iter().position(|row| row.iter().all(|(a, b)| span.1 < *a || span.0 > *b)) {
+            rows[r].push(span);
+            label_row[i] = Some(r);
+        }
+    }
     html! {
         svg.graph xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (H) } role="img" {
             line.axis x1=(LEFT) y1=(H - BOTTOM) x2=(W - 8.0) y2=(H - BOTTOM) {}
@@ -212,9 +225,11 @@ fn svg(series: &[serde_json::Value], markers: &[Marker], from: i64, to: i64) -> 
                         title { (m.label) " · " (time(m.t)) }
                     }
                     @let right = *mx > W * 0.7;
-                    text class={ "marker-label " (m.kind) } x=(format!("{:.1}", if right { mx - 3.0 } else { mx + 3.0 })) y=(TOP + 2.0 + (i % 3) as f64 * 10.0)
-                        text-anchor=(if right { "end" } else { "start" }) {
-                        (m.label.chars().take(28).collect::<String>())
+                    @if let Some(row) = label_row[i] {
+                        text class={ "marker-label " (m.kind) } x=(format!("{:.1}", if right { mx - 3.0 } else { mx + 3.0 })) y=(TOP + 2.0 + row as f64 * 10.0)
+                            text-anchor=(if right { "end" } else { "start" }) {
+                            (m.label.chars().take(28).collect::<String>())
+                        }
                     }
                 }
             }
