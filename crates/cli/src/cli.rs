@@ -266,6 +266,9 @@ pub struct InfraArgs {
     /// Record nothing on the timeline (the server's drift schedule records what it finds itself).
     #[arg(long, hide = true)]
     pub no_record: bool,
+    /// Print nothing but errors (the exit code and the timeline say how it went).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use std::path::Path;
 
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,

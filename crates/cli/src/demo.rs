@@ -100,6 +100,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         alice.json(Method::POST, &format!("/api/v1/flags/{key}/knob"), Some(&body)).await?;
     }
 
+    // The hosts' machine state, converged from their roles; then someone edits web2 by hand, and a check finds it.
+    let infra = |mode| {
+        let args = crate::cli::InfraArgs {
+            target: "all".into(),
+            config: config.clone(),
+            local: false,
+            root: None,
+            forks: 2,
+            no_record: false,
+            quiet: true,
+        };
+        let alice = alice.clone();
+        async move { crate::infra::run(&args, mode, false, move || Ok(alice.clone())).await }
+    };
+    infra(crate::infra::Mode::Apply).await?;
+    let hand_edited = dir.path().join("hosts/web2/etc/www/app.conf");
+    tokio::fs::write(&hand_edited, "listen 8081\nname web2\nworkers 64   # tuned by hand during the incident\n")
+        .await?;
+    infra(crate::infra::Mode::Check).await?;
+
     // `cargo run -- demo` leaves no `crew` on PATH: say how to call this very binary.
     let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("crew").is_file()));
     let alias = match std::env::current_exe() {
@@ -123,6 +143,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew flags                                # the flags, in words\n    \
          crew flag video-uploads on -r \"storage ok\"   # flip the contingency switch back\n    \
          crew flag eval search-v2 --user bob       # what bob gets, and why\n    \
+         crew infra plan web2                      # web2 drifted: the hand edit, as a diff\n    \
+         crew infra apply web2                     # and back to its role\n    \
          crew graph www.requests --since 1h        # the traffic, deploys marked under it\n    \
          crew status\n\n\
          The Metrics page ({url}/graphs) has the sample app's dashboard; StatsD is on udp://{statsd}.\n\
@@ -182,6 +204,24 @@ canary = 1
 requires = "staging"
 restart = "echo restarted >> ../../restarts.log"
 
+# The same machines' own state, kept in roles (roles/web.toml); the server checks them for drift hourly.
+[[hosts]]
+name = "web1"
+address = "local"
+roles = ["web"]
+root = "{h}/web1"
+vars = {{ port = 8080 }}
+
+[[hosts]]
+name = "web2"
+address = "local"
+roles = ["web"]
+root = "{h}/web2"
+vars = {{ port = 8081 }}
+
+[infra]
+check = "1h"
+
 [metrics]
 flush = "10s"
 
@@ -208,6 +248,14 @@ runbook = "runbooks/www-latency.md"
         h = hosts.display()
     );
     tokio::fs::write(repo.join("crew.toml"), toml).await?;
+    tokio::fs::create_dir_all(repo.join("roles")).await?;
+    tokio::fs::create_dir_all(repo.join("templates")).await?;
+    tokio::fs::write(
+        repo.join("roles/web.toml"),
+        "[[directory]]\npath = \"/etc/www\"\n\n[[file]]\npath = \"/etc/www/app.conf\"\ntemplate = \"templates/app.conf\"\nmode = \"0644\"\n",
+    )
+    .await?;
+    tokio::fs::write(repo.join("templates/app.conf"), "listen {{ port }}\nname {{ facts.hostname }}\n").await?;
     tokio::fs::write(repo.join("index.html"), "<h1>crew demo</h1>\n").await?;
     git(&repo, &["init", "-q", "-b", "main"]).await?;
     git(&repo, &["add", "-A"]).await?;

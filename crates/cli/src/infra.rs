@@ -93,6 +93,7 @@ pub enum Mode {
 }
 
 pub async fn run(args: &InfraArgs, mode: Mode, as_json: bool, client: impl Fn() -> Result<Client>) -> Result<()> {
+    let text = !as_json && !args.quiet;
     let apply = mode == Mode::Apply;
     let hosts = load(&args.config, &args.target)?;
     let base = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
@@ -154,26 +155,26 @@ pub async fn run(args: &InfraArgs, mode: Mode, as_json: bool, client: impl Fn() 
     for (_, host, result) in results {
         match result {
             Ok(HostRun::Done(report)) => {
-                if !as_json {
+                if text {
                     print_report(&host, &report);
                 }
                 reports.push((host, report));
             }
             Ok(HostRun::Unreachable(why)) => {
-                if !as_json {
+                if text {
                     println!("{host}: unreachable: {why}");
                 }
                 unreachable.push((host, why));
             }
             Err(e) => {
-                if !as_json {
+                if text {
                     println!("{host}: failed: {e}");
                 }
                 broken.push((host, e));
             }
         }
     }
-    if as_json {
+    if as_json && !args.quiet {
         let mut v: Vec<_> = reports.iter().map(|(h, r)| json!({"host": h, "report": r})).collect();
         v.extend(unreachable.iter().map(|(h, why)| json!({"host": h, "unreachable": why})));
         v.extend(broken.iter().map(|(h, e)| json!({"host": h, "error": e})));

@@ -266,6 +266,23 @@ async fn demo_serves_real_events_until_interrupted() {
                 .unwrap();
         assert_eq!(rev.trim(), v["deploys"][0]["revision"].as_str().unwrap());
     }
+    // The hosts were converged from their roles, and the hand edit on web2 was found as drift.
+    let v: Value = http
+        .get(format!("{url}/api/v1/events?kind=infra"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let infra: Vec<(&str, &str)> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["subject"].as_str().unwrap()))
+        .collect();
+    assert_eq!(infra, [("infra.drift", "host:web2"), ("infra.applied", "host:web2"), ("infra.applied", "host:web1")]);
     // An hour of the sample app's traffic is there from the start, and the live traffic reaches its StatsD.
     let q: Value = http
         .get(format!("{url}/api/v1/metrics/query?name=www.requests&stat=count&from=-1h&step=10m"))
