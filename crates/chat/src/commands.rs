@@ -118,6 +118,16 @@ pub const COMMANDS: &[Spec] = &[
         long_running: false,
     },
     Spec {
+        name: "graph",
+        usage: "NAME [SINCE]",
+        help: "a series as a sparkline over SINCE (default 1h), with its graph's link",
+        role: Role::Viewer,
+        min_args: 1,
+        max_args: Some(2),
+        limit: (10, MINUTE),
+        long_running: false,
+    },
+    Spec {
         name: "help",
         usage: "[CMD]",
         help: "the commands, or one command's usage",

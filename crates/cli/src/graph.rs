@@ -6,31 +6,14 @@ use crate::client::Client;
 use anyhow::Result;
 use reqwest::Method;
 
-const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 const WIDTH: usize = 60;
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// The sparkline of values in `WIDTH` columns between `from` and `to` (Unix seconds); a column without data
-/// is a space.
-pub fn sparkline(points: &[(i64, f64)], from: i64, to: i64) -> String {
-    let mut cols: Vec<Option<f64>> = vec![None; WIDTH];
-    let span = (to - from).max(1) as f64;
-    for &(t, v) in points {
-        let i = (((t - from) as f64 / span) * (WIDTH - 1) as f64).round().clamp(0.0, (WIDTH - 1) as f64) as usize;
-        // Several points in one column: the highest shows (a spike is never hidden).
-        cols[i] = Some(cols[i].map_or(v, |c: f64| c.max(v)));
-    }
-    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
-    cols.iter()
-        .map(|c| match c {
-            None => ' ',
-            Some(v) if hi > lo => BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize],
-            Some(_) => BARS[3],
-        })
-        .collect()
+fn sparkline(points: &[(i64, f64)], from: i64, to: i64) -> String {
+    crew_metrics::query::sparkline(points, from, to, WIDTH)
 }
 
 pub async fn run(
@@ -125,20 +108,5 @@ fn short(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_sparkline_scales_to_its_range_and_leaves_gaps() {
-        let line = sparkline(&[(0, 0.0), (50, 7.0), (100, 14.0)], 0, 100);
-        assert_eq!(line.chars().count(), WIDTH);
-        assert_eq!(line.chars().next(), Some('▁'));
-        assert_eq!(line.chars().last(), Some('█'));
-        assert_eq!(line.chars().nth(30), Some('▅'));
-        assert_eq!(line.chars().nth(10), Some(' '));
     }
 }

@@ -48,8 +48,41 @@ pub fn bucket(kind: Kind, points: &[(i64, Point)], step_ms: i64, stat: &str) -> 
     out
 }
 
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// Points (Unix seconds) as a sparkline of `width` columns between `from` and `to`, scaled to their own range;
+/// a column without data is a space, and a column with several points shows the highest (a spike is never
+/// hidden). For `crew graph` and the robot's `!graph`.
+pub fn sparkline(points: &[(i64, f64)], from: i64, to: i64, width: usize) -> String {
+    let width = width.max(1);
+    let mut cols: Vec<Option<f64>> = vec![None; width];
+    let span = (to - from).max(1) as f64;
+    for &(t, v) in points {
+        let i = (((t - from) as f64 / span) * (width - 1) as f64).round().clamp(0.0, (width - 1) as f64) as usize;
+        cols[i] = Some(cols[i].map_or(v, |c: f64| c.max(v)));
+    }
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
+    cols.iter()
+        .map(|c| match c {
+            None => ' ',
+            Some(v) if hi > lo => BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize],
+            Some(_) => BARS[3],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sparkline_scales_to_its_range_and_leaves_gaps() {
+        let line = super::sparkline(&[(0, 0.0), (50, 7.0), (100, 14.0)], 0, 100, 60);
+        assert_eq!(line.chars().count(), 60);
+        assert_eq!(line.chars().next(), Some('▁'));
+        assert_eq!(line.chars().last(), Some('█'));
+        assert_eq!(line.chars().nth(30), Some('▅'));
+        assert_eq!(line.chars().nth(10), Some(' '));
+    }
+
     use super::*;
 
     fn timer(count: f64, sum: f64, min: f64, max: f64) -> Point {

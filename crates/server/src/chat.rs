@@ -379,6 +379,14 @@ async fn listen(
     }
 }
 
+fn short(v: f64) -> String {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// Runs one command; the answer is one short message (long-running ones answer at once and report later).
 async fn run(
     st: &AppState,
@@ -410,6 +418,54 @@ async fn run(
                 .await
                 .map_err(|e| ApiError::BadRequest(e.0))?;
             Ok(format!("{} commits on {} not yet on {env}", commits.len(), cfg.app.branch))
+        }
+        "graph" => {
+            let name = arg(0).unwrap_or_default();
+            let since = arg(1).unwrap_or("1h");
+            let now = chrono::Utc::now();
+            let from = crew_core::time::parse_time(&format!("-{}", since.trim_start_matches('-')), now)
+                .map_err(ApiError::BadRequest)?;
+            let q = crate::api::metrics::Query {
+                name: name.to_string(),
+                labels: vec![],
+                from: from.timestamp_millis(),
+                to: now.timestamp_millis(),
+                step: None,
+                stat: None,
+            };
+            let out = crate::api::metrics::run_query(st, &q).await?;
+            let link = format!(
+                "{}/graphs?q={}&range=1h",
+                base_url(st),
+                url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+            );
+            if out.series.iter().all(|s| s.points.is_empty()) {
+                return Ok(format!("no data for {name} over {since}"));
+            }
+            let mut lines: Vec<String> = out
+                .series
+                .iter()
+                .filter(|s| !s.points.is_empty())
+                .take(3)
+                .map(|s| {
+                    let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let title =
+                        if labels.is_empty() { s.name.clone() } else { format!("{}{{{}}}", s.name, labels.join(",")) };
+                    let last = s.points.last().map(|p| p.1).unwrap_or_default();
+                    let (lo, hi) =
+                        s.points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
+                    format!(
+                        "{title} {}: {} last {} (min {}, max {})",
+                        s.stat,
+                        crew_metrics::query::sparkline(&s.points, out.from, out.to, 24),
+                        short(last),
+                        short(lo),
+                        short(hi)
+                    )
+                })
+                .collect();
+            lines.push(link);
+            Ok(lines.join("\n"))
         }
         "search" => {
             let mut f = EventFilter::new();

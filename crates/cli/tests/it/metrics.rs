@@ -462,3 +462,34 @@ async fn crew_graph_draws_a_sparkline_with_the_deploys_under_it() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no series `no.such`"));
 }
+
+#[tokio::test]
+async fn the_robot_answers_graph_with_a_sparkline_and_the_link() {
+    let (_d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for v in [2, 4, 8] {
+        udp.send_to(format!("shop.orders:{v}|c").as_bytes(), statsd(&s)).unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    wait_for(&s, "shop.orders", "count", 14.0).await;
+    let ask = |text: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .req(reqwest::Method::POST, "/api/v1/chat/command", &s.admin)
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .unwrap();
+            let v: Value = r.json().await.unwrap();
+            v["reply"].as_str().unwrap_or_default().to_string()
+        }
+    };
+    let reply = ask("!graph shop.orders 5m").await;
+    let lines: Vec<&str> = reply.lines().collect();
+    assert!(lines[0].starts_with("shop.orders rate: ") && lines[0].contains('█'), "{reply}");
+    assert!(lines[0].contains("(min 2, max 8)"), "8 orders in a second at the top: {reply}");
+    assert!(lines[1].ends_with("/graphs?q=shop.orders&range=1h"), "{reply}");
+    assert_eq!(ask("!graph no.such").await, "no data for no.such over 1h");
+}
