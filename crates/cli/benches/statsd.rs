@@ -282,6 +282,7 @@ async fn storage(dir: &std::path::Path) -> String {
         .iter()
         .map(|c| crew_store::MetricChunk {
             series: c.series.to_string(),
+            source: "local".into(),
             kind: c.kind.as_str().into(),
             tier: c.tier as i32,
             start_ms: c.start,
@@ -290,7 +291,7 @@ async fn storage(dir: &std::path::Path) -> String {
             data: c.data.clone(),
         })
         .collect();
-    store.write_metrics(vec![], chunks, vec![i64::MAX; 3]).await.unwrap();
+    store.write_metrics("local", vec![], chunks, vec![i64::MAX; 3]).await.unwrap();
     let mut report = String::new();
     for (key, kind) in [("steady.requests", "counter"), ("slow.gauge", "gauge"), ("noisy.latency", "timer")] {
         let cs = store.metric_chunks(key, 0, 0, i64::MAX).await.unwrap();

@@ -89,6 +89,7 @@ impl App {
         };
         let state = AppState::new(store, settings, addr);
         *state.metrics.addr.lock().expect("not poisoned") = statsd.as_ref().map(|s| s.addr);
+        state.metrics.set_source(&replica_id(&state.settings.data_dir)?);
         let replayed = metrics::recover(&*state.store, &state.metrics).await?;
         if replayed > 0 {
             tracing::info!(rows = replayed, "metrics write-ahead rows replayed");
@@ -138,6 +139,21 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(web::router())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// This replica's lasting name (`<data-dir>/replica.id`, made on first start): the source of the metric
+/// chunks and write-ahead rows it writes, so replicas sharing a database keep theirs apart.
+fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("replica.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    let id = format!("r-{}", &auth::random_id()[..12]);
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 /// On a store without tokens, creates the `admin` token and writes it to `<data-dir>/admin.token` (0600).

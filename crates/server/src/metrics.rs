@@ -141,9 +141,19 @@ pub struct Metrics {
     stop: Arc<AtomicBool>,
     pub remote: crate::remote_write::RemoteWrite,
     pub alerts: crate::alerts::Alerts,
+    /// This replica's name for the chunks and write-ahead rows it writes (its data folder's replica.id).
+    source: Mutex<String>,
 }
 
 impl Metrics {
+    pub fn source(&self) -> String {
+        self.source.lock().expect("not poisoned").clone()
+    }
+
+    pub fn set_source(&self, source: &str) {
+        *self.source.lock().expect("not poisoned") = source.to_string();
+    }
+
     pub fn new(config: MetricsConfig) -> Metrics {
         Metrics {
             db: Mutex::new(Db::new(config.tiers.clone())),
@@ -155,6 +165,7 @@ impl Metrics {
             stop: Arc::new(AtomicBool::new(false)),
             remote: Default::default(),
             alerts: Default::default(),
+            source: Mutex::new("local".into()),
         }
     }
 
@@ -186,15 +197,11 @@ fn kind_of(s: &str) -> Option<Kind> {
 /// Loads what is stored: every series' chunk ends, then the write-ahead rows replayed in order; chunks that
 /// filled up during the replay are written.
 pub async fn recover(store: &dyn Store, m: &Metrics) -> anyhow::Result<usize> {
-    let series = store.metric_series().await?;
-    let wal = store.metric_wal().await?;
+    let source = m.source();
+    let wal = store.metric_wal(&source).await?;
+    learn_series(store, m).await?;
     let chunks = {
         let mut db = m.db.lock().expect("not poisoned");
-        for (key, kind, tier, end) in series {
-            if let Some(kind) = kind_of(&kind) {
-                db.persisted(Arc::from(key.as_str()), kind, tier as u8, end);
-            }
-        }
         let mut chunks = vec![];
         for row in &wal {
             match decode_entries(&row.data) {
@@ -205,14 +212,30 @@ pub async fn recover(store: &dyn Store, m: &Metrics) -> anyhow::Result<usize> {
         chunks
     };
     if !chunks.is_empty() {
-        store.write_metrics(vec![], chunks.iter().map(stored).collect(), vec![]).await?;
+        store.write_metrics(&source, vec![], chunks.iter().map(|c| stored(c, &source)).collect(), vec![]).await?;
     }
     Ok(wal.len())
 }
 
-fn stored(c: &crew_metrics::tsdb::Chunk) -> MetricChunk {
+/// The stored series: this replica's chunk ends (a replay skips what they hold), and every other replica's
+/// series, so queries here find them too. Run at start and every few minutes.
+pub async fn learn_series(store: &dyn Store, m: &Metrics) -> anyhow::Result<()> {
+    let source = m.source();
+    let series = store.metric_series().await?;
+    let mut db = m.db.lock().expect("not poisoned");
+    for (key, kind, tier, src, end) in series {
+        if let Some(kind) = kind_of(&kind) {
+            let end = if src == source { end } else { i64::MIN };
+            db.persisted(Arc::from(key.as_str()), kind, tier as u8, end);
+        }
+    }
+    Ok(())
+}
+
+pub fn stored(c: &crew_metrics::tsdb::Chunk, source: &str) -> MetricChunk {
     MetricChunk {
         series: c.series.to_string(),
+        source: source.to_string(),
         kind: c.kind.as_str().into(),
         tier: c.tier as i32,
         start_ms: c.start,
@@ -266,6 +289,11 @@ pub fn start(st: &crate::AppState, sockets: Option<crate::statsd::Sockets>) -> t
                     }
                 }
             }
+            if (t / flush_ms) % (300_000 / flush_ms).max(1) == 0 {
+                if let Err(e) = learn_series(&*st.store, &m).await {
+                    tracing::warn!(error = %e, "could not list the stored series");
+                }
+            }
             if t - last_expiry > 3_600_000 {
                 last_expiry = t;
                 for (i, tier) in m.config.tiers.iter().enumerate() {
@@ -285,7 +313,9 @@ pub fn start(st: &crate::AppState, sockets: Option<crate::statsd::Sockets>) -> t
         };
         let mut floors = vec![i64::MAX; m.config.tiers.len()];
         floors[0] = floor;
-        if let Err(e) = st.store.write_metrics(vec![], chunks.iter().map(stored).collect(), floors).await {
+        let source = m.source();
+        let chunks = chunks.iter().map(|c| stored(c, &source)).collect();
+        if let Err(e) = st.store.write_metrics(&source, vec![], chunks, floors).await {
             tracing::warn!(error = %e, "the open metric chunks were not stored at shutdown");
         }
     })
@@ -354,14 +384,15 @@ pub async fn store_points(
     for e in writes.entries {
         by_tier[e.tier as usize].push(e);
     }
+    let source = m.source();
     let wal: Vec<MetricWal> = by_tier
         .iter()
         .enumerate()
         .filter(|(_, es)| !es.is_empty())
-        .map(|(tier, es)| MetricWal { tier: tier as i32, t_ms: t, data: encode_entries(es) })
+        .map(|(tier, es)| MetricWal { source: source.clone(), tier: tier as i32, t_ms: t, data: encode_entries(es) })
         .collect();
-    let chunks = writes.chunks.iter().map(stored).collect();
-    store.write_metrics(wal, chunks, floors).await?;
+    let chunks = writes.chunks.iter().map(|c| stored(c, &source)).collect();
+    store.write_metrics(&source, wal, chunks, floors).await?;
     Ok(())
 }
 

@@ -483,13 +483,15 @@ macro_rules! impl_store {
 
         async fn write_metrics(
             &self,
+            source: &str,
             wal: Vec<crate::MetricWal>,
             chunks: Vec<crate::MetricChunk>,
             floors: Vec<i64>,
         ) -> crate::Result<()> {
             let (_write, mut tx) = self.begin_write().await?;
             for w in &wal {
-                sqlx::query("INSERT INTO metric_wal (tier, t_ms, data) VALUES ($1, $2, $3)")
+                sqlx::query("INSERT INTO metric_wal (source, tier, t_ms, data) VALUES ($1, $2, $3, $4)")
+                    .bind(&w.source)
                     .bind(w.tier)
                     .bind(w.t_ms)
                     .bind(&w.data)
@@ -498,11 +500,12 @@ macro_rules! impl_store {
             }
             for c in &chunks {
                 sqlx::query(
-                    "INSERT INTO metric_chunks (series, kind, tier, start_ms, end_ms, points, data) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series, tier, start_ms) DO UPDATE SET \
+                    "INSERT INTO metric_chunks (series, source, kind, tier, start_ms, end_ms, points, data) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (series, tier, source, start_ms) DO UPDATE SET \
                      kind = excluded.kind, end_ms = excluded.end_ms, points = excluded.points, data = excluded.data",
                 )
                 .bind(&c.series)
+                .bind(&c.source)
                 .bind(&c.kind)
                 .bind(c.tier)
                 .bind(c.start_ms)
@@ -513,7 +516,8 @@ macro_rules! impl_store {
                 .await?;
             }
             for (tier, floor) in floors.iter().enumerate() {
-                sqlx::query("DELETE FROM metric_wal WHERE tier = $1 AND t_ms < $2")
+                sqlx::query("DELETE FROM metric_wal WHERE source = $1 AND tier = $2 AND t_ms < $3")
+                    .bind(source)
                     .bind(tier as i32)
                     .bind(*floor)
                     .execute(&mut *tx)
@@ -526,8 +530,8 @@ macro_rules! impl_store {
         async fn metric_chunks(&self, series: &str, tier: i32, from_ms: i64, to_ms: i64) -> crate::Result<Vec<crate::MetricChunk>> {
             use sqlx::Row;
             let rows = sqlx::query(
-                "SELECT series, kind, tier, start_ms, end_ms, points, data FROM metric_chunks \
-                 WHERE series = $1 AND tier = $2 AND end_ms >= $3 AND start_ms <= $4 ORDER BY start_ms",
+                "SELECT series, kind, tier, start_ms, end_ms, points, data, source FROM metric_chunks \
+                 WHERE series = $1 AND tier = $2 AND end_ms >= $3 AND start_ms <= $4 ORDER BY start_ms, source",
             )
             .bind(series)
             .bind(tier)
@@ -545,28 +549,40 @@ macro_rules! impl_store {
                         end_ms: r.try_get(4)?,
                         points: r.try_get::<i32, _>(5)?,
                         data: r.try_get(6)?,
+                        source: r.try_get(7)?,
                     })
                 })
                 .collect()
         }
 
-        async fn metric_series(&self) -> crate::Result<Vec<(String, String, i32, i64)>> {
+        async fn metric_series(&self) -> crate::Result<Vec<(String, String, i32, String, i64)>> {
             use sqlx::Row;
             let rows = sqlx::query(
-                "SELECT series, MIN(kind), tier, MAX(end_ms) FROM metric_chunks GROUP BY series, tier ORDER BY series, tier",
+                "SELECT series, MIN(kind), tier, source, MAX(end_ms) FROM metric_chunks \
+                 GROUP BY series, tier, source ORDER BY series, tier, source",
             )
             .fetch_all(&self.pool)
             .await?;
             rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i32, _>(2)?, r.try_get(3)?)))
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get::<i32, _>(2)?, r.try_get(3)?, r.try_get(4)?)))
                 .collect()
         }
 
-        async fn metric_wal(&self) -> crate::Result<Vec<crate::MetricWal>> {
+        async fn metric_wal(&self, source: &str) -> crate::Result<Vec<crate::MetricWal>> {
             use sqlx::Row;
-            let rows = sqlx::query("SELECT tier, t_ms, data FROM metric_wal ORDER BY id").fetch_all(&self.pool).await?;
+            let rows = sqlx::query("SELECT tier, t_ms, data FROM metric_wal WHERE source = $1 ORDER BY id")
+                .bind(source)
+                .fetch_all(&self.pool)
+                .await?;
             rows.iter()
-                .map(|r| Ok(crate::MetricWal { tier: r.try_get::<i32, _>(0)?, t_ms: r.try_get(1)?, data: r.try_get(2)? }))
+                .map(|r| {
+                    Ok(crate::MetricWal {
+                        source: source.to_string(),
+                        tier: r.try_get::<i32, _>(0)?,
+                        t_ms: r.try_get(1)?,
+                        data: r.try_get(2)?,
+                    })
+                })
                 .collect()
         }
 

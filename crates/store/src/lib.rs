@@ -116,6 +116,8 @@ pub struct StoredFlag {
 pub struct MetricChunk {
     /// The series key: `name` or `name{k=v,...}`.
     pub series: String,
+    /// The replica that received its points.
+    pub source: String,
     /// counter, gauge, timer or set.
     pub kind: String,
     /// 0 = the flush interval, then each rollup.
@@ -129,6 +131,8 @@ pub struct MetricChunk {
 /// One write-ahead row of metric points: a flush's new points of one tier.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricWal {
+    /// The replica that wrote it (and alone replays it).
+    pub source: String,
     pub tier: i32,
     pub t_ms: i64,
     pub data: Vec<u8>,
@@ -266,18 +270,26 @@ pub trait Store: Send + Sync + 'static {
     /// `holder`'s; whether `holder` holds it now. Keeps a scheduled job to one replica at a time.
     async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
 
-    /// One flush of metrics, in one transaction: its write-ahead rows, the chunks that closed, and, per tier,
-    /// the removal of write-ahead rows older than `floors[tier]` (their points are all in chunks).
-    async fn write_metrics(&self, wal: Vec<MetricWal>, chunks: Vec<MetricChunk>, floors: Vec<i64>) -> Result<()>;
+    /// One flush of metrics by replica `source`, in one transaction: its write-ahead rows, the chunks that
+    /// closed, and, per tier, the removal of its write-ahead rows older than `floors[tier]` (their points are all
+    /// in chunks).
+    async fn write_metrics(
+        &self,
+        source: &str,
+        wal: Vec<MetricWal>,
+        chunks: Vec<MetricChunk>,
+        floors: Vec<i64>,
+    ) -> Result<()>;
 
-    /// The chunks of a series and tier that overlap [from_ms, to_ms], oldest first.
+    /// The chunks of a series and tier that overlap [from_ms, to_ms], every replica's, oldest first.
     async fn metric_chunks(&self, series: &str, tier: i32, from_ms: i64, to_ms: i64) -> Result<Vec<MetricChunk>>;
 
-    /// Every stored series and tier with its kind and its last chunk's end: (series, kind, tier, end_ms).
-    async fn metric_series(&self) -> Result<Vec<(String, String, i32, i64)>>;
+    /// Every stored series, tier and source with its kind and its last chunk's end:
+    /// (series, kind, tier, source, end_ms).
+    async fn metric_series(&self) -> Result<Vec<(String, String, i32, String, i64)>>;
 
-    /// The write-ahead rows in the order written.
-    async fn metric_wal(&self) -> Result<Vec<MetricWal>>;
+    /// A replica's write-ahead rows in the order written.
+    async fn metric_wal(&self, source: &str) -> Result<Vec<MetricWal>>;
 
     /// Removes a tier's chunks that ended before `before_ms` (retention); how many.
     async fn expire_metric_chunks(&self, tier: i32, before_ms: i64) -> Result<u64>;

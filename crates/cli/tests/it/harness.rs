@@ -43,6 +43,22 @@ impl Server {
         Server::spawn_full(data_dir, None, None, Some(dir), Some(config.to_path_buf()), Some(statsd))
     }
 
+    /// A replica on `database` receiving StatsD on a free port, reading `config`, with the admin token it should
+    /// use (`None`: the first replica, which makes it).
+    pub async fn start_replica_with_statsd(database: &str, admin: Option<&str>, config: &std::path::Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let statsd = format!("127.0.0.1:{}", crew_testkit::free_port());
+        Server::spawn_full(
+            data_dir,
+            Some(database.to_string()),
+            admin,
+            Some(dir),
+            Some(config.to_path_buf()),
+            Some(statsd),
+        )
+    }
+
     /// A server on a fresh PostgreSQL database, reading `config` (a crew.toml).
     pub async fn start_postgres_with_config(config: &std::path::Path) -> Server {
         let url = crew_testkit::fresh_postgres().await;

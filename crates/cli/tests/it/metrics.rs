@@ -493,3 +493,24 @@ async fn the_robot_answers_graph_with_a_sparkline_and_the_link() {
     assert!(lines[1].ends_with("/graphs?q=shop.orders&range=1h"), "{reply}");
     assert_eq!(ask("!graph no.such").await, "no data for no.such over 1h");
 }
+
+/// Two replicas on one PostgreSQL both receive the same series: neither overwrites the other's chunks, and a
+/// query sums them.
+#[tokio::test]
+async fn replicas_receiving_the_same_series_keep_both_and_a_query_sums_them() {
+    let (_d, cfg) = config("");
+    let url = crew_testkit::fresh_postgres().await;
+    let mut a = Server::start_replica_with_statsd(&url, None, &cfg).await;
+    let mut b = Server::start_replica_with_statsd(&url, Some(&a.admin), &cfg).await;
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"shared.hits:5|c", statsd(&a)).unwrap();
+    udp.send_to(b"shared.hits:7|c", statsd(&b)).unwrap();
+    wait_for(&a, "shared.hits", "count", 5.0).await;
+    wait_for(&b, "shared.hits", "count", 7.0).await;
+    // Both stop cleanly, storing their open chunks (for the same series and, flushes being aligned, the same
+    // times); then one comes back and finds both.
+    assert!(a.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    assert!(b.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    a.restart();
+    assert_eq!(total(&a, "shared.hits", "count").await, 12.0);
+}

@@ -131,7 +131,8 @@ pub fn parse_query(pairs: &[(String, String)]) -> ApiResult<Query> {
     Ok(q)
 }
 
-/// A series' points of one tier within [from, to]: stored chunks before the open head, then the head.
+/// A series' points of one tier within [from, to]: every replica's stored chunks and this replica's open head,
+/// merged where replicas received the same series at the same time (their figures add up as intervals do).
 pub async fn points(
     st: &AppState,
     key: &str,
@@ -140,22 +141,22 @@ pub async fn points(
     from: i64,
     to: i64,
 ) -> ApiResult<Vec<(i64, Point)>> {
-    let (head, head_start) = {
-        let db = st.metrics.db.lock().expect("not poisoned");
-        (db.head_points(key, tier, from, to), db.head_start(key, tier))
-    };
-    let stored_to = head_start.map_or(to, |h| to.min(h - 1));
-    let mut out = Vec::new();
-    if stored_to >= from {
-        for c in st.store.metric_chunks(key, tier as i32, from, stored_to).await? {
-            let pts = points_of(kind, &c.data, c.points as u32)
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("chunk {key}@{}: {e}", c.start_ms)))?;
-            out.extend(pts.into_iter().filter(|(t, _)| *t >= from && *t <= stored_to));
+    let head = st.metrics.db.lock().expect("not poisoned").head_points(key, tier, from, to);
+    let mut all = Vec::new();
+    for c in st.store.metric_chunks(key, tier as i32, from, to).await? {
+        let pts = points_of(kind, &c.data, c.points as u32)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("chunk {key}@{}: {e}", c.start_ms)))?;
+        all.extend(pts.into_iter().filter(|(t, _)| *t >= from && *t <= to));
+    }
+    all.extend(head);
+    all.sort_by_key(|p| p.0);
+    let mut out: Vec<(i64, Point)> = Vec::with_capacity(all.len());
+    for (t, p) in all {
+        match out.last_mut() {
+            Some((lt, lp)) if *lt == t => lp.merge(kind, &p),
+            _ => out.push((t, p)),
         }
     }
-    out.extend(head);
-    out.sort_by_key(|p| p.0);
-    out.dedup_by_key(|p| p.0);
     Ok(out)
 }
 
