@@ -278,19 +278,7 @@ async fn storage(dir: &std::path::Path) -> String {
     }
     // The heads still open are stored as they would be at a clean stop.
     let open = m.db.lock().unwrap().open_chunks();
-    let chunks: Vec<crew_store::MetricChunk> = open
-        .iter()
-        .map(|c| crew_store::MetricChunk {
-            series: c.series.to_string(),
-            source: "local".into(),
-            kind: c.kind.as_str().into(),
-            tier: c.tier as i32,
-            start_ms: c.start,
-            end_ms: c.end,
-            points: c.points as i32,
-            data: c.data.clone(),
-        })
-        .collect();
+    let chunks: Vec<crew_store::MetricChunk> = open.iter().map(|c| crew_server::metrics::stored(c, "local")).collect();
     store.write_metrics("local", vec![], chunks, vec![i64::MAX; 3]).await.unwrap();
     let mut report = String::new();
     for (key, kind) in [("steady.requests", "counter"), ("slow.gauge", "gauge"), ("noisy.latency", "timer")] {

@@ -264,11 +264,6 @@ impl Db {
             .filter(|(t, _)| *t >= from && *t <= to)
             .collect()
     }
-
-    /// Where the open head of a series and tier starts (stored chunks are read only before it).
-    pub fn head_start(&self, key: &str, tier: u8) -> Option<i64> {
-        self.series.get(key)?.heads.get(tier as usize)?.as_ref().map(|h| h.start)
-    }
 }
 
 fn chunk(key: &Arc<str>, kind: Kind, tier: u8, h: &Head) -> Chunk {

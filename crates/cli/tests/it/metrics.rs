@@ -43,6 +43,20 @@ async fn point(s: &Server, name: &str, stat: &str) -> f64 {
     pts[0][1].as_f64().unwrap()
 }
 
+/// The first result of a PromQL query to Prometheus or VictoriaMetrics on `port`, if any.
+async fn prom_query(http: &reqwest::Client, port: u16, query: &str) -> Option<Value> {
+    let v: Value = http
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["data"]["result"].as_array().and_then(|r| r.first()).cloned()
+}
+
 async fn wait_for(s: &Server, name: &str, stat: &str, want: f64) {
     let ok = eventually(Duration::from_secs(20), || async { total(s, name, stat).await == want }).await;
     assert!(ok, "{name} {stat} reached {want}: it is {}", total(s, name, stat).await);
@@ -157,21 +171,7 @@ async fn a_real_prometheus_scrapes_crew() {
         .spawn()
         .expect("prometheus (Debian's prometheus package; scripts/test installs it)");
     let http = reqwest::Client::new();
-    let q = |query: &'static str| {
-        let http = http.clone();
-        async move {
-            let v: Value = http
-                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-                .query(&[("query", query)])
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["data"]["result"].as_array().and_then(|r| r.first()).cloned()
-        }
-    };
+    let q = |query: &'static str| prom_query(&http, port, query);
     let got = eventually(Duration::from_secs(60), || async { q("shop_orders_total").await.is_some() }).await;
     let orders = q("shop_orders_total").await;
     let latency = q("shop_latency_count").await;
@@ -290,21 +290,7 @@ async fn remote_write_reaches_a_real_victoria_metrics() {
     let s = Server::start_with_statsd(&cfg).await;
     let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
     raw.send_to(b"shop.orders:7|c|#region:eu\nshop.latency:12|ms\nshop.stock:42|g\n", statsd(&s)).unwrap();
-    let q = |query: &'static str| {
-        let http = http.clone();
-        async move {
-            let v: Value = http
-                .get(format!("http://127.0.0.1:{port}/api/v1/query"))
-                .query(&[("query", query)])
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["data"]["result"].as_array().and_then(|r| r.first()).cloned()
-        }
-    };
+    let q = |query: &'static str| prom_query(&http, port, query);
     let got = eventually(Duration::from_secs(40), || async {
         q("shop_orders_total").await.is_some() && q("shop_stock").await.is_some()
     })
