@@ -1,6 +1,12 @@
-//! The deploy records, their logs and environment locks, as the store keeps them.
+//! Deploys: their records and logs, environment locks (a person's or a running deploy's), and the heartbeat
+//! that tells a running deploy's server is alive.
 
+use crate::db::{query, Backend, Row};
+use crate::sql::now_ms;
+use crate::{from_millis, to_millis, DeployStore, Result, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use crew_core::{Event, NewEvent};
 use serde::{Deserialize, Serialize};
 
 /// A deploy or rollback of an environment.
@@ -60,30 +66,25 @@ pub struct Lock {
     pub deploy_id: Option<i64>,
 }
 
-pub(crate) fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&crew_core::time::rfc3339(*t))
 }
 
-pub(crate) fn rfc3339_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339_opt<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match t {
         Some(t) => s.serialize_str(&crew_core::time::rfc3339(*t)),
         None => s.serialize_none(),
     }
 }
 
-pub(crate) const DEPLOY_COLUMNS: &str =
+const DEPLOY_COLUMNS: &str =
     "id, app, environment, action, revision, previous, release, commits, message, actor, via, \
      status, started_at, finished_at, hosts, error";
 
-pub(crate) fn row_to_deploy<'r, R>(row: &'r R) -> crate::Result<Deploy>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn row_to_deploy(row: &Row) -> Result<Deploy> {
     let hosts: String = row.try_get(14)?;
     Ok(Deploy {
         id: row.try_get(0)?,
@@ -98,32 +99,25 @@ where
         actor: row.try_get(9)?,
         via: row.try_get(10)?,
         status: row.try_get(11)?,
-        started_at: crate::from_millis(row.try_get(12)?)?,
-        finished_at: row.try_get::<Option<i64>, _>(13)?.map(crate::from_millis).transpose()?,
-        hosts: serde_json::from_str(&hosts).map_err(|e| crate::StoreError::Corrupt(format!("deploy hosts: {e}")))?,
+        started_at: from_millis(row.try_get(12)?)?,
+        finished_at: row.try_get::<Option<i64>>(13)?.map(from_millis).transpose()?,
+        hosts: serde_json::from_str(&hosts).map_err(|e| StoreError::Corrupt(format!("deploy hosts: {e}")))?,
         error: row.try_get(15)?,
     })
 }
 
-pub(crate) fn row_to_lock<'r, R>(row: &'r R) -> crate::Result<Lock>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+fn row_to_lock(row: &Row) -> Result<Lock> {
     Ok(Lock {
         environment: row.try_get(0)?,
         kind: row.try_get(1)?,
         holder: row.try_get(2)?,
         reason: row.try_get(3)?,
-        since: crate::from_millis(row.try_get(4)?)?,
+        since: from_millis(row.try_get(4)?)?,
         deploy_id: row.try_get(5)?,
     })
 }
 
-pub(crate) const LOCK_COLUMNS: &str = "environment, kind, holder, reason, since, deploy_id";
+const LOCK_COLUMNS: &str = "environment, kind, holder, reason, since, deploy_id";
 
 /// A lock's description for refusals: "production is locked by alice since 2026-11-26 16:03:57: db migration".
 pub fn describe(l: &Lock) -> String {
@@ -142,5 +136,273 @@ pub fn describe(l: &Lock) -> String {
             crew_core::time::human(l.since),
             l.reason
         ),
+    }
+}
+
+/// The deploy lock of deploy `id`.
+const DELETE_DEPLOY_LOCK: &str = "DELETE FROM locks WHERE kind = 'deploy' AND deploy_id = $1";
+
+#[async_trait]
+impl<B: Backend> DeployStore for B {
+    async fn start_deploy(
+        &self,
+        d: NewDeploy,
+        event: Box<dyn FnOnce(i64) -> NewEvent + Send>,
+    ) -> Result<(Deploy, Event)> {
+        let now = to_millis(Utc::now());
+        let mut tx = self.begin_write().await?;
+        let held = query(format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1"))
+            .bind(&d.environment)
+            .fetch_all(&mut tx)
+            .await?;
+        for row in &held {
+            let lock = row_to_lock(row)?;
+            if lock.kind == "deploy" || lock.holder != d.actor.name {
+                return Err(StoreError::Conflict(describe(&lock)));
+            }
+        }
+        let id: i64 = query(
+            "INSERT INTO deploys (app, environment, action, revision, previous, release, commits, message, actor, \
+             via, status, started_at, hosts) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'running', $11, '[]') RETURNING id",
+        )
+        .bind(&d.app)
+        .bind(&d.environment)
+        .bind(&d.action)
+        .bind(&d.revision)
+        .bind(&d.previous)
+        .bind(&d.release)
+        .bind(d.commits)
+        .bind(&d.message)
+        .bind(&d.actor.name)
+        .bind(d.actor.via.as_str())
+        .bind(now)
+        .fetch_scalar(&mut tx)
+        .await?;
+        query(
+            "INSERT INTO locks (environment, kind, holder, reason, since, deploy_id) \
+             VALUES ($1, 'deploy', $2, $3, $4, $5)",
+        )
+        .bind(&d.environment)
+        .bind(&d.actor.name)
+        .bind(format!("deploy #{id}"))
+        .bind(now)
+        .bind(id)
+        .execute(&mut tx)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(format!("a deploy of {} has just started", d.environment))
+            }
+            other => other.into(),
+        })?;
+        let stamped = crate::stamp(vec![event(id)])?;
+        let events = tx.insert_events(stamped).await?;
+        let row =
+            query(format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1")).bind(id).fetch_one(&mut tx).await?;
+        let deploy = row_to_deploy(&row)?;
+        tx.commit(&events).await?;
+        Ok((deploy, events.into_iter().next().expect("one event")))
+    }
+
+    async fn log_deploy(&self, id: i64, lines: Vec<String>) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let now = to_millis(Utc::now());
+        let mut tx = self.begin_write().await?;
+        let last: i64 = query("SELECT COALESCE(MAX(n), -1) FROM deploy_log WHERE deploy_id = $1")
+            .bind(id)
+            .fetch_scalar(&mut tx)
+            .await?;
+        for (i, line) in lines.into_iter().enumerate() {
+            query("INSERT INTO deploy_log (deploy_id, n, at, line) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(last + 1 + i as i64)
+                .bind(now)
+                .bind(line)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit(&[]).await?;
+        Ok(())
+    }
+
+    async fn finish_deploy(
+        &self,
+        id: i64,
+        status: &str,
+        hosts: serde_json::Value,
+        error: Option<String>,
+        event: NewEvent,
+    ) -> Result<Event> {
+        let stamped = crate::stamp(vec![event])?;
+        let now = to_millis(Utc::now());
+        let mut tx = self.begin_write().await?;
+        query("UPDATE deploys SET status = $1, hosts = $2, error = $3, finished_at = $4 WHERE id = $5")
+            .bind(status)
+            .bind(hosts.to_string())
+            .bind(&error)
+            .bind(now)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        query(DELETE_DEPLOY_LOCK).bind(id).execute(&mut tx).await?;
+        let events = tx.insert_events(stamped).await?;
+        tx.commit(&events).await?;
+        Ok(events.into_iter().next().expect("one event"))
+    }
+
+    async fn deploy(&self, id: i64) -> Result<Option<Deploy>> {
+        let sql = format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE id = $1");
+        let row = query(sql).bind(id).fetch_optional(self.reader()).await?;
+        row.as_ref().map(row_to_deploy).transpose()
+    }
+
+    async fn deploys(&self, environment: Option<&str>, limit: u32) -> Result<Vec<Deploy>> {
+        let rows = match environment {
+            Some(env) => {
+                query(format!("SELECT {DEPLOY_COLUMNS} FROM deploys WHERE environment = $1 ORDER BY id DESC LIMIT $2"))
+                    .bind(env)
+                    .bind(limit as i64)
+                    .fetch_all(self.reader())
+                    .await?
+            }
+            None => {
+                query(format!("SELECT {DEPLOY_COLUMNS} FROM deploys ORDER BY id DESC LIMIT $1"))
+                    .bind(limit as i64)
+                    .fetch_all(self.reader())
+                    .await?
+            }
+        };
+        rows.iter().map(row_to_deploy).collect()
+    }
+
+    async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<String>> {
+        let rows = query("SELECT line FROM deploy_log WHERE deploy_id = $1 AND n >= $2 ORDER BY n LIMIT $3")
+            .bind(id)
+            .bind(offset)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+    }
+
+    async fn take_lock(&self, environment: &str, holder: &str, reason: &str, event: NewEvent) -> Result<Event> {
+        let stamped = crate::stamp(vec![event])?;
+        let mut tx = self.begin_write().await?;
+        let held = query(format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1 AND kind = 'manual'"))
+            .bind(environment)
+            .fetch_optional(&mut tx)
+            .await?;
+        if let Some(row) = held {
+            let lock = row_to_lock(&row)?;
+            if lock.holder != holder {
+                return Err(StoreError::Conflict(describe(&lock)));
+            }
+            query("DELETE FROM locks WHERE environment = $1 AND kind = 'manual'")
+                .bind(environment)
+                .execute(&mut tx)
+                .await?;
+        }
+        query("INSERT INTO locks (environment, kind, holder, reason, since) VALUES ($1, 'manual', $2, $3, $4)")
+            .bind(environment)
+            .bind(holder)
+            .bind(reason)
+            .bind(to_millis(Utc::now()))
+            .execute(&mut tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict(format!("{environment} was locked a moment ago by someone else"))
+                }
+                other => other.into(),
+            })?;
+        let events = tx.insert_events(stamped).await?;
+        tx.commit(&events).await?;
+        Ok(events.into_iter().next().expect("one event"))
+    }
+
+    async fn release_lock(&self, environment: &str, actor: &str, admin: bool, event: NewEvent) -> Result<Event> {
+        let stamped = crate::stamp(vec![event])?;
+        let mut tx = self.begin_write().await?;
+        let held = query(format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1 AND kind = 'manual'"))
+            .bind(environment)
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some(row) = held else {
+            return Err(StoreError::NotFound(format!("{environment} is not locked")));
+        };
+        let lock = row_to_lock(&row)?;
+        if lock.holder != actor && !admin {
+            return Err(StoreError::Conflict(format!(
+                "{}; only {} or an admin can unlock it",
+                describe(&lock),
+                lock.holder
+            )));
+        }
+        query("DELETE FROM locks WHERE environment = $1 AND kind = 'manual'")
+            .bind(environment)
+            .execute(&mut tx)
+            .await?;
+        let events = tx.insert_events(stamped).await?;
+        tx.commit(&events).await?;
+        Ok(events.into_iter().next().expect("one event"))
+    }
+
+    async fn locks(&self) -> Result<Vec<Lock>> {
+        let sql = format!("SELECT {LOCK_COLUMNS} FROM locks ORDER BY environment, kind");
+        let rows = query(sql).fetch_all(self.reader()).await?;
+        rows.iter().map(row_to_lock).collect()
+    }
+
+    async fn deploy_heartbeat(&self, id: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        // The database's clock, not this server's: replicas' clocks may disagree.
+        query(format!(
+            "UPDATE deploys SET heartbeat = {} WHERE id = $1 AND status = 'running'",
+            now_ms(self.dialect())
+        ))
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        tx.commit(&[]).await?;
+        Ok(())
+    }
+
+    async fn interrupt_running(
+        &self,
+        stale_after: std::time::Duration,
+        event: Box<dyn for<'d> Fn(&'d Deploy) -> NewEvent + Send + Sync>,
+    ) -> Result<Vec<Deploy>> {
+        let mut tx = self.begin_write().await?;
+        let rows = query(format!(
+            "SELECT {DEPLOY_COLUMNS} FROM deploys \
+             WHERE status = 'running' AND COALESCE(heartbeat, started_at) <= {} - $1 ORDER BY id",
+            now_ms(self.dialect())
+        ))
+        .bind(stale_after.as_millis() as i64)
+        .fetch_all(&mut tx)
+        .await?;
+        let running: Vec<Deploy> = rows.iter().map(row_to_deploy).collect::<Result<_>>()?;
+        let now = to_millis(Utc::now());
+        let mut news = Vec::new();
+        for d in &running {
+            query(
+                "UPDATE deploys SET status = 'interrupted', finished_at = $1, error = $2 \
+                 WHERE id = $3 AND status = 'running'",
+            )
+            .bind(now)
+            .bind("the crew server stopped during the deploy")
+            .bind(d.id)
+            .execute(&mut tx)
+            .await?;
+            query(DELETE_DEPLOY_LOCK).bind(d.id).execute(&mut tx).await?;
+            news.push(event(d));
+        }
+        let stamped = crate::stamp(news)?;
+        let events = tx.insert_events(stamped).await?;
+        tx.commit(&events).await?;
+        Ok(running)
     }
 }

@@ -1,5 +1,6 @@
-//! crew's storage: one [`Store`] trait with an SQLite engine (the embedded default) and a PostgreSQL engine
-//! (for teams and for several `crew serve` replicas), and the in-process event bus fed by committed events.
+//! crew's storage: the [`Store`] traits, one per domain, with an SQLite engine (the embedded default) and a
+//! PostgreSQL engine (for teams and for several `crew serve` replicas), and the in-process event bus fed by
+//! committed events.
 //!
 //! Architecture invariants:
 //! - Every write that changes state appends its event in the same transaction, so the timeline never misses
@@ -7,24 +8,38 @@
 //! - An event reaches the bus only after its transaction committed. With SQLite the appending process
 //!   publishes; with PostgreSQL every replica (the writer too) publishes what LISTEN/NOTIFY tells it, so each
 //!   event is published exactly once per replica.
-//! - Both engines pass the same conformance suite (`tests/conformance.rs`).
+//! - Both engines pass the same conformance suite (`tests/conformance/`, a module per domain).
+//!
+//! Each domain has its trait ([`TimelineStore`], [`AccessStore`], [`DeployStore`], [`FlagStore`], [`ChatStore`],
+//! [`MetricStore`], [`LeaseStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
+//! ...), written against the engine-neutral executor of `db.rs`. [`Store`] is their sum; [`prelude`] has them all.
 
-#[macro_use]
-mod common;
+mod access;
+mod chat;
+mod db;
 pub mod deploys;
+mod flags;
+mod leases;
+mod metrics;
 mod postgres;
 mod sql;
 mod sqlite;
+mod timeline;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crew_core::{Event, EventError, EventFilter, NewEvent, Role};
+use crew_core::{Event, EventError, EventFilter, NewEvent};
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
+pub use access::{Session, TokenInfo};
+pub use chat::ChatLink;
 pub use deploys::{Deploy, Lock, NewDeploy};
+pub use flags::StoredFlag;
+pub use metrics::{MetricChunk, MetricWal};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use timeline::{Counts, Page};
 
 /// Which engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,91 +89,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// One page of the timeline, newest first.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub events: Vec<Event>,
-    /// Pass back as `before` for the next (older) page; `None` when this page is the last.
-    pub next: Option<crew_core::Cursor>,
-}
-
-/// A token as the store knows it: never the secret, only its hash.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenInfo {
-    /// The person or application the token names; the actor of what it does.
-    pub name: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-}
-
-/// A signed-in browser session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Session {
-    pub token: TokenInfo,
-    /// The secret that every form of this session must send back.
-    pub csrf: String,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// A flag's definition as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredFlag {
-    pub key: String,
-    /// The flagd definition of this one flag.
-    pub definition: serde_json::Value,
-    pub updated_at: DateTime<Utc>,
-    pub updated_by: String,
-}
-
-/// A stored chunk of a metric series (the bytes are crew-metrics' Gorilla encoding).
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricChunk {
-    /// The series key: `name` or `name{k=v,...}`.
-    pub series: String,
-    /// The replica that received its points.
-    pub source: String,
-    /// counter, gauge, timer or set.
-    pub kind: String,
-    /// 0 = the flush interval, then each rollup.
-    pub tier: i32,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub points: i32,
-    pub data: Vec<u8>,
-}
-
-/// One write-ahead row of metric points: a flush's new points of one tier.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricWal {
-    /// The replica that wrote it (and alone replays it).
-    pub source: String,
-    pub tier: i32,
-    pub t_ms: i64,
-    pub data: Vec<u8>,
-}
-
-/// A chat identity linked to a crew user (`crew chat link`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatLink {
-    /// A hostmask pattern (`alice!*@*.example.com`) or `account:NAME`.
-    pub identity: String,
-    /// The crew user (a token's name) who speaks through it.
-    pub user: String,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-}
-
-/// Counts for `crew status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub events: i64,
-    pub tokens: i64,
-}
-
-/// The storage every part of crew uses. Implemented by [`SqliteStore`] and [`PgStore`].
+/// The timeline: appending events, reading them back, following them live.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait TimelineStore: Send + Sync + 'static {
     fn engine(&self) -> Engine;
 
     /// The URL it was opened with, password redacted.
@@ -179,7 +112,11 @@ pub trait Store: Send + Sync + 'static {
     async fn event(&self, id: &str) -> Result<Option<Event>>;
 
     async fn counts(&self) -> Result<Counts>;
+}
 
+/// Access: API tokens (stored by the hash of their secret) and browser sessions.
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
     /// Stores a token (by the hash of its secret) and its event. `Conflict` if the name is taken.
     async fn create_token(&self, token: &TokenInfo, hash: &str, event: NewEvent) -> Result<Event>;
 
@@ -205,7 +142,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Ends a browser session (sign-out) and records the event.
     async fn delete_session(&self, hash: &str, event: NewEvent) -> Result<Event>;
+}
 
+/// Deploys: their records and logs, environment locks, and the liveness of the servers running them.
+#[async_trait]
+pub trait DeployStore: Send + Sync + 'static {
     /// Starts a deploy: refuses (`Conflict`) if another person holds the environment's manual lock or a deploy
     /// of it is running; else records the deploy as `running`, takes its deploy lock and records the event that
     /// `event` makes from the deploy's number — all in one transaction, so two deploys never both start.
@@ -244,6 +185,22 @@ pub trait Store: Send + Sync + 'static {
 
     async fn locks(&self) -> Result<Vec<Lock>>;
 
+    /// Records that the server running deploy `id` is alive.
+    async fn deploy_heartbeat(&self, id: i64) -> Result<()>;
+
+    /// Marks every `running` deploy whose heartbeat (by the database's clock; its start if none) is at least
+    /// `stale_after` old `interrupted` and releases its lock, recording `event(deploy)` for each: the server
+    /// running it stopped. `stale_after` zero takes every running deploy.
+    async fn interrupt_running(
+        &self,
+        stale_after: std::time::Duration,
+        event: Box<dyn for<'d> Fn(&'d Deploy) -> NewEvent + Send + Sync>,
+    ) -> Result<Vec<Deploy>>;
+}
+
+/// Feature flags: each flag's flagd definition.
+#[async_trait]
+pub trait FlagStore: Send + Sync + 'static {
     /// Every flag, by key.
     async fn flags(&self) -> Result<Vec<StoredFlag>>;
 
@@ -256,20 +213,21 @@ pub trait Store: Send + Sync + 'static {
         actor: &str,
         event: Box<dyn for<'b> FnOnce(Option<&'b serde_json::Value>) -> NewEvent + Send>,
     ) -> Result<(Option<serde_json::Value>, Event)>;
+}
 
+/// Chat: which chat identity speaks for which crew user.
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
     async fn chat_links(&self) -> Result<Vec<ChatLink>>;
 
     /// Links a chat identity to a crew user (replacing its link), or with `None` removes the link (`NotFound`
     /// if there is none), with its event in the same transaction.
     async fn put_chat_link(&self, identity: &str, user: Option<&str>, actor: &str, event: NewEvent) -> Result<Event>;
+}
 
-    /// Records that the server running deploy `id` is alive.
-    async fn deploy_heartbeat(&self, id: i64) -> Result<()>;
-
-    /// Takes or renews the lease `name` for `holder` until now + `ttl`, when it is free, expired, or already
-    /// `holder`'s; whether `holder` holds it now. Keeps a scheduled job to one replica at a time.
-    async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
-
+/// Metrics: each replica's write-ahead rows and the chunks of every series.
+#[async_trait]
+pub trait MetricStore: Send + Sync + 'static {
     /// One flush of metrics by replica `source`, in one transaction: its write-ahead rows, the chunks that
     /// closed, and, per tier, the removal of its write-ahead rows older than `floors[tier]` (their points are all
     /// in chunks).
@@ -293,15 +251,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a tier's chunks that ended before `before_ms` (retention); how many.
     async fn expire_metric_chunks(&self, tier: i32, before_ms: i64) -> Result<u64>;
+}
 
-    /// Marks every `running` deploy whose heartbeat (by the database's clock; its start if none) is at least
-    /// `stale_after` old `interrupted` and releases its lock, recording `event(deploy)` for each: the server
-    /// running it stopped. `stale_after` zero takes every running deploy.
-    async fn interrupt_running(
-        &self,
-        stale_after: std::time::Duration,
-        event: Box<dyn for<'d> Fn(&'d Deploy) -> NewEvent + Send + Sync>,
-    ) -> Result<Vec<Deploy>>;
+/// Leases: which replica runs a scheduled job.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Takes or renews the lease `name` for `holder` until now + `ttl`, when it is free, expired, or already
+    /// `holder`'s; whether `holder` holds it now. Keeps a scheduled job to one replica at a time.
+    async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
+}
+
+/// The storage every part of crew uses: every domain's trait. Implemented by [`SqliteStore`] and [`PgStore`].
+/// An `Arc<dyn Store>` converts to the `Arc<dyn …Store>` of any one domain.
+pub trait Store: TimelineStore + AccessStore + DeployStore + FlagStore + ChatStore + MetricStore + LeaseStore {}
+
+impl<S: TimelineStore + AccessStore + DeployStore + FlagStore + ChatStore + MetricStore + LeaseStore> Store for S {}
+
+/// The store traits, for `use crew_store::prelude::*;`. A method called on a `dyn Store` needs no import; on a
+/// concrete store or a generic `S: Store`, its domain's trait must be in scope.
+pub mod prelude {
+    pub use crate::{AccessStore, ChatStore, DeployStore, FlagStore, LeaseStore, MetricStore, Store, TimelineStore};
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`), creating it if needed and applying

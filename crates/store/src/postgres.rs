@@ -1,7 +1,8 @@
 //! The PostgreSQL engine: for teams and for several `crew serve` replicas sharing one database. Full-text
 //! search with a GIN index; committed events reach every replica's bus through LISTEN/NOTIFY.
 
-use crate::sql::{self, Dialect, Param, Select};
+use crate::db::{Backend, Conn, Row, Tx};
+use crate::sql::{self, Dialect};
 use crate::{Engine, Result, StoreError, BUS_CAPACITY};
 use crew_core::{event::kind_prefixes, Event, NewEvent};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
@@ -58,25 +59,41 @@ impl PgStore {
         let task = tokio::spawn(listen(listener, pool.clone(), bus.clone(), last));
         Ok(PgStore { pool, url: shown, bus, listener: task })
     }
+}
 
-    async fn begin_write(&self) -> Result<((), Transaction<'static, Postgres>)> {
-        Ok(((), self.pool.begin().await?))
+impl Backend for PgStore {
+    const ENGINE: Engine = Engine::Postgres;
+
+    fn shown_url(&self) -> &str {
+        &self.url
     }
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
+    fn bus(&self) -> &broadcast::Sender<Arc<Event>> {
+        &self.bus
     }
 
-    async fn fetch(&self, select: Select) -> Result<Vec<Event>> {
-        fetch_select(&self.pool, select).await
+    fn reader(&self) -> Conn<'_> {
+        Conn::PgPool(&self.pool)
+    }
+
+    async fn begin_write(&self) -> Result<Tx<'_>> {
+        Ok(Tx::Postgres(Write { tx: self.pool.begin().await? }))
+    }
+}
+
+/// A write transaction. Replicas write concurrently; PostgreSQL orders them.
+pub(crate) struct Write {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl Write {
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
     }
 
     /// Inserts a batch in three round trips (events, kind prefixes, notify), whatever its size.
-    async fn insert_events(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        stamped: Vec<(String, i64, NewEvent)>,
-    ) -> Result<Vec<Event>> {
+    pub(crate) async fn insert_events(&mut self, stamped: Vec<(String, i64, NewEvent)>) -> Result<Vec<Event>> {
+        let tx = &mut self.tx;
         let n = stamped.len();
         let mut cols: [Vec<String>; 9] = Default::default();
         let mut ats = Vec::with_capacity(n);
@@ -138,8 +155,11 @@ impl PgStore {
         Ok(out)
     }
 
-    /// Nothing to do: the listener publishes what NOTIFY announces, for this replica's writes too.
-    fn committed(&self, _events: &[Event]) {}
+    /// Commits. Publishing is the listener's: it publishes what NOTIFY announces, this replica's writes too.
+    pub(crate) async fn commit(self, _events: &[Event]) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
 }
 
 /// Publishes the events each notification names, oldest first. When the listening connection drops, sqlx
@@ -170,7 +190,7 @@ async fn listen(mut listener: PgListener, pool: PgPool, bus: broadcast::Sender<A
             // Listening again (a notification arrived): whatever committed while away is in the table.
             loop {
                 let sel = sql::plan(&all, Dialect::Postgres, sql::Order::OldestAfter(last), 1000).remove(0);
-                match fetch_select(&pool, sel).await {
+                match sql::fetch(Conn::PgPool(&pool), sel).await {
                     Ok(batch) => {
                         let done = batch.len() < 1000;
                         last = batch.last().map_or(last, |e| e.seq.max(last));
@@ -191,8 +211,8 @@ async fn listen(mut listener: PgListener, pool: PgPool, bus: broadcast::Sender<A
             format!("SELECT {} FROM events e WHERE e.seq = ANY($1) ORDER BY e.seq", sql::columns(Dialect::Postgres));
         match sqlx::query(&sql).bind(&seqs).fetch_all(&pool).await {
             Ok(rows) => {
-                for row in &rows {
-                    match sql::row_to_event(row) {
+                for row in rows {
+                    match sql::row_to_event(&Row::Postgres(row)) {
                         Ok(e) => events.push(e),
                         Err(e) => tracing::error!(error = %e, "unreadable event"),
                     }
@@ -233,17 +253,3 @@ impl Recent {
         true
     }
 }
-
-async fn fetch_select(pool: &PgPool, select: Select) -> Result<Vec<Event>> {
-    let mut q = sqlx::query(&select.sql);
-    for p in select.params {
-        q = match p {
-            Param::Text(s) => q.bind(s),
-            Param::Int(i) => q.bind(i),
-        };
-    }
-    let rows = q.fetch_all(pool).await?;
-    rows.iter().map(sql::row_to_event).collect()
-}
-
-impl_store!(PgStore, Engine::Postgres);

@@ -4,6 +4,7 @@
 //! search words, the kind-prefix table when there is a kind, else the events' own order. Each is walked by
 //! sequence number, so "newest N" reads N rows, not every match.
 
+use crate::db::{query, Conn, Row};
 use crew_core::EventFilter;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -234,14 +235,21 @@ fn select(filter: &EventFilter, d: Dialect, order: Order, limit: i64) -> Select 
     }
 }
 
+/// Runs a timeline statement.
+pub(crate) async fn fetch(on: Conn<'_>, select: Select) -> crate::Result<Vec<crew_core::Event>> {
+    let mut q = query(select.sql);
+    for p in select.params {
+        q = match p {
+            Param::Text(s) => q.bind(s),
+            Param::Int(i) => q.bind(i),
+        };
+    }
+    let rows = q.fetch_all(on).await?;
+    rows.iter().map(row_to_event).collect()
+}
+
 /// Reads an event from a row of [`columns`].
-pub(crate) fn row_to_event<'r, R>(row: &'r R) -> crate::Result<crew_core::Event>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
+pub(crate) fn row_to_event(row: &Row) -> crate::Result<crew_core::Event> {
     use crate::StoreError::Corrupt;
     let via: String = row.try_get(4)?;
     let data: String = row.try_get(8)?;
@@ -257,42 +265,4 @@ where
         data: serde_json::from_str(&data).map_err(|e| Corrupt(format!("event data: {e}")))?,
         links: serde_json::from_str(&links).map_err(|e| Corrupt(format!("event links: {e}")))?,
     })
-}
-
-/// Reads a token from columns `name, role, created_at, created_by` starting at `at`.
-pub(crate) fn row_to_token<'r, R>(row: &'r R) -> crate::Result<crate::TokenInfo>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let role: String = row.try_get(1)?;
-    Ok(crate::TokenInfo {
-        name: row.try_get(0)?,
-        role: role.parse().map_err(crate::StoreError::Corrupt)?,
-        created_at: crate::from_millis(row.try_get(2)?)?,
-        created_by: row.try_get(3)?,
-    })
-}
-
-/// The SQL of the token and session statements, the same text for both engines (`$n` placeholders, which
-/// SQLite also accepts).
-pub(crate) mod stmt {
-    pub const INSERT_TOKEN: &str =
-        "INSERT INTO tokens (name, role, hash, created_at, created_by) VALUES ($1, $2, $3, $4, $5)";
-    pub const TOKEN_EXISTS: &str = "SELECT 1 FROM tokens WHERE name = $1";
-    pub const DELETE_TOKEN: &str = "DELETE FROM tokens WHERE name = $1";
-    pub const DELETE_TOKEN_SESSIONS: &str = "DELETE FROM sessions WHERE token_name = $1";
-    pub const TOKEN_BY_HASH: &str = "SELECT name, role, created_at, created_by FROM tokens WHERE hash = $1";
-    pub const TOKENS: &str = "SELECT name, role, created_at, created_by FROM tokens ORDER BY name";
-    pub const INSERT_SESSION: &str =
-        "INSERT INTO sessions (hash, token_name, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
-    pub const SESSION: &str = "SELECT t.name, t.role, t.created_at, t.created_by, s.csrf, s.expires_at \
-         FROM sessions s JOIN tokens t ON t.name = s.token_name WHERE s.hash = $1 AND s.expires_at > $2";
-    pub const DELETE_SESSION: &str = "DELETE FROM sessions WHERE hash = $1";
-    pub const DELETE_EXPIRED_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
-    pub const EVENT_BY_ID: &str = "WHERE e.id = $1";
-    pub const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events";
-    pub const COUNT_TOKENS: &str = "SELECT COUNT(*) FROM tokens";
 }

@@ -1,10 +1,10 @@
 //! The SQLite engine: the embedded default (`sqlite://<data-dir>/crew.db`), WAL, full sync, FTS5 search.
 
-use crate::sql::{self, Dialect, Param, Select};
+use crate::db::{Backend, Conn, Tx};
 use crate::{Engine, Result, StoreError, BUS_CAPACITY};
 use crew_core::{event::kind_prefixes, Event, NewEvent};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,35 +40,46 @@ impl SqliteStore {
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
         Ok(SqliteStore { pool, url: url.to_string(), bus, write: tokio::sync::Mutex::new(()) })
     }
+}
 
-    async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, Transaction<'static, Sqlite>)> {
-        let guard = self.write.lock().await;
-        Ok((guard, self.pool.begin().await?))
+impl Backend for SqliteStore {
+    const ENGINE: Engine = Engine::Sqlite;
+
+    fn shown_url(&self) -> &str {
+        &self.url
     }
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
+    fn bus(&self) -> &broadcast::Sender<Arc<Event>> {
+        &self.bus
     }
 
-    async fn fetch(&self, select: Select) -> Result<Vec<Event>> {
-        let mut q = sqlx::query(&select.sql);
-        for p in select.params {
-            q = match p {
-                Param::Text(s) => q.bind(s),
-                Param::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(sql::row_to_event).collect()
+    fn reader(&self) -> Conn<'_> {
+        Conn::SqlitePool(&self.pool)
+    }
+
+    async fn begin_write(&self) -> Result<Tx<'_>> {
+        let turn = self.write.lock().await;
+        Ok(Tx::Sqlite(Write { tx: self.pool.begin().await?, bus: &self.bus, _turn: turn }))
+    }
+}
+
+/// A write transaction, holding this process's turn to write until its events are published.
+pub(crate) struct Write<'a> {
+    tx: Transaction<'static, Sqlite>,
+    bus: &'a broadcast::Sender<Arc<Event>>,
+    /// Released after the publication, so that the bus carries events in commit order.
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+}
+
+impl Write<'_> {
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
     }
 
     /// Inserts a batch with a few multi-row statements (sqlx hands each statement to the connection's thread,
     /// so a statement per row would cost a round trip per row). The full-text index follows by trigger.
-    async fn insert_events(
-        &self,
-        tx: &mut Transaction<'_, Sqlite>,
-        stamped: Vec<(String, i64, NewEvent)>,
-    ) -> Result<Vec<Event>> {
+    pub(crate) async fn insert_events(&mut self, stamped: Vec<(String, i64, NewEvent)>) -> Result<Vec<Event>> {
+        let tx = &mut self.tx;
         /// Rows per statement: 9 values each, well under SQLite's 32766 bound variables.
         const ROWS: usize = 500;
         let mut out = Vec::with_capacity(stamped.len());
@@ -117,12 +128,13 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn committed(&self, events: &[Event]) {
+    /// Commits, then publishes the events: this process is the only writer.
+    pub(crate) async fn commit(self, events: &[Event]) -> Result<()> {
+        self.tx.commit().await?;
         for e in events {
             // No subscriber is fine: nobody is watching.
             let _ = self.bus.send(Arc::new(e.clone()));
         }
+        Ok(())
     }
 }
-
-impl_store!(SqliteStore, Engine::Sqlite);
