@@ -237,8 +237,7 @@ async fn storage(dir: &std::path::Path) -> String {
     use crew_metrics::{Kind, Point};
     let url = format!("sqlite://{}", dir.join("day.db").display());
     let store = crew_store::open(&url).await.unwrap();
-    let m =
-        Arc::new(crew_server::metrics::Metrics::new(crew_server::metrics::MetricsSection::default().check().unwrap()));
+    let m = Arc::new(crew_server::metrics::Live::new(crew_server::metrics::MetricsSection::default().check().unwrap()));
     let now = chrono::Utc::now().timestamp_millis() / 10_000 * 10_000;
     let start = now - 86_400_000;
     let mut rng = 12345u64;

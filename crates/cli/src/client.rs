@@ -7,6 +7,30 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use std::path::Path;
 
+/// An API path from its segments, each percent-encoded as a path segment (a space is `%20`, a `/` inside a
+/// segment `%2F`): `path(&["api", "v1", "flags", key])`.
+pub fn path(segments: &[&str]) -> String {
+    let mut u = url::Url::parse("http://crew/").expect("a base URL");
+    u.path_segments_mut().expect("a base URL has segments").clear().extend(segments);
+    u.path().to_string()
+}
+
+/// A path with a query string of these pairs, each percent-encoded as a query value.
+pub fn path_query(segments: &[&str], pairs: &[(&str, &str)]) -> String {
+    let mut p = path(segments);
+    let q = query(pairs);
+    if !q.is_empty() {
+        p.push('?');
+        p.push_str(&q);
+    }
+    p
+}
+
+/// A query string of these pairs (`a=1&b=x%20y`).
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -121,5 +145,19 @@ impl Client {
     pub async fn json(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value> {
         let res = self.send(method, path, body).await?;
         res.json().await.context("the server's answer is not JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_and_queries_are_encoded() {
+        assert_eq!(super::path(&["api", "v1", "flags", "a b/c?"]), "/api/v1/flags/a%20b%2Fc%3F");
+        assert_eq!(super::path(&["api", "v1", "environments", "prod"]), "/api/v1/environments/prod");
+        assert_eq!(
+            super::path_query(&["api", "v1", "metrics", "query"], &[("name", "a b&c"), ("from", "1")]),
+            "/api/v1/metrics/query?name=a+b%26c&from=1"
+        );
+        assert_eq!(super::path_query(&["api", "v1", "deploys"], &[]), "/api/v1/deploys");
     }
 }

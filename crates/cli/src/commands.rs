@@ -1,12 +1,11 @@
 //! What each command does: `serve` runs the server; the others are clients of its HTTP API.
 
-use crate::cli::{Cli, Command, EventsArgs, LogFormat, ServeArgs, TokenCommand};
-use crate::client::Client;
+use crate::cli::{Cli, Command, EventsArgs, TokenCommand};
+use crate::client::{path, Client};
 use crate::output::{event_line, uptime};
 use crate::Exit;
 use anyhow::{Context, Result};
 use crew_core::Event;
-use crew_server::{App, Overrides, Settings};
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use reqwest::Method;
@@ -14,12 +13,11 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 pub async fn run(cli: Cli) -> Result<()> {
     let data_dir = cli.global.data_dir.clone().unwrap_or_else(|| PathBuf::from(".crew"));
     match cli.command {
-        Command::Serve(args) => serve(args, cli.global.data_dir).await,
+        Command::Serve(args) => crate::serve::serve(args, cli.global.data_dir).await,
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Events(args) => events(Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await,
         Command::Status => status(Client::new(&cli.global.server, &data_dir)?, cli.global.json).await,
@@ -53,13 +51,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 ),
                 None => None,
             };
-            let path = format!("/api/v1/environments/{}/rollback", enc(&environment));
+            let path = path(&["api", "v1", "environments", &environment, "rollback"]);
             let d = client.json(Method::POST, &path, Some(&json!({"to": to}))).await?;
             crate::deploy::follow(&client, &d, cli.global.json).await
         }
         Command::Lock { environment, reason } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
-            let path = format!("/api/v1/environments/{}/lock", enc(&environment));
+            let path = path(&["api", "v1", "environments", &environment, "lock"]);
             let v = client.json(Method::POST, &path, Some(&json!({"reason": reason}))).await?;
             if cli.global.json {
                 println!("{v}");
@@ -71,7 +69,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Unlock { environment } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
             let v =
-                client.json(Method::DELETE, &format!("/api/v1/environments/{}/lock", enc(&environment)), None).await?;
+                client.json(Method::DELETE, &path(&["api", "v1", "environments", &environment, "lock"]), None).await?;
             if cli.global.json {
                 println!("{v}");
             } else {
@@ -117,50 +115,6 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-pub fn init_logs(format: LogFormat, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-/// Turns a start-up failure into the right exit code: bad input (config, database URL) is 2.
-pub fn start_error(e: crew_server::StartError) -> anyhow::Error {
-    let code = if e.is_bad_input() { 2 } else { 1 };
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !message.contains(&s_text) {
-            message.push_str(": ");
-            message.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    Exit::new(code, message).into()
-}
-
-async fn serve(args: ServeArgs, data_dir: Option<PathBuf>) -> Result<()> {
-    init_logs(args.log_format, "info,sqlx=warn,tower_http=warn");
-    let settings = Settings::resolve(Overrides {
-        config: args.config,
-        data_dir,
-        listen: args.listen,
-        statsd: args.statsd,
-        database: args.database,
-    })
-    .map_err(|e| Exit::new(2, e.to_string()))?;
-    let app = App::build(settings).await.map_err(start_error)?;
-    // The bound address on stdout, for scripts and tests that start the server on port 0.
-    println!("crew listening on http://{}", app.local_addr());
-    let shutdown = CancellationToken::new();
-    crew_server::cancel_on_signal(shutdown.clone());
-    app.run(shutdown).await
-}
-
 fn filter_query(args: &EventsArgs, paged: bool) -> Vec<(&'static str, String)> {
     let mut q = Vec::new();
     let fields = [
@@ -182,17 +136,9 @@ fn filter_query(args: &EventsArgs, paged: bool) -> Vec<(&'static str, String)> {
     q
 }
 
-/// A path segment, percent-encoded.
-pub fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 fn encode(pairs: &[(&str, String)]) -> String {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish()
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::client::query(&pairs)
 }
 
 async fn events(client: Client, args: EventsArgs, as_json: bool) -> Result<()> {

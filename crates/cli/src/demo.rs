@@ -3,7 +3,7 @@
 
 use crate::cli::{DemoArgs, LogFormat};
 use crate::client::Client;
-use crate::commands::{init_logs, start_error};
+use crate::serve::{init_logs, start_error};
 use anyhow::{Context, Result};
 use crew_server::{App, Overrides, Settings, StartError};
 use reqwest::Method;
@@ -40,15 +40,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // An hour of the sample app's traffic behind it, so the dashboard has history from the first look.
     let state = app.state().clone();
     let now = chrono::Utc::now().timestamp_millis();
-    let flush_ms = state.metrics.config.flush.as_millis() as i64;
+    let flush_ms = state.metrics.live.config.flush.as_millis() as i64;
     let mut traffic = Traffic::new();
     let mut t = (now / flush_ms - 3_600_000 / flush_ms) * flush_ms;
     while t < now - flush_ms {
         let points = traffic.interval(t, flush_ms);
-        crew_server::metrics::store_points(&state.store, &state.metrics, t, points).await?;
+        crew_server::metrics::store_points(&state.platform.store, &state.metrics.live, t, points).await?;
         t += flush_ms;
     }
-    let statsd_addr = *state.metrics.addr.lock().expect("not poisoned");
+    let statsd_addr = *state.metrics.live.addr.lock().expect("not poisoned");
     let admin_token = std::fs::read_to_string(data_dir.join("admin.token")).context("the demo's admin token")?;
     let admin_token = admin_token.trim().to_string();
     let shutdown = CancellationToken::new();

@@ -2,7 +2,7 @@
 //! pending commits, and each environment's state for `crew status`.
 
 use crate::client::Client;
-use crate::commands::enc;
+use crate::client::{path, path_query};
 use crate::Exit;
 use anyhow::Result;
 use reqwest::Method;
@@ -33,8 +33,8 @@ pub fn log_line(d: &Value) -> String {
 
 /// The median duration of the environment's recent succeeded deploys (of the same action), for an ETA.
 async fn typical_duration(client: &Client, d: &Value) -> Option<Duration> {
-    let path = format!("/api/v1/deploys?environment={}&limit=20", enc(s(d, "environment")));
-    let v = client.json(Method::GET, &path, None).await.ok()?;
+    let p = path_query(&["api", "v1", "deploys"], &[("environment", s(d, "environment")), ("limit", "20")]);
+    let v = client.json(Method::GET, &p, None).await.ok()?;
     let mut secs: Vec<f64> = v["deploys"]
         .as_array()?
         .iter()
@@ -120,16 +120,17 @@ pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
 
 /// How many hosts the deploy's environment has (for the progress bar).
 async fn host_count(client: &Client, d: &Value) -> u64 {
-    let path = format!("/api/v1/environments/{}/pending", enc(s(d, "environment")));
-    client.json(Method::GET, &path, None).await.ok().and_then(|v| v["hosts"].as_u64()).unwrap_or(1)
+    let p = path(&["api", "v1", "environments", s(d, "environment"), "pending"]);
+    client.json(Method::GET, &p, None).await.ok().and_then(|v| v["hosts"].as_u64()).unwrap_or(1)
 }
 
 pub async fn log(client: &Client, environment: Option<&str>, limit: u32, as_json: bool) -> Result<()> {
-    let mut path = format!("/api/v1/deploys?limit={limit}");
+    let limit = limit.to_string();
+    let mut pairs = vec![("limit", limit.as_str())];
     if let Some(e) = environment {
-        path.push_str(&format!("&environment={}", enc(e)));
+        pairs.push(("environment", e));
     }
-    let v = client.json(Method::GET, &path, None).await?;
+    let v = client.json(Method::GET, &path_query(&["api", "v1", "deploys"], &pairs), None).await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -141,7 +142,7 @@ pub async fn log(client: &Client, environment: Option<&str>, limit: u32, as_json
 }
 
 pub async fn pending(client: &Client, environment: &str, as_json: bool) -> Result<()> {
-    let v = client.json(Method::GET, &format!("/api/v1/environments/{}/pending", enc(environment)), None).await?;
+    let v = client.json(Method::GET, &path(&["api", "v1", "environments", environment, "pending"]), None).await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

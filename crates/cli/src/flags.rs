@@ -1,8 +1,8 @@
 //! The flag commands' client side: list, show, turn a knob (with a reason), evaluate as a user would be.
 
 use crate::cli::FlagArgs;
+use crate::client::path;
 use crate::client::Client;
-use crate::commands::enc;
 use crate::Exit;
 use anyhow::Result;
 use reqwest::Method;
@@ -87,7 +87,7 @@ pub async fn flag(client: &Client, args: FlagArgs, as_json: bool) -> Result<()> 
         }
     }
     body["reason"] = json!(reason(&args)?);
-    let v = client.json(Method::POST, &format!("/api/v1/flags/{}/knob", enc(key)), Some(&body)).await?;
+    let v = client.json(Method::POST, &path(&["api", "v1", "flags", key, "knob"]), Some(&body)).await?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -97,7 +97,7 @@ pub async fn flag(client: &Client, args: FlagArgs, as_json: bool) -> Result<()> 
 }
 
 async fn show(client: &Client, key: &str, as_json: bool) -> Result<()> {
-    let v = client.json(Method::GET, &format!("/api/v1/flags/{}", enc(key)), None).await?;
+    let v = client.json(Method::GET, &path(&["api", "v1", "flags", key]), None).await?;
     if as_json {
         println!(
             "{}",
@@ -142,7 +142,7 @@ async fn eval(client: &Client, args: &FlagArgs, as_json: bool) -> Result<()> {
     let res = client
         .send_allowing(
             Method::POST,
-            &format!("/ofrep/v1/evaluate/flags/{}", enc(key)),
+            &path(&["ofrep", "v1", "evaluate", "flags", key]),
             Some(&json!({"context": ctx})),
             &[404, 400, 500],
         )
@@ -221,7 +221,7 @@ pub async fn apply(client: &Client, file: &std::path::Path, yes: bool, reason: O
     }
     let why = ask_reason(reason)?;
     for (key, def) in changes {
-        let path = format!("/api/v1/flags/{}", enc(&key));
+        let path = path(&["api", "v1", "flags", &key]);
         match def {
             Some(d) => client.json(Method::PUT, &path, Some(&json!({"definition": d, "reason": why}))).await?,
             None => client.json(Method::DELETE, &path, Some(&json!({"reason": why}))).await?,

@@ -2,15 +2,11 @@
 //! own range), with a marker row under it: `D` where a deploy finished, `F` where a flag changed, both listed
 //! below with their times.
 
-use crate::client::Client;
+use crate::client::{path_query, Client};
 use anyhow::Result;
 use reqwest::Method;
 
 const WIDTH: usize = 60;
-
-fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 fn sparkline(points: &[(i64, f64)], from: i64, to: i64) -> String {
     crew_metrics::query::sparkline(points, from, to, WIDTH)
@@ -28,15 +24,16 @@ pub async fn run(
         .map_err(|e| crate::Exit::new(2, format!("--since: {e}")))?
         .timestamp();
     let to = chrono::Utc::now().timestamp();
-    let mut path = format!("/api/v1/metrics/query?name={}&from={from}", enc(name));
+    let from_s = from.to_string();
+    let mut pairs = vec![("name", name), ("from", from_s.as_str())];
     if let Some(s) = stat {
-        path.push_str(&format!("&stat={}", enc(s)));
+        pairs.push(("stat", s));
     }
     if let Some(l) = labels {
-        path.push_str(&format!("&labels={}", enc(l)));
+        pairs.push(("labels", l));
     }
-    let v = client.json(Method::GET, &path, None).await?;
-    let ann = client.json(Method::GET, &format!("/api/v1/annotations?from={from}"), None).await?;
+    let v = client.json(Method::GET, &path_query(&["api", "v1", "metrics", "query"], &pairs), None).await?;
+    let ann = client.json(Method::GET, &path_query(&["api", "v1", "annotations"], &[("from", &from_s)]), None).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({"query": v, "markers": ann}))?);
         return Ok(());
@@ -54,10 +51,9 @@ pub async fn run(
         .map(|a| {
             a.iter()
                 .filter(|m| {
-                    matches!(
-                        m["title"].as_str(),
-                        Some("deploy.finished" | "deploy.rolled_back" | "deploy.failed" | "flag.changed")
-                    )
+                    use crew_core::kind::*;
+                    [DEPLOY_FINISHED, DEPLOY_ROLLED_BACK, DEPLOY_FAILED, FLAG_CHANGED]
+                        .contains(&m["title"].as_str().unwrap_or(""))
                 })
                 .map(|m| {
                     (
@@ -92,7 +88,7 @@ pub async fn run(
         let span = (to - from).max(1) as f64;
         for (t, kind, _) in &markers {
             let i = (((t - from) as f64 / span) * (WIDTH - 1) as f64).round().clamp(0.0, (WIDTH - 1) as f64) as usize;
-            row[i] = if kind.starts_with("deploy") { 'D' } else { 'F' };
+            row[i] = if crew_core::kind::is_under(kind, crew_core::kind::DEPLOY) { 'D' } else { 'F' };
         }
         println!("  {}", row.iter().collect::<String>());
         for (t, _, text) in &markers {
@@ -104,9 +100,5 @@ pub async fn run(
 }
 
 fn short(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
+    crew_metrics::query::short(v)
 }

@@ -385,14 +385,9 @@ async fn drift(reports: &[(String, Report)], client: impl Fn() -> Result<Client>
         eprintln!("crew: no crew server to record the drift on (set CREW_SERVER and CREW_TOKEN)");
         return;
     };
-    for (host, r, summary) in drifted {
-        let body = json!({
-            "kind": "infra.drift",
-            "subject": format!("host:{host}"),
-            "summary": summary,
-            "data": {"resources": r.changed(), "report": r.stored()},
-        });
-        if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
+    for (host, r, _) in drifted {
+        let body = json!({"outcome": "drift", "host": host, "report": r});
+        if let Err(e) = client.json(Method::POST, "/api/v1/infra/reports", Some(&body)).await {
             eprintln!("crew: the drift on {host} was not recorded on the timeline: {e}");
         }
     }
@@ -435,26 +430,14 @@ async fn record(reports: &[(String, Report)], unreachable: &[(String, String)], 
         return;
     };
     for (host, r) in reports {
-        let s = &r.summary;
-        let changed: Vec<&str> = r.changed().into_iter().take(50).collect();
-        let body = json!({
-            "kind": "infra.applied",
-            "subject": format!("host:{host}"),
-            "summary": format!("infra applied on {host}: {} changed, {} failed, {} refreshed", s.changed, s.failed, s.refreshed),
-            "data": {"summary": s, "changed": changed, "report": r.stored()},
-        });
-        if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
+        let body = json!({"outcome": "applied", "host": host, "report": r});
+        if let Err(e) = client.json(Method::POST, "/api/v1/infra/reports", Some(&body)).await {
             eprintln!("crew: the apply on {host} was not recorded on the timeline: {e}");
         }
     }
     for (host, why) in unreachable {
-        let why: String = why.chars().filter(|c| !c.is_control()).take(300).collect();
-        let body = json!({
-            "kind": "infra.unreachable",
-            "subject": format!("host:{host}"),
-            "summary": format!("infra apply could not reach {host}: {why}"),
-        });
-        if let Err(e) = client.json(Method::POST, "/api/v1/events", Some(&body)).await {
+        let body = json!({"outcome": "unreachable", "host": host, "reason": why, "during": "apply"});
+        if let Err(e) = client.json(Method::POST, "/api/v1/infra/reports", Some(&body)).await {
             eprintln!("crew: the failure to reach {host} was not recorded on the timeline: {e}");
         }
     }

@@ -10,6 +10,7 @@ mod flags;
 mod graph;
 mod infra;
 mod output;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -5,9 +5,12 @@
 
 pub mod event;
 pub mod filter;
+pub mod kind;
 pub mod role;
+pub mod state;
 pub mod time;
 
 pub use event::{Actor, Event, EventError, Link, NewEvent, Via};
 pub use filter::{search_words, Cursor, EventFilter, FilterError};
 pub use role::Role;
+pub use state::{DeployAction, DeployStatus, LockKind};

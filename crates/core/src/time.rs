@@ -2,8 +2,21 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-/// Parses a point in time. `now` is passed in so the rule stays pure and testable.
+/// The last second a time may name (9999-12-31T23:59:59Z): beyond it, sums of times and spans could overflow.
+const LATEST: i64 = 253_402_300_799;
+/// The first second a time may name (0000-01-01T00:00:00Z).
+const EARLIEST: i64 = -62_167_219_200;
+
+/// Parses a point in time between the years 0 and 9999. `now` is passed in so the rule stays pure and testable.
 pub fn parse_time(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let t = parse_unbounded(input, now)?;
+    if !(EARLIEST..=LATEST).contains(&t.timestamp()) {
+        return Err(format!("bad time `{}`: out of range (years 0 to 9999)", input.trim()));
+    }
+    Ok(t)
+}
+
+fn parse_unbounded(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let s = input.trim();
     if s.is_empty() {
         return Err("empty time: expected RFC 3339, Unix seconds or a span like 1h".into());
@@ -87,6 +100,11 @@ mod tests {
             ("100000000d", None),
             ("9999999999999w", None),
             ("99999999999999999999999s", None),
+            ("253402300799", Some("9999-12-31T23:59:59Z")),
+            ("253402300800", None),
+            ("8210266876799", None),
+            ("9223372036854775807", None),
+            ("3000000w", None),
         ];
         for (input, want) in table {
             let got = parse_time(input, now).ok().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));

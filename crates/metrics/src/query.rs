@@ -50,6 +50,28 @@ pub fn bucket(kind: Kind, points: &[(i64, Point)], step_ms: i64, stat: &str) -> 
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
+/// A value as people read it in one line of text (`crew graph`, `!graph`, alert summaries): whole numbers as
+/// they are, others to three significant digits without trailing zeros (`0.005`, `12.3`, `1.5`).
+pub fn short(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{v:.0}");
+    }
+    if v.abs() >= 100.0 {
+        return format!("{v:.0}");
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    let s = format!("{v:.digits$}");
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    if s == "-0" {
+        "0".into()
+    } else {
+        s
+    }
+}
+
 /// Points (Unix seconds) as a sparkline of `width` columns between `from` and `to`, scaled to their own range;
 /// a column without data is a space, and a column with several points shows the highest (a spike is never
 /// hidden). For `crew graph` and the robot's `!graph`.
@@ -69,6 +91,28 @@ pub fn sparkline(points: &[(i64, f64)], from: i64, to: i64, width: usize) -> Str
             Some(_) => BARS[3],
         })
         .collect()
+}
+
+#[cfg(test)]
+mod short_tests {
+    #[test]
+    fn three_significant_digits() {
+        let table = [
+            (9.0, "9"),
+            (5.0, "5"),
+            (0.005, "0.005"),
+            (12.345, "12.3"),
+            (1.5, "1.5"),
+            (0.1234567, "0.123"),
+            (250.7, "251"),
+            (-3.25, "-3.25"),
+            (1e16, "10000000000000000"),
+            (f64::NAN, "NaN"),
+        ];
+        for (v, want) in table {
+            assert_eq!(super::short(v), want, "{v}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,11 @@
 //! password hash): the secrets are long and random, so there is nothing to guess, and every request checks one.
 
 use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::Method;
 use crew_core::{Actor, Role, Via};
-use crew_store::TokenInfo;
+use crew_store::{Store, TokenInfo};
 use rand::distr::{Alphanumeric, SampleString};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -64,16 +63,27 @@ impl TokenCache {
     }
 }
 
+/// What authentication needs: the store (tokens, sessions) and the cache of tokens recently seen.
+#[derive(Clone)]
+pub struct Auth {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<TokenCache>,
+}
+
 /// Empties the token cache on every token event from the bus (and when the bus lagged: something may be missed).
-pub async fn follow_tokens(st: AppState, mut bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>) {
+pub async fn follow_tokens(
+    cache: Arc<TokenCache>,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
+) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         tokio::select! {
-            _ = st.shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return,
             e = bus.recv() => match e {
-                Ok(e) if e.kind.starts_with("token.") => st.tokens.clear(),
+                Ok(e) if crew_core::kind::is_under(&e.kind, crew_core::kind::TOKEN) => cache.clear(),
                 Ok(_) => {}
-                Err(RecvError::Lagged(_)) => st.tokens.clear(),
+                Err(RecvError::Lagged(_)) => cache.clear(),
                 Err(RecvError::Closed) => return,
             },
         }
@@ -81,15 +91,15 @@ pub async fn follow_tokens(st: AppState, mut bus: tokio::sync::broadcast::Receiv
 }
 
 /// The token whose secret this is, from the cache or the store.
-async fn token_for(state: &AppState, secret: &str) -> Result<Option<TokenInfo>, ApiError> {
+async fn token_for(auth: &Auth, secret: &str) -> Result<Option<TokenInfo>, ApiError> {
     let hash = hash_secret(secret);
-    let generation = match state.tokens.get(&hash) {
+    let generation = match auth.cache.get(&hash) {
         Ok(t) => return Ok(Some(t)),
         Err(g) => g,
     };
-    let token = state.store.token_by_hash(&hash).await?;
+    let token = auth.store.token_by_hash(&hash).await?;
     if let Some(t) = &token {
-        state.tokens.put(generation, hash, t.clone());
+        auth.cache.put(generation, hash, t.clone());
     }
     Ok(token)
 }
@@ -150,10 +160,14 @@ pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for Caller
+where
+    Auth: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_ref(state);
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let bearer = header("authorization")
             .map(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).map(str::trim).unwrap_or(""));
@@ -161,7 +175,7 @@ impl FromRequestParts<AppState> for Caller {
             if secret.is_empty() {
                 return Err(ApiError::Unauthorized("malformed Authorization header: expected `Bearer <token>`".into()));
             }
-            let token = token_for(state, secret)
+            let token = token_for(&auth, secret)
                 .await?
                 .ok_or_else(|| ApiError::Unauthorized("token not recognised: it was revoked or mistyped".into()))?;
             let via = match header("x-crew-via") {
@@ -171,7 +185,7 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller { name: token.name, role: token.role, via, csrf: None });
         }
         if let Some(id) = cookie(parts, SESSION_COOKIE) {
-            if let Some(session) = state.store.session(&hash_secret(id)).await? {
+            if let Some(session) = auth.store.session(&hash_secret(id)).await? {
                 let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
                 if !safe && header(CSRF_HEADER) != Some(session.csrf.as_str()) {
                     return Err(ApiError::Forbidden(format!(
@@ -199,10 +213,13 @@ macro_rules! role_guard {
         #[derive(Debug, Clone)]
         pub struct $name(pub Caller);
 
-        impl FromRequestParts<AppState> for $name {
+        impl<S: Send + Sync> FromRequestParts<S> for $name
+        where
+            Auth: FromRef<S>,
+        {
             type Rejection = ApiError;
 
-            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
                 let caller = Caller::from_request_parts(parts, state).await?;
                 caller.require($role)?;
                 Ok($name(caller))
@@ -211,6 +228,11 @@ macro_rules! role_guard {
     };
 }
 
+role_guard!(
+    /// A caller who may evaluate flags: an application's evaluation key, or any person's token.
+    Evaluator,
+    Role::Evaluate
+);
 role_guard!(
     /// A caller who may read everything (viewer and up).
     Viewer,

@@ -31,6 +31,8 @@ pub struct Settings {
     pub deploy: Option<crew_deploy::DeployConfig>,
     /// `[metrics]`, checked (defaults when absent).
     pub metrics: crate::metrics::MetricsConfig,
+    /// `[[alerts]]`, checked and parsed.
+    pub alerts: Vec<crate::alerts::Rule>,
 }
 
 /// `crew.toml`. Sections of areas that land later are accepted as tables and typed strictly when they land.
@@ -46,7 +48,7 @@ pub struct FileConfig {
     pub metrics: Option<crate::metrics::MetricsSection>,
     pub chat: Option<crate::chat::ChatSection>,
     #[serde(default)]
-    pub dashboards: Vec<crate::web::graphs::DashboardSection>,
+    pub dashboards: Vec<crate::metrics::dashboards::DashboardSection>,
     #[serde(default)]
     pub hosts: Vec<crew_infra::Host>,
     pub infra: Option<crate::infra::InfraSection>,
@@ -150,17 +152,17 @@ impl Settings {
             crate::infra::check(&file.hosts, file.infra.as_ref())
                 .map_err(|message| ConfigError::Invalid { path: shown, message })?;
         }
-        crate::alerts::check(&file.alerts).and_then(|()| crate::web::graphs::check(&file.dashboards)).map_err(
-            |message| ConfigError::Invalid {
-                path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
-                message,
-            },
-        )?;
+        let invalid = |message| ConfigError::Invalid {
+            path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
+            message,
+        };
+        let alerts = crate::alerts::check(&file.alerts).map_err(invalid)?;
+        crate::metrics::dashboards::check(&file.dashboards).map_err(invalid)?;
         let metrics = file.metrics.clone().unwrap_or_default().check().map_err(|message| ConfigError::Invalid {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
             message,
         })?;
-        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics })
+        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics, alerts })
     }
 }
 

@@ -1,30 +1,34 @@
 //! `crew serve`: the HTTP API, the web UI and the live event stream in one process, over one [`Store`].
 //!
-//! [`App::build`] is shared by `main` and the tests: it opens the store, makes sure an admin token exists and
-//! binds the listener; [`App::run`] serves until the shutdown token is cancelled.
+//! A thin platform (`state`, `config`, `auth`, `error`, `http`, `web`) and one module per domain (timeline,
+//! tokens, deploys, flags, metrics, alerts, chat, infra, system), each with its service in `mod.rs` (one
+//! function per action), its `api.rs` and its `web.rs`. [`App::build`] is shared by `main` and the tests: it
+//! opens the store, makes sure an admin token exists and binds the listener; [`App::run`] serves until the
+//! shutdown token is cancelled.
 //!
 //! [`Store`]: crew_store::Store
 
 pub mod alerts;
-pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod deploys;
 pub mod error;
 pub mod flags;
+pub mod http;
 pub mod infra;
 pub mod metrics;
-pub mod remote_write;
-mod state;
-pub mod statsd;
+pub mod state;
+pub mod system;
+pub mod timeline;
+pub mod tokens;
 pub mod web;
 
 pub use config::{ConfigError, FileConfig, Overrides, Settings};
 pub use state::AppState;
 
 use anyhow::Context;
-use crew_core::{Actor, NewEvent, Role};
+use http::{Route, RouteInfo};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,7 +70,7 @@ pub struct App {
     flag_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     token_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     chat_events: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
-    statsd: Option<statsd::Sockets>,
+    statsd: Option<metrics::statsd::Sockets>,
 }
 
 impl App {
@@ -74,7 +78,7 @@ impl App {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let store = crew_store::open(&settings.database).await?;
-        ensure_admin_token(&*store, &settings.data_dir).await?;
+        tokens::ensure_admin(&*store, &settings.data_dir).await?;
         deploys::interrupt_leftovers(&*store).await?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
             .await
@@ -82,27 +86,28 @@ impl App {
         let addr = listener.local_addr().context("listener address")?;
         let statsd = match settings.statsd {
             Some(a) => Some(
-                statsd::bind(a)
+                metrics::statsd::bind(a)
                     .map_err(|source| StartError::Listen { addr: format!("{a} (StatsD, UDP and TCP)"), source })?,
             ),
             None => None,
         };
-        let state = AppState::new(store, settings, addr);
-        *state.metrics.addr.lock().expect("not poisoned") = statsd.as_ref().map(|s| s.addr);
-        state.metrics.set_source(&replica_id(&state.settings.data_dir)?);
-        let replayed = metrics::recover(&*state.store, &state.metrics).await?;
+        let state = AppState::new(store.clone(), settings, addr);
+        let live = &state.metrics.live;
+        *live.addr.lock().expect("not poisoned") = statsd.as_ref().map(|s| s.addr);
+        live.set_source(&replica_id(&state.platform.settings.data_dir)?);
+        let replayed = metrics::recover(&*store, live).await?;
         if replayed > 0 {
             tracing::info!(rows = replayed, "metrics write-ahead rows replayed");
         }
-        let flag_changes = state.store.subscribe();
-        let token_changes = state.store.subscribe();
-        let chat_events = state.store.subscribe();
-        state.flags.reload(&*state.store).await?;
+        let flag_changes = state.timeline.subscribe();
+        let token_changes = state.timeline.subscribe();
+        let chat_events = state.timeline.subscribe();
+        state.flags.reload().await?;
         Ok(App { listener, state, flag_changes, token_changes, chat_events, statsd })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.state.addr
+        self.state.platform.addr
     }
 
     pub fn state(&self) -> &AppState {
@@ -111,18 +116,26 @@ impl App {
 
     /// Serves until `shutdown` is cancelled; then stops accepting, ends live streams and lets requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, mut state, flag_changes, token_changes, chat_events, statsd } = self;
-        state.shutdown = shutdown.clone();
+        let App { listener, state, flag_changes, token_changes, chat_events, statsd } = self;
+        let p = state.platform.clone();
+        // The services hold the platform's token; the caller's cancels it.
+        let ours = p.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            ours.cancel();
+        });
         let router = router(state.clone());
-        tokio::spawn(deploys::sweep(state.clone()));
-        tokio::spawn(flags::follow_changes(state.clone(), flag_changes));
-        tokio::spawn(auth::follow_tokens(state.clone(), token_changes));
-        chat::start(&state, chat_events).context("the chat robot")?;
-        infra::start(&state);
-        let metrics_task = metrics::start(&state, statsd);
-        tracing::info!(addr = %state.addr, store = state.store.engine().as_str(), "crew is serving");
+        tokio::spawn(deploys::sweep(p.store.clone(), p.shutdown.clone()));
+        tokio::spawn(flags::follow_changes(state.flags.clone(), p.shutdown.clone(), flag_changes));
+        tokio::spawn(auth::follow_tokens(state.auth.cache.clone(), p.shutdown.clone(), token_changes));
+        chat::start(state.robot(), chat_events).context("the chat robot")?;
+        infra::start(&state.infra);
+        let rules = p.settings.alerts.clone();
+        let metrics_task = metrics::flush::start(&state.metrics, state.timeline.clone(), rules, statsd);
+        tracing::info!(addr = %p.addr, store = p.store.engine().as_str(), "crew is serving");
+        let stop = p.shutdown.clone();
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .context("HTTP server")?;
         // The metrics task stores its open chunks on the way out.
@@ -132,13 +145,52 @@ impl App {
     }
 }
 
-/// Every route: the API under `/api/v1`, the web UI at the root.
+/// Every route of every domain: the API's and the web's. The router is built from this list, and the role
+/// table test walks it, so a route cannot exist without its least role.
+pub fn all_routes() -> (Vec<Route>, Vec<Route>) {
+    let api = [
+        system::api::routes(),
+        timeline::api::routes(),
+        tokens::api::routes(),
+        deploys::api::routes(),
+        flags::api::routes(),
+        metrics::api::routes(),
+        chat::api::routes(),
+        infra::api::routes(),
+    ];
+    let web = [
+        web::routes(),
+        timeline::web::routes(),
+        system::web::routes(),
+        deploys::web::routes(),
+        flags::web::routes(),
+        metrics::web::routes(),
+        infra::web::routes(),
+    ];
+    (api.into_iter().flatten().collect(), web.into_iter().flatten().collect())
+}
+
+/// Every route's method, path and least role, for the role table test.
+pub fn routes() -> Vec<RouteInfo> {
+    let (api, web) = all_routes();
+    api.into_iter()
+        .chain(web)
+        .map(|r| RouteInfo { method: r.method.to_string(), path: r.path, least: r.least })
+        .collect()
+}
+
+/// Every route: the API under `/api/v1` (and OFREP, `/metrics`), the web UI at the root.
 pub fn router(state: AppState) -> axum::Router {
+    let (api, web) = all_routes();
     axum::Router::new()
-        .merge(api::router())
-        .merge(web::router())
+        .merge(http::router_of(api).route("/api/{*rest}", axum::routing::any(api_not_found)))
+        .merge(web::router(web))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::NotFound(format!("no API route {}", uri.path()))
 }
 
 /// This replica's lasting name (`<data-dir>/replica.id`, made on first start): the source of the metric
@@ -154,52 +206,6 @@ fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
     let id = format!("r-{}", &auth::random_id()[..12]);
     std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
-}
-
-/// On a store without tokens, creates the `admin` token and writes it to `<data-dir>/admin.token` (0600).
-async fn ensure_admin_token(store: &dyn crew_store::Store, data_dir: &Path) -> anyhow::Result<()> {
-    let path = data_dir.join("admin.token");
-    if store.counts().await?.tokens > 0 {
-        if !path.exists() {
-            tracing::warn!(
-                path = %path.display(),
-                "the store has tokens but this data dir has no admin.token: set CREW_TOKEN to use the CLI here"
-            );
-        }
-        return Ok(());
-    }
-    let secret = auth::new_secret();
-    let info = crew_store::TokenInfo {
-        name: "admin".into(),
-        role: Role::Admin,
-        created_at: chrono::Utc::now(),
-        created_by: "crew".into(),
-    };
-    let event = NewEvent::new(Actor::system(), "token.created", "token:admin", "crew created the first admin token")
-        .with_data(serde_json::json!({"name": "admin", "role": "admin"}));
-    match store.create_token(&info, &auth::hash_secret(&secret), event).await {
-        Ok(_) => {}
-        // Another replica on the same database made it first; its data dir has the token.
-        Err(crew_store::StoreError::Conflict(_)) => {
-            tracing::warn!("another replica created the admin token first: set CREW_TOKEN to use the CLI here");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    }
-    write_private(&path, &format!("{secret}\n")).with_context(|| format!("cannot write {}", path.display()))?;
-    tracing::info!(path = %path.display(), "created the admin token");
-    Ok(())
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

@@ -1,14 +1,27 @@
-//! The state every handler sees.
+//! The server's state: the platform every domain shares (store, settings, clock of the process, shutdown)
+//! and one service per domain. Handlers take the service they need (`State<Deploys>`, `State<Flags>`, ...)
+//! through axum's `FromRef`, never the whole [`AppState`].
 
+use crate::auth::{Auth, TokenCache};
+use crate::chat::{Chat, ChatStatus, Robot};
 use crate::config::Settings;
+use crate::deploys::Deploys;
+use crate::flags::{FlagCache, Flags};
+use crate::infra::Infra;
+use crate::metrics::{Live, Metrics};
+use crate::system::System;
+use crate::timeline::Timeline;
+use crate::tokens::Tokens;
+use axum::extract::FromRef;
 use crew_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// What every domain may know of the process it runs in.
 #[derive(Clone)]
-pub struct AppState {
+pub struct Platform {
     pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
     /// The address actually bound (port 0 resolved).
@@ -16,34 +29,60 @@ pub struct AppState {
     /// For `uptime` in the status.
     pub started: Instant,
     pub started_at: chrono::DateTime<chrono::Utc>,
-    /// The app's deploy configuration, if crew.toml has one.
-    pub deploy: Option<Arc<crew_deploy::DeployConfig>>,
-    /// The compiled flags every evaluation uses.
-    pub flags: Arc<crate::flags::FlagCache>,
-    /// API tokens recently seen (emptied by every token event).
-    pub tokens: Arc<crate::auth::TokenCache>,
-    /// The robot's connection state and recent lines, for the status page and `crew chat status`.
-    pub chat: Arc<crate::chat::ChatStatus>,
-    /// Metrics: the time-series heads, the receive path's totals, the Prometheus exposition.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Cancelled when the server shuts down; live streams end on it so shutdown does not wait for them.
+    /// Cancelled when the server shuts down; live streams and background tasks end on it.
     pub shutdown: CancellationToken,
+}
+
+impl Platform {
+    /// The server's own URL, for links in chat and webhooks.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Every service, built once; each handler extracts the one it needs.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub platform: Platform,
+    pub auth: Auth,
+    pub timeline: Timeline,
+    pub tokens: Tokens,
+    pub deploys: Deploys,
+    pub flags: Flags,
+    pub metrics: Metrics,
+    pub chat: Chat,
+    pub infra: Infra,
+    pub system: System,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr) -> Self {
-        AppState {
-            store,
-            deploy: settings.deploy.clone().map(Arc::new),
-            flags: Arc::default(),
-            tokens: Arc::default(),
-            chat: Arc::default(),
-            metrics: Arc::new(crate::metrics::Metrics::new(settings.metrics.clone())),
-            settings: Arc::new(settings),
+        let settings = Arc::new(settings);
+        let platform = Platform {
+            store: store.clone(),
+            settings: settings.clone(),
             addr,
             started: Instant::now(),
             started_at: chrono::Utc::now(),
             shutdown: CancellationToken::new(),
-        }
+        };
+        let cache = Arc::new(TokenCache::default());
+        let auth = Auth { store: store.clone(), cache: cache.clone() };
+        let timeline = Timeline::new(store.clone(), platform.shutdown.clone());
+        let tokens = Tokens::new(store.clone(), cache);
+        let deploys = Deploys::new(&platform);
+        let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()));
+        let live = Arc::new(Live::new(settings.metrics.clone()));
+        let metrics = Metrics::new(&platform, live, timeline.clone());
+        let status = Arc::new(ChatStatus::default());
+        let chat = Chat::new(&platform, status.clone(), tokens.clone());
+        let infra = Infra::new(&platform, timeline.clone());
+        let system = System { platform: platform.clone(), chat: status };
+        AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, system }
+    }
+
+    /// The robot's view: every service its commands call.
+    pub fn robot(&self) -> Robot {
+        Robot::from_ref(self)
     }
 }

@@ -6,7 +6,7 @@ use crate::sql::now_ms;
 use crate::{from_millis, to_millis, DeployStore, Result, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use crew_core::{Event, NewEvent};
+use crew_core::{DeployAction, DeployStatus, Event, LockKind, NewEvent};
 use serde::{Deserialize, Serialize};
 
 /// A deploy or rollback of an environment.
@@ -16,8 +16,7 @@ pub struct Deploy {
     pub id: i64,
     pub app: String,
     pub environment: String,
-    /// `deploy` or `rollback`.
-    pub action: String,
+    pub action: DeployAction,
     /// The commit shipped.
     pub revision: String,
     /// The commit live before, if any.
@@ -29,8 +28,7 @@ pub struct Deploy {
     pub message: String,
     pub actor: String,
     pub via: String,
-    /// `running`, `succeeded`, `failed`, `rolled_back`, `interrupted`.
-    pub status: String,
+    pub status: DeployStatus,
     #[serde(serialize_with = "crate::deploys::rfc3339")]
     pub started_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::deploys::rfc3339_opt")]
@@ -45,7 +43,7 @@ pub struct Deploy {
 pub struct NewDeploy {
     pub app: String,
     pub environment: String,
-    pub action: String,
+    pub action: DeployAction,
     pub revision: String,
     pub previous: Option<String>,
     pub release: String,
@@ -58,7 +56,7 @@ pub struct NewDeploy {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Lock {
     pub environment: String,
-    pub kind: String,
+    pub kind: LockKind,
     pub holder: String,
     pub reason: String,
     #[serde(serialize_with = "crate::deploys::rfc3339")]
@@ -90,7 +88,7 @@ fn row_to_deploy(row: &Row) -> Result<Deploy> {
         id: row.try_get(0)?,
         app: row.try_get(1)?,
         environment: row.try_get(2)?,
-        action: row.try_get(3)?,
+        action: word(row.try_get(3)?)?,
         revision: row.try_get(4)?,
         previous: row.try_get(5)?,
         release: row.try_get(6)?,
@@ -98,7 +96,7 @@ fn row_to_deploy(row: &Row) -> Result<Deploy> {
         message: row.try_get(8)?,
         actor: row.try_get(9)?,
         via: row.try_get(10)?,
-        status: row.try_get(11)?,
+        status: word(row.try_get(11)?)?,
         started_at: from_millis(row.try_get(12)?)?,
         finished_at: row.try_get::<Option<i64>>(13)?.map(from_millis).transpose()?,
         hosts: serde_json::from_str(&hosts).map_err(|e| StoreError::Corrupt(format!("deploy hosts: {e}")))?,
@@ -106,10 +104,15 @@ fn row_to_deploy(row: &Row) -> Result<Deploy> {
     })
 }
 
+/// A stored word (status, action, lock kind) as its enum; anything else is corrupt data.
+fn word<T: std::str::FromStr<Err = String>>(s: String) -> Result<T> {
+    s.parse().map_err(StoreError::Corrupt)
+}
+
 fn row_to_lock(row: &Row) -> Result<Lock> {
     Ok(Lock {
         environment: row.try_get(0)?,
-        kind: row.try_get(1)?,
+        kind: word(row.try_get(1)?)?,
         holder: row.try_get(2)?,
         reason: row.try_get(3)?,
         since: from_millis(row.try_get(4)?)?,
@@ -121,15 +124,15 @@ const LOCK_COLUMNS: &str = "environment, kind, holder, reason, since, deploy_id"
 
 /// A lock's description for refusals: "production is locked by alice since 2026-11-26 16:03:57: db migration".
 pub fn describe(l: &Lock) -> String {
-    match l.kind.as_str() {
-        "deploy" => format!(
+    match l.kind {
+        LockKind::Deploy => format!(
             "a deploy of {} is running: #{} by {} since {}",
             l.environment,
             l.deploy_id.unwrap_or(0),
             l.holder,
             crew_core::time::human(l.since)
         ),
-        _ => format!(
+        LockKind::Manual => format!(
             "{} is locked by {} since {}: {}",
             l.environment,
             l.holder,
@@ -157,7 +160,7 @@ impl<B: Backend> DeployStore for B {
             .await?;
         for row in &held {
             let lock = row_to_lock(row)?;
-            if lock.kind == "deploy" || lock.holder != d.actor.name {
+            if lock.kind == LockKind::Deploy || lock.holder != d.actor.name {
                 return Err(StoreError::Conflict(describe(&lock)));
             }
         }
@@ -168,7 +171,7 @@ impl<B: Backend> DeployStore for B {
         )
         .bind(&d.app)
         .bind(&d.environment)
-        .bind(&d.action)
+        .bind(d.action.as_str())
         .bind(&d.revision)
         .bind(&d.previous)
         .bind(&d.release)
@@ -231,7 +234,7 @@ impl<B: Backend> DeployStore for B {
     async fn finish_deploy(
         &self,
         id: i64,
-        status: &str,
+        status: DeployStatus,
         hosts: serde_json::Value,
         error: Option<String>,
         event: NewEvent,
@@ -240,7 +243,7 @@ impl<B: Backend> DeployStore for B {
         let now = to_millis(Utc::now());
         let mut tx = self.begin_write().await?;
         query("UPDATE deploys SET status = $1, hosts = $2, error = $3, finished_at = $4 WHERE id = $5")
-            .bind(status)
+            .bind(status.as_str())
             .bind(hosts.to_string())
             .bind(&error)
             .bind(now)

@@ -163,7 +163,7 @@ pub trait DeployStore: Send + Sync + 'static {
     async fn finish_deploy(
         &self,
         id: i64,
-        status: &str,
+        status: crew_core::DeployStatus,
         hosts: serde_json::Value,
         error: Option<String>,
         event: NewEvent,

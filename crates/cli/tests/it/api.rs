@@ -17,58 +17,6 @@ async fn health_needs_no_token() {
 }
 
 #[tokio::test]
-async fn every_route_checks_its_role() {
-    let s = Server::start().await;
-    let viewer = s.token("vera", "viewer").await;
-    let member = s.token("mo", "member").await;
-    let app = s.token("www-app", "evaluate").await;
-    let event = json!({"kind": "note", "summary": "x"});
-    let token = json!({"name": "zed", "role": "viewer"});
-    // (method, path, body, least role that may call it)
-    let routes: Vec<(Method, &str, Option<&Value>, &str)> = vec![
-        (Method::GET, "/api/v1/status", None, "viewer"),
-        (Method::GET, "/api/v1/events", None, "viewer"),
-        (Method::GET, "/api/v1/events/no-such-id", None, "viewer"),
-        (Method::POST, "/api/v1/events", Some(&event), "member"),
-        (Method::GET, "/api/v1/tokens", None, "admin"),
-        (Method::POST, "/api/v1/tokens", Some(&token), "admin"),
-        (Method::DELETE, "/api/v1/tokens/nobody", None, "admin"),
-    ];
-    let rank = |r: &str| ["evaluate", "viewer", "member", "admin"].iter().position(|x| *x == r).unwrap();
-    for (method, path, body, least) in routes {
-        // No token, a wrong token: 401.
-        for bad in [None, Some("crew_not-a-token")] {
-            let mut req = s.client().request(method.clone(), format!("{}{path}", s.url));
-            if let Some(t) = bad {
-                req = req.bearer_auth(t);
-            }
-            let res = req.send().await.unwrap();
-            assert_eq!(res.status(), 401, "{method} {path} with {bad:?}");
-            let v: Value = res.json().await.unwrap();
-            assert!(v["errors"][0]["detail"].as_str().unwrap().len() > 10, "{v}");
-        }
-        for (role, tok) in [("evaluate", &app), ("viewer", &viewer), ("member", &member), ("admin", &s.admin)] {
-            let mut req = s.req(method.clone(), path, tok);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let res = req.send().await.unwrap();
-            let status = res.status().as_u16();
-            if rank(role) < rank(least) {
-                assert_eq!(status, 403, "{method} {path} as {role}");
-                let v: Value = res.json().await.unwrap();
-                assert!(v["errors"][0]["detail"].as_str().unwrap().contains(least), "{v}");
-            } else {
-                assert!(status != 401 && status != 403, "{method} {path} as {role}: {status}");
-            }
-        }
-    }
-    // An application's key also works as X-API-Key, and is still only an evaluation key.
-    let res = s.client().get(format!("{}/api/v1/events", s.url)).header("x-api-key", &app).send().await.unwrap();
-    assert_eq!(res.status(), 403);
-}
-
-#[tokio::test]
 async fn writes_are_events_naming_the_actor() {
     let s = Server::start().await;
     let alice = s.token("alice", "member").await;

@@ -509,6 +509,12 @@ async fn a_server_killed_mid_deploy_marks_it_interrupted_and_leaves_hosts_whole(
         crate::harness::eventually(Duration::from_secs(20), || async { a.hosts.join("prod1/restarted").exists() })
             .await;
     assert!(switched, "the canary was deployed");
+    // The second host switches, then its restart hangs: the kill lands there.
+    let second = crate::harness::eventually(Duration::from_secs(20), || async {
+        std::fs::symlink_metadata(a.hosts.join("prod2/current")).is_ok()
+    })
+    .await;
+    assert!(second, "the second host switched");
     tokio::time::sleep(Duration::from_millis(300)).await;
     s.stop_hard();
     s.restart();
@@ -518,9 +524,9 @@ async fn a_server_killed_mid_deploy_marks_it_interrupted_and_leaves_hosts_whole(
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
     // Every host has a complete current; the environment is free again.
     for h in ["prod1", "prod2"] {
-        if let Ok(target) = std::fs::read_link(a.hosts.join(h).join("current")) {
-            assert!(a.hosts.join(h).join(&target).join("REVISION").exists(), "{h}: current is a complete release");
-        }
+        let target =
+            std::fs::read_link(a.hosts.join(h).join("current")).unwrap_or_else(|e| panic!("{h}: current: {e}"));
+        assert!(a.hosts.join(h).join(&target).join("REVISION").exists(), "{h}: current is a complete release");
     }
     assert!(s.get_json("/api/v1/environments", &m).await["environments"].as_array().unwrap().iter().all(|e| e
         ["locks"]

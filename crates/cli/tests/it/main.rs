@@ -6,6 +6,7 @@ mod browser;
 mod chat;
 mod cli;
 mod deploy;
+mod domains;
 mod flags;
 mod harness;
 mod infra;

@@ -5,23 +5,20 @@
 //! can neither act as a signed-in user nor sign a browser in as someone else. Pages are served with a strict
 //! Content-Security-Policy: scripts and styles only from crew itself, never inline.
 
-mod deploys;
-mod flags;
-pub mod graphs;
-mod infra;
-pub(crate) mod pages;
+pub mod layout;
 
-use crate::auth::{cookie, hash_secret, random_id, SESSION_COOKIE};
-use crate::state::AppState;
+use crate::auth::{cookie, hash_secret, random_id, Auth, SESSION_COOKIE};
+use crate::http::{Least, Route};
+use crate::tokens::Tokens;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::Router;
-use crew_core::{Actor, NewEvent, Role, Via};
+use crew_core::{Actor, Role, Via};
 use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use layout::{layout, not_found, not_found_page};
 
 /// How long a browser session lasts.
 const SESSION_DAYS: i64 = 7;
@@ -36,40 +33,34 @@ pub const NAV: &[(&str, &str)] = &[
     ("Status", "/status"),
 ];
 
-pub fn router() -> Router<AppState> {
+/// The platform's own pages: the front door, sign-in and sign-out, and the embedded assets.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/", Least::Anyone, || async { Redirect::to("/timeline") }),
+        Route::get("/signin", Least::Anyone, layout::signin_page),
+        Route::post("/signin", Least::Anyone, signin),
+        Route::post("/signout", Least::Form(Role::Evaluate), signout),
+        Route::get("/static/graphs.js", Least::Anyone, || {
+            asset("text/javascript; charset=utf-8", include_str!("../../assets/graphs.js"))
+        }),
+        Route::get("/static/deploy.js", Least::Anyone, || {
+            asset("text/javascript; charset=utf-8", include_str!("../../assets/deploy.js"))
+        }),
+        Route::get("/static/crew.css", Least::Anyone, || {
+            asset("text/css; charset=utf-8", include_str!("../../assets/crew.css"))
+        }),
+        Route::get("/static/timeline.js", Least::Anyone, || {
+            asset("text/javascript; charset=utf-8", include_str!("../../assets/timeline.js"))
+        }),
+    ]
+}
+
+/// The web routes' router: the pages' security headers on every answer, and the not-found page.
+pub fn router(routes: Vec<Route>) -> axum::Router<crate::AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/timeline") }))
-        .route("/signin", get(pages::signin_page).post(signin))
-        .route("/signout", post(signout))
-        .route("/timeline", get(pages::timeline))
-        .route("/status", get(pages::status))
-        .route("/flags", get(flags::index))
-        .route("/flags/{key}", get(flags::show))
-        .route("/flags/{key}/knob", post(flags::knob))
-        .route("/infra", get(infra::index))
-        .route("/graphs", get(graphs::index))
-        .route(
-            "/static/graphs.js",
-            get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/graphs.js"))),
-        )
-        .route("/deploys", get(deploys::index))
-        .route("/deploys/{id}", get(deploys::show))
-        .route("/deploys/start", post(deploys::start))
-        .route("/deploys/rollback", post(deploys::rollback))
-        .route("/deploys/lock", post(deploys::lock))
-        .route("/deploys/unlock", post(deploys::unlock))
-        .route(
-            "/static/deploy.js",
-            get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/deploy.js"))),
-        )
-        .route("/static/crew.css", get(|| asset("text/css; charset=utf-8", include_str!("../../assets/crew.css"))))
-        .route(
-            "/static/timeline.js",
-            get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/timeline.js"))),
-        )
-        .fallback(pages::not_found)
+    crate::http::router_of(routes)
+        .fallback(layout::not_found)
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -92,10 +83,14 @@ pub struct WebUser {
     session: String,
 }
 
-impl FromRequestParts<AppState> for WebUser {
+impl<S: Send + Sync> FromRequestParts<S> for WebUser
+where
+    Auth: FromRef<S>,
+{
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, st: &S) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_ref(st);
         let to_signin = || {
             let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/timeline");
             let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
@@ -103,30 +98,139 @@ impl FromRequestParts<AppState> for WebUser {
         };
         let Some(id) = cookie(parts, SESSION_COOKIE) else { return Err(to_signin()) };
         let hash = hash_secret(id);
-        match st.store.session(&hash).await {
+        match auth.store.session(&hash).await {
             Ok(Some(s)) => Ok(WebUser { name: s.token.name, role: s.token.role, csrf: s.csrf, session: hash }),
             Ok(None) => Err(to_signin()),
-            Err(e) => {
-                tracing::error!(error = %e, "reading a session failed");
-                Err((StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable; the server log has the cause")
-                    .into_response())
-            }
+            Err(e) => Err(WebError::Unavailable(e.into()).into_response()),
         }
     }
 }
 
-pub(crate) fn form(body: &Bytes) -> Vec<(String, String)> {
+impl WebUser {
+    /// This person as the actor of what they do on a page.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.name.clone(), Via::Web)
+    }
+}
+
+/// A signed-in person's form post, checked once for every form: the session's CSRF secret must come back, and
+/// the person's role must be at least `R::ROLE` (member for every form that changes something).
+pub struct Form<R: FormRole = MemberRole> {
+    pub user: WebUser,
+    pub fields: Vec<(String, String)>,
+    _role: std::marker::PhantomData<R>,
+}
+
+/// The least role a [`Form`] admits.
+pub trait FormRole: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+/// Forms that change something: member and up.
+pub struct MemberRole;
+impl FormRole for MemberRole {
+    const ROLE: Role = Role::Member;
+}
+
+/// Forms any signed-in person may send (sign-out).
+pub struct AnyRole;
+impl FormRole for AnyRole {
+    const ROLE: Role = Role::Evaluate;
+}
+
+impl<R: FormRole> Form<R> {
+    /// A field's value ("" when absent).
+    pub fn get(&self, name: &str) -> &str {
+        field(&self.fields, name).unwrap_or("")
+    }
+}
+
+impl<S: Send + Sync, R: FormRole> FromRequest<S> for Form<R>
+where
+    Auth: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, st: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let user = WebUser::from_request_parts(&mut parts, st).await?;
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), st).await.map_err(IntoResponse::into_response)?;
+        let fields = form(&body);
+        if field(&fields, "csrf") != Some(user.csrf.as_str()) {
+            return Err(
+                WebError::Forbidden("this form is stale or from another site; reload the page".into()).into_response()
+            );
+        }
+        if !user.role.allows(R::ROLE) {
+            return Err(WebError::Forbidden(format!("`{}` has role {}; this needs {}", user.name, user.role, R::ROLE))
+                .into_response());
+        }
+        Ok(Form { user, fields, _role: std::marker::PhantomData })
+    }
+}
+
+/// What a page answers when it cannot show itself: a page saying why (the cause of an outage goes to the log,
+/// never to the page).
+#[derive(Debug)]
+pub enum WebError {
+    NotFound,
+    Forbidden(String),
+    BadRequest(String),
+    /// The store (or another dependency) failed; the cause is logged.
+    Unavailable(anyhow::Error),
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            WebError::NotFound => return layout::not_found_page(),
+            WebError::Forbidden(t) => (StatusCode::FORBIDDEN, t),
+            WebError::BadRequest(t) => (StatusCode::BAD_REQUEST, t),
+            WebError::Unavailable(e) => {
+                tracing::error!(error = ?e, "a page failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the store is unavailable; the server log has the cause".to_string(),
+                )
+            }
+        };
+        let body =
+            maud::html! { h1 { (status.canonical_reason().unwrap_or("Error")) } p.error role="alert" { (text) } };
+        (status, layout("Error", None, "", body)).into_response()
+    }
+}
+
+impl From<crate::error::ApiError> for WebError {
+    fn from(e: crate::error::ApiError) -> Self {
+        use crate::error::ApiError as A;
+        match e {
+            A::NotFound(_) => WebError::NotFound,
+            A::Forbidden(m) | A::Unauthorized(m) => WebError::Forbidden(m),
+            A::Internal(e) => WebError::Unavailable(e),
+            other => WebError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<crew_store::StoreError> for WebError {
+    fn from(e: crew_store::StoreError) -> Self {
+        WebError::Unavailable(e.into())
+    }
+}
+
+pub fn form(body: &Bytes) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-pub(crate) fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn field<'a>(f: &'a [(String, String)], name: &str) -> Option<&'a str> {
     f.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// Only paths on this site, so sign-in cannot be used to send someone elsewhere.
 /// Visible ASCII only: browsers drop tabs and newlines from URLs, so `/\t/evil.example` would become
 /// `//evil.example`, another site.
-pub(crate) fn safe_next(next: Option<&str>) -> String {
+pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -151,29 +255,26 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-async fn signin(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn signin(State(tokens): State<Tokens>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
     let next = safe_next(field(&f, "next"));
     if cross_site(&headers) {
         return (StatusCode::FORBIDDEN, "sign-in from another site is refused").into_response();
     }
     let secret = field(&f, "token").unwrap_or("").trim();
-    let token = match st.store.token_by_hash(&hash_secret(secret)).await {
+    let token = match tokens.by_secret(secret).await {
         Ok(Some(t)) if !secret.is_empty() => t,
         Ok(_) => {
-            return pages::signin_form(
+            return layout::signin_form(
                 StatusCode::UNAUTHORIZED,
                 Some("That token is not recognised: it was revoked or mistyped."),
                 &next,
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "sign-in failed");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable").into_response();
-        }
+        Err(e) => return WebError::from(e).into_response(),
     };
     if token.role == Role::Evaluate {
-        return pages::signin_form(
+        return layout::signin_form(
             StatusCode::FORBIDDEN,
             Some("That is an application's evaluation key: people sign in with their own token."),
             &next,
@@ -181,32 +282,15 @@ async fn signin(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     }
     let id = random_id();
     let expires = chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS);
-    let event = NewEvent::new(
-        Actor::new(token.name.clone(), Via::Web),
-        "session.started",
-        &format!("token:{}", token.name),
-        format!("{} signed in to the web UI", token.name),
-    );
-    if let Err(e) = st.store.create_session(&hash_secret(&id), &token.name, &random_id(), expires, event).await {
-        tracing::error!(error = %e, "creating a session failed");
-        return (StatusCode::INTERNAL_SERVER_ERROR, "the store is unavailable").into_response();
+    if let Err(e) = tokens.start_session(&token.name, &hash_secret(&id), &random_id(), expires).await {
+        return WebError::from(e).into_response();
     }
     let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_DAYS * 86400);
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
 }
 
-async fn signout(State(st): State<AppState>, user: WebUser, body: Bytes) -> Response {
-    let f = form(&body);
-    if field(&f, "csrf") != Some(user.csrf.as_str()) {
-        return (StatusCode::FORBIDDEN, "this form is stale or from another site; reload the page").into_response();
-    }
-    let event = NewEvent::new(
-        Actor::new(user.name.clone(), Via::Web),
-        "session.ended",
-        &format!("token:{}", user.name),
-        format!("{} signed out of the web UI", user.name),
-    );
-    if let Err(e) = st.store.delete_session(&user.session, event).await {
+async fn signout(State(tokens): State<Tokens>, f: Form<AnyRole>) -> Response {
+    if let Err(e) = tokens.end_session(&f.user.name, &f.user.session).await {
         tracing::error!(error = %e, "ending a session failed");
     }
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");

@@ -10,7 +10,7 @@ fn new_deploy(env: &str, actor: &str) -> crew_store::NewDeploy {
     crew_store::NewDeploy {
         app: "www".into(),
         environment: env.into(),
-        action: "deploy".into(),
+        action: crew_core::DeployAction::Deploy,
         revision: "8e4d0b1".into(),
         previous: Some("3f2a1c9".into()),
         release: "20261126160357-8e4d0b1".into(),
@@ -41,7 +41,7 @@ async fn deploys_and_locks(e: Engine) {
     let hosts = serde_json::json!([{"host": "local:/a", "state": "switched"}]);
     s.finish_deploy(
         d.id,
-        "succeeded",
+        crew_core::DeployStatus::Succeeded,
         hosts.clone(),
         None,
         NewEvent::new(Actor::new("alice", Via::Cli), "deploy.finished", "www/production", "done"),
@@ -105,7 +105,7 @@ async fn deploys_and_locks(e: Engine) {
         .unwrap();
     let ids: Vec<i64> = interrupted.iter().map(|d| d.id).collect();
     assert_eq!(ids, [other.id, mine.id]);
-    assert_eq!(s.deploy(mine.id).await.unwrap().unwrap().status, "interrupted");
+    assert_eq!(s.deploy(mine.id).await.unwrap().unwrap().status, crew_core::DeployStatus::Interrupted);
     assert!(s.locks().await.unwrap().is_empty());
     s.start_deploy(new_deploy("production", "bob"), started("bob")).await.unwrap();
     let listed: Vec<i64> = s.deploys(Some("production"), 10).await.unwrap().iter().map(|d| d.id).collect();

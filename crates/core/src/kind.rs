@@ -1,0 +1,97 @@
+//! Every event kind crew itself writes, in one list, and the areas (kind prefixes) reserved for crew.
+//!
+//! Architecture invariant: no string literal of one of crew's kinds appears in crew's code outside this file
+//! (`kinds_are_named_once` in the server's tests walks every crate's sources to check it). People record their
+//! own kinds (`note`, `release.note`, `custom.*`) through the API; the reserved areas are crew's alone, because
+//! the server reads its own events back as state (firing alerts at start, the Infra page, live streams closed by
+//! a revocation).
+
+/// The areas of the timeline that only crew writes: `POST /api/v1/events` refuses a kind in any of them.
+pub const RESERVED: &[&str] =
+    &[DEPLOY, FLAG, TOKEN, SESSION, LOCK, INFRA, ALERT, CHAT, INCIDENT, ONCALL, DRILL, EXPERIMENT];
+
+// Areas: a kind filter of one of these hears every kind under it.
+pub const DEPLOY: &str = "deploy";
+pub const FLAG: &str = "flag";
+pub const TOKEN: &str = "token";
+pub const SESSION: &str = "session";
+pub const LOCK: &str = "lock";
+pub const INFRA: &str = "infra";
+pub const ALERT: &str = "alert";
+pub const CHAT: &str = "chat";
+pub const INCIDENT: &str = "incident";
+pub const ONCALL: &str = "oncall";
+pub const DRILL: &str = "drill";
+pub const EXPERIMENT: &str = "experiment";
+
+// Deploys and rollbacks.
+pub const DEPLOY_STARTED: &str = "deploy.started";
+pub const DEPLOY_FINISHED: &str = "deploy.finished";
+pub const DEPLOY_FAILED: &str = "deploy.failed";
+pub const DEPLOY_ROLLED_BACK: &str = "deploy.rolled_back";
+pub const DEPLOY_INTERRUPTED: &str = "deploy.interrupted";
+
+// Locks on an environment.
+pub const LOCK_TAKEN: &str = "lock.taken";
+pub const LOCK_RELEASED: &str = "lock.released";
+
+// Flags.
+pub const FLAG_CHANGED: &str = "flag.changed";
+
+// Tokens and browser sessions.
+pub const TOKEN_CREATED: &str = "token.created";
+pub const TOKEN_REVOKED: &str = "token.revoked";
+pub const SESSION_STARTED: &str = "session.started";
+pub const SESSION_ENDED: &str = "session.ended";
+
+// Infrastructure runs.
+pub const INFRA_APPLIED: &str = "infra.applied";
+pub const INFRA_DRIFT: &str = "infra.drift";
+pub const INFRA_UNREACHABLE: &str = "infra.unreachable";
+
+// Alert rules.
+pub const ALERT_FIRED: &str = "alert.fired";
+pub const ALERT_RESOLVED: &str = "alert.resolved";
+
+// The robot's identity links.
+pub const CHAT_LINKED: &str = "chat.linked";
+pub const CHAT_UNLINKED: &str = "chat.unlinked";
+
+/// The kinds that end a deploy or a rollback, whatever its outcome.
+pub const DEPLOY_ENDINGS: &[&str] = &[DEPLOY_FINISHED, DEPLOY_FAILED, DEPLOY_ROLLED_BACK, DEPLOY_INTERRUPTED];
+
+/// Whether `kind` is `area` or under it (`deploy.started` is under `deploy`; `deployment` is not).
+pub fn is_under(kind: &str, area: &str) -> bool {
+    kind == area || kind.strip_prefix(area).is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// The reserved area a kind falls in, if any: only crew writes those.
+pub fn reserved_area(kind: &str) -> Option<&'static str> {
+    RESERVED.iter().copied().find(|area| is_under(kind, area))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_areas() {
+        let table = [
+            ("deploy.finished", Some("deploy")),
+            ("deploy", Some("deploy")),
+            ("token.revoked", Some("token")),
+            ("alert.fired", Some("alert")),
+            ("infra.applied", Some("infra")),
+            ("incident.acked", Some("incident")),
+            ("oncall.gap", Some("oncall")),
+            ("note", None),
+            ("release.note", None),
+            ("custom.deploy", None),
+            ("deployment.note", None),
+            ("flags", None),
+        ];
+        for (kind, want) in table {
+            assert_eq!(reserved_area(kind), want, "{kind}");
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! The chat domain: the robot in the server. `[chat]` of crew.toml (`config.rs`), the IRC connection started
+//! with `crew serve`, the timeline announced to rooms by their filters, who is speaking (crew.toml's
+//! `[[chat.users]]` and the links `crew chat link` makes), and chat commands run as the crew user the speaker
+//! maps to (with that user's role, `via chat`) by calling the other domains' services. The protocol and the
+//! command registry live in `crew-chat`.
+
+pub mod api;
+pub mod config;
+
+pub use config::{ChatSection, ChatUser, IrcSection, Sasl, WebhookSection};
+
+use crate::deploys::Deploys;
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::metrics::Metrics;
+use crate::state::{AppState, Platform};
+use crate::timeline::Timeline;
+use crate::tokens::Tokens;
+use axum::extract::FromRef;
+use crew_chat::commands::{self, Invocation, Limiter};
+use crew_chat::irc::{self, Incoming, IrcConfig, Outgoing};
+use crew_chat::mask::Sender;
+use crew_chat::{announce, mask};
+use crew_core::{kind, Actor, Event, EventFilter, NewEvent, Role, Via};
+use crew_flags::knobs::{self, Knob};
+use crew_store::{ChatLink, Store};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The chat service: the robot's status, the identity links, and who is speaking.
+#[derive(Clone)]
+pub struct Chat {
+    pub status: Arc<ChatStatus>,
+    store: Arc<dyn Store>,
+    config: Option<Arc<ChatSection>>,
+    tokens: Tokens,
+}
+
+/// A link as `GET /api/v1/chat/links` lists it: from crew.toml or made with `crew chat link`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkInfo {
+    pub identity: String,
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    pub from: &'static str,
+}
+
+impl Chat {
+    pub fn new(p: &Platform, status: Arc<ChatStatus>, tokens: Tokens) -> Self {
+        Chat { status, store: p.store.clone(), config: p.settings.file.chat.clone().map(Arc::new), tokens }
+    }
+
+    /// Every link: crew.toml's `[[chat.users]]` first, then the stored ones.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>, ApiError> {
+        let configured = self.config.iter().flat_map(|c| c.users.iter()).filter_map(|u| {
+            u.irc.as_ref().map(|p| LinkInfo {
+                identity: p.clone(),
+                user: u.name.clone(),
+                created_at: None,
+                created_by: None,
+                from: "crew.toml",
+            })
+        });
+        let stored = self.store.chat_links().await?.into_iter().map(|l: ChatLink| LinkInfo {
+            identity: l.identity,
+            user: l.user,
+            created_at: Some(crew_core::time::rfc3339(l.created_at)),
+            created_by: Some(l.created_by),
+            from: "crew chat link",
+        });
+        Ok(configured.chain(stored).collect())
+    }
+
+    /// Links a chat identity to a crew user (`Some`), or removes its link (`None`), with its event.
+    pub async fn link(&self, identity: &str, user: Option<&str>, actor: Actor) -> Result<Event, ApiError> {
+        let identity = identity.trim();
+        mask::check_pattern(identity).map_err(ApiError::BadRequest)?;
+        let event = match user {
+            Some(user) => {
+                if self.tokens.role_of(user).await?.is_none() {
+                    return Err(ApiError::NotFound(format!(
+                        "no crew user `{user}`: create its token first (crew token create {user})"
+                    )));
+                }
+                NewEvent::new(
+                    actor.clone(),
+                    kind::CHAT_LINKED,
+                    &format!("user:{user}"),
+                    format!("{} linked {identity} to {user}", actor.name),
+                )
+                .with_data(json!({"identity": identity, "user": user}))
+            }
+            None => NewEvent::new(
+                actor.clone(),
+                kind::CHAT_UNLINKED,
+                &format!("chat:{identity}"),
+                format!("{} unlinked {identity}", actor.name),
+            )
+            .with_data(json!({"identity": identity})),
+        };
+        let e = self.store.put_chat_link(identity, user, &actor.name, event).await?;
+        if identity.starts_with("account:") && user.is_some() {
+            self.status.want_accounts();
+        }
+        Ok(e)
+    }
+
+    /// The crew user a chat speaker maps to: the first `[[chat.users]]` whose pattern matches, then the links.
+    pub async fn speaker(&self, sender: &Sender) -> Option<String> {
+        let configured = self.config.iter().flat_map(|c| c.users.iter());
+        if let Some(u) = configured.into_iter().find(|u| u.irc.as_deref().is_some_and(|p| mask::matches(p, sender))) {
+            return Some(u.name.clone());
+        }
+        match self.store.chat_links().await {
+            Ok(links) => links.into_iter().find(|l| mask::matches(&l.identity, sender)).map(|l| l.user),
+            Err(e) => {
+                tracing::error!(error = %e, "reading chat links failed; treating the speaker as unknown");
+                None
+            }
+        }
+    }
+}
+
+/// The robot: every service its commands call. `!deploy` runs [`Deploys::start`], `!flag` [`Flags::turn`], and
+/// so on — the same functions as the API and the web.
+#[derive(Clone)]
+pub struct Robot {
+    pub chat: Chat,
+    pub timeline: Timeline,
+    pub deploys: Deploys,
+    pub flags: Flags,
+    pub metrics: Metrics,
+    pub tokens: Tokens,
+    pub platform: Platform,
+}
+
+impl FromRef<AppState> for Robot {
+    fn from_ref(st: &AppState) -> Robot {
+        Robot {
+            chat: st.chat.clone(),
+            timeline: st.timeline.clone(),
+            deploys: st.deploys.clone(),
+            flags: st.flags.clone(),
+            metrics: st.metrics.clone(),
+            tokens: st.tokens.clone(),
+            platform: st.platform.clone(),
+        }
+    }
+}
+
+/// What the status page and `crew chat status` show, shared with the running robot.
+#[derive(Default)]
+pub struct ChatStatus {
+    state: OnceLock<tokio::sync::watch::Receiver<irc::State>>,
+    /// Set when some mapping names an `account:`: the IRC connection then asks WHOIS for accounts.
+    whois: OnceLock<Arc<std::sync::atomic::AtomicBool>>,
+    /// Each webhook's name (never its URL) and delivery counts.
+    webhooks: OnceLock<Vec<(String, Arc<crew_chat::webhook::Counts>)>>,
+    recent: Mutex<VecDeque<Said>>,
+}
+
+/// One line in a room, as the status page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Said {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub room: String,
+    pub who: String,
+    pub text: String,
+}
+
+impl ChatStatus {
+    /// Accounts matter now (a link names one): the IRC connection asks WHOIS for them.
+    fn want_accounts(&self) {
+        if let Some(w) = self.whois.get() {
+            w.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn remember(&self, room: &str, who: &str, text: &str) {
+        let mut r = self.recent.lock().expect("recent");
+        if r.len() >= 50 {
+            r.pop_front();
+        }
+        r.push_back(Said { at: chrono::Utc::now(), room: room.into(), who: who.into(), text: text.into() });
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let recent: Vec<Said> = self.recent.lock().expect("recent").iter().cloned().collect();
+        use std::sync::atomic::Ordering::Relaxed;
+        let webhooks: Vec<serde_json::Value> = self
+            .webhooks
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|(name, c)| {
+                json!({"name": name, "sent": c.sent.load(Relaxed), "failed": c.failed.load(Relaxed), "dropped": c.dropped.load(Relaxed)})
+            })
+            .collect();
+        let irc = match self.state.get() {
+            None => serde_json::Value::Null,
+            Some(s) => json!(*s.borrow()),
+        };
+        json!({"irc": irc, "webhooks": webhooks, "recent": recent})
+    }
+}
+
+fn irc_config(s: &IrcSection) -> Result<IrcConfig, String> {
+    let port = s.port.unwrap_or(if s.tls { 6697 } else { 6667 });
+    let mut cfg = IrcConfig::new(&s.server, port, &s.nick, s.channels.clone());
+    cfg.tls = s.tls;
+    cfg.ca_file = s.ca_file.clone();
+    cfg.alternates = s.alternates.clone();
+    if let Some(sasl) = &s.sasl {
+        let password = std::env::var(&sasl.password_env)
+            .map_err(|_| format!("chat.irc.sasl.password_env: ${} is not set", sasl.password_env))?;
+        cfg.sasl = Some((sasl.account.clone(), password));
+    }
+    if let Some(b) = s.burst {
+        cfg.rate.burst = b.max(1);
+    }
+    if let Some(r) = s.lines_per_second {
+        cfg.rate.every = Duration::from_secs_f64(1.0 / r);
+    }
+    Ok(cfg)
+}
+
+/// Starts the robot as crew.toml configures it: the IRC connection with its command loop, the webhooks, and
+/// the announcer that feeds them the timeline.
+pub fn start(robot: Robot, bus: tokio::sync::broadcast::Receiver<Arc<Event>>) -> anyhow::Result<()> {
+    let Some(section) = robot.chat.config.clone() else { return Ok(()) };
+    let shutdown = robot.platform.shutdown.clone();
+    let base = robot.platform.base_url();
+    let mut hooks = Vec::new();
+    for (i, w) in section.webhooks.iter().enumerate() {
+        let url = match (&w.url, &w.url_env) {
+            (Some(u), _) => u.clone(),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| anyhow::anyhow!("chat.webhooks[{i}].url_env: ${var} is not set"))?
+            }
+            (None, None) => anyhow::bail!("chat.webhooks[{i}]: no url"),
+        };
+        let hook = crew_chat::webhook::Webhook {
+            name: format!("webhook {} ({:?})", i + 1, w.kind).to_lowercase(),
+            kind: w.kind,
+            url,
+            channel: w.channel.clone(),
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+        };
+        hooks.push((crew_chat::webhook::spawn(hook, shutdown.clone()), w.clone()));
+    }
+    let status = robot.chat.status.clone();
+    let _ = status.webhooks.set(hooks.iter().map(|(h, _)| (h.name.clone(), h.counts.clone())).collect());
+    let irc = match section.irc.clone() {
+        Some(irc_section) => {
+            let cfg = irc_config(&irc_section).map_err(anyhow::Error::msg)?;
+            let _ = status.whois.set(cfg.whois.clone());
+            // Accounts matter if crew.toml or a stored link names one (the link handler turns it on later).
+            let configured = section.users.iter().any(|u| u.irc.as_deref().is_some_and(|p| p.starts_with("account:")));
+            cfg.whois.store(configured, std::sync::atomic::Ordering::Relaxed);
+            let (store, flag) = (robot.chat.store.clone(), cfg.whois.clone());
+            tokio::spawn(async move {
+                if store.chat_links().await.is_ok_and(|l| l.iter().any(|l| l.identity.starts_with("account:"))) {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            let (handle, incoming) = irc::spawn(cfg, format!("{base}/"), shutdown.clone());
+            let _ = status.state.set(handle.state.clone());
+            tokio::spawn(listen(robot.clone(), handle.out.clone(), incoming));
+            Some((irc_section, handle.out))
+        }
+        None => None,
+    };
+    if irc.is_some() || !hooks.is_empty() {
+        tokio::spawn(announcer(robot, irc, hooks, bus));
+    }
+    Ok(())
+}
+
+async fn announcer(
+    robot: Robot,
+    irc: Option<(IrcSection, tokio::sync::mpsc::Sender<Outgoing>)>,
+    hooks: Vec<(crew_chat::webhook::Sender, WebhookSection)>,
+    mut bus: tokio::sync::broadcast::Receiver<Arc<Event>>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let base = robot.platform.base_url();
+    let shutdown = robot.platform.shutdown.clone();
+    let status = &robot.chat.status;
+    loop {
+        let e = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = bus.recv() => match e {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the robot fell behind the timeline; some events were not announced");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        // A link made on any replica may name a services account: accounts then matter here too.
+        if e.kind == kind::CHAT_LINKED && e.data["identity"].as_str().is_some_and(|i| i.starts_with("account:")) {
+            status.want_accounts();
+        }
+        let text = announce::line(&e, &base);
+        if let Some((irc, out)) = &irc {
+            for room in &irc.channels {
+                let filters =
+                    irc.announce.iter().find(|(r, _)| r.eq_ignore_ascii_case(room)).map(|(_, f)| f.as_slice());
+                if announce::wanted(filters.unwrap_or(&[]), &e.kind) {
+                    status.remember(room, "crew", &text);
+                    let _ = out
+                        .send(Outgoing::Announce { room: room.clone(), kind: e.kind.clone(), text: text.clone() })
+                        .await;
+                }
+            }
+        }
+        for (sender, w) in &hooks {
+            if announce::wanted(&w.announce, &e.kind) {
+                sender.send(crew_chat::webhook::body(w.kind, &text, &e, w.channel.as_deref()));
+            }
+        }
+    }
+}
+
+async fn listen(
+    robot: Robot,
+    out: tokio::sync::mpsc::Sender<Outgoing>,
+    mut incoming: tokio::sync::mpsc::Receiver<Incoming>,
+) {
+    let mut limiter = Limiter::default();
+    while let Some(m) = incoming.recv().await {
+        let Some(parsed) = commands::parse(&m.text) else { continue };
+        robot.chat.status.remember(&m.room, &m.sender.nick, &m.text);
+        let reply = |text: String| Outgoing::Reply { room: m.room.clone(), text };
+        let inv = match parsed {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = out.send(reply(format!("{}: {e}", m.sender.nick))).await;
+                continue;
+            }
+        };
+        let spec = commands::spec(inv.name).expect("parsed commands are known");
+        // Who is speaking: the first [[chat.users]] whose pattern matches, and that user's role now (a revoked
+        // token's user is nobody). Unknown people may run read commands only.
+        let user = robot.chat.speaker(&m.sender).await;
+        let role = match &user {
+            Some(name) => robot.tokens.role_of(name).await.ok().flatten(),
+            None => None,
+        };
+        let allowed = match role {
+            Some(r) => r.allows(spec.role),
+            None => Role::Viewer.allows(spec.role),
+        };
+        if !allowed {
+            let why = match (&user, role) {
+                (None, _) => format!("{}: !{} needs a crew user with role {}; you are not mapped to one ([[chat.users]] or crew chat link)", m.sender.nick, spec.name, spec.role.as_str()),
+                (Some(u), Some(r)) => format!("{}: !{} needs role {}; {u} is {}", m.sender.nick, spec.name, spec.role.as_str(), r.as_str()),
+                (Some(u), None) => format!("{}: {u} has no crew token; ask an admin", m.sender.nick),
+            };
+            let _ = out.send(reply(why)).await;
+            continue;
+        }
+        let who = user.clone().unwrap_or_else(|| format!("{} (unmapped)", m.sender.nick));
+        if !limiter.allow(&who, spec, Instant::now()) {
+            let _ = out
+                .send(reply(format!(
+                    "{}: slow down: !{} at most {} times a minute",
+                    m.sender.nick, spec.name, spec.limit.0
+                )))
+                .await;
+            continue;
+        }
+        let actor = Actor::new(user.unwrap_or_else(|| m.sender.nick.clone()), Via::Chat);
+        let text = match run(&robot, &inv, actor, &m.room, &out).await {
+            Ok(t) => t,
+            Err(e) => format!("{}: {e}", m.sender.nick),
+        };
+        robot.chat.status.remember(&m.room, "crew", &text);
+        let _ = out.send(reply(text)).await;
+    }
+}
+
+/// Runs one command; the answer is one short message (long-running ones answer at once and report later).
+pub(crate) async fn run(
+    robot: &Robot,
+    inv: &Invocation,
+    actor: Actor,
+    room: &str,
+    out: &tokio::sync::mpsc::Sender<Outgoing>,
+) -> Result<String, ApiError> {
+    let arg = |i: usize| inv.args.get(i).map(String::as_str);
+    match inv.name {
+        "help" => Ok(commands::help(arg(0))),
+        "status" => status(robot).await,
+        "log" => {
+            let deploys = robot.deploys.list(arg(0), 3).await?;
+            if deploys.is_empty() {
+                return Ok("no deploys yet".into());
+            }
+            Ok(deploys.iter().map(crate::deploys::log_line).collect::<Vec<_>>().join("\n"))
+        }
+        "pending" => {
+            let env = arg(0).unwrap_or_default();
+            let p = robot.deploys.pending(env).await?;
+            Ok(format!("{} commits on {} not yet on {env}", p.commits.len(), p.branch))
+        }
+        "graph" => {
+            let name = arg(0).unwrap_or_default();
+            let since = arg(1).unwrap_or("1h");
+            let now = chrono::Utc::now();
+            let from = crew_core::time::parse_time(&format!("-{}", since.trim_start_matches('-')), now)
+                .map_err(ApiError::BadRequest)?;
+            let q = crate::metrics::query::Query {
+                name: name.to_string(),
+                labels: vec![],
+                from: from.timestamp_millis(),
+                to: now.timestamp_millis(),
+                step: None,
+                stat: None,
+            };
+            let out = robot.metrics.query(&q).await?;
+            let link = format!(
+                "{}/graphs?q={}&range=1h",
+                robot.platform.base_url(),
+                url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+            );
+            if out.series.iter().all(|s| s.points.is_empty()) {
+                return Ok(format!("no data for {name} over {since}"));
+            }
+            let mut lines: Vec<String> = out
+                .series
+                .iter()
+                .filter(|s| !s.points.is_empty())
+                .take(3)
+                .map(|s| {
+                    let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let title =
+                        if labels.is_empty() { s.name.clone() } else { format!("{}{{{}}}", s.name, labels.join(",")) };
+                    let last = s.points.last().map(|p| p.1).unwrap_or_default();
+                    let (lo, hi) =
+                        s.points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), p| (l.min(p.1), h.max(p.1)));
+                    format!(
+                        "{title} {}: {} last {} (min {}, max {})",
+                        s.stat,
+                        crew_metrics::query::sparkline(&s.points, out.from, out.to, 24),
+                        crew_metrics::query::short(last),
+                        crew_metrics::query::short(lo),
+                        crew_metrics::query::short(hi)
+                    )
+                })
+                .collect();
+            lines.push(link);
+            Ok(lines.join("\n"))
+        }
+        "search" => {
+            let mut f = EventFilter::new();
+            f.words = crew_core::search_words(arg(0).unwrap_or_default());
+            f.limit = 3;
+            let page = robot.timeline.query(&f).await?;
+            if page.events.is_empty() {
+                return Ok("nothing on the timeline matches".into());
+            }
+            let base = robot.platform.base_url();
+            Ok(page
+                .events
+                .iter()
+                .map(|e| format!("{} {}", e.at.format("%Y-%m-%d %H:%M"), announce::line(e, &base)))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        "lock" => {
+            let (env, reason) = (arg(0).unwrap_or_default(), arg(1).unwrap_or_default());
+            robot.deploys.lock(env, reason, actor.clone(), Some(room)).await?;
+            Ok(format!("{env} locked by {}: {reason}", actor.name))
+        }
+        "unlock" => {
+            let env = arg(0).unwrap_or_default();
+            robot.deploys.unlock(env, actor, false, Some(room)).await?;
+            Ok(format!("{env} unlocked"))
+        }
+        "deploy" | "rollback" => {
+            let env = arg(0).unwrap_or_default();
+            let d = if inv.name == "deploy" {
+                robot.deploys.start(env, arg(1), &format!("from {room}"), actor).await?
+            } else {
+                robot.deploys.rollback(env, None, actor).await?
+            };
+            // The outcome is reported in this room when the deploy's final event arrives.
+            let (base, out2, room2, id) = (robot.platform.base_url(), out.clone(), room.to_string(), d.id);
+            let mut bus = robot.timeline.subscribe();
+            tokio::spawn(async move {
+                let ended = tokio::time::timeout(Duration::from_secs(3600), async {
+                    loop {
+                        match bus.recv().await {
+                            Ok(e)
+                                if kind::DEPLOY_ENDINGS[..3].contains(&e.kind.as_str())
+                                    && e.data.get("deploy").and_then(|v| v.as_i64()) == Some(id) =>
+                            {
+                                return Some(e)
+                            }
+                            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => return None,
+                        }
+                    }
+                })
+                .await;
+                if let Ok(Some(e)) = ended {
+                    let _ = out2.send(Outgoing::Reply { room: room2, text: announce::line(&e, &base) }).await;
+                }
+            });
+            let verb = if inv.name == "deploy" { "deploying" } else { "rolling back" };
+            Ok(format!("{verb} {} to {env}, #{}", d.app, d.id))
+        }
+        "flag" => {
+            let key = arg(0).unwrap_or_default();
+            let knob = match (arg(1), arg(2)) {
+                (Some("on"), None) => Knob::On,
+                (Some("off"), None) => Knob::Off,
+                (Some("rollout"), Some(n)) => Knob::Rollout(
+                    n.trim_end_matches('%')
+                        .parse()
+                        .map_err(|_| ApiError::BadRequest(format!("rollout takes a percent, not `{n}`")))?,
+                ),
+                _ => return Err(ApiError::BadRequest("usage: !flag KEY on|off|rollout N".into())),
+            };
+            let (_, after) = robot.flags.turn(key, &knob, true, &format!("from {room}"), actor).await?;
+            Ok(format!("{key}: {}", after.as_ref().map(knobs::describe).unwrap_or_default()))
+        }
+        other => Ok(format!("!{other} is not available here yet")),
+    }
+}
+
+async fn status(robot: &Robot) -> Result<String, ApiError> {
+    let flags = robot.flags.current().stored.len();
+    let Some(cfg) = robot.deploys.configured() else {
+        return Ok(format!("crew is up; {flags} flags; no app configured"));
+    };
+    let mut parts = Vec::new();
+    for env in robot.deploys.environments().await? {
+        let rev = env
+            .live
+            .as_ref()
+            .map(|d| crew_deploy::git::short(&d.revision).to_string())
+            .unwrap_or_else(|| "nothing live".into());
+        let lock = env
+            .locks
+            .iter()
+            .find(|l| !Deploys::is_deploying(l))
+            .map(|l| format!(" (locked by {}: {})", l.holder, l.reason))
+            .unwrap_or_default();
+        let running = env.locks.iter().any(Deploys::is_deploying);
+        parts.push(format!("{} {rev}{}{lock}", env.name, if running { " deploying" } else { "" }));
+    }
+    Ok(format!("{}: {}; {flags} flags", cfg.app.name, parts.join(", ")))
+}

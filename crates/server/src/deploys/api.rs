@@ -1,0 +1,205 @@
+//! Deploys over HTTP: start one, list and read them, follow a deploy's log, roll back, lock and unlock an
+//! environment, and what is pending.
+
+use super::Deploys;
+use crate::auth::{Member, Viewer};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{bounded, parse_json, query_pairs, Least, Route};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::Json;
+use crew_core::{DeployStatus, Role};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Vec<Route> {
+    let (viewer, member) = (Least::Token(Role::Viewer), Least::Token(Role::Member));
+    vec![
+        Route::get("/api/v1/deploys", viewer, list),
+        Route::post("/api/v1/deploys", member, create),
+        Route::get("/api/v1/deploys/{id}", viewer, one),
+        Route::get("/api/v1/deploys/{id}/log", viewer, log),
+        Route::get("/api/v1/deploys/{id}/log/stream", viewer, log_stream),
+        Route::get("/api/v1/environments", viewer, environments),
+        Route::post("/api/v1/environments/{env}/rollback", member, rollback),
+        Route::post("/api/v1/environments/{env}/lock", member, lock),
+        Route::delete("/api/v1/environments/{env}/lock", member, unlock),
+        Route::get("/api/v1/environments/{env}/pending", viewer, pending),
+    ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartDeploy {
+    environment: String,
+    rev: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+pub async fn create(
+    Member(caller): Member,
+    State(deploys): State<Deploys>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: StartDeploy = parse_json(&body)?;
+    let d = deploys.start(&req.environment, req.rev.as_deref(), &req.message, caller.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(d))))
+}
+
+pub async fn list(_: Viewer, State(deploys): State<Deploys>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let (mut env, mut limit) = (None, 50u32);
+    for (k, v) in query_pairs(q.as_deref()) {
+        match k.as_str() {
+            "environment" => env = Some(v),
+            "limit" => limit = bounded("limit", &v, 1..=1000)?,
+            other => {
+                return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected environment, limit")))
+            }
+        }
+    }
+    let list = deploys.list(env.as_deref(), limit).await?;
+    Ok(Json(json!({"deploys": list})))
+}
+
+/// The `offset` query parameter of a deploy's log (0 when absent); any other parameter is refused.
+fn log_offset(q: Option<&str>) -> Result<i64, ApiError> {
+    let mut offset = 0;
+    for (k, v) in query_pairs(q) {
+        match k.as_str() {
+            "offset" => offset = bounded("offset", &v, 0..=i64::MAX)?,
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected offset"))),
+        }
+    }
+    Ok(offset)
+}
+
+fn deploy_id(id: &str) -> Result<i64, ApiError> {
+    id.trim_start_matches('#').parse().map_err(|_| ApiError::NotFound(format!("no deploy `{id}`")))
+}
+
+pub async fn one(_: Viewer, State(deploys): State<Deploys>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(deploys.get(deploy_id(&id)?).await?)))
+}
+
+/// `{"lines": [...], "next_offset": N, "status": "running"}`: poll with `offset=next_offset` until the status
+/// is no longer `running` and no lines come.
+pub async fn log(
+    _: Viewer,
+    State(deploys): State<Deploys>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let id = deploy_id(&id)?;
+    let offset = log_offset(q.as_deref())?;
+    // Read the status first: if it says finished, every line was already written.
+    let d = deploys.get(id).await?;
+    let lines = deploys.output(id, offset, 1000).await?;
+    let next = offset + lines.len() as i64;
+    Ok(Json(json!({"lines": lines, "next_offset": next, "status": d.status, "deploy": d})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    to: Option<i64>,
+}
+
+pub async fn rollback(
+    Member(caller): Member,
+    State(deploys): State<Deploys>,
+    Path(env): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let req: Rollback = if body.is_empty() { Rollback { to: None } } else { parse_json(&body)? };
+    let d = deploys.rollback(&env, req.to, caller.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(d))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TakeLock {
+    reason: String,
+}
+
+pub async fn lock(
+    Member(caller): Member,
+    State(deploys): State<Deploys>,
+    Path(env): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: TakeLock = parse_json(&body)?;
+    deploys.lock(&env, &req.reason, caller.actor(), None).await?;
+    Ok(Json(json!({"environment": env, "holder": caller.name, "reason": req.reason})))
+}
+
+pub async fn unlock(
+    Member(caller): Member,
+    State(deploys): State<Deploys>,
+    Path(env): Path<String>,
+) -> ApiResult<Json<Value>> {
+    deploys.unlock(&env, caller.actor(), caller.role.allows(Role::Admin), None).await?;
+    Ok(Json(json!({"environment": env, "unlocked": true})))
+}
+
+/// Per environment: the live deploy, the locks, how many commits are pending.
+pub async fn environments(_: Viewer, State(deploys): State<Deploys>) -> ApiResult<Json<Value>> {
+    let Some(cfg) = deploys.configured() else { return Ok(Json(json!({"environments": []}))) };
+    let out: Vec<Value> = deploys
+        .environments()
+        .await?
+        .into_iter()
+        .map(|e| json!({"name": e.name, "live": e.live, "locks": e.locks, "pending": e.pending.len()}))
+        .collect();
+    Ok(Json(json!({"app": cfg.app.name, "environments": out})))
+}
+
+/// The commits on trunk not yet live on the environment, and (with `requires`) what the required environment
+/// has that this one lacks.
+pub async fn pending(_: Viewer, State(deploys): State<Deploys>, Path(env): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(deploys.pending(&env).await?)))
+}
+
+/// The log as server-sent events: each line a message (its id the line number), then an `end` event with the
+/// deploy's final status. Resumes at `offset` or `Last-Event-ID` + 1.
+pub async fn log_stream(
+    _: Viewer,
+    State(deploys): State<Deploys>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let id = deploy_id(&id)?;
+    deploys.get(id).await?;
+    let mut offset = log_offset(q.as_deref())?;
+    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
+        offset = last + 1;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
+    let shutdown = deploys.shutdown();
+    tokio::spawn(async move {
+        loop {
+            // Status first: once it says finished, every line is already stored.
+            let Ok(d) = deploys.get(id).await else { return };
+            let Ok(lines) = deploys.output(id, offset, 1000).await else { return };
+            for line in &lines {
+                if tx.send(Ok(SseEvent::default().id(offset.to_string()).data(line.as_str()))).await.is_err() {
+                    return;
+                }
+                offset += 1;
+            }
+            if d.status != DeployStatus::Running && lines.is_empty() {
+                let _ = tx.send(Ok(SseEvent::default().event("end").data(d.status.as_str()))).await;
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+        }
+    });
+    Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+}

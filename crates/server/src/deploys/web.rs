@@ -1,0 +1,165 @@
+//! The Deploys pages: per environment the live release, the lock and the pending commits, with Deploy,
+//! Rollback and Lock buttons for members; the deploy log; one deploy's page with its output streaming live.
+
+use super::{log_line, Deploys};
+use crate::http::{Least, Route};
+use crate::web::{layout, Form, WebError, WebUser};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use crew_core::time::human;
+use crew_core::Role;
+use crew_deploy::git;
+use maud::html;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/deploys", Least::Page(Role::Viewer), index),
+        Route::get("/deploys/{id}", Least::Page(Role::Viewer), show),
+        Route::post("/deploys/start", Least::Form(Role::Member), start),
+        Route::post("/deploys/rollback", Least::Form(Role::Member), rollback),
+        Route::post("/deploys/lock", Least::Form(Role::Member), lock),
+        Route::post("/deploys/unlock", Least::Form(Role::Member), unlock),
+    ]
+}
+
+pub async fn index(user: WebUser, State(deploys): State<Deploys>) -> Response {
+    render_index(&user, &deploys, StatusCode::OK, None).await
+}
+
+async fn render_index(user: &WebUser, deploys: &Deploys, status: StatusCode, error: Option<String>) -> Response {
+    match try_index(user, deploys, status, error).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn try_index(
+    user: &WebUser,
+    deploys: &Deploys,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let Some(cfg) = deploys.configured() else {
+        let body = html! { h1 { "Deploys" } p { "This server's crew.toml has no " code { "[app]" } " and " code { "[build]" } ": nothing to deploy." } };
+        return Ok(layout("Deploys", Some(user), "/deploys", body).into_response());
+    };
+    let member = user.role.allows(Role::Member);
+    let mut cards = Vec::new();
+    for env in deploys.environments().await? {
+        let (name, live, pending, env_locks) = (&env.name, &env.live, &env.pending, &env.locks);
+        cards.push(html! {
+            section.env data-environment=(name) {
+                h2 { (name) }
+                @match live {
+                    Some(d) => p.live { "Live: " code { (git::short(&d.revision)) } " by " (d.actor) " at " (human(d.started_at)) " UTC " a href={ "/deploys/" (d.id) } { "#" (d.id) } },
+                    None => p.live { "No live release yet." },
+                }
+                @for l in env_locks {
+                    p.lock { "🔒 " @if Deploys::is_deploying(l) { "Deploying: " } @else { "Locked: " } (crew_store::deploys::describe(l)) }
+                }
+                p.pending { (pending.len()) " commit(s) pending" }
+                @if !pending.is_empty() {
+                    ul.commits { @for c in pending.iter().take(10) { li { code { (git::short(&c.sha)) } " " (c.subject) " — " (c.author) } } }
+                }
+                @if member {
+                    form.inline method="post" action="/deploys/start" {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        input type="hidden" name="environment" value=(name);
+                        input name="message" placeholder="why (optional)" aria-label="message";
+                        button.deploy type="submit" { "Deploy " (name) }
+                    }
+                    form.inline method="post" action="/deploys/rollback" {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        input type="hidden" name="environment" value=(name);
+                        button.secondary type="submit" { "Rollback" }
+                    }
+                    @if env_locks.iter().any(|l| !Deploys::is_deploying(l)) {
+                        form.inline method="post" action="/deploys/unlock" {
+                            input type="hidden" name="csrf" value=(user.csrf);
+                            input type="hidden" name="environment" value=(name);
+                            button.secondary type="submit" { "Unlock" }
+                        }
+                    } @else {
+                        form.inline method="post" action="/deploys/lock" {
+                            input type="hidden" name="csrf" value=(user.csrf);
+                            input type="hidden" name="environment" value=(name);
+                            input name="reason" placeholder="reason" required aria-label="reason";
+                            button.secondary type="submit" { "Lock" }
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let log = deploys.list(None, 30).await?;
+    let body = html! {
+        h1 { (cfg.app.name) " deploys" }
+        @if let Some(e) = &error { p.error role="alert" { (e) } }
+        div.envs { @for c in &cards { (c) } }
+        h2 { "Deploy log" }
+        ul.deploylog { @for d in &log { li { a href={ "/deploys/" (d.id) } { "#" (d.id) } " " (log_line(d)) } } }
+    };
+    Ok((status, layout("Deploys", Some(user), "/deploys", body)).into_response())
+}
+
+pub async fn show(user: WebUser, State(deploys): State<Deploys>, Path(id): Path<String>) -> Result<Response, WebError> {
+    let Ok(id) = id.parse::<i64>() else { return Err(WebError::NotFound) };
+    let d = deploys.get(id).await?;
+    let lines = deploys.output(id, 0, 100_000).await?;
+    let hosts = d.hosts.as_array().cloned().unwrap_or_default();
+    let body = html! {
+        h1 { "Deploy #" (d.id) }
+        p.summary { (log_line(&d)) }
+        p { "Status: " strong #deploy-status { (d.status) } }
+        @if !hosts.is_empty() {
+            table.hosts {
+                thead { tr { th { "Host" } th { "State" } th { "Before" } th { "Error" } } }
+                tbody { @for h in &hosts { tr {
+                    td { (h["host"].as_str().unwrap_or("")) } td { (h["state"].as_str().unwrap_or("")) }
+                    td { (h["previous"].as_str().unwrap_or("")) } td { (h["error"].as_str().unwrap_or("")) }
+                } } }
+            }
+        }
+        pre #deploy-log data-log={ "/api/v1/deploys/" (d.id) "/log" } data-offset=(lines.len()) data-status=(d.status) {
+            @for l in &lines { (l) "\n" }
+        }
+        p { a href="/deploys" { "← All deploys" } }
+        script src="/static/deploy.js" {}
+    };
+    Ok(layout(&format!("Deploy #{id}"), Some(&user), "/deploys", body).into_response())
+}
+
+/// What a form's action answers: to the deploy's page, or the Deploys page again with the refusal.
+async fn answer<T>(
+    deploys: &Deploys,
+    f: &Form,
+    result: Result<T, crate::error::ApiError>,
+    to: impl FnOnce(T) -> String,
+) -> Response {
+    match result {
+        Ok(x) => Redirect::to(&to(x)).into_response(),
+        Err(e) => render_index(&f.user, deploys, e.status(), Some(e.to_string())).await,
+    }
+}
+
+pub async fn start(State(deploys): State<Deploys>, f: Form) -> Response {
+    let r = deploys.start(f.get("environment"), None, f.get("message"), f.user.actor()).await;
+    answer(&deploys, &f, r, |d| format!("/deploys/{}", d.id)).await
+}
+
+pub async fn rollback(State(deploys): State<Deploys>, f: Form) -> Response {
+    let r = deploys.rollback(f.get("environment"), None, f.user.actor()).await;
+    answer(&deploys, &f, r, |d| format!("/deploys/{}", d.id)).await
+}
+
+pub async fn lock(State(deploys): State<Deploys>, f: Form) -> Response {
+    let r = deploys.lock(f.get("environment"), f.get("reason"), f.user.actor(), None).await;
+    answer(&deploys, &f, r, |_| "/deploys".into()).await
+}
+
+pub async fn unlock(State(deploys): State<Deploys>, f: Form) -> Response {
+    let admin = f.user.role.allows(Role::Admin);
+    let r = deploys.unlock(f.get("environment"), f.user.actor(), admin, None).await;
+    answer(&deploys, &f, r, |_| "/deploys".into()).await
+}

@@ -1,0 +1,113 @@
+//! Flags over HTTP: list, show, set a definition, turn a knob (Flickr's words); OFREP evaluation and the
+//! definitions stream are in `ofrep.rs`.
+
+use super::Flags;
+use crate::auth::{Member, Viewer};
+use crate::error::ApiResult;
+use crate::http::{parse_json, Least, Route};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::Json;
+use crew_core::Role;
+use crew_flags::knobs;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn routes() -> Vec<Route> {
+    use super::ofrep;
+    let (viewer, member) = (Least::Token(Role::Viewer), Least::Token(Role::Member));
+    let limit = |m: axum::routing::MethodRouter<crate::AppState>| m.layer(DefaultBodyLimit::max(ofrep::OFREP_BODY_MAX));
+    vec![
+        Route::get("/api/v1/flags", viewer, list),
+        Route::get("/api/v1/flags/stream", Least::Token(Role::Evaluate), ofrep::definitions),
+        Route::get("/api/v1/flags/{key}", viewer, one),
+        Route::put("/api/v1/flags/{key}", member, put),
+        Route::delete("/api/v1/flags/{key}", member, delete),
+        Route::post("/api/v1/flags/{key}/knob", member, knob),
+        Route::post("/ofrep/v1/evaluate/flags", Least::Token(Role::Evaluate), ofrep::all).map(limit),
+        Route::post("/ofrep/v1/evaluate/flags/{key}", Least::Token(Role::Evaluate), ofrep::one).map(limit),
+    ]
+}
+
+fn flag_json(f: &crew_store::StoredFlag) -> Value {
+    json!({
+        "key": f.key,
+        "definition": f.definition,
+        "description": knobs::describe(&f.definition),
+        "updated_at": crew_core::time::rfc3339(f.updated_at),
+        "updated_by": f.updated_by,
+    })
+}
+
+pub async fn list(_: Viewer, State(flags): State<Flags>) -> ApiResult<Json<Value>> {
+    let c = flags.current();
+    Ok(Json(json!({"flags": c.stored.iter().map(flag_json).collect::<Vec<_>>()})))
+}
+
+pub async fn one(_: Viewer, State(flags): State<Flags>, Path(key): Path<String>) -> ApiResult<Json<Value>> {
+    let (f, history) = flags.show(&key, 1).await?;
+    let last = history.into_iter().next();
+    let mut out = flag_json(&f);
+    out["last_change"] = json!(last);
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutFlag {
+    definition: Value,
+    reason: String,
+}
+
+pub async fn put(
+    Member(caller): Member,
+    State(flags): State<Flags>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: PutFlag = parse_json(&body)?;
+    let (before, after) = flags.change(&key, Some(req.definition), &req.reason, caller.actor()).await?;
+    Ok(Json(json!({"key": key, "before": before, "after": after})))
+}
+
+pub async fn delete(
+    Member(caller): Member,
+    State(flags): State<Flags>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Why {
+        reason: String,
+    }
+    let req: Why = parse_json(&body)?;
+    let (before, _) = flags.change(&key, None, &req.reason, caller.actor()).await?;
+    Ok(Json(json!({"key": key, "before": before, "after": null})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TurnKnob {
+    /// `on`, `off`, `rollout`, `beta`, `dark`, `split`.
+    knob: String,
+    percent: Option<u8>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    split: Option<String>,
+    reason: String,
+}
+
+pub async fn knob(
+    Member(caller): Member,
+    State(flags): State<Flags>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: TurnKnob = parse_json(&body)?;
+    let knob = super::knob(&req.knob, req.percent, req.users, req.groups, req.split.as_deref())?;
+    let (before, after) = flags.turn(&key, &knob, false, &req.reason, caller.actor()).await?;
+    Ok(Json(json!({"key": key, "before": before, "after": after, "description": after.as_ref().map(knobs::describe)})))
+}

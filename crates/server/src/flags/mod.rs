@@ -1,0 +1,250 @@
+//! The flags domain: the compiled set every evaluation uses, rebuilt whenever a `flag.changed` event
+//! reaches the bus (so a change on any replica reaches every replica's evaluations), and one function per
+//! action: list, show, set or remove a definition, turn a knob (Flickr's words), evaluate. Every change is an
+//! event with before, after and reason.
+
+pub mod api;
+mod ofrep;
+pub mod web;
+
+use crate::error::ApiError;
+use crew_core::{kind, Actor, Event, EventFilter, NewEvent};
+use crew_flags::knobs::Knob;
+use crew_flags::{knobs, Flag, FlagSet};
+use crew_store::{Store, StoredFlag};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The flags as evaluations see them.
+pub struct Compiled {
+    pub set: FlagSet,
+    pub stored: Vec<StoredFlag>,
+    /// Changes whenever any definition changes: the bulk OFREP ETag is made from it.
+    pub version: String,
+    /// Some rule reads `$flagd.timestamp`: answers change with time, so no ETag can promise they did not.
+    pub uses_time: bool,
+}
+
+/// The current compiled set, and a way to hear of the next one.
+pub struct FlagCache {
+    current: tokio::sync::watch::Sender<Arc<Compiled>>,
+    /// One reload at a time, so a slow reload that read older rows never publishes after a newer one.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Default for FlagCache {
+    fn default() -> Self {
+        let empty = Arc::new(Compiled {
+            set: FlagSet::default(),
+            stored: Vec::new(),
+            version: String::new(),
+            uses_time: false,
+        });
+        FlagCache { current: tokio::sync::watch::Sender::new(empty), reloading: tokio::sync::Mutex::new(()) }
+    }
+}
+
+impl FlagCache {
+    pub fn current(&self) -> Arc<Compiled> {
+        self.current.borrow().clone()
+    }
+
+    /// Wakes whenever the set changes (the definitions stream pushes each change).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Compiled>> {
+        self.current.subscribe()
+    }
+
+    /// Reads every definition from the store and compiles the set.
+    pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let stored = store.flags().await?;
+        let mut flags = Map::new();
+        let mut hash = Sha256::new();
+        for f in &stored {
+            flags.insert(f.key.clone(), f.definition.clone());
+            hash.update(f.key.as_bytes());
+            hash.update(f.definition.to_string().as_bytes());
+        }
+        let set = FlagSet::from_value(&json!({ "flags": flags }))?;
+        let version = format!("{:x}", hash.finalize())[..16].to_string();
+        let uses_time = stored.iter().any(|f| f.definition.to_string().contains("$flagd.timestamp"));
+        let changed = self.current.borrow().version != version;
+        if changed {
+            self.current.send_replace(Arc::new(Compiled { set, stored, version, uses_time }));
+        }
+        Ok(())
+    }
+}
+
+/// The flags service: the store and this replica's compiled set.
+#[derive(Clone)]
+pub struct Flags {
+    store: Arc<dyn Store>,
+    cache: Arc<FlagCache>,
+}
+
+/// Flag keys: letters, digits, `-`, `_`, `.`.
+pub fn check_key(key: &str) -> Result<(), ApiError> {
+    let ok =
+        !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "bad flag key `{}`: use letters, digits, `-`, `_` or `.`",
+            key.escape_debug()
+        )))
+    }
+}
+
+/// A knob from its words (`on`, `off`, `rollout`, `dark`, `beta`, `split`) and its arguments, the same for
+/// the API, the web form and the robot.
+pub fn knob(
+    word: &str,
+    percent: Option<u8>,
+    users: Vec<String>,
+    groups: Vec<String>,
+    split: Option<&str>,
+) -> Result<Knob, ApiError> {
+    let percent = || percent.ok_or_else(|| ApiError::BadRequest(format!("`{word}` needs a percent")));
+    Ok(match word {
+        "on" => Knob::On,
+        "off" => Knob::Off,
+        "rollout" => Knob::Rollout(percent()?),
+        "dark" => Knob::Dark(percent()?),
+        "beta" => Knob::Beta { users, groups },
+        "split" => Knob::Split(knobs::parse_split(split.unwrap_or("")).map_err(ApiError::BadRequest)?),
+        other => {
+            return Err(ApiError::BadRequest(format!("unknown knob `{other}`: on, off, rollout, beta, dark or split")))
+        }
+    })
+}
+
+impl Flags {
+    pub fn new(store: Arc<dyn Store>, cache: Arc<FlagCache>) -> Self {
+        Flags { store, cache }
+    }
+
+    /// The compiled set evaluations use now.
+    pub fn current(&self) -> Arc<Compiled> {
+        self.cache.current()
+    }
+
+    /// Wakes whenever the set changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Compiled>> {
+        self.cache.subscribe()
+    }
+
+    /// Reads every definition again (at start, and when the bus says a flag changed).
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        self.cache.reload(&*self.store).await
+    }
+
+    /// One flag as stored, and its last change on the timeline.
+    pub async fn show(&self, key: &str, history: u32) -> Result<(StoredFlag, Vec<Event>), ApiError> {
+        check_key(key)?;
+        let c = self.current();
+        let f = c.stored.iter().find(|f| f.key == key).cloned();
+        let f = f.ok_or_else(|| ApiError::NotFound(format!("no flag `{key}`")))?;
+        let mut filter = EventFilter::new().limit(history);
+        filter.subject = Some(format!("flag:{key}"));
+        Ok((f, self.store.query(&filter).await?.events))
+    }
+
+    /// Turns a knob (Flickr's words) on a flag: the new definition is built on the latest stored one (whichever
+    /// replica wrote it) and stored with its event. With `must_exist`, a flag that is not there is `NotFound`
+    /// (switching off always needs one).
+    pub async fn turn(
+        &self,
+        key: &str,
+        knob: &Knob,
+        must_exist: bool,
+        reason: &str,
+        actor: Actor,
+    ) -> Result<(Option<Value>, Option<Value>), ApiError> {
+        check_key(key)?;
+        let current = self.store.flags().await?.into_iter().find(|f| f.key == key).map(|f| f.definition);
+        if current.is_none() && (must_exist || *knob == Knob::Off) {
+            let what = if *knob == Knob::Off { " to switch off" } else { "" };
+            return Err(ApiError::NotFound(format!("no flag `{key}`{what}")));
+        }
+        let next = knobs::apply(current.as_ref(), knob).map_err(ApiError::BadRequest)?;
+        self.change(key, Some(next), reason, actor).await
+    }
+
+    /// Stores a new definition (or removes one with `None`), validated first, with its `flag.changed` event.
+    pub async fn change(
+        &self,
+        key: &str,
+        definition: Option<Value>,
+        reason: &str,
+        actor: Actor,
+    ) -> Result<(Option<Value>, Option<Value>), ApiError> {
+        check_key(key)?;
+        if reason.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "a flag change needs a reason (--reason), so the timeline says why".into(),
+            ));
+        }
+        if reason.chars().count() > 300 || reason.chars().any(char::is_control) {
+            return Err(ApiError::BadRequest("reason: one line of at most 300 characters".into()));
+        }
+        if let Some(def) = &definition {
+            Flag::compile(key, def, &Map::new()).map_err(|e| ApiError::Unprocessable(e.0))?;
+        }
+        let after = definition.clone();
+        let by = actor.name.clone();
+        let (name, reason_s, key_s) = (actor.name.clone(), reason.to_string(), key.to_string());
+        let event = Box::new(move |before: Option<&Value>| {
+            let words = |d: Option<&Value>| d.map(knobs::describe).unwrap_or_else(|| "absent".into());
+            let summary =
+                format!("{name} changed flag {key_s}: {} → {} ({reason_s})", words(before), words(after.as_ref()));
+            let summary: String = summary.chars().take(480).collect();
+            NewEvent::new(actor, kind::FLAG_CHANGED, &format!("flag:{key_s}"), summary)
+                .with_data(json!({"flag": key_s, "before": before, "after": after, "reason": reason_s}))
+                .with_link("flag", &format!("/api/v1/flags/{key_s}"))
+        });
+        let (before, _) = self.store.put_flag(key, definition.clone(), &by, event).await?;
+        // This replica's evaluations change at once; the bus brings the others.
+        if let Err(e) = self.reload().await {
+            tracing::error!(error = %e, "reloading flags failed");
+        }
+        Ok((before, definition))
+    }
+}
+
+/// Keeps the cache in step with the timeline: every `flag.changed` (from any replica) reloads it.
+pub async fn follow_changes(
+    flags: Flags,
+    shutdown: tokio_util::sync::CancellationToken,
+    mut bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
+) {
+    // Whatever changed between subscribing and now is read by this first reload.
+    if let Err(e) = flags.reload().await {
+        tracing::error!(error = %e, "reloading flags failed");
+    }
+    loop {
+        let changed = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = bus.recv() => match e {
+                Ok(e) => kind::is_under(&e.kind, kind::FLAG),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                Err(_) => return,
+            },
+        };
+        if changed {
+            if let Err(e) = flags.reload().await {
+                tracing::error!(error = %e, "reloading flags failed; evaluations keep the last good set");
+            }
+        }
+    }
+}
+
+impl Compiled {
+    /// The flagd document of every definition, for SDKs that evaluate locally.
+    pub fn document(&self) -> Value {
+        let flags: Map<String, Value> = self.stored.iter().map(|f| (f.key.clone(), f.definition.clone())).collect();
+        json!({"version": self.version, "flags": flags})
+    }
+}

@@ -1,0 +1,151 @@
+//! OFREP (https://openfeature.dev/specification/appendix-c): every OpenFeature SDK can evaluate crew's flags,
+//! one or all at once (with an ETag), and SDKs that evaluate locally follow the definitions stream.
+
+use super::Flags;
+use crate::auth::Evaluator;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use crew_flags::{ErrorCode, Resolution};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The largest OFREP request body: a context is a handful of attributes, so a megabyte is generous; more is
+/// refused with 413 before it is read.
+pub const OFREP_BODY_MAX: usize = 1 << 20;
+
+/// The `context` of an OFREP request (an empty body means no context); `key` names the flag in errors.
+fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Value, Response> {
+    let error = |status: StatusCode, code: &str, d: String| {
+        let mut body = json!({"errorCode": code, "errorDetails": d});
+        if let Some(k) = key {
+            body["key"] = json!(k);
+        }
+        (status, Json(body)).into_response()
+    };
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "GENERAL",
+            format!("request body over {} KiB: send only the evaluation context", OFREP_BODY_MAX >> 10),
+        ),
+        status => error(status, "GENERAL", r.body_text()),
+    })?;
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    let bad = |d: String| error(StatusCode::BAD_REQUEST, "INVALID_CONTEXT", d);
+    let mut v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
+    match v.get_mut("context").map(Value::take) {
+        None | Some(Value::Null) => Ok(json!({})),
+        Some(c @ Value::Object(_)) => Ok(c),
+        Some(_) => Err(bad("`context` must be an object".into())),
+    }
+}
+
+fn ofrep_json(key: &str, r: &Resolution) -> (StatusCode, Value) {
+    match &r.error {
+        Some((code, detail)) => {
+            // OFREP: 404 for a missing flag; every other evaluation error is a 400 with its errorCode.
+            let status = match code {
+                ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
+                ErrorCode::ParseError | ErrorCode::TypeMismatch | ErrorCode::General => StatusCode::BAD_REQUEST,
+            };
+            (status, json!({"key": key, "errorCode": code.as_str(), "errorDetails": detail, "metadata": r.metadata}))
+        }
+        None => {
+            let mut out = json!({"key": key, "reason": r.reason.as_str(), "metadata": r.metadata});
+            if let (Some(v), Some(variant)) = (&r.value, &r.variant) {
+                out["value"] = v.clone();
+                out["variant"] = json!(variant);
+            }
+            (StatusCode::OK, out)
+        }
+    }
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`: one flag. A switched-off flag answers 200 with reason DISABLED and
+/// no value (the caller's code default wins).
+pub async fn one(
+    _: Evaluator,
+    State(flags): State<Flags>,
+    Path(key): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let ctx = match context(body, Some(&key)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let r = flags.current().set.evaluate(&key, &ctx, now());
+    let (status, body) = ofrep_json(&key, &r);
+    (status, Json(body)).into_response()
+}
+
+/// `POST /ofrep/v1/evaluate/flags`: every flag, with an ETag; `If-None-Match` with the same ETag gets 304.
+pub async fn all(
+    _: Evaluator,
+    State(flags): State<Flags>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let ctx = match context(body, None) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let c = flags.current();
+    // The answers depend on the definitions and the context, so the ETag is made from both.
+    let etag = format!("\"{}\"", &format!("{:x}", Sha256::digest(format!("{}:{}", c.version, ctx).as_bytes()))[..20]);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let mut keys: Vec<&String> = c.set.keys().collect();
+    keys.sort();
+    let flags: Vec<Value> = keys
+        .into_iter()
+        .map(|k| {
+            let r = c.set.evaluate(k, &ctx, now());
+            ofrep_json(k, &r).1
+        })
+        .collect();
+    (StatusCode::OK, [(header::ETAG, etag)], Json(json!({"flags": flags}))).into_response()
+}
+
+/// `GET /api/v1/flags/stream`: the definitions as server-sent events, for SDKs that evaluate locally: the whole
+/// flagd document at once, then again on every change (from any replica). Evaluation keys may read it.
+pub async fn definitions(
+    _: Evaluator,
+    State(flags): State<Flags>,
+    State(platform): State<crate::state::Platform>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut rx = flags.subscribe();
+    let shutdown = platform.shutdown.clone();
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        loop {
+            let doc = rx.borrow_and_update().document();
+            let ev =
+                Event::default().event("definitions").id(doc["version"].as_str().unwrap_or("")).data(doc.to_string());
+            if tx.send(Ok(ev)).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                r = rx.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).keep_alive(KeepAlive::default()).into_response()
+}

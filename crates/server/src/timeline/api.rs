@@ -1,0 +1,160 @@
+//! The timeline over HTTP: query with filters and paging, read one, record one, and stream live (SSE).
+
+use super::{parse_filter, Record, Timeline};
+use crate::auth::{Member, Viewer};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{parse_json, query_pairs, Least, Route};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
+use crew_core::{Cursor, Event, EventFilter, Role};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::convert::Infallible;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/api/v1/events", Least::Token(Role::Viewer), list),
+        Route::post("/api/v1/events", Least::Token(Role::Member), create),
+        Route::get("/api/v1/events/stream", Least::Token(Role::Viewer), stream),
+        Route::get("/api/v1/events/{id}", Least::Token(Role::Viewer), one),
+    ]
+}
+
+pub async fn list(_: Viewer, State(tl): State<Timeline>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let filter = parse_filter(&query_pairs(q.as_deref()), true)?;
+    let page = tl.query(&filter).await?;
+    Ok(Json(json!({"events": page.events, "next_cursor": page.next.map(Cursor::encode)})))
+}
+
+pub async fn one(_: Viewer, State(tl): State<Timeline>, Path(id): Path<String>) -> ApiResult<Json<Event>> {
+    Ok(Json(tl.one(&id).await?))
+}
+
+pub async fn create(
+    Member(caller): Member,
+    State(tl): State<Timeline>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Event>)> {
+    let req: Record = parse_json(&body)?;
+    Ok((StatusCode::CREATED, Json(tl.record(caller.actor(), req).await?)))
+}
+
+fn sse_event(e: &Event) -> SseEvent {
+    SseEvent::default().id(e.seq.to_string()).json_data(e).expect("events serialize")
+}
+
+/// Events as they are committed, filtered. With `Last-Event-ID` (sent by browsers when they reconnect) the
+/// stream first replays what was missed. Ends when the server shuts down.
+pub async fn stream(
+    Viewer(caller): Viewer,
+    State(tl): State<Timeline>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<impl axum::response::IntoResponse> {
+    let mut pairs = query_pairs(q.as_deref());
+    // `after` (the newest event a page already shows) resumes like Last-Event-ID, which wins when both are sent.
+    let after = match pairs.iter().position(|(k, _)| k == "after") {
+        Some(i) => {
+            let v = pairs.remove(i).1;
+            Some(v.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("filter `after`: `{v}` is not an event id from this stream"))
+            })?)
+        }
+        None => None,
+    };
+    let filter = parse_filter(&pairs, false)?;
+    let resume: Option<i64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or(after)
+        .filter(|s| *s > 0);
+    // Subscribe before replaying, so nothing committed in between is missed.
+    let mut live = tl.subscribe();
+    let (tx, rx) = mpsc::channel(256);
+    let shutdown = tl.shutdown();
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(SseEvent::default().comment("crew timeline"))).await;
+        let mut last = resume.unwrap_or(0);
+        let mut replayed = HashSet::new();
+        if resume.is_some() {
+            match replay(&tl, &filter, &mut last, &tx).await {
+                Ok(seqs) => replayed = seqs,
+                Err(()) => return,
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                next = live.recv() => next,
+            };
+            match next {
+                Ok(e) => {
+                    if revokes(&e, &caller.name) {
+                        return; // The token this stream was opened with no longer works.
+                    }
+                    if replayed.remove(&e.seq) || !filter.matches(&e) {
+                        continue;
+                    }
+                    last = last.max(e.seq);
+                    if tx.send(Ok(sse_event(&e))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "a live stream fell behind; replaying from the store");
+                    match replay(&tl, &filter, &mut last, &tx).await {
+                        Ok(seqs) => replayed.extend(seqs),
+                        Err(()) => return,
+                    }
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+}
+
+/// Whether `e` revokes the token named `name`.
+fn revokes(e: &Event, name: &str) -> bool {
+    e.kind == crew_core::kind::TOKEN_REVOKED && e.data.get("name").and_then(Value::as_str) == Some(name)
+}
+
+/// At most this many events are replayed to a resuming client; one further behind should reload.
+const MAX_REPLAY: usize = 10_000;
+
+/// Sends the stored events after `last`, oldest first (at most [`MAX_REPLAY`]); returns their sequence numbers
+/// so the live copies of the same events are skipped. `Err` when the client has gone.
+async fn replay(
+    tl: &Timeline,
+    filter: &EventFilter,
+    last: &mut i64,
+    tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
+) -> Result<HashSet<i64>, ()> {
+    let mut seqs = HashSet::new();
+    loop {
+        let batch = match tl.after(*last, filter, 500).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "replaying the timeline failed");
+                return Err(());
+            }
+        };
+        let done = batch.len() < 500 || seqs.len() + batch.len() >= MAX_REPLAY;
+        for e in &batch {
+            *last = (*last).max(e.seq);
+            seqs.insert(e.seq);
+            tx.send(Ok(sse_event(e))).await.map_err(|_| ())?;
+        }
+        if done {
+            return Ok(seqs);
+        }
+    }
+}

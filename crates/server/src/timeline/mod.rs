@@ -1,0 +1,130 @@
+//! The timeline domain: query it, read one event, record people's own events (crew's areas are refused), and
+//! what live streams need (the bus and the replay after a given event). Every other domain appends its own
+//! events with its changes, in the store's transactions; this service is how they read the timeline.
+
+pub mod api;
+pub mod web;
+
+use crate::error::ApiError;
+use crew_core::{Actor, Cursor, Event, EventFilter, Link, NewEvent};
+use crew_store::{Page, Store};
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct Timeline {
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+}
+
+/// An event a person records (`POST /api/v1/events`): the caller is the actor, the server sets id and time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub kind: String,
+    #[serde(default)]
+    pub subject: String,
+    pub summary: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+impl Timeline {
+    pub fn new(store: Arc<dyn Store>, shutdown: CancellationToken) -> Self {
+        Timeline { store, shutdown }
+    }
+
+    /// A page of the timeline, newest first.
+    pub async fn query(&self, filter: &EventFilter) -> Result<Page, ApiError> {
+        Ok(self.store.query(filter).await?)
+    }
+
+    /// One event by id.
+    pub async fn one(&self, id: &str) -> Result<Event, ApiError> {
+        let found = if id.chars().any(char::is_control) { None } else { self.store.event(id).await? };
+        found.ok_or_else(|| ApiError::NotFound(format!("no event with id `{}`", id.escape_debug())))
+    }
+
+    /// The newest event's sequence number (0 on an empty timeline).
+    pub async fn newest_seq(&self) -> Result<i64, ApiError> {
+        Ok(self.store.query(&EventFilter::new().limit(1)).await?.events.first().map_or(0, |e| e.seq))
+    }
+
+    /// Records a person's event. The kinds of crew's own areas (`deploy.*`, `token.*`, `alert.*`, ...) are
+    /// refused with 422: crew reads those back as state, so only crew writes them.
+    pub async fn record(&self, actor: Actor, r: Record) -> Result<Event, ApiError> {
+        if let Some(area) = crew_core::kind::reserved_area(&r.kind) {
+            return Err(ApiError::Unprocessable(format!(
+                "kind `{}`: `{area}.*` is reserved for crew's own events; record your own kind (note, release.note, custom.*)",
+                r.kind
+            )));
+        }
+        let event =
+            NewEvent { actor, kind: r.kind, subject: r.subject, summary: r.summary, data: r.data, links: r.links };
+        Ok(self.store.append(vec![event]).await?.remove(0))
+    }
+
+    /// Appends crew's own events (an alert rule's, a scheduler's) that change no other state.
+    pub async fn append_system(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, ApiError> {
+        Ok(self.store.append(events).await?)
+    }
+
+    /// Committed events as they are committed (from any replica).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Event>> {
+        self.store.subscribe()
+    }
+
+    /// Events after `seq`, oldest first, for a stream that resumes.
+    pub async fn after(&self, seq: i64, filter: &EventFilter, limit: u32) -> Result<Vec<Event>, ApiError> {
+        Ok(self.store.events_after(seq, filter, limit).await?)
+    }
+
+    /// The store's counts (events, tokens), for the status.
+    pub async fn counts(&self) -> Result<crew_store::Counts, ApiError> {
+        Ok(self.store.counts().await?)
+    }
+
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Reads a filter from query pairs. `paged` allows `limit` and `cursor` (queries, not streams).
+pub fn parse_filter(pairs: &[(String, String)], paged: bool) -> Result<EventFilter, ApiError> {
+    let mut f = EventFilter::new();
+    let now = chrono::Utc::now();
+    let time = |k: &str, v: &str| {
+        crew_core::time::parse_time(v, now).map_err(|e| ApiError::BadRequest(format!("filter `{k}`: {e}")))
+    };
+    for (k, v) in pairs {
+        if v.is_empty() {
+            continue; // An empty form field means "no filter", as in the web UI's filter form.
+        }
+        match k.as_str() {
+            "kind" => f.kind = Some(v.clone()),
+            "subject" => f.subject = Some(v.clone()),
+            "actor" => f.actor = Some(v.clone()),
+            "q" => f.words = crew_core::search_words(v),
+            "since" => f.since = Some(time(k, v)?),
+            "until" => f.until = Some(time(k, v)?),
+            "limit" if paged => {
+                f.limit =
+                    v.parse().map_err(|_| ApiError::BadRequest(format!("filter `limit`: `{v}` is not a number")))?
+            }
+            "cursor" if paged => f.before = Some(Cursor::decode(v)?),
+            other => {
+                let known = if paged {
+                    "kind, subject, actor, q, since, until, limit, cursor"
+                } else {
+                    "kind, subject, actor, q, since, until"
+                };
+                return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected one of {known}")));
+            }
+        }
+    }
+    f.validate()?;
+    Ok(f)
+}
