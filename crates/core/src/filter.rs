@@ -134,6 +134,46 @@ pub fn search_words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_lowercase()).collect()
 }
 
+/// Reads a filter from query pairs (`kind`, `subject`, `actor`, `q`, `since`, `until`; with `paged`, also
+/// `limit` and `cursor`), as the API, the Timeline page and live streams take them; `now` anchors relative
+/// times. An empty value means "no filter", as an empty form field does.
+pub fn parse_pairs(
+    pairs: &[(String, String)],
+    paged: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<EventFilter, FilterError> {
+    let mut f = EventFilter::new();
+    let time =
+        |k: &str, v: &str| crate::time::parse_time(v, now).map_err(|e| FilterError(format!("filter `{k}`: {e}")));
+    for (k, v) in pairs {
+        if v.is_empty() {
+            continue;
+        }
+        match k.as_str() {
+            "kind" => f.kind = Some(v.clone()),
+            "subject" => f.subject = Some(v.clone()),
+            "actor" => f.actor = Some(v.clone()),
+            "q" => f.words = search_words(v),
+            "since" => f.since = Some(time(k, v)?),
+            "until" => f.until = Some(time(k, v)?),
+            "limit" if paged => {
+                f.limit = v.parse().map_err(|_| FilterError(format!("filter `limit`: `{v}` is not a number")))?
+            }
+            "cursor" if paged => f.before = Some(Cursor::decode(v)?),
+            other => {
+                let known = if paged {
+                    "kind, subject, actor, q, since, until, limit, cursor"
+                } else {
+                    "kind, subject, actor, q, since, until"
+                };
+                return Err(FilterError(format!("unknown filter `{other}`: expected one of {known}")));
+            }
+        }
+    }
+    f.validate()?;
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

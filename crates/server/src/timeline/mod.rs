@@ -6,7 +6,7 @@ pub mod api;
 pub mod web;
 
 use crate::error::ApiError;
-use crew_core::{Actor, Cursor, Event, EventFilter, Link, NewEvent};
+use crew_core::{Actor, Event, EventFilter, Link, NewEvent};
 use crew_store::{Page, Store};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -94,37 +94,5 @@ impl Timeline {
 
 /// Reads a filter from query pairs. `paged` allows `limit` and `cursor` (queries, not streams).
 pub fn parse_filter(pairs: &[(String, String)], paged: bool) -> Result<EventFilter, ApiError> {
-    let mut f = EventFilter::new();
-    let now = chrono::Utc::now();
-    let time = |k: &str, v: &str| {
-        crew_core::time::parse_time(v, now).map_err(|e| ApiError::BadRequest(format!("filter `{k}`: {e}")))
-    };
-    for (k, v) in pairs {
-        if v.is_empty() {
-            continue; // An empty form field means "no filter", as in the web UI's filter form.
-        }
-        match k.as_str() {
-            "kind" => f.kind = Some(v.clone()),
-            "subject" => f.subject = Some(v.clone()),
-            "actor" => f.actor = Some(v.clone()),
-            "q" => f.words = crew_core::search_words(v),
-            "since" => f.since = Some(time(k, v)?),
-            "until" => f.until = Some(time(k, v)?),
-            "limit" if paged => {
-                f.limit =
-                    v.parse().map_err(|_| ApiError::BadRequest(format!("filter `limit`: `{v}` is not a number")))?
-            }
-            "cursor" if paged => f.before = Some(Cursor::decode(v)?),
-            other => {
-                let known = if paged {
-                    "kind, subject, actor, q, since, until, limit, cursor"
-                } else {
-                    "kind, subject, actor, q, since, until"
-                };
-                return Err(ApiError::BadRequest(format!("unknown filter `{other}`: expected one of {known}")));
-            }
-        }
-    }
-    f.validate()?;
-    Ok(f)
+    Ok(crew_core::filter::parse_pairs(pairs, paged, chrono::Utc::now())?)
 }
