@@ -66,7 +66,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let notes = [
         ("note", "www/staging", "alice: staging looks good, shipping the login fix next"),
         ("note", "www/production", "alice: watching the login error rate after the fix"),
-        ("drill.planned", "ops", "alice planned a fire drill: database failover, Thursday 15:00"),
+        ("note", "ops", "alice planned a fire drill: database failover, Thursday 15:00"),
     ];
     for (kind, subject, summary) in notes {
         let body = json!({"kind": kind, "subject": subject, "summary": summary, "links": [{"rel": "timeline", "href": format!("/timeline?subject={subject}")}]});

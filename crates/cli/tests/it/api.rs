@@ -71,21 +71,21 @@ async fn timeline_filters_search_and_pages() {
     let m = s.token("mo", "member").await;
     for i in 0..30 {
         let (kind, subject) = match i % 3 {
-            0 => ("deploy.started", "www/production"),
-            1 => ("deploy.finished", "www/staging"),
-            _ => ("flag.changed", "flag:video"),
+            0 => ("release.started", "www/production"),
+            1 => ("release.finished", "www/staging"),
+            _ => ("toggle.changed", "flag:video"),
         };
         s.record(&m, json!({"kind": kind, "subject": subject, "summary": format!("step {i} of the Login fix")})).await;
     }
     let count = |v: &Value| v["events"].as_array().unwrap().len();
-    assert_eq!(count(&s.get_json("/api/v1/events?kind=deploy&limit=100", &m).await), 20);
-    assert_eq!(count(&s.get_json("/api/v1/events?kind=deploy.started&limit=100", &m).await), 10);
+    assert_eq!(count(&s.get_json("/api/v1/events?kind=release&limit=100", &m).await), 20);
+    assert_eq!(count(&s.get_json("/api/v1/events?kind=release.started&limit=100", &m).await), 10);
     assert_eq!(count(&s.get_json("/api/v1/events?subject=flag%3Avideo&limit=100", &m).await), 10);
     assert_eq!(count(&s.get_json("/api/v1/events?actor=mo&limit=100", &m).await), 30);
     let v = s.get_json("/api/v1/events?q=LOGIN+step+7", &m).await;
     assert_eq!(v["events"][0]["summary"], "step 7 of the Login fix");
     assert_eq!(count(&v), 1);
-    assert_eq!(count(&s.get_json("/api/v1/events?q=video&kind=flag", &m).await), 10);
+    assert_eq!(count(&s.get_json("/api/v1/events?q=video&kind=toggle", &m).await), 10);
     assert_eq!(count(&s.get_json("/api/v1/events?since=1h", &m).await), 32, "default limit 50; 30 + two token events");
     assert_eq!(count(&s.get_json("/api/v1/events?until=2020-01-01T00:00:00Z", &m).await), 0);
     // Paging: 32 events in pages of 12 with no overlap and no gap.
@@ -210,28 +210,28 @@ async fn live_stream_delivers_filtered_events_and_resumes() {
     let s = Server::start().await;
     let m = s.token("mo", "member").await;
     let v = s.token("vera", "viewer").await;
-    let mut deploys = stream(&s, &v, "kind=deploy", None).await;
+    let mut deploys = stream(&s, &v, "kind=release", None).await;
     let mut searched = stream(&s, &v, "q=checkout", None).await;
-    s.record(&m, json!({"kind": "note", "summary": "not a deploy"})).await;
+    s.record(&m, json!({"kind": "note", "summary": "not a release"})).await;
     s.record(
         &m,
-        json!({"kind": "deploy.started", "subject": "www/production", "summary": "mo deploying the checkout fix"}),
+        json!({"kind": "release.started", "subject": "www/production", "summary": "mo deploying the checkout fix"}),
     )
     .await;
-    s.record(&m, json!({"kind": "deploy.finished", "subject": "www/production", "summary": "done"})).await;
+    s.record(&m, json!({"kind": "release.finished", "subject": "www/production", "summary": "done"})).await;
     let (id1, e1) = next_event(&mut deploys).await;
     assert_eq!(e1["summary"], "mo deploying the checkout fix");
     let (_, e2) = next_event(&mut deploys).await;
-    assert_eq!(e2["kind"], "deploy.finished");
+    assert_eq!(e2["kind"], "release.finished");
     let (_, e3) = next_event(&mut searched).await;
     assert_eq!(e3["summary"], "mo deploying the checkout fix");
     // A client that reconnects with Last-Event-ID gets what it missed, then live events.
     drop(deploys);
-    s.record(&m, json!({"kind": "deploy.failed", "subject": "www/production", "summary": "missed while away"})).await;
-    let mut again = stream(&s, &v, "kind=deploy", Some(&id1)).await;
-    assert_eq!(next_event(&mut again).await.1["kind"], "deploy.finished");
+    s.record(&m, json!({"kind": "release.failed", "subject": "www/production", "summary": "missed while away"})).await;
+    let mut again = stream(&s, &v, "kind=release", Some(&id1)).await;
+    assert_eq!(next_event(&mut again).await.1["kind"], "release.finished");
     assert_eq!(next_event(&mut again).await.1["summary"], "missed while away");
-    s.record(&m, json!({"kind": "deploy.started", "summary": "live again"})).await;
+    s.record(&m, json!({"kind": "release.started", "summary": "live again"})).await;
     assert_eq!(next_event(&mut again).await.1["summary"], "live again");
 }
 

@@ -106,7 +106,7 @@ async fn sign_in_and_watch_the_timeline_update_live() {
     c.execute("window.__crew_marker = 42", vec![]).await.unwrap();
     s.record(
         &member,
-        json!({"kind": "deploy.finished", "subject": "www/production", "summary": "mo shipped the login fix"}),
+        json!({"kind": "release.note", "subject": "www/production", "summary": "mo shipped the login fix"}),
     )
     .await;
     let appeared = eventually(Duration::from_secs(5), || async {
@@ -350,13 +350,10 @@ fn pixels_like(png_bytes: &[u8], rgb: (u8, u8, u8)) -> usize {
 
 #[tokio::test]
 async fn the_metrics_page_draws_a_dashboard_with_deploy_and_flag_markers_and_refreshes_it() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = d.path().join("crew.toml");
-    std::fs::write(
-        &cfg,
+    let app = crate::deploy::app();
+    let cfg = app.with(
         "[metrics]\nflush = \"1s\"\n\n[[dashboards]]\nname = \"Shop\"\npanels = [{ title = \"Orders\", series = \"shop.orders\", stat = \"count\" }]\n",
-    )
-    .unwrap();
+    );
     let s = Server::start_with_statsd(&cfg).await;
     let statsd = s.statsd.clone().unwrap();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -365,7 +362,7 @@ async fn the_metrics_page_draws_a_dashboard_with_deploy_and_flag_markers_and_ref
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let member = s.token("mo", "member").await;
-    s.record(&member, json!({"kind": "deploy.finished", "subject": "shop/production", "summary": "deployed shop to production", "data": {"deploy": 7}})).await;
+    let deployed = crate::deploy::deploy_staging(&s, &member).await;
     let res = s
         .req(reqwest::Method::POST, "/api/v1/flags/checkout/knob", &member)
         .json(&json!({"knob": "rollout", "percent": 50, "reason": "ramp"}))
@@ -392,12 +389,12 @@ async fn the_metrics_page_draws_a_dashboard_with_deploy_and_flag_markers_and_ref
     assert_eq!(hover_total(&html), 6.0, "{html}");
     // The markers: a deploy and a flag change, each linking to it.
     let deploy = fig.find(Locator::Css("line.marker.deploy")).await.unwrap();
-    assert!(deploy.html(false).await.unwrap().contains("deployed shop to production"));
+    assert!(deploy.html(false).await.unwrap().contains("deployed www to staging"));
     let link = fig
         .find(Locator::XPath("//*[local-name()='a'][*[local-name()='line' and contains(@class,'deploy')]]"))
         .await
         .unwrap();
-    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("/deploys/7"));
+    assert_eq!(link.attr("href").await.unwrap(), Some(format!("/deploys/{deployed}")));
     let flag = fig.find(Locator::Css("line.marker.flag")).await.unwrap();
     assert!(flag.html(false).await.unwrap().contains("checkout"), "{}", flag.html(false).await.unwrap());
     // And they are really drawn: the screenshot holds the markers' colours.

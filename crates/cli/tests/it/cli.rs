@@ -37,16 +37,16 @@ async fn events_status_and_tokens() {
     assert_eq!(code, 0, "{err}");
     let alice = out.trim().to_string();
     assert!(alice.starts_with("crew_") && err.contains("only time"), "{out} {err}");
-    s.record(&alice, json!({"kind": "deploy.started", "subject": "www/production", "summary": "alice deploying www"}))
+    s.record(&alice, json!({"kind": "release.started", "subject": "www/production", "summary": "alice deploying www"}))
         .await;
     s.record(&alice, json!({"kind": "note", "subject": "www", "summary": "lunch"})).await;
 
-    let (code, out, _) = run(s.cli(&alice).args(["events", "--kind", "deploy"]));
+    let (code, out, _) = run(s.cli(&alice).args(["events", "--kind", "release"]));
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
     assert!(lines[0].starts_with('['), "{out}");
-    assert!(lines[0].ends_with("] [alice via api] deploy.started www/production: alice deploying www"), "{out}");
+    assert!(lines[0].ends_with("] [alice via api] release.started www/production: alice deploying www"), "{out}");
 
     let (_, out, _) = run(s.cli(&alice).args(["events", "-n", "2"]));
     let lines: Vec<&str> = out.lines().collect();
@@ -133,7 +133,7 @@ async fn follow_prints_new_events_as_they_happen() {
         }
     }
     assert!(got.unwrap().contains("note: ping"));
-    s.record(&m, json!({"kind": "deploy.started", "summary": "filtered out"})).await;
+    s.record(&m, json!({"kind": "release.started", "summary": "filtered out"})).await;
     s.record(&m, json!({"kind": "note", "summary": "the one to see"})).await;
     let line = loop {
         let line = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.expect("a line within 2 s").unwrap();

@@ -77,6 +77,38 @@ health = {{ url = "http://127.0.0.1:{port}/up", timeout = "2s" }}
     App { repo, hosts, healthy, _dir: dir }
 }
 
+impl App {
+    /// The app's crew.toml with more sections after it (metrics, dashboards), for a test that needs real deploys
+    /// on its graphs.
+    pub fn with(&self, extra: &str) -> PathBuf {
+        let path = self.repo.join("crew.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        toml.push('\n');
+        toml.push_str(extra);
+        std::fs::write(&path, toml).unwrap();
+        sh(&self.repo, "git -c user.name=A -c user.email=a@e commit -qam 'more config'");
+        path
+    }
+}
+
+/// Deploys trunk to staging through the API and waits until it succeeded; the deploy's number.
+pub async fn deploy_staging(s: &Server, token: &str) -> i64 {
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/deploys", token)
+        .json(&serde_json::json!({"environment": "staging", "message": "graph marker"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let done = crate::harness::eventually(Duration::from_secs(30), || async {
+        s.get_json(&format!("/api/v1/deploys/{id}"), token).await["status"] == "succeeded"
+    })
+    .await;
+    assert!(done, "deploy #{id} succeeded");
+    id
+}
+
 fn commit(repo: &Path, file: &str, text: &str, subject: &str) -> String {
     std::fs::write(repo.join(file), text).unwrap();
     sh(repo, &format!("git add -A && git -c user.name=Bob -c user.email=b@example.com commit -qm '{subject}' && git rev-parse HEAD"))

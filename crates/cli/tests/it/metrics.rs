@@ -427,7 +427,8 @@ async fn an_alert_fires_after_its_for_and_resolves_with_its_runbook() {
 
 #[tokio::test]
 async fn crew_graph_draws_a_sparkline_with_the_deploys_under_it() {
-    let (_d, cfg) = config("");
+    let app = crate::deploy::app();
+    let cfg = app.with("[metrics]\nflush = \"1s\"\n");
     let s = Server::start_with_statsd(&cfg).await;
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     for v in [1, 5, 9] {
@@ -435,7 +436,7 @@ async fn crew_graph_draws_a_sparkline_with_the_deploys_under_it() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     wait_for(&s, "www.requests", "count", 15.0).await;
-    s.record(&s.admin, serde_json::json!({"kind": "deploy.finished", "subject": "www/production", "summary": "deployed www to production", "data": {"deploy": 3}})).await;
+    crate::deploy::deploy_staging(&s, &s.admin).await;
     let out = s.cli(&s.admin).args(["graph", "www.requests", "--since", "2m", "--stat", "count"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
@@ -443,7 +444,7 @@ async fn crew_graph_draws_a_sparkline_with_the_deploys_under_it() {
     assert!(text.contains('█') && text.contains("max 9"), "{text}");
     let marks = text.lines().nth(3).unwrap_or("");
     assert!(marks.trim_end().ends_with('D'), "a deploy marker at the right: {text}");
-    assert!(text.contains("deployed www to production"), "{text}");
+    assert!(text.contains("deployed www to staging"), "{text}");
     let missing = s.cli(&s.admin).args(["graph", "no.such"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no series `no.such`"));
