@@ -44,6 +44,12 @@ where
     }
 }
 
+/// What most handlers answer: a JSON body, or the error envelope.
+pub type Answer = crate::error::ApiResult<axum::Json<serde_json::Value>>;
+
+/// What a handler that makes something answers: 201 (or 202) and the thing.
+pub type Created<T = serde_json::Value> = crate::error::ApiResult<(axum::http::StatusCode, axum::Json<T>)>;
+
 /// Who a route lets in, as the role table test checks it against the real router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Least {
@@ -66,36 +72,26 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn get<H, T>(path: &'static str, least: Least, h: H) -> Route
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        Route { method: Method::GET, path, least, handler: axum::routing::get(h) }
+    /// A route answering `method` on `path` with handler `h`.
+    pub fn on<H: Handler<T, AppState>, T: 'static>(method: Method, path: &'static str, least: Least, h: H) -> Route {
+        let filter = axum::routing::MethodFilter::try_from(method.clone()).expect("a method axum routes");
+        Route { method, path, least, handler: axum::routing::on(filter, h) }
     }
 
-    pub fn post<H, T>(path: &'static str, least: Least, h: H) -> Route
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        Route { method: Method::POST, path, least, handler: axum::routing::post(h) }
+    pub fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, least: Least, h: H) -> Route {
+        Route::on(Method::GET, path, least, h)
     }
 
-    pub fn put<H, T>(path: &'static str, least: Least, h: H) -> Route
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        Route { method: Method::PUT, path, least, handler: axum::routing::put(h) }
+    pub fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, least: Least, h: H) -> Route {
+        Route::on(Method::POST, path, least, h)
     }
 
-    pub fn delete<H, T>(path: &'static str, least: Least, h: H) -> Route
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        Route { method: Method::DELETE, path, least, handler: axum::routing::delete(h) }
+    pub fn put<H: Handler<T, AppState>, T: 'static>(path: &'static str, least: Least, h: H) -> Route {
+        Route::on(Method::PUT, path, least, h)
+    }
+
+    pub fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, least: Least, h: H) -> Route {
+        Route::on(Method::DELETE, path, least, h)
     }
 
     /// The same route with a layer on its handler (a body limit, say).

@@ -18,6 +18,7 @@ pub mod flags;
 pub mod http;
 pub mod infra;
 pub mod metrics;
+pub mod routes;
 pub mod state;
 pub mod system;
 pub mod timeline;
@@ -145,29 +146,9 @@ impl App {
     }
 }
 
-/// Every route of every domain: the API's and the web's. The router is built from this list, and the role
-/// table test walks it, so a route cannot exist without its least role.
+/// Every route: the API's and the web's (see `routes.rs`).
 pub fn all_routes() -> (Vec<Route>, Vec<Route>) {
-    let api = [
-        system::api::routes(),
-        timeline::api::routes(),
-        tokens::api::routes(),
-        deploys::api::routes(),
-        flags::api::routes(),
-        metrics::api::routes(),
-        chat::api::routes(),
-        infra::api::routes(),
-    ];
-    let web = [
-        web::routes(),
-        timeline::web::routes(),
-        system::web::routes(),
-        deploys::web::routes(),
-        flags::web::routes(),
-        metrics::web::routes(),
-        infra::web::routes(),
-    ];
-    (api.into_iter().flatten().collect(), web.into_iter().flatten().collect())
+    (routes::api(), routes::web())
 }
 
 /// Every route's method, path and least role, for the role table test.

@@ -4,7 +4,7 @@
 use super::{Chat, Robot};
 use crate::auth::{Admin, Caller, Viewer};
 use crate::error::ApiError;
-use crate::http::{parse_json, Least, Route};
+use crate::http::parse_json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
@@ -12,15 +12,6 @@ use crew_chat::commands;
 use crew_core::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route::get("/api/v1/chat", Least::Token(Role::Viewer), status),
-        Route::post("/api/v1/chat/command", Least::Token(Role::Viewer), command),
-        Route::get("/api/v1/chat/links", Least::Token(Role::Viewer), links),
-        Route::post("/api/v1/chat/links", Least::Token(Role::Admin), link),
-    ]
-}
 
 /// `GET /api/v1/chat`: the robot's connection (null when crew.toml configures none) and recent lines.
 pub async fn status(_: Viewer, State(chat): State<Chat>) -> Json<Value> {

@@ -4,7 +4,7 @@
 use super::Deploys;
 use crate::auth::{Member, Viewer};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{bounded, parse_json, query_pairs, Least, Route};
+use crate::http::{bounded, parse_json, query_pairs, Answer, Created};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -12,22 +12,6 @@ use axum::Json;
 use crew_core::{DeployStatus, Role};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-pub fn routes() -> Vec<Route> {
-    let (viewer, member) = (Least::Token(Role::Viewer), Least::Token(Role::Member));
-    vec![
-        Route::get("/api/v1/deploys", viewer, list),
-        Route::post("/api/v1/deploys", member, create),
-        Route::get("/api/v1/deploys/{id}", viewer, one),
-        Route::get("/api/v1/deploys/{id}/log", viewer, log),
-        Route::get("/api/v1/deploys/{id}/log/stream", viewer, log_stream),
-        Route::get("/api/v1/environments", viewer, environments),
-        Route::post("/api/v1/environments/{env}/rollback", member, rollback),
-        Route::post("/api/v1/environments/{env}/lock", member, lock),
-        Route::delete("/api/v1/environments/{env}/lock", member, unlock),
-        Route::get("/api/v1/environments/{env}/pending", viewer, pending),
-    ]
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,17 +22,13 @@ struct StartDeploy {
     message: String,
 }
 
-pub async fn create(
-    Member(caller): Member,
-    State(deploys): State<Deploys>,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(Member(caller): Member, State(deploys): State<Deploys>, body: Bytes) -> Created {
     let req: StartDeploy = parse_json(&body)?;
     let d = deploys.start(&req.environment, req.rev.as_deref(), &req.message, caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(d))))
 }
 
-pub async fn list(_: Viewer, State(deploys): State<Deploys>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn list(_: Viewer, State(deploys): State<Deploys>, RawQuery(q): RawQuery) -> Answer {
     let (mut env, mut limit) = (None, 50u32);
     for (k, v) in query_pairs(q.as_deref()) {
         match k.as_str() {
@@ -79,18 +59,13 @@ fn deploy_id(id: &str) -> Result<i64, ApiError> {
     id.trim_start_matches('#').parse().map_err(|_| ApiError::NotFound(format!("no deploy `{id}`")))
 }
 
-pub async fn one(_: Viewer, State(deploys): State<Deploys>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn one(_: Viewer, State(deploys): State<Deploys>, Path(id): Path<String>) -> Answer {
     Ok(Json(json!(deploys.get(deploy_id(&id)?).await?)))
 }
 
 /// `{"lines": [...], "next_offset": N, "status": "running"}`: poll with `offset=next_offset` until the status
 /// is no longer `running` and no lines come.
-pub async fn log(
-    _: Viewer,
-    State(deploys): State<Deploys>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+pub async fn log(_: Viewer, State(deploys): State<Deploys>, Path(id): Path<String>, RawQuery(q): RawQuery) -> Answer {
     let id = deploy_id(&id)?;
     let offset = log_offset(q.as_deref())?;
     // Read the status first: if it says finished, every line was already written.
@@ -111,7 +86,7 @@ pub async fn rollback(
     State(deploys): State<Deploys>,
     Path(env): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> Created {
     let req: Rollback = if body.is_empty() { Rollback { to: None } } else { parse_json(&body)? };
     let d = deploys.rollback(&env, req.to, caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(d))))
@@ -128,23 +103,19 @@ pub async fn lock(
     State(deploys): State<Deploys>,
     Path(env): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> Answer {
     let req: TakeLock = parse_json(&body)?;
     deploys.lock(&env, &req.reason, caller.actor(), None).await?;
     Ok(Json(json!({"environment": env, "holder": caller.name, "reason": req.reason})))
 }
 
-pub async fn unlock(
-    Member(caller): Member,
-    State(deploys): State<Deploys>,
-    Path(env): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn unlock(Member(caller): Member, State(deploys): State<Deploys>, Path(env): Path<String>) -> Answer {
     deploys.unlock(&env, caller.actor(), caller.role.allows(Role::Admin), None).await?;
     Ok(Json(json!({"environment": env, "unlocked": true})))
 }
 
 /// Per environment: the live deploy, the locks, how many commits are pending.
-pub async fn environments(_: Viewer, State(deploys): State<Deploys>) -> ApiResult<Json<Value>> {
+pub async fn environments(_: Viewer, State(deploys): State<Deploys>) -> Answer {
     let Some(cfg) = deploys.configured() else { return Ok(Json(json!({"environments": []}))) };
     let out: Vec<Value> = deploys
         .environments()
@@ -157,7 +128,7 @@ pub async fn environments(_: Viewer, State(deploys): State<Deploys>) -> ApiResul
 
 /// The commits on trunk not yet live on the environment, and (with `requires`) what the required environment
 /// has that this one lacks.
-pub async fn pending(_: Viewer, State(deploys): State<Deploys>, Path(env): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn pending(_: Viewer, State(deploys): State<Deploys>, Path(env): Path<String>) -> Answer {
     Ok(Json(json!(deploys.pending(&env).await?)))
 }
 

@@ -2,7 +2,6 @@
 //! Rollback and Lock buttons for members; the deploy log; one deploy's page with its output streaming live.
 
 use super::{log_line, Deploys};
-use crate::http::{Least, Route};
 use crate::web::{layout, Form, WebError, WebUser};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,17 +10,6 @@ use crew_core::time::human;
 use crew_core::Role;
 use crew_deploy::git;
 use maud::html;
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route::get("/deploys", Least::Page(Role::Viewer), index),
-        Route::get("/deploys/{id}", Least::Page(Role::Viewer), show),
-        Route::post("/deploys/start", Least::Form(Role::Member), start),
-        Route::post("/deploys/rollback", Least::Form(Role::Member), rollback),
-        Route::post("/deploys/lock", Least::Form(Role::Member), lock),
-        Route::post("/deploys/unlock", Least::Form(Role::Member), unlock),
-    ]
-}
 
 pub async fn index(user: WebUser, State(deploys): State<Deploys>) -> Response {
     render_index(&user, &deploys, StatusCode::OK, None).await

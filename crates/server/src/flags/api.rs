@@ -3,31 +3,13 @@
 
 use super::Flags;
 use crate::auth::{Member, Viewer};
-use crate::error::ApiResult;
-use crate::http::{parse_json, Least, Route};
+use crate::http::{parse_json, Answer};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::Json;
-use crew_core::Role;
 use crew_flags::knobs;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-pub fn routes() -> Vec<Route> {
-    use super::ofrep;
-    let (viewer, member) = (Least::Token(Role::Viewer), Least::Token(Role::Member));
-    let limit = |m: axum::routing::MethodRouter<crate::AppState>| m.layer(DefaultBodyLimit::max(ofrep::OFREP_BODY_MAX));
-    vec![
-        Route::get("/api/v1/flags", viewer, list),
-        Route::get("/api/v1/flags/stream", Least::Token(Role::Evaluate), ofrep::definitions),
-        Route::get("/api/v1/flags/{key}", viewer, one),
-        Route::put("/api/v1/flags/{key}", member, put),
-        Route::delete("/api/v1/flags/{key}", member, delete),
-        Route::post("/api/v1/flags/{key}/knob", member, knob),
-        Route::post("/ofrep/v1/evaluate/flags", Least::Token(Role::Evaluate), ofrep::all).map(limit),
-        Route::post("/ofrep/v1/evaluate/flags/{key}", Least::Token(Role::Evaluate), ofrep::one).map(limit),
-    ]
-}
 
 fn flag_json(f: &crew_store::StoredFlag) -> Value {
     json!({
@@ -39,12 +21,12 @@ fn flag_json(f: &crew_store::StoredFlag) -> Value {
     })
 }
 
-pub async fn list(_: Viewer, State(flags): State<Flags>) -> ApiResult<Json<Value>> {
+pub async fn list(_: Viewer, State(flags): State<Flags>) -> Answer {
     let c = flags.current();
     Ok(Json(json!({"flags": c.stored.iter().map(flag_json).collect::<Vec<_>>()})))
 }
 
-pub async fn one(_: Viewer, State(flags): State<Flags>, Path(key): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn one(_: Viewer, State(flags): State<Flags>, Path(key): Path<String>) -> Answer {
     let (f, history) = flags.show(&key, 1).await?;
     let last = history.into_iter().next();
     let mut out = flag_json(&f);
@@ -59,12 +41,7 @@ struct PutFlag {
     reason: String,
 }
 
-pub async fn put(
-    Member(caller): Member,
-    State(flags): State<Flags>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
+pub async fn put(Member(caller): Member, State(flags): State<Flags>, Path(key): Path<String>, body: Bytes) -> Answer {
     let req: PutFlag = parse_json(&body)?;
     let (before, after) = flags.change(&key, Some(req.definition), &req.reason, caller.actor()).await?;
     Ok(Json(json!({"key": key, "before": before, "after": after})))
@@ -75,7 +52,7 @@ pub async fn delete(
     State(flags): State<Flags>,
     Path(key): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> Answer {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Why {
@@ -100,12 +77,7 @@ struct TurnKnob {
     reason: String,
 }
 
-pub async fn knob(
-    Member(caller): Member,
-    State(flags): State<Flags>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
+pub async fn knob(Member(caller): Member, State(flags): State<Flags>, Path(key): Path<String>, body: Bytes) -> Answer {
     let req: TurnKnob = parse_json(&body)?;
     let knob = super::knob(&req.knob, req.percent, req.users, req.groups, req.split.as_deref())?;
     let (before, after) = flags.turn(&key, &knob, false, &req.reason, caller.actor()).await?;

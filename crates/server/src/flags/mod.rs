@@ -4,7 +4,7 @@
 //! event with before, after and reason.
 
 pub mod api;
-mod ofrep;
+pub mod ofrep;
 pub mod web;
 
 use crate::error::ApiError;

@@ -2,7 +2,6 @@
 //! with a reason; a flag's page shows its history as before → after.
 
 use super::Flags;
-use crate::http::{Least, Route};
 use crate::web::{layout, Form, WebError, WebUser};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,14 +10,6 @@ use crew_core::time::human;
 use crew_core::Role;
 use crew_flags::knobs;
 use maud::html;
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route::get("/flags", Least::Page(Role::Viewer), index),
-        Route::get("/flags/{key}", Least::Page(Role::Viewer), show),
-        Route::post("/flags/{key}/knob", Least::Form(Role::Member), knob),
-    ]
-}
 
 pub async fn index(user: WebUser, State(flags): State<Flags>) -> Response {
     render(&user, &flags, StatusCode::OK, None)

@@ -2,18 +2,13 @@
 //! (diffs folded), drift found since, and the roles with what they declare.
 
 use super::Infra;
-use crate::http::{Least, Route};
 use crate::web::{layout, WebError, WebUser};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use crew_core::time::human;
-use crew_core::{Event, Role};
+use crew_core::Event;
 use maud::{html, Markup};
 use std::collections::BTreeMap;
-
-pub fn routes() -> Vec<Route> {
-    vec![Route::get("/infra", Least::Page(Role::Viewer), index)]
-}
 
 pub async fn index(user: WebUser, State(infra): State<Infra>) -> Result<Response, WebError> {
     let st = &infra.platform;

@@ -5,27 +5,16 @@ use super::query::{parse_query, QueryOut};
 use super::{split_key, Metrics};
 use crate::auth::Viewer;
 use crate::error::ApiError;
-use crate::http::{query_pairs, Least, Route};
+use crate::http::{query_pairs, Answer};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use crew_core::{kind, Role};
+use crew_core::kind;
 use crew_metrics::Kind;
 use serde_json::{json, Value};
 
 type ApiResult<T> = Result<T, ApiError>;
-
-pub fn routes() -> Vec<Route> {
-    let viewer = Least::Token(Role::Viewer);
-    vec![
-        Route::get("/api/v1/metrics", viewer, list),
-        Route::get("/api/v1/metrics/query", viewer, query),
-        Route::get("/api/v1/metrics/status", viewer, status),
-        Route::get("/api/v1/annotations", viewer, annotations),
-        Route::get("/metrics", viewer, prometheus),
-    ]
-}
 
 fn series_json(key: &str, kind: Kind) -> Value {
     let (name, labels) = split_key(key);
@@ -34,7 +23,7 @@ fn series_json(key: &str, kind: Kind) -> Value {
 }
 
 /// `GET /api/v1/metrics?name=`: the series whose name contains `name` (all without it).
-pub async fn list(_: Viewer, State(metrics): State<Metrics>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn list(_: Viewer, State(metrics): State<Metrics>, RawQuery(q): RawQuery) -> Answer {
     let mut filter = String::new();
     for (k, v) in query_pairs(q.as_deref()) {
         match k.as_str() {
@@ -69,7 +58,7 @@ pub async fn prometheus(_: Viewer, State(metrics): State<Metrics>) -> Response {
 
 /// `GET /api/v1/annotations?from=&to=&tags=`: deploys and flag changes in range, as Grafana's JSON and
 /// Infinity data sources read annotations (`time`/`timeEnd` in ms, `title`, `text`, `tags`).
-pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw): RawQuery) -> Answer {
     let now = chrono::Utc::now();
     let mut since = now - chrono::Duration::hours(6);
     let mut until = now;

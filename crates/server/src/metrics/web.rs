@@ -5,17 +5,13 @@
 
 use super::query::Query;
 use super::Metrics;
-use crate::http::{query_pairs, Least, Route};
+use crate::http::query_pairs;
 use crate::web::{layout, WebUser};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use crew_core::{kind, Role};
+use crew_core::kind;
 use maud::{html, Markup, PreEscaped};
-
-pub fn routes() -> Vec<Route> {
-    vec![Route::get("/graphs", Least::Page(Role::Viewer), index)]
-}
 
 const RANGES: [(&str, i64); 5] = [("1h", 3600), ("6h", 21_600), ("24h", 86_400), ("7d", 604_800), ("30d", 2_592_000)];
 

@@ -1,17 +1,11 @@
 //! The Status page: version, store, uptime, counts, and the robot's connection with the last lines said.
 
 use super::{System, VERSION};
-use crate::http::{Least, Route};
 use crate::web::{layout, WebError, WebUser};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use crew_core::time::human;
-use crew_core::Role;
 use maud::{html, Markup};
-
-pub fn routes() -> Vec<Route> {
-    vec![Route::get("/status", Least::Page(Role::Viewer), status)]
-}
 
 pub async fn status(user: WebUser, State(sys): State<System>) -> Result<Response, WebError> {
     let st = &sys.platform;

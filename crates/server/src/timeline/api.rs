@@ -3,13 +3,13 @@
 use super::{parse_filter, Record, Timeline};
 use crate::auth::{Member, Viewer};
 use crate::error::{ApiError, ApiResult};
-use crate::http::{parse_json, query_pairs, Least, Route};
+use crate::http::{parse_json, query_pairs, Answer, Created};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
-use crew_core::{Cursor, Event, EventFilter, Role};
+use crew_core::{Cursor, Event, EventFilter};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -17,16 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route::get("/api/v1/events", Least::Token(Role::Viewer), list),
-        Route::post("/api/v1/events", Least::Token(Role::Member), create),
-        Route::get("/api/v1/events/stream", Least::Token(Role::Viewer), stream),
-        Route::get("/api/v1/events/{id}", Least::Token(Role::Viewer), one),
-    ]
-}
-
-pub async fn list(_: Viewer, State(tl): State<Timeline>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn list(_: Viewer, State(tl): State<Timeline>, RawQuery(q): RawQuery) -> Answer {
     let filter = parse_filter(&query_pairs(q.as_deref()), true)?;
     let page = tl.query(&filter).await?;
     Ok(Json(json!({"events": page.events, "next_cursor": page.next.map(Cursor::encode)})))
@@ -36,11 +27,7 @@ pub async fn one(_: Viewer, State(tl): State<Timeline>, Path(id): Path<String>) 
     Ok(Json(tl.one(&id).await?))
 }
 
-pub async fn create(
-    Member(caller): Member,
-    State(tl): State<Timeline>,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Event>)> {
+pub async fn create(Member(caller): Member, State(tl): State<Timeline>, body: Bytes) -> Created<Event> {
     let req: Record = parse_json(&body)?;
     Ok((StatusCode::CREATED, Json(tl.record(caller.actor(), req).await?)))
 }

@@ -1,17 +1,13 @@
 //! The Timeline page: filters, full-text search, paging, and new events appearing live at the top.
 
 use super::{parse_filter, Timeline};
-use crate::http::{query_pairs, Least, Route};
+use crate::http::query_pairs;
 use crate::web::{layout, WebError, WebUser};
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use crew_core::time::{human, rfc3339};
-use crew_core::{Event, Role};
+use crew_core::Event;
 use maud::{html, Markup};
-
-pub fn routes() -> Vec<Route> {
-    vec![Route::get("/timeline", Least::Page(Role::Viewer), timeline)]
-}
 
 fn event_row(e: &Event) -> Markup {
     html! {

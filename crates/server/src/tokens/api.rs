@@ -2,8 +2,8 @@
 
 use super::Tokens;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult};
-use crate::http::{parse_json, Least, Route};
+use crate::error::ApiError;
+use crate::http::{parse_json, Answer, Created};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -11,14 +11,6 @@ use axum::Json;
 use crew_core::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route::get("/api/v1/tokens", Least::Token(Role::Admin), list),
-        Route::post("/api/v1/tokens", Least::Token(Role::Admin), create),
-        Route::delete("/api/v1/tokens/{name}", Least::Token(Role::Admin), revoke),
-    ]
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,11 +28,7 @@ fn token_json(t: &crew_store::TokenInfo) -> Value {
     })
 }
 
-pub async fn create(
-    Admin(caller): Admin,
-    State(tokens): State<Tokens>,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+pub async fn create(Admin(caller): Admin, State(tokens): State<Tokens>, body: Bytes) -> Created {
     let req: CreateToken = parse_json(&body)?;
     super::check_name(&req.name)?;
     let role: Role = req.role.parse().map_err(ApiError::BadRequest)?;
@@ -50,16 +38,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-pub async fn list(Admin(_): Admin, State(tokens): State<Tokens>) -> ApiResult<Json<Value>> {
+pub async fn list(Admin(_): Admin, State(tokens): State<Tokens>) -> Answer {
     let list = tokens.list().await?;
     Ok(Json(json!({"tokens": list.iter().map(token_json).collect::<Vec<_>>()})))
 }
 
-pub async fn revoke(
-    Admin(caller): Admin,
-    State(tokens): State<Tokens>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn revoke(Admin(caller): Admin, State(tokens): State<Tokens>, Path(name): Path<String>) -> Answer {
     let e = tokens.revoke(&name, caller.actor()).await?;
     Ok(Json(json!({"name": name, "revoked": true, "event": e.id})))
 }

@@ -8,7 +8,7 @@
 pub mod layout;
 
 use crate::auth::{cookie, hash_secret, random_id, Auth, SESSION_COOKIE};
-use crate::http::{Least, Route};
+use crate::http::Route;
 use crate::tokens::Tokens;
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
@@ -34,27 +34,6 @@ pub const NAV: &[(&str, &str)] = &[
 ];
 
 /// The platform's own pages: the front door, sign-in and sign-out, and the embedded assets.
-pub fn routes() -> Vec<Route> {
-    vec![
-        Route::get("/", Least::Anyone, || async { Redirect::to("/timeline") }),
-        Route::get("/signin", Least::Anyone, layout::signin_page),
-        Route::post("/signin", Least::Anyone, signin),
-        Route::post("/signout", Least::Form(Role::Evaluate), signout),
-        Route::get("/static/graphs.js", Least::Anyone, || {
-            asset("text/javascript; charset=utf-8", include_str!("../../assets/graphs.js"))
-        }),
-        Route::get("/static/deploy.js", Least::Anyone, || {
-            asset("text/javascript; charset=utf-8", include_str!("../../assets/deploy.js"))
-        }),
-        Route::get("/static/crew.css", Least::Anyone, || {
-            asset("text/css; charset=utf-8", include_str!("../../assets/crew.css"))
-        }),
-        Route::get("/static/timeline.js", Least::Anyone, || {
-            asset("text/javascript; charset=utf-8", include_str!("../../assets/timeline.js"))
-        }),
-    ]
-}
-
 /// The web routes' router: the pages' security headers on every answer, and the not-found page.
 pub fn router(routes: Vec<Route>) -> axum::Router<crate::AppState> {
     let csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -70,7 +49,7 @@ pub fn router(routes: Vec<Route>) -> axum::Router<crate::AppState> {
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub async fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
@@ -255,7 +234,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-async fn signin(State(tokens): State<Tokens>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn signin(State(tokens): State<Tokens>, headers: HeaderMap, body: Bytes) -> Response {
     let f = form(&body);
     let next = safe_next(field(&f, "next"));
     if cross_site(&headers) {
@@ -289,7 +268,7 @@ async fn signin(State(tokens): State<Tokens>, headers: HeaderMap, body: Bytes) -
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
 }
 
-async fn signout(State(tokens): State<Tokens>, f: Form<AnyRole>) -> Response {
+pub async fn signout(State(tokens): State<Tokens>, f: Form<AnyRole>) -> Response {
     if let Err(e) = tokens.end_session(&f.user.name, &f.user.session).await {
         tracing::error!(error = %e, "ending a session failed");
     }

@@ -1,0 +1,86 @@
+//! The route table: every route crew serves, the least it admits, and the domain handler that answers. The
+//! router is built from these lists and the role table test walks them, so a route cannot exist without
+//! saying who may call it.
+
+use crate::http::{Least, Route};
+use crate::{chat, deploys, flags, infra, metrics, system, timeline, tokens, web};
+use axum::extract::DefaultBodyLimit;
+use axum::response::Redirect;
+use crew_core::Role::{Admin, Evaluate, Member, Viewer};
+
+/// The API: JSON under `/api/v1`, OFREP, and `/metrics` for Prometheus.
+pub fn api() -> Vec<Route> {
+    use Least::{Anyone, Token};
+    let ofrep_limit =
+        |m: axum::routing::MethodRouter<crate::AppState>| m.layer(DefaultBodyLimit::max(flags::ofrep::OFREP_BODY_MAX));
+    vec![
+        Route::get("/api/v1/health", Anyone, system::api::health),
+        Route::get("/api/v1/status", Token(Viewer), system::api::status),
+        Route::get("/api/v1/events", Token(Viewer), timeline::api::list),
+        Route::post("/api/v1/events", Token(Member), timeline::api::create),
+        Route::get("/api/v1/events/stream", Token(Viewer), timeline::api::stream),
+        Route::get("/api/v1/events/{id}", Token(Viewer), timeline::api::one),
+        Route::get("/api/v1/tokens", Token(Admin), tokens::api::list),
+        Route::post("/api/v1/tokens", Token(Admin), tokens::api::create),
+        Route::delete("/api/v1/tokens/{name}", Token(Admin), tokens::api::revoke),
+        Route::get("/api/v1/deploys", Token(Viewer), deploys::api::list),
+        Route::post("/api/v1/deploys", Token(Member), deploys::api::create),
+        Route::get("/api/v1/deploys/{id}", Token(Viewer), deploys::api::one),
+        Route::get("/api/v1/deploys/{id}/log", Token(Viewer), deploys::api::log),
+        Route::get("/api/v1/deploys/{id}/log/stream", Token(Viewer), deploys::api::log_stream),
+        Route::get("/api/v1/environments", Token(Viewer), deploys::api::environments),
+        Route::post("/api/v1/environments/{env}/rollback", Token(Member), deploys::api::rollback),
+        Route::post("/api/v1/environments/{env}/lock", Token(Member), deploys::api::lock),
+        Route::delete("/api/v1/environments/{env}/lock", Token(Member), deploys::api::unlock),
+        Route::get("/api/v1/environments/{env}/pending", Token(Viewer), deploys::api::pending),
+        Route::get("/api/v1/flags", Token(Viewer), flags::api::list),
+        Route::get("/api/v1/flags/stream", Token(Evaluate), flags::ofrep::definitions),
+        Route::get("/api/v1/flags/{key}", Token(Viewer), flags::api::one),
+        Route::put("/api/v1/flags/{key}", Token(Member), flags::api::put),
+        Route::delete("/api/v1/flags/{key}", Token(Member), flags::api::delete),
+        Route::post("/api/v1/flags/{key}/knob", Token(Member), flags::api::knob),
+        Route::post("/ofrep/v1/evaluate/flags", Token(Evaluate), flags::ofrep::all).map(ofrep_limit),
+        Route::post("/ofrep/v1/evaluate/flags/{key}", Token(Evaluate), flags::ofrep::one).map(ofrep_limit),
+        Route::get("/api/v1/metrics", Token(Viewer), metrics::api::list),
+        Route::get("/api/v1/metrics/query", Token(Viewer), metrics::api::query),
+        Route::get("/api/v1/metrics/status", Token(Viewer), metrics::api::status),
+        Route::get("/api/v1/annotations", Token(Viewer), metrics::api::annotations),
+        Route::get("/metrics", Token(Viewer), metrics::api::prometheus),
+        Route::get("/api/v1/chat", Token(Viewer), chat::api::status),
+        Route::post("/api/v1/chat/command", Token(Viewer), chat::api::command),
+        Route::get("/api/v1/chat/links", Token(Viewer), chat::api::links),
+        Route::post("/api/v1/chat/links", Token(Admin), chat::api::link),
+        Route::post("/api/v1/infra/reports", Token(Member), infra::api::report),
+    ]
+}
+
+/// The web UI: pages for anyone signed in, forms for members, sign-in and the embedded assets for anyone.
+pub fn web() -> Vec<Route> {
+    use Least::{Anyone, Form, Page};
+    let js = "text/javascript; charset=utf-8";
+    vec![
+        Route::get("/", Anyone, || async { Redirect::to("/timeline") }),
+        Route::get("/signin", Anyone, web::layout::signin_page),
+        Route::post("/signin", Anyone, web::signin),
+        Route::post("/signout", Form(Evaluate), web::signout),
+        Route::get("/static/graphs.js", Anyone, move || web::asset(js, include_str!("../assets/graphs.js"))),
+        Route::get("/static/deploy.js", Anyone, move || web::asset(js, include_str!("../assets/deploy.js"))),
+        Route::get("/static/timeline.js", Anyone, move || web::asset(js, include_str!("../assets/timeline.js"))),
+        Route::get("/static/crew.css", Anyone, || {
+            web::asset("text/css; charset=utf-8", include_str!("../assets/crew.css"))
+        }),
+        Route::get("/timeline", Page(Viewer), timeline::web::timeline),
+        Route::get("/status", Page(Viewer), system::web::status),
+        Route::get("/deploys", Page(Viewer), deploys::web::index),
+        Route::get("/deploys/{id}", Page(Viewer), deploys::web::show),
+        Route::post("/deploys/start", Form(Member), deploys::web::start),
+        Route::post("/deploys/rollback", Form(Member), deploys::web::rollback),
+        Route::post("/deploys/lock", Form(Member), deploys::web::lock),
+        Route::post("/deploys/unlock", Form(Member), deploys::web::unlock),
+        Route::get("/flags", Page(Viewer), flags::web::index),
+        Route::get("/flags/{key}", Page(Viewer), flags::web::show),
+        Route::post("/flags/{key}/knob", Form(Member), flags::web::knob),
+        Route::get("/graphs", Page(Viewer), metrics::web::index),
+        Route::get("/infra", Page(Viewer), infra::web::index),
+    ]
+}
