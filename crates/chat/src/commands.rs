@@ -213,19 +213,57 @@ pub fn help(topic: Option<&str>) -> String {
 #[derive(Default)]
 pub struct Limiter {
     recent: HashMap<(String, &'static str), Vec<Instant>>,
+    /// Calls since the map was last pruned.
+    calls: u32,
 }
+
+/// How many refusals and error answers a person gets a minute (past that, the robot says nothing).
+pub const ERRORS_PER_MINUTE: u32 = 5;
+
+/// The longest window any limit counts over: entries older than this say nothing and are pruned.
+const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Limiter {
     /// Whether `who` may run `spec` now; counts the run when it may.
     pub fn allow(&mut self, who: &str, spec: &'static Spec, now: Instant) -> bool {
-        let (max, per) = spec.limit;
-        let runs = self.recent.entry((who.to_string(), spec.name)).or_default();
+        self.take(who, spec.name, spec.limit, now)
+    }
+
+    /// Whether `who` may be answered with an error or a refusal now (unknown people included): so that nobody
+    /// can make the robot flood a room by sending it bad commands.
+    pub fn allow_error(&mut self, who: &str, now: Instant) -> bool {
+        self.take(who, "error", (ERRORS_PER_MINUTE, WINDOW), now)
+    }
+
+    fn take(&mut self, who: &str, what: &'static str, (max, per): (u32, std::time::Duration), now: Instant) -> bool {
+        self.prune(now);
+        let runs = self.recent.entry((who.to_string(), what)).or_default();
         runs.retain(|t| now.duration_since(*t) < per);
         if runs.len() as u32 >= max {
             return false;
         }
         runs.push(now);
         true
+    }
+
+    /// Every so often, forgets people with no run in the last window, so the map stays as small as the people
+    /// active in it.
+    fn prune(&mut self, now: Instant) {
+        self.calls += 1;
+        if self.calls < 256 && self.recent.len() < 1024 {
+            return;
+        }
+        self.calls = 0;
+        self.recent.retain(|_, runs| runs.iter().any(|t| now.duration_since(*t) < WINDOW));
+    }
+
+    /// How many (person, command) entries are remembered.
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
     }
 }
 
@@ -236,6 +274,24 @@ mod tests {
     fn ok(line: &str) -> (String, Vec<String>) {
         let i = parse(line).unwrap().unwrap();
         (i.name.to_string(), i.args)
+    }
+
+    #[test]
+    fn the_limiter_forgets_people_gone_quiet_and_limits_errors() {
+        let mut l = Limiter::default();
+        let t = Instant::now();
+        let status = spec("status").unwrap();
+        for i in 0..5000 {
+            assert!(l.allow(&format!("nick{i}"), status, t));
+        }
+        assert_eq!(l.len(), 5000, "everyone active within the minute is remembered");
+        let later = t + WINDOW + std::time::Duration::from_secs(1);
+        for i in 0..300 {
+            l.allow(&format!("later{i}"), status, later);
+        }
+        assert!(l.len() <= 1024, "the quiet ones are forgotten: {}", l.len());
+        let errs = (0..20).filter(|_| l.allow_error("stranger", later)).count();
+        assert_eq!(errs, ERRORS_PER_MINUTE as usize);
     }
 
     #[test]

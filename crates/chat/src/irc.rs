@@ -560,9 +560,39 @@ fn render(line: &Line) -> String {
     }
 }
 
+/// A line as the log may show it: the SASL payload (the password, base64) and a server password never.
+pub fn for_log(line: &str) -> std::borrow::Cow<'_, str> {
+    let upper = line.to_ascii_uppercase();
+    let secret = match upper.split_once(' ') {
+        Some(("AUTHENTICATE", arg)) => !matches!(arg, "PLAIN" | "EXTERNAL" | "+" | "*"),
+        Some(("PASS", _)) => true,
+        _ => false,
+    };
+    if secret {
+        let verb = line.split(' ').next().unwrap_or("");
+        std::borrow::Cow::Owned(format!("{verb} ***"))
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
+}
+
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Framed<S, Lines>, line: &str) -> Result<(), IrcError> {
     // No CR, LF or NUL can reach the wire inside a line: they would end it early or be refused.
     let clean: String = line.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
-    tracing::trace!(line = %clean, "IRC >");
+    tracing::trace!(line = %for_log(&clean), "IRC >");
     io.send(clean).await.map_err(IrcError::Io)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::for_log;
+
+    #[test]
+    fn the_log_never_shows_a_password() {
+        assert_eq!(for_log("AUTHENTICATE Y3JldwBjcmV3AHMzY3JldA=="), "AUTHENTICATE ***");
+        assert_eq!(for_log("PASS s3cret"), "PASS ***");
+        assert_eq!(for_log("AUTHENTICATE PLAIN"), "AUTHENTICATE PLAIN");
+        assert_eq!(for_log("AUTHENTICATE +"), "AUTHENTICATE +");
+        assert_eq!(for_log("PRIVMSG #ops :hi"), "PRIVMSG #ops :hi");
+    }
 }

@@ -32,6 +32,10 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
         return if account.is_empty() { Err("`account:` needs an account name".into()) } else { Ok(()) };
     }
     match pattern.split_once('!').and_then(|(n, rest)| rest.split_once('@').map(|(u, h)| (n, u, h))) {
+        // A host of wildcards alone (`alice!*@*`) matches anyone who takes the nick: a bare nick in effect.
+        Some((_, _, h)) if !h.is_empty() && h.bytes().all(|b| matches!(b, b'*' | b'?' | b'.')) => Err(format!(
+            "`{pattern}` matches any host, so anyone who takes the nick: name the host (alice!*@*.example.com) or use account:NAME"
+        )),
         Some((n, u, h)) if !n.is_empty() && !u.is_empty() && !h.is_empty() => Ok(()),
         _ => Err(format!(
             "`{pattern}` is not a hostmask (nick!user@host, with * and ?) or account:NAME; a bare nick is never trusted"
@@ -95,6 +99,10 @@ mod tests {
         assert!(check_pattern("alice").is_err());
         assert!(check_pattern("alice!*").is_err());
         assert!(check_pattern("account:").is_err());
+        for any_host in ["alice!*@*", "alice!alice@*", "alice!*@*.*", "alice!*@?*"] {
+            let e = check_pattern(any_host).unwrap_err();
+            assert!(e.contains("matches any host"), "{any_host}: {e}");
+        }
         assert!(check_pattern("alice!*@*.example.com").is_ok());
         assert!(check_pattern("account:alice").is_ok());
     }

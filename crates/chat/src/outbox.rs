@@ -68,6 +68,9 @@ pub enum Line {
     Privmsg { target: String, text: String },
 }
 
+/// Replies sent in a row, at most, while an announcement waits.
+pub const REPLIES_IN_A_ROW: usize = 3;
+
 /// Announcements held back once this many wait, per room.
 pub const ANNOUNCE_QUEUE: usize = 8;
 
@@ -85,6 +88,9 @@ pub struct Outbox {
     replies: VecDeque<Line>,
     /// Replies beyond this are dropped (a person flooding commands; they are rate limited anyway).
     max_replies: usize,
+    /// Replies sent in a row while announcements waited: past [`REPLIES_IN_A_ROW`] an announcement goes next,
+    /// so a busy room's answers never starve the timeline.
+    replies_in_row: usize,
     announcements: BTreeMap<String, VecDeque<String>>,
     held: BTreeMap<String, Held>,
     /// Where to read what was held back.
@@ -98,6 +104,7 @@ impl Outbox {
             urgent: VecDeque::new(),
             replies: VecDeque::new(),
             max_replies: 64,
+            replies_in_row: 0,
             announcements: BTreeMap::new(),
             held: BTreeMap::new(),
             timeline_url: String::new(),
@@ -167,9 +174,12 @@ impl Outbox {
         if !self.bucket.take(now) {
             return Err(Some(self.bucket.wait(now)));
         }
-        if let Some(line) = self.replies.pop_front() {
-            return Ok(line);
+        let announcing = self.announcements.values().any(|q| !q.is_empty());
+        if !self.replies.is_empty() && (!announcing || self.replies_in_row < REPLIES_IN_A_ROW) {
+            self.replies_in_row += 1;
+            return Ok(self.replies.pop_front().expect("not empty"));
         }
+        self.replies_in_row = 0;
         let room = self.announcements.iter().find(|(_, q)| !q.is_empty()).map(|(r, _)| r.clone()).expect("not empty");
         let q = self.announcements.get_mut(&room).expect("room");
         let text = q.pop_front().expect("not empty");
@@ -226,6 +236,18 @@ mod tests {
         }
         assert_eq!(texts.len(), ANNOUNCE_QUEUE + 1);
         assert_eq!(texts.last().unwrap(), "… and 92 more: alert ×83, deploy ×9 in 30 s; see http://crew/");
+    }
+
+    #[test]
+    fn replies_never_starve_announcements() {
+        let t = Instant::now();
+        let mut o = Outbox::new(Rate { burst: 1000, every: Duration::from_millis(1) }, t);
+        o.announce("#ops", "deploy", vec!["deployed".into()], t);
+        for i in 0..60 {
+            o.reply(Line::Privmsg { target: "#ops".into(), text: format!("r{i}") });
+        }
+        let first: Vec<Line> = (0..REPLIES_IN_A_ROW + 1).map(|_| o.next(t).unwrap()).collect();
+        assert!(first.contains(&Line::Notice { target: "#ops".into(), text: "deployed".into() }), "{first:?}");
     }
 
     #[test]

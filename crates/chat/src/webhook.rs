@@ -45,9 +45,9 @@ pub struct Counts {
 /// The body posted for an event.
 pub fn body(kind: Kind, line: &str, event: &Event, channel: Option<&str>) -> Value {
     match kind {
-        Kind::Slack => json!({"text": line}),
+        Kind::Slack => json!({"text": escape(line)}),
         Kind::Mattermost => {
-            let mut b = json!({"text": line, "username": "crew"});
+            let mut b = json!({"text": escape(line), "username": "crew"});
             if let Some(c) = channel {
                 b["channel"] = json!(c);
             }
@@ -55,6 +55,16 @@ pub fn body(kind: Kind, line: &str, event: &Event, channel: Option<&str>) -> Val
         }
         Kind::Json => json!({"text": line, "event": event}),
     }
+}
+
+/// Text as Slack and Mattermost show it literally: `&`, `<` and `>` escaped as their message formats say, so
+/// that `<!channel>` or `<@U123>` in someone's summary neither pings a room nor mentions anyone, and `@channel`
+/// / `@here` / `@all` (Mattermost's plain-text mentions) are broken with a zero-width joiner.
+pub fn escape(text: &str) -> String {
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    ["@channel", "@here", "@all", "@everyone"]
+        .iter()
+        .fold(escaped, |t, m| t.replace(m, &format!("@\u{2060}{}", &m[1..])))
 }
 
 /// A running webhook: queue a body with `send`; full queues drop (and count) rather than grow.
@@ -151,4 +161,16 @@ async fn deliver(
     }
     tracing::error!(webhook = %hook.name, attempts = hook.attempts, "webhook message given up");
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_and_markup_in_text_do_not_ping() {
+        assert_eq!(escape("ship <!channel> & <@U1> now"), "ship &lt;!channel&gt; &amp; &lt;@U1&gt; now");
+        assert!(!escape("hey @channel @here").contains("@channel"));
+        assert_eq!(escape("alice deployed www"), "alice deployed www");
+    }
 }

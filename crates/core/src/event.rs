@@ -207,7 +207,9 @@ impl NewEvent {
             printable("link", &link.href)?;
             printable("link", &link.rel)?;
             let href = link.href.as_str();
-            let ok = (href.starts_with('/') && !href.starts_with("//"))
+            // A path on this site; browsers read `//host` and `/\host` (a backslash is a slash to them) as
+            // another site, so neither is a path here.
+            let ok = (href.starts_with('/') && !href.starts_with("//") && !href.contains('\\'))
                 || href.starts_with("http://")
                 || href.starts_with("https://");
             if !ok || href.len() > 2000 {
@@ -327,6 +329,14 @@ mod tests {
                 Some(EventError::BadLink("javascript:alert(1)".into())),
             ),
             (Box::new(|e| e.links.push(Link { rel: "deploy".into(), href: "/deploys/1".into() })), None),
+            (
+                Box::new(|e| e.links.push(Link { rel: "x".into(), href: "/\\evil.example".into() })),
+                Some(EventError::BadLink("/\\evil.example".into())),
+            ),
+            (
+                Box::new(|e| e.links.push(Link { rel: "x".into(), href: "/a\\b".into() })),
+                Some(EventError::BadLink("/a\\b".into())),
+            ),
         ];
         for (i, (change, want)) in cases.into_iter().enumerate() {
             let mut e = base.clone();

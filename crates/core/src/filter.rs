@@ -10,6 +10,9 @@ use chrono::{DateTime, Utc};
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 1000;
 
+/// The longest word a search may hold.
+pub const MAX_WORD: usize = 100;
+
 /// A position in the timeline: the events strictly older than it come next. Opaque to clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor(pub i64);
@@ -99,6 +102,14 @@ impl EventFilter {
         }
         if self.words.len() > 16 {
             return Err(FilterError(format!("search has {} words: at most 16", self.words.len())));
+        }
+        // PostgreSQL refuses tsquery words over 2,046 bytes; no real word is near 100 characters.
+        if let Some(w) = self.words.iter().find(|w| w.chars().count() > MAX_WORD) {
+            let start: String = w.chars().take(20).collect();
+            return Err(FilterError(format!(
+                "search word `{start}…` is {} characters long: at most {MAX_WORD}",
+                w.chars().count()
+            )));
         }
         Ok(())
     }

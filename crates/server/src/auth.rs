@@ -63,11 +63,112 @@ impl TokenCache {
     }
 }
 
-/// What authentication needs: the store (tokens, sessions) and the cache of tokens recently seen.
+/// What authentication needs: the store (tokens, sessions), the cache of tokens recently seen, and the count
+/// of live streams each token holds open.
 #[derive(Clone)]
 pub struct Auth {
     pub store: Arc<dyn Store>,
     pub cache: Arc<TokenCache>,
+    pub streams: Arc<Streams>,
+}
+
+/// Live streams (server-sent events) open now, in all and per token: bounded, so no one token (or everyone at
+/// once) can hold the server's connections; past a bound a new stream is refused with 429.
+pub struct Streams {
+    max: usize,
+    max_per_token: usize,
+    open: std::sync::Mutex<(usize, HashMap<String, usize>)>,
+}
+
+impl Streams {
+    pub fn new(max: usize, max_per_token: usize) -> Self {
+        Streams { max, max_per_token, open: Default::default() }
+    }
+
+    fn acquire(self: &Arc<Self>, name: &str) -> Result<StreamPermit, ApiError> {
+        let mut open = self.open.lock().expect("streams");
+        if open.0 >= self.max {
+            return Err(ApiError::TooMany(format!(
+                "{} live streams are open, the most crew keeps: try again later",
+                self.max
+            )));
+        }
+        let mine = open.1.entry(name.to_string()).or_default();
+        if *mine >= self.max_per_token {
+            return Err(ApiError::TooMany(format!(
+                "`{name}` has {} live streams open, the most one token may: close one first",
+                self.max_per_token
+            )));
+        }
+        *mine += 1;
+        open.0 += 1;
+        Ok(StreamPermit { streams: self.clone(), name: name.to_string() })
+    }
+}
+
+/// One open stream's place in [`Streams`]; given back when dropped.
+pub struct StreamPermit {
+    streams: Arc<Streams>,
+    name: String,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().expect("streams");
+        open.0 -= 1;
+        if let Some(n) = open.1.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.name);
+            }
+        }
+    }
+}
+
+/// A live stream's hold on the server: its permit, and a way to learn its token was revoked.
+pub struct LiveStream {
+    _permit: StreamPermit,
+    name: String,
+    bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
+    store: Arc<dyn Store>,
+}
+
+impl LiveStream {
+    /// Resolves when the token this stream was opened with is revoked (on any replica): the stream then ends.
+    /// If the bus lagged (a revocation may have been missed), the store is asked whether the token still exists.
+    pub async fn revoked(&mut self) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.bus.recv().await {
+                Ok(e) if revokes(&e, &self.name) => return,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => {
+                    if self.store.tokens().await.is_ok_and(|t| !t.iter().any(|t| t.name == self.name)) {
+                        return;
+                    }
+                }
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+/// Whether `e` revokes the token named `name`.
+pub fn revokes(e: &crew_core::Event, name: &str) -> bool {
+    e.kind == crew_core::kind::TOKEN_REVOKED && e.data.get("name").and_then(serde_json::Value::as_str) == Some(name)
+}
+
+impl Auth {
+    /// Opens a live stream for `caller`: refused (429) past the bounds; ends when the caller's token is revoked.
+    pub fn open_stream(&self, caller: &Caller) -> Result<LiveStream, ApiError> {
+        let permit = self.streams.acquire(&caller.name)?;
+        Ok(LiveStream {
+            _permit: permit,
+            name: caller.name.clone(),
+            bus: self.store.subscribe(),
+            store: self.store.clone(),
+        })
+    }
 }
 
 /// Empties the token cache on every token event from the bus (and when the bus lagged: something may be missed).
@@ -117,6 +218,13 @@ pub fn new_secret() -> String {
 /// A random secret for sessions and CSRF.
 pub fn random_id() -> String {
     Alphanumeric.sample_string(&mut rand::rng(), 43)
+}
+
+/// Whether a secret sent back (a form's or a header's CSRF secret) is the one expected, compared in constant
+/// time so the comparison's timing says nothing about how much of it was right.
+pub fn same_secret(sent: Option<&str>, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    sent.is_some_and(|s| s.len() == expected.len() && bool::from(s.as_bytes().ct_eq(expected.as_bytes())))
 }
 
 pub fn hash_secret(secret: &str) -> String {
@@ -187,7 +295,7 @@ where
         if let Some(id) = cookie(parts, SESSION_COOKIE) {
             if let Some(session) = auth.store.session(&hash_secret(id)).await? {
                 let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-                if !safe && header(CSRF_HEADER) != Some(session.csrf.as_str()) {
+                if !safe && !same_secret(header(CSRF_HEADER), &session.csrf) {
                     return Err(ApiError::Forbidden(format!(
                         "a write with the session cookie needs the page's {CSRF_HEADER} header"
                     )));
@@ -248,3 +356,14 @@ role_guard!(
     Admin,
     Role::Admin
 );
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::same_secret(Some("abc123"), "abc123"));
+        for sent in [None, Some(""), Some("abc12"), Some("abc1234"), Some("abd123")] {
+            assert!(!super::same_secret(sent, "abc123"), "{sent:?}");
+        }
+    }
+}

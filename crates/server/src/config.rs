@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics: crate::metrics::MetricsConfig,
     /// `[[alerts]]`, checked and parsed.
     pub alerts: Vec<crate::alerts::Rule>,
+    /// `[server]`'s limits on connections and streams.
+    pub limits: Limits,
 }
 
 /// `crew.toml`. Sections of areas that land later are accepted as tables and typed strictly when they land.
@@ -64,6 +66,49 @@ pub struct ServerSection {
     pub statsd: Option<String>,
     pub database: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// The URL people reach crew at (`https://crew.example.com`), when a proxy stands in front: links in chat
+    /// and webhooks use it, and over `https` the session cookie is `Secure`.
+    pub public_url: Option<String>,
+    /// How long a client may take to send a request's headers (default `"30s"`).
+    pub header_timeout: Option<String>,
+    /// Live streams (server-sent events) open at once, in all (default 1000) and per token (default 20).
+    pub max_streams: Option<usize>,
+    pub max_streams_per_token: Option<usize>,
+}
+
+/// The server's limits against clients that hold connections: checked `[server]` values.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: std::time::Duration,
+    pub max_streams: usize,
+    pub max_streams_per_token: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_timeout: std::time::Duration::from_secs(30), max_streams: 1000, max_streams_per_token: 20 }
+    }
+}
+
+impl ServerSection {
+    /// The limits, or a message naming the key.
+    pub fn limits(&self) -> Result<Limits, String> {
+        let d = Limits::default();
+        let header_timeout = match &self.header_timeout {
+            Some(v) => {
+                humantime::parse_duration(v).ok().filter(|t| *t >= std::time::Duration::from_millis(100)).ok_or_else(
+                    || format!("[server] header_timeout = \"{v}\": a duration of at least 100ms, like \"30s\""),
+                )?
+            }
+            None => d.header_timeout,
+        };
+        let max_streams = self.max_streams.unwrap_or(d.max_streams);
+        let max_streams_per_token = self.max_streams_per_token.unwrap_or(d.max_streams_per_token);
+        if max_streams == 0 || max_streams_per_token == 0 {
+            return Err("[server] max_streams and max_streams_per_token: at least 1".into());
+        }
+        Ok(Limits { header_timeout, max_streams, max_streams_per_token })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +187,16 @@ impl Settings {
                 why: "expected sqlite://PATH or postgres://USER@HOST:PORT/DB".into(),
             });
         }
+        if let Some(u) = &s.public_url {
+            let ok = url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
+            if !ok {
+                return Err(ConfigError::BadValue {
+                    what: "[server] public_url",
+                    value: u.clone(),
+                    why: "expected an http(s) URL like https://crew.example.com".into(),
+                });
+            }
+        }
         let deploy = deploy_config(&file, config_path.as_deref())?;
         if let Some(chat) = &file.chat {
             let shown = config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml"));
@@ -157,12 +212,13 @@ impl Settings {
             message,
         };
         let alerts = crate::alerts::check(&file.alerts).map_err(invalid)?;
+        let limits = file.server.limits().map_err(invalid)?;
         crate::metrics::dashboards::check(&file.dashboards).map_err(invalid)?;
         let metrics = file.metrics.clone().unwrap_or_default().check().map_err(|message| ConfigError::Invalid {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
             message,
         })?;
-        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics, alerts })
+        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics, alerts, limits })
     }
 }
 

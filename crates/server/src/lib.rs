@@ -76,9 +76,10 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StartError> {
-        std::fs::create_dir_all(&settings.data_dir)
+        private_dir(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let store = crew_store::open(&settings.database).await?;
+        private_database(&settings.database);
         tokens::ensure_admin(&*store, &settings.data_dir).await?;
         deploys::interrupt_leftovers(&*store).await?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -134,11 +135,7 @@ impl App {
         let rules = p.settings.alerts.clone();
         let metrics_task = metrics::flush::start(&state.metrics, state.timeline.clone(), rules, statsd);
         tracing::info!(addr = %p.addr, store = p.store.engine().as_str(), "crew is serving");
-        let stop = p.shutdown.clone();
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("HTTP server")?;
+        serve(listener, router, p.shutdown.clone(), p.settings.limits.header_timeout).await;
         // The metrics task stores its open chunks on the way out.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), metrics_task).await;
         tracing::info!("crew stopped");
@@ -174,6 +171,50 @@ async fn api_not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::NotFound(format!("no API route {}", uri.path()))
 }
 
+/// Serves HTTP/1 and HTTP/2 until `stop` is cancelled, then lets open requests finish (up to 10 s). Unlike
+/// `axum::serve` this sets a timer, so a client that never finishes sending its headers is cut off after
+/// `header_timeout` instead of holding a connection forever; an accept error (out of file descriptors) is
+/// followed by a short pause rather than a spin.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    header_timeout: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed; pausing");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        pause = std::time::Duration::from_millis(10);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "an HTTP connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some HTTP connections were still open 10 s after shutdown began");
+    }
+}
+
 /// This replica's lasting name (`<data-dir>/replica.id`, made on first start): the source of the metric
 /// chunks and write-ahead rows it writes, so replicas sharing a database keep theirs apart.
 fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
@@ -187,6 +228,28 @@ fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
     let id = format!("r-{}", &auth::random_id()[..12]);
     std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(id)
+}
+
+/// The data dir, made if needed, readable by crew's own user only (it holds the admin token and the database).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// An SQLite database (and its write-ahead files) readable by crew's own user only.
+fn private_database(url: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return };
+    let path = path.split('?').next().unwrap_or(path);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(error = %e, file, "cannot make the database private");
+            }
+        }
+    }
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

@@ -34,9 +34,17 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The server's own URL, for links in chat and webhooks.
+    /// The server's own URL, for links in chat and webhooks: `[server] public_url` when set.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        match &self.settings.file.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// Whether people reach crew over HTTPS (a proxy in front): then cookies are `Secure`.
+    pub fn https(&self) -> bool {
+        self.settings.file.server.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
     }
 }
 
@@ -67,7 +75,9 @@ impl AppState {
             shutdown: CancellationToken::new(),
         };
         let cache = Arc::new(TokenCache::default());
-        let auth = Auth { store: store.clone(), cache: cache.clone() };
+        let limits = &settings.limits;
+        let streams = Arc::new(crate::auth::Streams::new(limits.max_streams, limits.max_streams_per_token));
+        let auth = Auth { store: store.clone(), cache: cache.clone(), streams };
         let timeline = Timeline::new(store.clone(), platform.shutdown.clone());
         let tokens = Tokens::new(store.clone(), cache);
         let deploys = Deploys::new(&platform);

@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod domains;
 mod flags;
+mod hardening;
 mod harness;
 mod infra;
 mod metrics;

@@ -340,10 +340,15 @@ async fn listen(
         let Some(parsed) = commands::parse(&m.text) else { continue };
         robot.chat.status.remember(&m.room, &m.sender.nick, &m.text);
         let reply = |text: String| Outgoing::Reply { room: m.room.clone(), text };
+        // Refusals and errors are rate limited per person too (known or not), so bad commands cannot make the
+        // robot flood a room.
+        let sender_key = format!("{}!{}@{}", m.sender.nick, m.sender.user, m.sender.host);
         let inv = match parsed {
             Ok(i) => i,
             Err(e) => {
-                let _ = out.send(reply(format!("{}: {e}", m.sender.nick))).await;
+                if limiter.allow_error(&sender_key, Instant::now()) {
+                    let _ = out.send(reply(format!("{}: {e}", m.sender.nick))).await;
+                }
                 continue;
             }
         };
@@ -365,17 +370,18 @@ async fn listen(
                 (Some(u), Some(r)) => format!("{}: !{} needs role {}; {u} is {}", m.sender.nick, spec.name, spec.role.as_str(), r.as_str()),
                 (Some(u), None) => format!("{}: {u} has no crew token; ask an admin", m.sender.nick),
             };
-            let _ = out.send(reply(why)).await;
+            if limiter.allow_error(&sender_key, Instant::now()) {
+                let _ = out.send(reply(why)).await;
+            }
             continue;
         }
         let who = user.clone().unwrap_or_else(|| format!("{} (unmapped)", m.sender.nick));
         if !limiter.allow(&who, spec, Instant::now()) {
-            let _ = out
-                .send(reply(format!(
-                    "{}: slow down: !{} at most {} times a minute",
-                    m.sender.nick, spec.name, spec.limit.0
-                )))
-                .await;
+            if limiter.allow_error(&sender_key, Instant::now()) {
+                let text =
+                    format!("{}: slow down: !{} at most {} times a minute", m.sender.nick, spec.name, spec.limit.0);
+                let _ = out.send(reply(text)).await;
+            }
             continue;
         }
         let actor = Actor::new(user.unwrap_or_else(|| m.sender.nick.clone()), Via::Chat);

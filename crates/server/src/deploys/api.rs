@@ -135,8 +135,9 @@ pub async fn pending(_: Viewer, State(deploys): State<Deploys>, Path(env): Path<
 /// The log as server-sent events: each line a message (its id the line number), then an `end` event with the
 /// deploy's final status. Resumes at `offset` or `Last-Event-ID` + 1.
 pub async fn log_stream(
-    _: Viewer,
+    Viewer(caller): Viewer,
     State(deploys): State<Deploys>,
+    State(auth): State<crate::auth::Auth>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: axum::http::HeaderMap,
@@ -148,6 +149,7 @@ pub async fn log_stream(
     if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
         offset = last + 1;
     }
+    let mut held = auth.open_stream(&caller)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
     let shutdown = deploys.shutdown();
     tokio::spawn(async move {
@@ -167,6 +169,7 @@ pub async fn log_stream(
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = held.revoked() => return,
                 _ = tx.closed() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
             }

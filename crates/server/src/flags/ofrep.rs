@@ -124,11 +124,16 @@ pub async fn all(
 /// `GET /api/v1/flags/stream`: the definitions as server-sent events, for SDKs that evaluate locally: the whole
 /// flagd document at once, then again on every change (from any replica). Evaluation keys may read it.
 pub async fn definitions(
-    _: Evaluator,
+    Evaluator(caller): Evaluator,
     State(flags): State<Flags>,
     State(platform): State<crate::state::Platform>,
+    State(auth): State<crate::auth::Auth>,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut held = match auth.open_stream(&caller) {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
     let mut rx = flags.subscribe();
     let shutdown = platform.shutdown.clone();
     let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
@@ -142,6 +147,8 @@ pub async fn definitions(
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                // An application's key that is revoked stops hearing the definitions at once.
+                _ = held.revoked() => return,
                 _ = tx.closed() => return,
                 r = rx.changed() => if r.is_err() { return },
             }

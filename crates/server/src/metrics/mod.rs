@@ -40,6 +40,10 @@ pub struct MetricsSection {
     pub max_series: Option<usize>,
     /// Prometheus remote write of every flush.
     pub remote_write: Option<remote_write::RemoteWriteSection>,
+    /// At most this many StatsD TCP connections at once (default 256); more are closed at once, and counted.
+    pub tcp_connections: Option<usize>,
+    /// A StatsD TCP connection that sends nothing for this long is closed (default `"60s"`).
+    pub tcp_idle: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +59,9 @@ pub struct MetricsConfig {
     pub flush: Duration,
     pub tiers: Vec<TierSpec>,
     pub max_series: usize,
+    /// StatsD over TCP: connections at once, and how long one may stay silent.
+    pub tcp_connections: usize,
+    pub tcp_idle: Duration,
     pub remote_write: Option<remote_write::RemoteWriteSection>,
 }
 
@@ -105,7 +112,22 @@ impl MetricsSection {
         if let Some(rw) = &self.remote_write {
             rw.check()?;
         }
-        Ok(MetricsConfig { flush, tiers, max_series, remote_write: self.remote_write.clone() })
+        let tcp_connections = self.tcp_connections.unwrap_or(256);
+        if !(1..=65_536).contains(&tcp_connections) {
+            return Err("[metrics] tcp_connections: from 1 to 65536".into());
+        }
+        let tcp_idle = duration("tcp_idle", self.tcp_idle.as_deref().unwrap_or("60s"))?;
+        if tcp_idle < Duration::from_millis(100) {
+            return Err("[metrics] tcp_idle: at least 100ms".into());
+        }
+        Ok(MetricsConfig {
+            flush,
+            tiers,
+            max_series,
+            tcp_connections,
+            tcp_idle,
+            remote_write: self.remote_write.clone(),
+        })
     }
 }
 
@@ -121,6 +143,11 @@ pub struct Totals {
     /// The UDP socket buffer the kernel granted.
     pub recv_buffer: AtomicU64,
     pub series_limited: AtomicU64,
+    /// StatsD TCP connections refused (over `tcp_connections`) and closed for idling.
+    pub tcp_refused: AtomicU64,
+    pub tcp_idle_closed: AtomicU64,
+    /// Accept errors on the StatsD TCP socket (e.g. out of file descriptors), each followed by a pause.
+    pub tcp_accept_errors: AtomicU64,
     pub series: AtomicU64,
     pub flushes: AtomicU64,
     pub last_flush_us: AtomicU64,
@@ -154,6 +181,8 @@ pub struct Live {
     /// Where StatsD is received (None: off).
     pub addr: Mutex<Option<std::net::SocketAddr>>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// StatsD TCP connections open now.
+    pub(crate) tcp_open: Arc<std::sync::atomic::AtomicUsize>,
     pub remote: remote_write::RemoteWrite,
     pub alerts: crate::alerts::Alerts,
     /// This replica's name for the chunks and write-ahead rows it writes (its data folder's replica.id).
@@ -178,6 +207,7 @@ impl Live {
             inbox: Mutex::new(None),
             addr: Mutex::new(None),
             stop: Arc::new(AtomicBool::new(false)),
+            tcp_open: Arc::default(),
             remote: Default::default(),
             alerts: Default::default(),
             source: Mutex::new("local".into()),
@@ -197,6 +227,10 @@ impl Live {
             "host_rcvbuf_errors": l(&t.rcvbuf_errors),
             "recv_buffer_bytes": l(&t.recv_buffer),
             "series_limited": l(&t.series_limited),
+            "tcp_connections": self.tcp_open.load(Ordering::Relaxed),
+            "tcp_refused": l(&t.tcp_refused),
+            "tcp_idle_closed": l(&t.tcp_idle_closed),
+            "tcp_accept_errors": l(&t.tcp_accept_errors),
             "series": l(&t.series),
             "flushes": l(&t.flushes),
             "last_flush_ms": l(&t.last_flush_us) as f64 / 1000.0,

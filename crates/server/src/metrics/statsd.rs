@@ -76,18 +76,55 @@ pub fn start(sockets: Sockets, metrics: Arc<Live>, stop: Arc<AtomicBool>) -> Syn
             .expect("a thread");
     }
     let tcp = tokio::net::TcpListener::from_std(sockets.tcp).expect("a tokio listener");
-    let tcp_tx = tx.clone();
-    let m = metrics.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((conn, _)) = tcp.accept().await else { continue };
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            tokio::spawn(tcp_conn(conn, tcp_tx.clone(), m.clone()));
-        }
-    });
+    tokio::spawn(accept_loop(tcp, tx.clone(), metrics, stop));
     tx
+}
+
+/// The StatsD TCP cap in force: the configured one, but never more than a quarter of this process's file
+/// descriptors, so StatsD clients can never take the descriptors HTTP, the store and deploys need.
+fn tcp_cap(configured: usize) -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map(|(soft, _)| soft as usize).unwrap_or(1024);
+    configured.min((soft / 4).max(1))
+}
+
+/// Accepts StatsD TCP connections, at most `tcp_connections` at once (more are closed at once and counted).
+/// An accept error (out of file descriptors, say) is counted and followed by a pause that doubles up to a
+/// second, so a full descriptor table never turns this loop into a spin that starves the HTTP side.
+async fn accept_loop(tcp: tokio::net::TcpListener, tx: SyncSender<Msg>, m: Arc<Live>, stop: Arc<AtomicBool>) {
+    let cap = tcp_cap(m.config.tcp_connections);
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let conn = match tcp.accept().await {
+            Ok((conn, _)) => {
+                pause = std::time::Duration::from_millis(10);
+                conn
+            }
+            Err(e) => {
+                if m.totals.tcp_accept_errors.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                    tracing::warn!(error = %e, "StatsD TCP accept failed; pausing");
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let open = m.tcp_open.clone();
+        if open.fetch_add(1, Ordering::AcqRel) >= cap {
+            open.fetch_sub(1, Ordering::AcqRel);
+            m.totals.tcp_refused.fetch_add(1, Ordering::Relaxed);
+            drop(conn);
+            continue;
+        }
+        let (tx, m) = (tx.clone(), m.clone());
+        tokio::spawn(async move {
+            tcp_conn(conn, tx, m.clone()).await;
+            m.tcp_open.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
 }
 
 fn recv_loop(
@@ -135,9 +172,13 @@ async fn tcp_conn(mut conn: tokio::net::TcpStream, tx: SyncSender<Msg>, m: Arc<L
     let mut skipping = false;
     let mut chunk = vec![0u8; 65536];
     loop {
-        let n = match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = match tokio::time::timeout(m.config.tcp_idle, conn.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                m.totals.tcp_idle_closed.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
         };
         let mut data = &chunk[..n];
         if skipping {

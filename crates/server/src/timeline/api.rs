@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use crew_core::{Cursor, Event, EventFilter};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
 use std::convert::Infallible;
 use tokio::sync::broadcast::error::RecvError;
@@ -41,6 +41,7 @@ fn sse_event(e: &Event) -> SseEvent {
 pub async fn stream(
     Viewer(caller): Viewer,
     State(tl): State<Timeline>,
+    State(auth): State<crate::auth::Auth>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<impl axum::response::IntoResponse> {
@@ -62,6 +63,7 @@ pub async fn stream(
         .and_then(|v| v.parse().ok())
         .or(after)
         .filter(|s| *s > 0);
+    let mut held = auth.open_stream(&caller)?;
     // Subscribe before replaying, so nothing committed in between is missed.
     let mut live = tl.subscribe();
     let (tx, rx) = mpsc::channel(256);
@@ -79,14 +81,12 @@ pub async fn stream(
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = held.revoked() => return,
                 _ = tx.closed() => return,
                 next = live.recv() => next,
             };
             match next {
                 Ok(e) => {
-                    if revokes(&e, &caller.name) {
-                        return; // The token this stream was opened with no longer works.
-                    }
                     if replayed.remove(&e.seq) || !filter.matches(&e) {
                         continue;
                     }
@@ -107,11 +107,6 @@ pub async fn stream(
         }
     });
     Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
-}
-
-/// Whether `e` revokes the token named `name`.
-fn revokes(e: &Event, name: &str) -> bool {
-    e.kind == crew_core::kind::TOKEN_REVOKED && e.data.get("name").and_then(Value::as_str) == Some(name)
 }
 
 /// At most this many events are replayed to a resuming client; one further behind should reload.

@@ -140,27 +140,32 @@ pub async fn ensure_admin(store: &dyn Store, data_dir: &std::path::Path) -> anyh
     let event =
         NewEvent::new(Actor::system(), kind::TOKEN_CREATED, "token:admin", "crew created the first admin token")
             .with_data(json!({"name": "admin", "role": "admin"}));
+    // The file first (under a temporary name), then the row: a token that exists is never one nobody can read.
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, &format!("{secret}\n")).with_context(|| format!("cannot write {}", tmp.display()))?;
     match store.create_token(&info, &hash_secret(&secret), event).await {
         Ok(_) => {}
         // Another replica on the same database made it first; its data dir has the token.
         Err(crew_store::StoreError::Conflict(_)) => {
+            let _ = std::fs::remove_file(&tmp);
             tracing::warn!("another replica created the admin token first: set CREW_TOKEN to use the CLI here");
             return Ok(());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
     }
-    write_private(&path, &format!("{secret}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     tracing::info!(path = %path.display(), "created the admin token");
     Ok(())
 }
 
-/// Writes a file only its owner can read.
+/// Writes a file only its owner can read, and makes sure it is on disk.
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    f.sync_all()
 }

@@ -136,7 +136,7 @@ where
         let body =
             Bytes::from_request(Request::from_parts(parts, body), st).await.map_err(IntoResponse::into_response)?;
         let fields = form(&body);
-        if field(&fields, "csrf") != Some(user.csrf.as_str()) {
+        if !crate::auth::same_secret(field(&fields, "csrf"), &user.csrf) {
             return Err(
                 WebError::Forbidden("this form is stale or from another site; reload the page".into()).into_response()
             );
@@ -234,7 +234,12 @@ fn cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
-pub async fn signin(State(tokens): State<Tokens>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn signin(
+    State(tokens): State<Tokens>,
+    State(platform): State<crate::state::Platform>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let f = form(&body);
     let next = safe_next(field(&f, "next"));
     if cross_site(&headers) {
@@ -264,7 +269,9 @@ pub async fn signin(State(tokens): State<Tokens>, headers: HeaderMap, body: Byte
     if let Err(e) = tokens.start_session(&token.name, &hash_secret(&id), &random_id(), expires).await {
         return WebError::from(e).into_response();
     }
-    let cookie = format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", SESSION_DAYS * 86400);
+    let secure = if platform.https() { "; Secure" } else { "" };
+    let cookie =
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", SESSION_DAYS * 86400);
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
 }
 
