@@ -192,3 +192,19 @@ content = "x"
     assert!(!t.root.join("etc/owned").exists());
     assert_eq!(outcome(&r, "file:/etc/fine").status, Status::Changed);
 }
+
+#[test]
+fn a_link_planted_at_the_staged_deb_s_name_is_not_followed() {
+    let (d, t, rs) = setup(ROLE);
+    // The name a .deb used to be staged under in the shared temporary folder, as any local user can plant it.
+    let victim = d.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    let planted = std::env::temp_dir().join(format!("crew-crew-hello-{}.deb", std::process::id()));
+    let _ = std::fs::remove_file(&planted);
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let r = run(&rs, &t, true).unwrap();
+    let _ = std::fs::remove_file(&planted);
+    assert_eq!(outcome(&r, "package:crew-hello").status, Status::Changed, "{r:?}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root:secret\n", "the victim was overwritten");
+    assert_eq!(crew_infra::system::installed(&t.root, "crew-hello").as_deref(), Some("1.0-1"));
+}
