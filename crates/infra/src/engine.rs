@@ -10,7 +10,7 @@
 //! is followed, inside the root; any other link is refused, naming it), a file is written whole to a
 //! temporary file of a random name made with `O_EXCL` in its folder, given its owner and mode on the open file,
 //! synced and renamed over, and an existing file or folder is opened with `O_NOFOLLOW` and changed through
-//! that open file.
+//! that open file. Sources and templates are read only from inside the repository.
 
 use crate::graph::{order, Edge};
 use crate::model::{Content, InfraError, Resource, Spec};
@@ -362,14 +362,33 @@ fn write_file(p: &Path, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u
     Ok(())
 }
 
+/// A source or template of the repository: a relative path that stays inside it, links included (a link in
+/// the repository to `/etc/hostname` would otherwise copy the controller's own file to every host).
+fn repo_file(repo: &Path, key: &str, p: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(p);
+    if p.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("{key} `{p}` is outside the repository: give a path relative to it, without `..`"));
+    }
+    let base = repo.canonicalize().map_err(|e| format!("{key} `{p}`: the repository {}: {e}", repo.display()))?;
+    let real = repo.join(rel).canonicalize().map_err(|e| format!("{key} `{p}`: {e}"))?;
+    if !real.starts_with(&base) {
+        return Err(format!("{key} `{p}` is outside the repository: it leads to {}", real.display()));
+    }
+    Ok(real)
+}
+
 fn desired_content(content: &Content, key: &str, target: &Target) -> Result<Vec<u8>, String> {
     use base64::Engine;
     match content {
         Content::Literal(s) => Ok(s.clone().into_bytes()),
         Content::Base64(b) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("content: {e}")),
-        Content::Source(p) => fs::read(target.repo.join(p)).map_err(|e| format!("{key} {p}: {e}")),
+        Content::Source(p) => {
+            let real = repo_file(&target.repo, key, p)?;
+            fs::read(real).map_err(|e| format!("{key} `{p}`: {e}"))
+        }
         Content::Template(p) => {
-            let text = fs::read_to_string(target.repo.join(p)).map_err(|e| format!("template {p}: {e}"))?;
+            let real = repo_file(&target.repo, "template", p)?;
+            let text = fs::read_to_string(real).map_err(|e| format!("template `{p}`: {e}"))?;
             crate::template::render(p, &text, &target.context).map(String::into_bytes)
         }
     }
@@ -872,6 +891,7 @@ fn package(
             // shared temporary folder is written through.
             let private = tempfile::Builder::new()
                 .prefix("crew-deb-")
+                .permissions(fs::Permissions::from_mode(0o700))
                 .tempdir()
                 .map_err(|e| format!("a temporary folder: {e}"))?;
             let tmp = private.path().join("package.deb");

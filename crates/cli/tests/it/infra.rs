@@ -89,6 +89,9 @@ async fn mistakes_are_refused_before_any_host_is_touched() {
         ("templates/app.conf", "listen {{ prot }}\n", "templates/app.conf:1: uses a variable this host does not define"),
         ("crew.toml", "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = []\n", "host `web1` has no roles"),
         ("crew.toml", "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"db\"]\n", "roles/db.toml (role of host `web1`)"),
+        // The controller's own files are no sources, and no path leaves a host's root.
+        ("roles/extra.toml", "[[file]]\npath = \"/etc/h\"\nsource = \"/etc/hostname\"\n", "roles/extra.toml:1: file[0].source: `/etc/hostname` must be a path inside the repository"),
+        ("roles/extra.toml", "[[command]]\nname = \"c\"\nrun = \"true\"\ncreates = \"/../../x\"\n", "roles/extra.toml:1: command[0].creates: `/../../x` must be an absolute path without `..`"),
     ] {
         let d = repo();
         std::fs::write(d.path().join(file), text).unwrap();
@@ -98,6 +101,21 @@ async fn mistakes_are_refused_before_any_host_is_touched() {
         assert!(err.contains(says), "{file}: {err}");
         assert!(!Path::new(&d.path().join("hosts")).exists(), "{file}: nothing touched");
     }
+    // A link in the repository to a file outside it.
+    let d = repo();
+    std::fs::remove_file(d.path().join("templates/app.conf")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", d.path().join("templates/app.conf")).unwrap();
+    let o =
+        s.cli(&s.admin).args(["infra", "apply", "all", "--config"]).arg(d.path().join("crew.toml")).output().unwrap();
+    let (code, _, err) = out(&o);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "roles/web.toml:4: file:/etc/www/app.conf: template `templates/app.conf` is outside the repository"
+        ),
+        "{err}"
+    );
+    assert!(!d.path().join("hosts").exists(), "nothing touched");
 }
 
 #[tokio::test]
