@@ -182,3 +182,44 @@ async fn push_over_ssh_to_two_hosts_one_of_which_dies_mid_run() {
     assert!(kinds.contains(&("infra.unreachable", "host:web2")), "{v}");
     assert!(kinds.contains(&("infra.applied", "host:web1")), "{v}");
 }
+
+#[tokio::test]
+async fn an_ssh_control_folder_someone_else_made_is_not_used() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Server::start().await;
+    let d = repo();
+    let sshd = crew_testkit::Sshd::start().unwrap();
+    // Someone made crew's control folder first, open to all, to hand crew a master connection or listen in.
+    let run = d.path().join("run");
+    let squat = run.join("crew-ssh");
+    std::fs::create_dir_all(&squat).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&squat, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&squat, Some(65534), Some(65534)).unwrap();
+    let opts: Vec<String> = sshd.options().iter().map(|o| format!("{o:?}")).collect();
+    let cfg = d.path().join("crew.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[hosts]]\nname = \"web1\"\naddress = \"ssh://{}@127.0.0.1:{}\"\nroles = [\"web\"]\nroot = \"{}\"\nvars = {{ port = 1 }}\nssh_options = [{}]\n",
+            crew_testkit::whoami(),
+            sshd.port,
+            d.path().join("far").display(),
+            opts.join(", ")
+        ),
+    )
+    .unwrap();
+    let o = s
+        .cli(&s.admin)
+        .env("XDG_RUNTIME_DIR", &run)
+        .args(["infra", "apply", "all", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let (code, text, err) = out(&o);
+    assert_eq!(code, 0, "{text}\n{err}");
+    assert!(d.path().join("far/etc/www/app.conf").exists(), "applied over a connection of crew's own");
+    let m = std::fs::symlink_metadata(&squat).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (65534, 0o777), "the squatted folder is left as it was");
+    assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "and no socket of crew's is in it");
+}
