@@ -223,7 +223,7 @@ mod ssh {
         Ok(Address { dest, port: u.port() })
     }
 
-    fn args(h: &Host, a: &Address) -> Vec<String> {
+    fn args(h: &Host, a: &Address, control: &Path) -> Vec<String> {
         let mut v: Vec<String> =
             ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
         v.extend(h.ssh_options.iter().cloned());
@@ -233,7 +233,7 @@ mod ssh {
             "-o".into(),
             "ControlMaster=auto".into(),
             "-o".into(),
-            format!("ControlPath={}/%C", control_dir().display()),
+            format!("ControlPath={}/%C", control.display()),
             "-o".into(),
             "ControlPersist=60".into(),
         ]);
@@ -245,28 +245,17 @@ mod ssh {
         v
     }
 
-    /// A folder only this user can enter, for the shared connections' sockets.
-    fn control_dir() -> std::path::PathBuf {
-        use std::os::unix::fs::PermissionsExt;
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("crew-{}", super::uid())));
-        let dir = base.join("crew-ssh");
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        dir
-    }
-
     /// Runs `script` on the host with `stdin`: its output, or its exit code and error output; exit 255 (ssh's
     /// own failure) is the outer error, the host unreachable.
     async fn remote(
         h: &Host,
         a: &Address,
+        control: &Path,
         script: &str,
         stdin: &[u8],
     ) -> Result<Result<Vec<u8>, (i32, String)>, String> {
         let mut child = Command::new("ssh")
-            .args(args(h, a))
+            .args(args(h, a, control))
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -326,6 +315,9 @@ mod ssh {
 
     pub async fn run(h: &Host, resources: &[Resource], root: &Path, apply: bool) -> Result<HostRun, String> {
         let a = parse(&h.address)?;
+        // The shared connections' sockets: in a folder only this user can enter, checked as deploys check it.
+        let control = crew_deploy::host::control_dir().map_err(|e| e.to_string())?;
+        let control = control.as_path();
         let (name, exe) = build()?;
         let bin = format!("$HOME/.cache/crew/{name}");
         let payload = serde_json::to_vec(&json!({ "resources": resources })).map_err(|e| e.to_string())?;
@@ -335,19 +327,19 @@ mod ssh {
             "test -x \"{bin}\" || exit {MISSING}; exec \"{bin}\" infra engine --root {root_q}{}",
             if apply { " --apply" } else { "" }
         );
-        let mut result = remote(h, &a, &cmd, &payload).await;
+        let mut result = remote(h, &a, control, &cmd, &payload).await;
         if matches!(&result, Ok(Err((code, _))) if *code == MISSING) {
             let bytes = std::fs::read(&exe).map_err(|e| format!("{}: {e}", exe.display()))?;
             // A temporary name of this shell's own ($$): two runs copying at once never write the same file.
             let copy = format!(
                 "mkdir -p \"$HOME/.cache/crew\" && cat > \"{bin}.$$.tmp\" && chmod 755 \"{bin}.$$.tmp\" && mv \"{bin}.$$.tmp\" \"{bin}\""
             );
-            match remote(h, &a, &copy, &bytes).await {
+            match remote(h, &a, control, &copy, &bytes).await {
                 Err(why) => return Ok(HostRun::Unreachable(why)),
                 Ok(Err((_, e))) => return Err(format!("copying crew to the host: {e}")),
                 Ok(Ok(_)) => {}
             }
-            result = remote(h, &a, &cmd, &payload).await;
+            result = remote(h, &a, control, &cmd, &payload).await;
         }
         match result {
             Err(why) => Ok(HostRun::Unreachable(why)),
@@ -367,12 +359,6 @@ fn cache_dir() -> Option<PathBuf> {
     let dir = base.join("crew");
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
-}
-
-/// This user's id, for a per-user temporary folder.
-fn uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
 }
 
 /// `infra.drift` for each host whose plan has changes, naming the resources, with the plan as the report.

@@ -4,7 +4,7 @@
 
 use crate::config::Host;
 use crate::{DeployError, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
@@ -17,28 +17,75 @@ pub struct Target {
     pub ssh_options: Vec<String>,
 }
 
-/// Where SSH keeps its shared connections: private to this user.
-fn control_dir() -> String {
-    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// Where SSH keeps its shared connections (`ControlPath`), for deploys and `crew infra` alike: a folder
+/// private to this user, checked by [`private_dir`]. `$XDG_RUNTIME_DIR/crew-ssh` when the session has one,
+/// else `crew-ssh-<uid>` in the temporary folder. When that name is taken by someone else (to listen in, or to
+/// hand crew a master connection of their own), a fresh private folder of a random name is used instead, for
+/// this process. Made once per process.
+pub fn control_dir() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let uid = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default();
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let mut dir = std::env::temp_dir().join(format!("crew-ssh-{uid}"));
-        let _ = std::fs::create_dir(&dir);
-        // Someone else may have made it first, to listen in: then a private folder of our own.
-        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid().to_string() == uid);
-        if !ours {
-            dir = std::env::temp_dir().join(format!("crew-ssh-{uid}-{}", std::process::id()));
-            let _ = std::fs::create_dir(&dir);
+        let uid = nix::unistd::geteuid().as_raw();
+        let (base, dir) = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute()) {
+            Some(run) => (run.clone(), run.join("crew-ssh")),
+            None => (std::env::temp_dir(), std::env::temp_dir().join(format!("crew-ssh-{uid}"))),
+        };
+        match private_dir(&dir) {
+            Ok(()) => Ok(dir),
+            Err(refused) => {
+                tracing::warn!("{refused}; using a private folder of this run's own instead");
+                use std::os::unix::fs::PermissionsExt;
+                let fresh = tempfile::Builder::new()
+                    .prefix(&format!("crew-ssh-{uid}-"))
+                    .permissions(std::fs::Permissions::from_mode(0o700))
+                    .tempdir_in(&base)
+                    .map_err(|e| format!("{refused}, and no private folder could be made in {}: {e}", base.display()))?
+                    .keep();
+                private_dir(&fresh).map(|()| fresh).map_err(|e| e.0)
+            }
         }
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        dir.display().to_string()
     })
     .clone()
+    .map_err(DeployError)
+}
+
+/// Makes `dir` (mode 0700) if it is missing, and checks that it is private to this user: a folder, not a
+/// symlink, owned by this user, with no access for its group or others. Anything else is refused, naming the
+/// folder and what is wrong: SSH's control sockets there would let someone else use or stand in for crew's
+/// connections.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let shown = dir.display();
+    let made = match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(DeployError(format!("cannot make the SSH control folder {shown}: {e}"))),
+    };
+    let m = std::fs::symlink_metadata(dir).map_err(|e| DeployError(format!("SSH control folder {shown}: {e}")))?;
+    if m.file_type().is_symlink() {
+        return Err(DeployError(format!("SSH control folder {shown} is a symlink: refused")));
+    }
+    if !m.is_dir() {
+        return Err(DeployError(format!("SSH control folder {shown} is not a folder: refused")));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if m.uid() != me {
+        return Err(DeployError(format!(
+            "SSH control folder {shown} belongs to uid {}, not to this user (uid {me}): refused",
+            m.uid()
+        )));
+    }
+    if made {
+        // Ours, just made (the umask may have taken more than 0700 asked for): exactly 0700.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| DeployError(format!("SSH control folder {shown}: {e}")))?;
+    } else if m.mode() & 0o077 != 0 {
+        return Err(DeployError(format!(
+            "SSH control folder {shown} has mode {:04o}, open to others (it must be 0700): refused",
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// A release name as crew makes them (`20261126160357123-8e4d0b1`): letters, digits, `.`, `_`, `-`, not
@@ -61,22 +108,29 @@ pub fn quote(s: &str) -> String {
 }
 
 impl Target {
-    fn ssh_args(&self) -> Vec<String> {
+    fn ssh_args(&self) -> Result<Vec<String>> {
         let mut a: Vec<String> =
             ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"].iter().map(|s| s.to_string()).collect();
         // One SSH connection per host, shared by a deploy's several steps (and rsync): a step then costs a
         // round trip, not a new key exchange. The user's own ssh options come first and win.
         a.extend(self.ssh_options.iter().cloned());
         a.extend(
-            ["-o", "ControlMaster=auto", "-o", &format!("ControlPath={}/%C", control_dir()), "-o", "ControlPersist=60"]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                &format!("ControlPath={}/%C", control_dir()?.display()),
+                "-o",
+                "ControlPersist=60",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
         if let Host::Ssh { port: Some(p), .. } = &self.host {
             a.push("-p".into());
             a.push(p.to_string());
         }
-        a
+        Ok(a)
     }
 
     fn destination(&self) -> String {
@@ -97,7 +151,7 @@ impl Target {
             }
             Host::Ssh { .. } => {
                 let mut c = Command::new("ssh");
-                c.args(self.ssh_args()).arg("--").arg(self.destination()).arg(format!("sh -c {}", quote(script)));
+                c.args(self.ssh_args()?).arg("--").arg(self.destination()).arg(format!("sh -c {}", quote(script)));
                 c
             }
         };
@@ -153,7 +207,7 @@ impl Target {
         }
         if matches!(self.host, Host::Ssh { .. }) {
             let ssh = std::iter::once("ssh".to_string())
-                .chain(self.ssh_args().iter().map(|a| quote(a)))
+                .chain(self.ssh_args()?.iter().map(|a| quote(a)))
                 .collect::<Vec<_>>()
                 .join(" ");
             cmd.args(["-e", &ssh]);
@@ -260,5 +314,51 @@ pub async fn health(url: &str, expect: u16, timeout: Duration) -> Result<()> {
             )));
         }
         tokio::time::sleep(Duration::from_secs(1).min(end.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::private_dir;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_control_folder_is_made_private_and_one_not_ours_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let fresh = d.path().join("fresh");
+        private_dir(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o700, "made 0700");
+        private_dir(&fresh).unwrap();
+
+        let open = d.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = private_dir(&open).unwrap_err().to_string();
+        assert!(e.contains("open") && e.contains("mode 0777") && e.contains("refused"), "{e}");
+        assert_eq!(mode(&open), 0o777, "refused, not repaired: someone may be listening in already");
+
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&fresh, &link).unwrap();
+        let e = private_dir(&link).unwrap_err().to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(private_dir(&file).unwrap_err().to_string().contains("is not a folder"));
+
+        if nix::unistd::geteuid().is_root() {
+            // Someone else's folder, even private to them (CI runs as root, so it can make one).
+            let theirs = d.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let e = private_dir(&theirs).unwrap_err().to_string();
+            assert!(e.contains("belongs to uid 65534, not to this user (uid 0)"), "{e}");
+            assert_eq!(std::fs::symlink_metadata(&theirs).unwrap().uid(), 65534, "left as it was");
+        }
     }
 }

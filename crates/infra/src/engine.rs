@@ -4,6 +4,13 @@
 //! failed resource skips its dependents only. Every path is under the host's root prefix, which is how tests
 //! run without privileges. This module does IO; the model, the order and the templates do not.
 //! Accounts, owners and packages go through `system`, which reads them from the root's own files.
+//!
+//! crew runs as root, in folders other accounts may write (`/srv/www`, owned by `www`), so it never follows a
+//! link no role declares: each path is walked from the root one component at a time (a link the roles declare
+//! is followed, inside the root; any other link is refused, naming it), a file is written whole to a
+//! temporary file of a random name made with `O_EXCL` in its folder, given its owner and mode on the open file,
+//! synced and renamed over, and an existing file or folder is opened with `O_NOFOLLOW` and changed through
+//! that open file. Sources and templates are read only from inside the repository.
 
 use crate::graph::{order, Edge};
 use crate::model::{Content, InfraError, Resource, Spec};
@@ -11,8 +18,9 @@ use crate::system;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 /// Where the engine works: the root prefix, the repository (templates and sources), the template context.
@@ -121,14 +129,14 @@ pub fn resolve(resources: &[Resource], target: &Target) -> Result<Vec<Resource>,
             let at = |message| InfraError::At { file: file.clone(), line, key: id.clone(), message };
             match &mut r.spec {
                 Spec::File { content, .. } => {
-                    let bytes = desired_content(content, target).map_err(at)?;
+                    let bytes = desired_content(content, "source", target).map_err(at)?;
                     *content = match String::from_utf8(bytes) {
                         Ok(text) => Content::Literal(text),
                         Err(e) => Content::Base64(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())),
                     };
                 }
                 Spec::Package { deb: Some(deb), .. } => {
-                    let bytes = desired_content(deb, target).map_err(at)?;
+                    let bytes = desired_content(deb, "deb", target).map_err(at)?;
                     *deb = Content::Base64(base64::engine::general_purpose::STANDARD.encode(bytes));
                 }
                 _ => {}
@@ -143,8 +151,13 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
     let (sorted, edges) = order(resources)?;
     // Refused before anything is touched: what this engine cannot converge yet, templates that do not render.
     for r in resources {
-        if let Spec::File { content, .. } | Spec::Package { deb: Some(content), .. } = &r.spec {
-            desired_content(content, target).map_err(|message| InfraError::At {
+        let (content, key) = match &r.spec {
+            Spec::File { content, .. } => (Some(content), "source"),
+            Spec::Package { deb, .. } => (deb.as_ref(), "deb"),
+            _ => (None, ""),
+        };
+        if let Some(content) = content {
+            desired_content(content, key, target).map_err(|message| InfraError::At {
                 file: r.file.clone(),
                 line: r.line,
                 key: r.id(),
@@ -152,11 +165,15 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
             })?;
         }
     }
-    // Accounts this run creates: a plan may name them as owners before they exist.
+    // Accounts this run creates (a plan may name them as owners before they exist), and the links it declares
+    // (the only links a path is resolved through).
     let declared: HashSet<String> = resources
         .iter()
-        .filter(|r| matches!(r.spec, Spec::User { .. } | Spec::Group { .. }))
-        .map(Resource::id)
+        .filter(|r| matches!(r.spec, Spec::User { .. } | Spec::Group { .. } | Spec::Symlink { .. }))
+        .map(|r| match &r.spec {
+            Spec::Symlink { path, .. } => format!("symlink:{}", normal(path)),
+            _ => r.id(),
+        })
         .collect();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; resources.len()];
     let mut failed: HashSet<usize> = HashSet::new();
@@ -208,19 +225,170 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
     Ok(Report { applied: apply, resources, summary })
 }
 
-/// `/etc/app.conf` under the root.
-fn under(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
+/// A host path's components, `.` dropped and `..` taken back, never above the root: `/a/../../b` is `["b"]`.
+/// The model refuses `..`; this keeps a payload sent to `crew infra engine` inside the root all the same.
+fn components(path: &Path) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
-fn desired_content(content: &Content, target: &Target) -> Result<Vec<u8>, String> {
+/// A host path written one way: `/a/b` for `/a//b/./`.
+fn normal(path: &str) -> String {
+    let parts: Vec<String> = components(Path::new(path)).iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// `/etc/app.conf` under the root (lexically: for what is only looked at, such as `creates`).
+fn under(root: &Path, path: &str) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(components(Path::new(path)));
+    p
+}
+
+/// Where a declared file, folder or link `path` really is under the root, walked one component at a time
+/// without letting the system follow any link: a link the roles declare (`declared` holds `symlink:/path`) is
+/// followed by hand, its target taken inside the root; any other link is refused, naming it. The last
+/// component is not followed: the caller looks at what is there.
+fn locate(root: &Path, path: &str, declared: &HashSet<String>) -> Result<PathBuf, String> {
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = components(Path::new(path)).into();
+    let Some(last) = todo.pop_back() else { return Err(format!("`{path}` names the root itself")) };
+    let mut at: Vec<std::ffi::OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        at.push(name);
+        let real = at.iter().fold(root.to_path_buf(), |p, c| p.join(c));
+        let Ok(m) = fs::symlink_metadata(&real) else { continue }; // not there yet: made by whoever needs it
+        if !m.is_symlink() {
+            continue;
+        }
+        let host = format!("/{}", at.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/"));
+        if !declared.contains(&format!("symlink:{host}")) {
+            return Err(format!(
+                "{} is a symlink no role declares: crew does not follow it (remove it, or declare it as a [[symlink]])",
+                real.display()
+            ));
+        }
+        hops += 1;
+        if hops > 40 {
+            return Err(format!("{}: too many levels of symlinks", real.display()));
+        }
+        let to = fs::read_link(&real).map_err(io("read link", &real))?;
+        at.pop();
+        if to.is_absolute() {
+            at.clear();
+        }
+        for c in to.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push_front(n.to_os_string()),
+                Component::ParentDir => todo.push_front("..".into()),
+                _ => {}
+            }
+        }
+    }
+    Ok(at.iter().fold(root.to_path_buf(), |p, c| p.join(c)).join(last))
+}
+
+/// What a declared file or folder finds at its path: nothing, or the thing itself opened without following a
+/// link (`O_NOFOLLOW`), with its metadata from the open file. A link, or the other kind, is refused.
+fn existing(p: &Path, want_dir: bool) -> Result<Option<(fs::File, fs::Metadata)>, String> {
+    let what = if want_dir { "a folder" } else { "a file" };
+    let m = match fs::symlink_metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("stat {}: {e}", p.display())),
+    };
+    if m.is_symlink() {
+        return Err(format!(
+            "{} is a symlink where {what} is declared: crew neither follows nor replaces it (remove it, or declare a [[symlink]] instead)",
+            p.display()
+        ));
+    }
+    if want_dir && !m.is_dir() {
+        return Err(format!("{} exists and is not a folder", p.display()));
+    }
+    if !want_dir && !m.is_file() {
+        return Err(format!("{} exists and is not a regular file", p.display()));
+    }
+    let f = open_nofollow(p).map_err(io("open", p))?;
+    let m2 = f.metadata().map_err(io("stat", p))?;
+    // Swapped between the look and the open: refused rather than guessed at.
+    if (m2.dev(), m2.ino()) != (m.dev(), m.ino()) || m2.is_dir() != want_dir {
+        return Err(format!("{} changed while crew looked at it", p.display()));
+    }
+    Ok(Some((f, m2)))
+}
+
+/// Opens a file or folder for reading and changing its owner and mode, failing on a link (`ELOOP`) and never
+/// waiting on a FIFO.
+fn open_nofollow(p: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY).open(p)
+}
+
+/// Every file crew writes: `bytes` into a temporary file of a random name created in `p`'s folder (`O_EXCL`,
+/// so nothing planted there is followed or reused), given its owner then its mode on the open file (a secret
+/// is never readable by the wrong account, a chown never clears a mode set after it), synced, renamed over `p`.
+fn write_file(p: &Path, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+    let dir = p.parent().ok_or("a file needs a parent folder")?;
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".crew-tmp")
+        .tempfile_in(dir)
+        .map_err(io("create a temporary file in", dir))?;
+    let at = tmp.path().to_path_buf();
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::fchown(tmp.as_file(), uid, gid).map_err(io("chown", &at))?;
+    }
+    tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(io("chmod", &at))?;
+    tmp.write_all(bytes).map_err(io("write", &at))?;
+    tmp.as_file().sync_all().map_err(io("sync", &at))?;
+    tmp.persist(p).map_err(|e| format!("rename onto {}: {}", p.display(), e.error))?;
+    if let Ok(d) = fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A source or template of the repository: a relative path that stays inside it, links included (a link in
+/// the repository to `/etc/hostname` would otherwise copy the controller's own file to every host).
+fn repo_file(repo: &Path, key: &str, p: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(p);
+    if p.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(format!("{key} `{p}` is outside the repository: give a path relative to it, without `..`"));
+    }
+    let base = repo.canonicalize().map_err(|e| format!("{key} `{p}`: the repository {}: {e}", repo.display()))?;
+    let real = repo.join(rel).canonicalize().map_err(|e| format!("{key} `{p}`: {e}"))?;
+    if !real.starts_with(&base) {
+        return Err(format!("{key} `{p}` is outside the repository: it leads to {}", real.display()));
+    }
+    Ok(real)
+}
+
+fn desired_content(content: &Content, key: &str, target: &Target) -> Result<Vec<u8>, String> {
     use base64::Engine;
     match content {
         Content::Literal(s) => Ok(s.clone().into_bytes()),
         Content::Base64(b) => base64::engine::general_purpose::STANDARD.decode(b).map_err(|e| format!("content: {e}")),
-        Content::Source(p) => fs::read(target.repo.join(p)).map_err(|e| format!("source {p}: {e}")),
+        Content::Source(p) => {
+            let real = repo_file(&target.repo, key, p)?;
+            fs::read(real).map_err(|e| format!("{key} `{p}`: {e}"))
+        }
         Content::Template(p) => {
-            let text = fs::read_to_string(target.repo.join(p)).map_err(|e| format!("template {p}: {e}"))?;
+            let real = repo_file(&target.repo, "template", p)?;
+            let text = fs::read_to_string(real).map_err(|e| format!("template `{p}`: {e}"))?;
             crate::template::render(p, &text, &target.context).map(String::into_bytes)
         }
     }
@@ -236,21 +404,23 @@ fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool, declared:
         error: None,
     };
     let result = match &r.spec {
-        Spec::File { path, content, mode, sensitive, owner, group } => {
-            let p = under(&target.root, path);
-            Ownership::resolve(&target.root, owner, group, declared, apply).and_then(|own| {
-                own.converge(&p, apply, &mut o)?;
-                file(&p, content, *mode, *sensitive, &own, target, apply, &mut o)
-            })
+        Spec::File { path, content, mode, sensitive, owner, group } => (|| {
+            let p = locate(&target.root, path, declared)?;
+            let own = Ownership::resolve(&target.root, owner, group, declared, apply)?;
+            let have = existing(&p, false)?;
+            own.converge(&p, have.as_ref(), apply, &mut o)?;
+            file(&p, have, content, *mode, *sensitive, &own, target, apply, &mut o)
+        })(),
+        Spec::Directory { path, mode, owner, group } => (|| {
+            let p = locate(&target.root, path, declared)?;
+            let own = Ownership::resolve(&target.root, owner, group, declared, apply)?;
+            let have = existing(&p, true)?;
+            own.converge(&p, have.as_ref(), apply, &mut o)?;
+            directory(&p, have, *mode, &own, apply, &mut o)
+        })(),
+        Spec::Symlink { path, target: to } => {
+            locate(&target.root, path, declared).and_then(|p| symlink(&p, to, apply, &mut o))
         }
-        Spec::Directory { path, mode, owner, group } => {
-            let p = under(&target.root, path);
-            Ownership::resolve(&target.root, owner, group, declared, apply).and_then(|own| {
-                own.converge(&p, apply, &mut o)?;
-                directory(&p, *mode, &own, apply, &mut o)
-            })
-        }
-        Spec::Symlink { path, target: to } => symlink(&under(&target.root, path), to, apply, &mut o),
         Spec::Command { run, creates, unless, onlyif, refresh_only, .. } => command(
             run,
             creates.as_deref(),
@@ -290,6 +460,7 @@ fn io<'a>(what: &'a str, p: &'a Path) -> impl Fn(std::io::Error) -> String + 'a 
 #[allow(clippy::too_many_arguments)]
 fn file(
     p: &Path,
+    have: Option<(fs::File, fs::Metadata)>,
     content: &Content,
     mode: Option<u32>,
     sensitive: bool,
@@ -298,43 +469,39 @@ fn file(
     apply: bool,
     o: &mut Outcome,
 ) -> Result<(), String> {
-    let want = desired_content(content, target)?;
-    let meta = fs::symlink_metadata(p).ok();
-    let have = match &meta {
-        Some(m) if m.is_file() => Some(fs::read(p).map_err(io("read", p))?),
-        Some(_) => return Err(format!("{} exists and is not a regular file", p.display())),
-        None => None,
+    use std::io::Read;
+    let want = desired_content(content, "source", target)?;
+    let (live, meta) = match have {
+        Some((mut f, m)) => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map_err(io("read", p))?;
+            (Some(bytes), Some((f, m)))
+        }
+        None => (None, None),
     };
-    if have.as_deref() != Some(want.as_slice()) {
-        o.changes.push(if have.is_none() { "created".into() } else { "content".into() });
+    let rewrite = live.as_deref() != Some(want.as_slice());
+    if rewrite {
+        o.changes.push(if live.is_none() { "created".into() } else { "content".into() });
         o.diff = Some(if sensitive {
             "(content of a sensitive file: not shown)".into()
         } else {
-            unified(have.as_deref().unwrap_or_default(), &want, p)
+            unified(live.as_deref().unwrap_or_default(), &want, p)
         });
         if apply {
-            let dir = p.parent().ok_or("a file needs a parent folder")?;
-            // Written whole to a temporary file in the same folder, then renamed over: never half a file.
-            let tmp = dir.join(format!(".{}.crew-tmp", p.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-            fs::write(&tmp, &want).map_err(io("write", &tmp))?;
-            let keep = meta.as_ref().map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode.unwrap_or(keep))).map_err(io("chmod", &tmp))?;
-            // Owned as wanted before it appears: a secret is never readable by the wrong account.
-            let keep_ids = meta.as_ref().map(|m| (m.uid(), m.gid()));
-            let uid = own.uid.or(keep_ids.map(|k| k.0));
-            let gid = own.gid.or(keep_ids.map(|k| k.1));
-            if uid.is_some() || gid.is_some() {
-                std::os::unix::fs::chown(&tmp, uid, gid).map_err(io("chown", &tmp))?;
-            }
-            fs::rename(&tmp, p).map_err(io("rename onto", p))?;
+            // Written whole and renamed over: never half a file. The mode and owners kept unless declared.
+            let m = meta.as_ref().map(|(_, m)| m);
+            let keep = m.map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+            let uid = own.uid.or(m.map(|m| m.uid()));
+            let gid = own.gid.or(m.map(|m| m.gid()));
+            write_file(p, &want, mode.unwrap_or(keep), uid, gid)?;
         }
     }
-    if let (Some(m), Some(want_mode)) = (&meta, mode) {
+    if let (Some((f, m)), Some(want_mode)) = (&meta, mode) {
         let have_mode = m.permissions().mode() & 0o7777;
-        if m.is_file() && have_mode != want_mode {
+        if have_mode != want_mode {
             o.changes.push(format!("mode {have_mode:04o} → {want_mode:04o}"));
-            if apply {
-                fs::set_permissions(p, fs::Permissions::from_mode(want_mode)).map_err(io("chmod", p))?;
+            if apply && !rewrite {
+                f.set_permissions(fs::Permissions::from_mode(want_mode)).map_err(io("chmod", p))?;
             }
         }
     }
@@ -352,30 +519,42 @@ fn unified(old: &[u8], new: &[u8], p: &Path) -> String {
     }
 }
 
-fn directory(p: &Path, mode: Option<u32>, own: &Ownership, apply: bool, o: &mut Outcome) -> Result<(), String> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
+fn directory(
+    p: &Path,
+    have: Option<(fs::File, fs::Metadata)>,
+    mode: Option<u32>,
+    own: &Ownership,
+    apply: bool,
+    o: &mut Outcome,
+) -> Result<(), String> {
+    match have {
+        Some((f, m)) => {
             if let Some(want) = mode {
                 let have = m.permissions().mode() & 0o7777;
                 if have != want {
                     o.changes.push(format!("mode {have:04o} → {want:04o}"));
                     if apply {
-                        fs::set_permissions(p, fs::Permissions::from_mode(want)).map_err(io("chmod", p))?;
+                        f.set_permissions(fs::Permissions::from_mode(want)).map_err(io("chmod", p))?;
                     }
                 }
             }
             Ok(())
         }
-        Ok(_) => Err(format!("{} exists and is not a folder", p.display())),
-        Err(_) => {
+        None => {
             o.changes.push("created".into());
             if apply {
                 fs::create_dir_all(p).map_err(io("create", p))?;
-                if let Some(want) = mode {
-                    fs::set_permissions(p, fs::Permissions::from_mode(want)).map_err(io("chmod", p))?;
-                }
+                // Owner then mode, on the folder just made, opened without following a link.
+                let f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                    .open(p)
+                    .map_err(io("open", p))?;
                 if own.uid.is_some() || own.gid.is_some() {
-                    std::os::unix::fs::chown(p, own.uid, own.gid).map_err(io("chown", p))?;
+                    std::os::unix::fs::fchown(&f, own.uid, own.gid).map_err(io("chown", p))?;
+                }
+                if let Some(want) = mode {
+                    f.set_permissions(fs::Permissions::from_mode(want)).map_err(io("chmod", p))?;
                 }
             }
             Ok(())
@@ -393,10 +572,15 @@ fn symlink(p: &Path, to: &str, apply: bool, o: &mut Outcome) -> Result<(), Strin
         Err(_) => o.changes.push(format!("created → {to}")),
     }
     if apply {
-        let tmp = p.with_file_name(format!(".{}.crew-tmp", p.file_name().and_then(|n| n.to_str()).unwrap_or("link")));
-        let _ = fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(to, &tmp).map_err(io("symlink", &tmp))?;
-        fs::rename(&tmp, p).map_err(io("rename onto", p))?;
+        // A new link of a random name in the same folder (made only where nothing is), renamed over.
+        let dir = p.parent().ok_or("a link needs a parent folder")?;
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".crew-tmp")
+            .make_in(dir, |at| std::os::unix::fs::symlink(to, at))
+            .map_err(io("symlink in", dir))?;
+        tmp.persist(p).map_err(|e| format!("rename onto {}: {}", p.display(), e.error))?;
     }
     Ok(())
 }
@@ -552,10 +736,16 @@ impl Ownership {
         Ok(own)
     }
 
-    /// Compares (and on apply, sets) the owner of what is at `p`, before its content or mode; a path not there
-    /// yet is created with its owner, and says only `created`.
-    fn converge(&self, p: &Path, apply: bool, o: &mut Outcome) -> Result<(), String> {
-        let Ok(m) = fs::symlink_metadata(p) else { return Ok(()) };
+    /// Compares (and on apply, sets, on the open file) the owner of what is at `p`, before its content or mode;
+    /// a path not there yet is created with its owner, and says only `created`.
+    fn converge(
+        &self,
+        p: &Path,
+        have: Option<&(fs::File, fs::Metadata)>,
+        apply: bool,
+        o: &mut Outcome,
+    ) -> Result<(), String> {
+        let Some((f, m)) = have else { return Ok(()) };
         o.changes.extend(self.pending.iter().cloned());
         let uid = self.uid.filter(|&u| u != m.uid());
         let gid = self.gid.filter(|&g| g != m.gid());
@@ -566,7 +756,7 @@ impl Ownership {
             o.changes.push(format!("group {} → {g}", m.gid()));
         }
         if apply && (uid.is_some() || gid.is_some()) {
-            std::os::unix::fs::lchown(p, uid, gid).map_err(io("chown", p))?;
+            std::os::unix::fs::fchown(f, uid, gid).map_err(io("chown", p))?;
         }
         Ok(())
     }
@@ -696,16 +886,31 @@ fn package(
     }
     match deb {
         Some(deb) => {
-            let bytes = desired_content(deb, target)?;
-            let tmp = std::env::temp_dir().join(format!("crew-{name}-{}.deb", std::process::id()));
-            fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
+            let bytes = desired_content(deb, "deb", target)?;
+            // Staged in a folder of its own (random name, 0700), removed when dropped: nothing planted in the
+            // shared temporary folder is written through.
+            let private = tempfile::Builder::new()
+                .prefix("crew-deb-")
+                .permissions(fs::Permissions::from_mode(0o700))
+                .tempdir()
+                .map_err(|e| format!("a temporary folder: {e}"))?;
+            let tmp = private.path().join("package.deb");
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(io("create", &tmp))?;
+            f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io("write", &tmp))?;
+            drop(f);
             let mut args = vec![];
             if !real_root {
                 args.push(format!("--root={}", root.display()));
             }
             args.extend(["--force-confdef".into(), "--force-confold".into(), "-i".into(), tmp.display().to_string()]);
             let result = system::exec("dpkg", &args);
-            let _ = fs::remove_file(&tmp);
+            drop(private);
             result?;
         }
         None => {

@@ -384,9 +384,21 @@ fn mode(s: Option<String>) -> Result<Option<u32>, String> {
     .transpose()
 }
 
+/// A path on the host: absolute and without `..`, so it stays inside the host's root (`/../../x` would leave
+/// a root prefix).
 fn absolute(p: &str) -> Result<(), String> {
-    if !p.starts_with('/') || p.split('/').any(|part| part == "..") {
+    if !p.starts_with('/') || p.split('/').any(|part| part == "..") || p.contains('\0') {
         return Err(format!("`{p}` must be an absolute path without `..`"));
+    }
+    Ok(())
+}
+
+/// A file of the repository (a source, a template, a .deb): relative to it and without `..`, so it stays
+/// inside (`/etc/hostname` would copy the controller's own file). Links that leave the repository are refused
+/// where the file is read.
+fn in_repo(p: &str) -> Result<(), String> {
+    if p.is_empty() || p.starts_with('/') || p.split('/').any(|part| part == "..") || p.contains('\0') {
+        return Err(format!("`{p}` must be a path inside the repository (relative to it, without `..`)"));
     }
     Ok(())
 }
@@ -446,8 +458,14 @@ pub fn parse_role(file: &str, text: &str) -> Result<Role, InfraError> {
                     absolute(&d.path).map_err(|m| bad("path", m))?;
                     let content = match (d.content, d.template, d.source) {
                         (Some(c), None, None) => Content::Literal(c),
-                        (None, Some(t), None) => Content::Template(t),
-                        (None, None, Some(s)) => Content::Source(s),
+                        (None, Some(t), None) => {
+                            in_repo(&t).map_err(|m| bad("template", m))?;
+                            Content::Template(t)
+                        }
+                        (None, None, Some(s)) => {
+                            in_repo(&s).map_err(|m| bad("source", m))?;
+                            Content::Source(s)
+                        }
                         _ => return Err(bad("", "give exactly one of content, template or source".into())),
                     };
                     let m = mode(d.mode).map_err(|m| bad("mode", m))?;
@@ -482,6 +500,9 @@ pub fn parse_role(file: &str, text: &str) -> Result<Role, InfraError> {
                 }
                 Kind::Package => {
                     let d: PackageDecl = decl!(PackageDecl);
+                    if let Some(deb) = &d.deb {
+                        in_repo(deb).map_err(|m| bad("deb", m))?;
+                    }
                     (
                         Spec::Package { name: d.name, version: d.version, deb: d.deb.map(Content::Source) },
                         Edges { require: d.require, before: d.before, notify: d.notify, subscribe: d.subscribe },
@@ -530,6 +551,9 @@ pub fn parse_role(file: &str, text: &str) -> Result<Role, InfraError> {
                 }
                 Kind::Command => {
                     let d: CommandDecl = decl!(CommandDecl);
+                    if let Some(c) = &d.creates {
+                        absolute(c).map_err(|m| bad("creates", m))?;
+                    }
                     (
                         Spec::Command {
                             name: d.name,
@@ -656,6 +680,24 @@ creates = "/srv/www/.seeded"
                 "roles/web.toml:4: file:/a: declared twice (first at line 1)",
             ),
             ("[[file]\npath = 1", "roles/web.toml:1"),
+            // Paths stay inside the host's root, sources inside the repository.
+            (
+                "[[command]]\nname = \"c\"\nrun = \"x\"\ncreates = \"/../../x\"\n",
+                "roles/web.toml:1: command[0].creates: `/../../x` must be an absolute path without `..`",
+            ),
+            ("[[command]]\nname = \"c\"\nrun = \"x\"\ncreates = \"x\"\n", "command[0].creates: `x` must be"),
+            ("[[file]]\npath = \"/a/../../b\"\ncontent = \"\"\n", "file[0].path: `/a/../../b` must be"),
+            ("[[symlink]]\npath = \"/..\"\ntarget = \"/b\"\n", "symlink[0].path: `/..` must be"),
+            (
+                "[[file]]\npath = \"/a\"\nsource = \"/etc/hostname\"\n",
+                "roles/web.toml:1: file[0].source: `/etc/hostname` must be a path inside the repository",
+            ),
+            (
+                "[[file]]\npath = \"/a\"\ntemplate = \"templates/../../x\"\n",
+                "file[0].template: `templates/../../x` must be",
+            ),
+            ("[[package]]\nname = \"p\"\ndeb = \"/tmp/p.deb\"\n", "package[0].deb: `/tmp/p.deb` must be a path inside"),
+            ("[[file]]\npath = \"/a\"\nsource = \"\"\n", "file[0].source: `` must be a path inside"),
         ] {
             let e = parse_role("roles/web.toml", text).unwrap_err().to_string();
             assert!(e.contains(says), "{text:?}: {e}");

@@ -192,3 +192,49 @@ content = "x"
     assert!(!t.root.join("etc/owned").exists());
     assert_eq!(outcome(&r, "file:/etc/fine").status, Status::Changed);
 }
+
+#[test]
+fn a_link_planted_at_the_staged_deb_s_name_is_not_followed() {
+    let (d, t, rs) = setup(ROLE);
+    // The name a .deb used to be staged under in the shared temporary folder, as any local user can plant it.
+    let victim = d.path().join("shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    let planted = std::env::temp_dir().join(format!("crew-crew-hello-{}.deb", std::process::id()));
+    let _ = std::fs::remove_file(&planted);
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let r = run(&rs, &t, true).unwrap();
+    let _ = std::fs::remove_file(&planted);
+    assert_eq!(outcome(&r, "package:crew-hello").status, Status::Changed, "{r:?}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"root:secret\n", "the victim was overwritten");
+    assert_eq!(crew_infra::system::installed(&t.root, "crew-hello").as_deref(), Some("1.0-1"));
+}
+
+#[test]
+fn sources_resolve_inside_the_repository() {
+    let (d, t, _) = setup(ROLE);
+    std::fs::write(d.path().join("outside"), "the controller's own file\n").unwrap();
+    // A link inside the repository to a file outside it.
+    std::os::unix::fs::symlink(d.path().join("outside"), t.repo.join("files/escape")).unwrap();
+    std::os::unix::fs::symlink("../../outside", t.repo.join("files/escape-relative")).unwrap();
+    for source in ["files/escape", "files/escape-relative"] {
+        for key in ["source", "template"] {
+            let role = format!("[[file]]\npath = \"/etc/x\"\n{key} = \"{source}\"\n");
+            let rs = parse_role("roles/app.toml", &role).unwrap().resources;
+            let e = resolve(&rs, &t).unwrap_err().to_string();
+            assert!(e.contains("roles/app.toml:1: file:/etc/x:") && e.contains(&format!("{key} `{source}`")), "{e}");
+            assert!(e.contains("outside the repository"), "{e}");
+            assert!(run(&rs, &t, true).is_err(), "refused by the engine too");
+            assert!(!t.root.join("etc/x").exists());
+        }
+    }
+    let role = "[[package]]\nname = \"crew-hello\"\ndeb = \"files/escape\"\n";
+    let rs = parse_role("roles/app.toml", role).unwrap().resources;
+    let e = resolve(&rs, &t).unwrap_err().to_string();
+    assert!(e.contains("package:crew-hello: deb `files/escape`") && e.contains("outside the repository"), "{e}");
+    // A link that stays inside is fine.
+    std::os::unix::fs::symlink("crew-hello.deb", t.repo.join("files/alias.deb")).unwrap();
+    let rs = parse_role("roles/app.toml", "[[package]]\nname = \"crew-hello\"\ndeb = \"files/alias.deb\"\n")
+        .unwrap()
+        .resources;
+    resolve(&rs, &t).unwrap();
+}

@@ -89,6 +89,9 @@ async fn mistakes_are_refused_before_any_host_is_touched() {
         ("templates/app.conf", "listen {{ prot }}\n", "templates/app.conf:1: uses a variable this host does not define"),
         ("crew.toml", "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = []\n", "host `web1` has no roles"),
         ("crew.toml", "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"db\"]\n", "roles/db.toml (role of host `web1`)"),
+        // The controller's own files are no sources, and no path leaves a host's root.
+        ("roles/extra.toml", "[[file]]\npath = \"/etc/h\"\nsource = \"/etc/hostname\"\n", "roles/extra.toml:1: file[0].source: `/etc/hostname` must be a path inside the repository"),
+        ("roles/extra.toml", "[[command]]\nname = \"c\"\nrun = \"true\"\ncreates = \"/../../x\"\n", "roles/extra.toml:1: command[0].creates: `/../../x` must be an absolute path without `..`"),
     ] {
         let d = repo();
         std::fs::write(d.path().join(file), text).unwrap();
@@ -98,6 +101,21 @@ async fn mistakes_are_refused_before_any_host_is_touched() {
         assert!(err.contains(says), "{file}: {err}");
         assert!(!Path::new(&d.path().join("hosts")).exists(), "{file}: nothing touched");
     }
+    // A link in the repository to a file outside it.
+    let d = repo();
+    std::fs::remove_file(d.path().join("templates/app.conf")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", d.path().join("templates/app.conf")).unwrap();
+    let o =
+        s.cli(&s.admin).args(["infra", "apply", "all", "--config"]).arg(d.path().join("crew.toml")).output().unwrap();
+    let (code, _, err) = out(&o);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "roles/web.toml:4: file:/etc/www/app.conf: template `templates/app.conf` is outside the repository"
+        ),
+        "{err}"
+    );
+    assert!(!d.path().join("hosts").exists(), "nothing touched");
 }
 
 #[tokio::test]
@@ -163,4 +181,45 @@ async fn push_over_ssh_to_two_hosts_one_of_which_dies_mid_run() {
         .collect();
     assert!(kinds.contains(&("infra.unreachable", "host:web2")), "{v}");
     assert!(kinds.contains(&("infra.applied", "host:web1")), "{v}");
+}
+
+#[tokio::test]
+async fn an_ssh_control_folder_someone_else_made_is_not_used() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let s = Server::start().await;
+    let d = repo();
+    let sshd = crew_testkit::Sshd::start().unwrap();
+    // Someone made crew's control folder first, open to all, to hand crew a master connection or listen in.
+    let run = d.path().join("run");
+    let squat = run.join("crew-ssh");
+    std::fs::create_dir_all(&squat).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(&squat, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&squat, Some(65534), Some(65534)).unwrap();
+    let opts: Vec<String> = sshd.options().iter().map(|o| format!("{o:?}")).collect();
+    let cfg = d.path().join("crew.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[hosts]]\nname = \"web1\"\naddress = \"ssh://{}@127.0.0.1:{}\"\nroles = [\"web\"]\nroot = \"{}\"\nvars = {{ port = 1 }}\nssh_options = [{}]\n",
+            crew_testkit::whoami(),
+            sshd.port,
+            d.path().join("far").display(),
+            opts.join(", ")
+        ),
+    )
+    .unwrap();
+    let o = s
+        .cli(&s.admin)
+        .env("XDG_RUNTIME_DIR", &run)
+        .args(["infra", "apply", "all", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let (code, text, err) = out(&o);
+    assert_eq!(code, 0, "{text}\n{err}");
+    assert!(d.path().join("far/etc/www/app.conf").exists(), "applied over a connection of crew's own");
+    let m = std::fs::symlink_metadata(&squat).unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o7777), (65534, 0o777), "the squatted folder is left as it was");
+    assert_eq!(std::fs::read_dir(&squat).unwrap().count(), 0, "and no socket of crew's is in it");
 }
