@@ -417,3 +417,53 @@ async fn the_same_commands_over_http_run_with_the_callers_role() {
     let help = cmd(&vic, "!help lock").await.unwrap().json::<Value>().await.unwrap();
     assert_eq!(help["reply"], "!lock ENV REASON: stop deploys to ENV until unlocked (needs member)");
 }
+
+#[tokio::test]
+async fn a_stranger_cannot_make_the_robot_flood_the_room_or_starve_its_announcements() {
+    let irc = Ngircd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &irc, false)).await;
+    let mo = s.token("mo", "member").await;
+    assert!(robot_in(&s, "#ops").await, "the robot joins #ops");
+    let mut watcher = Person::join(irc.port, "watcher", "#ops").await;
+    let mut mallory = Person::join(irc.port, "mallory", "#ops").await;
+    // Twenty refused commands and twenty unknown ones as fast as the network takes them.
+    for i in 0..20 {
+        mallory.say("PRIVMSG #ops :!deploy production").await;
+        mallory.say(&format!("PRIVMSG #ops :!nope{i}")).await;
+    }
+    // Then something happens on the timeline: its announcement must not wait behind replies.
+    s.record(&mo, json!({"kind": "note", "summary": "after the flood"})).await;
+    // Count what the robot says to mallory: at most its error budget.
+    let mut answers = 0;
+    let count = |l: &str, answers: &mut usize| {
+        if l.contains("PRIVMSG #ops :mallory:") {
+            *answers += 1;
+        }
+    };
+    watcher
+        .wait(
+            |l| {
+                count(l, &mut answers);
+                l.contains("NOTICE #ops :[note] after the flood")
+            },
+            "the announcement",
+        )
+        .await;
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(2), watcher.lines.next_line()).await {
+        if line.contains("PRIVMSG #ops :mallory:") {
+            answers += 1;
+        }
+    }
+    let v = s.get_json("/api/v1/chat", &s.admin).await;
+    let said_to_mallory = v["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["who"] == "crew" && m["text"].as_str().unwrap_or("").starts_with("mallory:"))
+        .count();
+    assert!(
+        answers <= 5 && said_to_mallory <= 5,
+        "the robot answered mallory {answers} times ({said_to_mallory} recorded)"
+    );
+}

@@ -135,6 +135,14 @@ impl Server {
         let mut child = cmd.spawn().expect("start crew serve");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
+        static RETRIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let exited_1 = line.is_empty() && child.wait().map(|s| s.code() == Some(1)).unwrap_or(false);
+        if exited_1 && statsd.is_some() && RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 20 {
+            // The StatsD port chosen for this test was taken by another test meanwhile (free_port only finds a
+            // port free at that moment): start again on another one.
+            let statsd = Some(format!("127.0.0.1:{}", crew_testkit::free_port()));
+            return Server::spawn_full(data_dir, database, admin, dir, config, statsd);
+        }
         let url = line
             .trim()
             .strip_prefix("crew listening on ")
