@@ -74,6 +74,8 @@ pub struct ServerSection {
     /// Live streams (server-sent events) open at once, in all (default 1000) and per token (default 20).
     pub max_streams: Option<usize>,
     pub max_streams_per_token: Option<usize>,
+    /// HTTP connections open at once (default 4096, and never more than half of crew's file descriptors).
+    pub max_connections: Option<usize>,
 }
 
 /// The server's limits against clients that hold connections: checked `[server]` values.
@@ -82,11 +84,18 @@ pub struct Limits {
     pub header_timeout: std::time::Duration,
     pub max_streams: usize,
     pub max_streams_per_token: usize,
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { header_timeout: std::time::Duration::from_secs(30), max_streams: 1000, max_streams_per_token: 20 }
+        Limits {
+            header_timeout: std::time::Duration::from_secs(30),
+            max_streams: 1000,
+            // An application's replicas often share one evaluation key, each following the definitions stream.
+            max_streams_per_token: 200,
+            max_connections: 4096,
+        }
     }
 }
 
@@ -104,10 +113,13 @@ impl ServerSection {
         };
         let max_streams = self.max_streams.unwrap_or(d.max_streams);
         let max_streams_per_token = self.max_streams_per_token.unwrap_or(d.max_streams_per_token);
-        if max_streams == 0 || max_streams_per_token == 0 {
-            return Err("[server] max_streams and max_streams_per_token: at least 1".into());
+        let max_connections = self.max_connections.unwrap_or(d.max_connections);
+        if max_streams == 0 || max_streams_per_token == 0 || max_connections < 16 {
+            return Err(
+                "[server] max_streams and max_streams_per_token: at least 1; max_connections: at least 16".into()
+            );
         }
-        Ok(Limits { header_timeout, max_streams, max_streams_per_token })
+        Ok(Limits { header_timeout, max_streams, max_streams_per_token, max_connections })
     }
 }
 

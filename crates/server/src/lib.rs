@@ -135,7 +135,7 @@ impl App {
         let rules = p.settings.alerts.clone();
         let metrics_task = metrics::flush::start(&state.metrics, state.timeline.clone(), rules, statsd);
         tracing::info!(addr = %p.addr, store = p.store.engine().as_str(), "crew is serving");
-        serve(listener, router, p.shutdown.clone(), p.settings.limits.header_timeout).await;
+        serve(listener, router, p.shutdown.clone(), &p.settings.limits).await;
         // The metrics task stores its open chunks on the way out.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), metrics_task).await;
         tracing::info!("crew stopped");
@@ -160,9 +160,12 @@ pub fn routes() -> Vec<RouteInfo> {
 /// Every route: the API under `/api/v1` (and OFREP, `/metrics`), the web UI at the root.
 pub fn router(state: AppState) -> axum::Router {
     let (api, web) = all_routes();
+    let body_timeout = state.platform.settings.limits.header_timeout;
     axum::Router::new()
         .merge(http::router_of(api).route("/api/{*rest}", axum::routing::any(api_not_found)))
         .merge(web::router(web))
+        // A body that trickles in is cut off like headers that do.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -171,20 +174,24 @@ async fn api_not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::NotFound(format!("no API route {}", uri.path()))
 }
 
-/// Serves HTTP/1 and HTTP/2 until `stop` is cancelled, then lets open requests finish (up to 10 s). Unlike
-/// `axum::serve` this sets a timer, so a client that never finishes sending its headers is cut off after
-/// `header_timeout` instead of holding a connection forever; an accept error (out of file descriptors) is
-/// followed by a short pause rather than a spin.
+/// Serves HTTP/1.1 until `stop` is cancelled, then lets open requests finish (up to 10 s). Unlike `axum::serve`
+/// this bounds what a client can hold: a connection must send its request's headers within `header_timeout`
+/// of connecting (or of its last answer, when kept alive), a request's body must arrive within the same time
+/// (the router's body timeout), and at most `max_connections` are open at once (more are closed at once). An
+/// accept error (out of file descriptors) is followed by a short pause rather than a spin. HTTP/2 is not
+/// served: its streams and windows would need limits of their own, and every client crew has speaks HTTP/1.1.
 async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     stop: CancellationToken,
-    header_timeout: std::time::Duration,
+    limits: &config::Limits,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let max = connection_cap(limits.max_connections);
+    let open = Arc::new(AtomicUsize::new(0));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut pause = std::time::Duration::from_millis(10);
     loop {
@@ -201,9 +208,17 @@ async fn serve(
             },
         };
         pause = std::time::Duration::from_millis(10);
+        if open.fetch_add(1, Ordering::AcqRel) >= max {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(max, "too many HTTP connections: one refused");
+            drop(stream);
+            continue;
+        }
+        let slot = ConnectionSlot(open.clone());
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
+            let _slot = slot;
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "an HTTP connection ended with an error");
@@ -213,6 +228,23 @@ async fn serve(
     if tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("some HTTP connections were still open 10 s after shutdown began");
     }
+}
+
+/// An open connection's place in the count; given back when the connection's task ends, however it ends.
+struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The HTTP connection cap in force: the configured one, but never more than half this process's file
+/// descriptors, so the store, deploys and StatsD keep theirs.
+fn connection_cap(configured: usize) -> usize {
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map(|(soft, _)| soft as usize).unwrap_or(1024);
+    configured.min((soft / 2).max(16))
 }
 
 /// This replica's lasting name (`<data-dir>/replica.id`, made on first start): the source of the metric

@@ -40,6 +40,8 @@ pub fn router(routes: Vec<Route>) -> axum::Router<crate::AppState> {
                connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
     crate::http::router_of(routes)
         .fallback(layout::not_found)
+        // Forms are a few fields: a page's post never needs more than this.
+        .layer(axum::extract::DefaultBodyLimit::max(64 << 10))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp)))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(
