@@ -46,7 +46,7 @@ pub(super) async fn run(store: Arc<dyn Store>, cfg: Arc<DeployConfig>, builds: P
         let (store, id) = (store.clone(), d.id);
         tokio::spawn(async move {
             loop {
-                if let Err(e) = store.deploy_heartbeat(id).await {
+                if let Err(e) = store.deploy_heartbeat(id).await.map(|_| ()) {
                     tracing::warn!(error = %e, deploy = id, "a deploy's heartbeat failed");
                 }
                 tokio::time::sleep(HEARTBEAT).await;

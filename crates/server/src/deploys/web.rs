@@ -110,7 +110,7 @@ pub async fn show(user: WebUser, State(deploys): State<Deploys>, Path(id): Path<
             }
         }
         pre #deploy-log data-log={ "/api/v1/deploys/" (d.id) "/log" } data-offset=(lines.len()) data-status=(d.status) {
-            @for l in &lines { (l) "\n" }
+            @for (_, l) in &lines { (l) "\n" }
         }
         p { a href="/deploys" { "← All deploys" } }
         script src="/static/deploy.js" {}
