@@ -44,7 +44,7 @@ pub async fn list(_: Viewer, State(deploys): State<Deploys>, RawQuery(q): RawQue
 }
 
 /// The `offset` query parameter of a deploy's log (0 when absent); any other parameter is refused.
-fn log_offset(q: Option<&str>) -> Result<i64, ApiError> {
+pub(super) fn log_offset(q: Option<&str>) -> Result<i64, ApiError> {
     let mut offset = 0;
     for (k, v) in query_pairs(q) {
         match k.as_str() {

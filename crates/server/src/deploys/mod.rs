@@ -394,7 +394,7 @@ impl Deploys {
                 }),
             )
             .await?;
-        tokio::spawn(runner::run(self.store.clone(), cfg, self.builds.clone(), deploy.clone()));
+        tokio::spawn(runner::run(self.store.clone(), cfg, self.builds.clone(), deploy.clone(), self.shutdown.clone()));
         Ok(deploy)
     }
 
