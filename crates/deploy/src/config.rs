@@ -35,6 +35,69 @@ pub struct BuildSection {
     /// How long the build (and each hook) may run before it is stopped and the deploy fails.
     #[serde(default = "thirty_minutes")]
     pub timeout: String,
+    /// Variables of the server's environment the build and the hooks get, by name. They get nothing else of it
+    /// (the server's passwords and URLs are not theirs): PATH, HOME, LANG and crew's `CREW_*` build variables.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The OS user builds and hooks run as (crew must run as root to use it): a user that cannot read crew's
+    /// data dir, so a build cannot read the admin token or the database.
+    pub user: Option<String>,
+}
+
+/// The variables crew gives every build and hook itself.
+pub const BUILD_VARIABLES: [&str; 3] = ["CREW_REVISION", "CREW_APP", "CREW_ENVIRONMENT"];
+
+/// The OS user of `[build] user`, as /etc/passwd has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+}
+
+impl BuildUser {
+    /// `name` in `passwd` (the text of /etc/passwd), checked for a server whose effective uid is `euid`: only
+    /// root can run a build as another user.
+    pub fn find(name: &str, passwd: &str, euid: u32) -> Result<BuildUser, String> {
+        if euid != 0 {
+            return Err(format!(
+                "build.user `{name}`: crew runs as uid {euid}, not root, so it cannot run builds as another user; \
+                 run crew as root or remove build.user"
+            ));
+        }
+        let user = passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.len() >= 7 && f[0] == name)
+            .ok_or_else(|| format!("build.user `{name}`: no such user in /etc/passwd"))?;
+        let number = |s: &str, what: &str| {
+            s.parse::<u32>().map_err(|_| format!("build.user `{name}`: /etc/passwd has {what} `{s}`"))
+        };
+        let (uid, gid) = (number(user[2], "uid")?, number(user[3], "gid")?);
+        if uid == 0 {
+            return Err(format!("build.user `{name}` is root: name a user that cannot read crew's data dir"));
+        }
+        Ok(BuildUser { name: name.to_string(), uid, gid, home: PathBuf::from(user[5]) })
+    }
+
+    /// `name` on this machine, for this process.
+    fn lookup(name: &str) -> Result<BuildUser, String> {
+        let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("build.user: /etc/passwd: {e}"))?;
+        BuildUser::find(name, &passwd, effective_uid()?)
+    }
+}
+
+/// This process's effective uid, from /proc (the standard library has no `geteuid`).
+fn effective_uid() -> Result<u32, String> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").map_err(|e| format!("build.user: /proc/self/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|euid| euid.parse().ok())
+        .ok_or_else(|| "build.user: no effective uid in /proc/self/status".to_string())
 }
 
 fn thirty_minutes() -> String {
@@ -194,6 +257,8 @@ pub struct DeployConfig {
     pub environments: BTreeMap<String, Environment>,
     /// The repository as git is given it: an absolute path or a URL.
     pub repo: String,
+    /// `[build] user`, looked up.
+    pub build_user: Option<BuildUser>,
 }
 
 impl DeployConfig {
@@ -249,6 +314,17 @@ impl DeployConfig {
             }
         }
         crew_core::time::parse_span(&build.timeout).map_err(|e| format!("build.timeout: {e}"))?;
+        for name in &build.env {
+            let ok = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(format!("build.env: `{name}` is not a variable name (letters, digits and `_`)"));
+            }
+            if BUILD_VARIABLES.contains(&name.as_str()) {
+                return Err(format!("build.env: `{name}` is crew's own build variable; crew sets it"));
+            }
+        }
+        let build_user = build.user.as_deref().map(BuildUser::lookup).transpose()?;
         if app.repo.contains("://") || app.repo.contains('@') && app.repo.contains(':') {
             return Err(format!(
                 "app.repo `{}`: crew builds from a repository on its own disk; clone it on the crew server and give its path",
@@ -264,7 +340,7 @@ impl DeployConfig {
         }
         let repo =
             if app.repo.starts_with('/') { app.repo.clone() } else { base.join(&app.repo).display().to_string() };
-        Ok(DeployConfig { app, build, environments, repo })
+        Ok(DeployConfig { app, build, environments, repo, build_user })
     }
 
     pub fn environment(&self, name: &str) -> Result<&Environment, String> {
@@ -336,5 +412,37 @@ mod tests {
             .contains("environments.staging.hosts"));
         let unknown: Result<Environment, _> = toml::from_str("hosts = []\ncanaries = 1");
         assert!(unknown.unwrap_err().to_string().contains("unknown field `canaries`"));
+    }
+
+    #[test]
+    fn build_env_and_user() {
+        let app: AppSection = toml::from_str("name = \"www\"").unwrap();
+        let envs: BTreeMap<String, Environment> = [("staging".to_string(), env(&["local:/a"]))].into();
+        let check = |extra: &str| {
+            let build: BuildSection =
+                toml::from_str(&format!("command = \"make\"\nartifact = \"dist\"\n{extra}")).unwrap();
+            DeployConfig::check(app.clone(), build, envs.clone(), Path::new("/"))
+        };
+        assert_eq!(check("env = [\"NPM_TOKEN\", \"_X1\"]").unwrap().build.env, ["NPM_TOKEN", "_X1"]);
+        for (extra, needle) in [
+            ("env = [\"A-B\"]", "build.env: `A-B` is not a variable name"),
+            ("env = [\"1A\"]", "build.env: `1A`"),
+            ("env = [\"\"]", "build.env: ``"),
+            ("env = [\"CREW_REVISION\"]", "crew's own build variable"),
+            ("user = \"no-such-user-here\"", "build.user `no-such-user-here`: no such user"),
+            ("user = \"root\"", "build.user `root` is root"),
+        ] {
+            let err = check(extra).unwrap_err();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nbuilder:x:1001:1002::/home/builder:/bin/sh\n";
+        assert_eq!(
+            BuildUser::find("builder", passwd, 0).unwrap(),
+            BuildUser { name: "builder".into(), uid: 1001, gid: 1002, home: "/home/builder".into() }
+        );
+        let err = BuildUser::find("builder", passwd, 1000).unwrap_err();
+        assert!(err.contains("build.user `builder`: crew runs as uid 1000, not root"), "{err}");
+        let unknown: Result<BuildSection, _> = toml::from_str("command = \"make\"\nartifact = \"dist\"\nusr = \"x\"");
+        assert!(unknown.unwrap_err().to_string().contains("unknown field `usr`"));
     }
 }

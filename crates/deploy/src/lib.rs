@@ -12,12 +12,38 @@ pub mod git;
 pub mod host;
 pub mod run;
 
-pub use config::{DeployConfig, Environment, Host};
+pub use config::{BuildUser, DeployConfig, Environment, Host};
 
 /// Where a deploy reports its progress: log lines and each host's state.
 pub trait Journal: Send + Sync {
     /// One line of the deploy's log.
     fn line(&self, text: String);
+
+    /// Why the deploy must stop now, if it must: its server learned the deploy is no longer its own (another
+    /// replica marked it interrupted, and its environment may be another deploy's by now). Asked before each
+    /// step that touches hosts; a deploy that must stop touches no further host.
+    fn stopped(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The longest log line kept, in bytes: a build printing megabytes without a newline must not reach the
+/// database (or the server's memory) whole.
+pub const LINE_LIMIT: usize = 16 * 1024;
+
+/// `line` cut to [`LINE_LIMIT`] bytes (on a character boundary), saying how much was cut.
+pub fn cut_line(mut line: String) -> String {
+    if line.len() <= LINE_LIMIT {
+        return line;
+    }
+    let mut end = LINE_LIMIT;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = line.len() - end;
+    line.truncate(end);
+    line.push_str(&format!(" […{cut} more bytes cut: a log line keeps {LINE_LIMIT}]"));
+    line
 }
 
 /// A deploy step failed; the message names the host or thing and the cause.
@@ -26,3 +52,15 @@ pub trait Journal: Send + Sync {
 pub struct DeployError(pub String);
 
 pub type Result<T, E = DeployError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary() {
+        assert_eq!(super::cut_line("short".into()), "short");
+        let long = "é".repeat(super::LINE_LIMIT);
+        let cut = super::cut_line(long.clone());
+        assert!(cut.len() < super::LINE_LIMIT + 80 && long.starts_with(cut.split(" […").next().unwrap()));
+        assert!(cut.ends_with(&format!("…{} more bytes cut: a log line keeps 16384]", super::LINE_LIMIT)), "{cut}");
+    }
+}

@@ -28,6 +28,9 @@ pub enum Status {
     Failed(String),
     /// Failed after some hosts were switched; they were switched back.
     RolledBack(String),
+    /// Stopped before touching another host because the journal said so ([`Journal::stopped`]): the deploy is
+    /// no longer this server's. Hosts already switched stay as they are; switching them back would touch hosts.
+    Stopped(String),
 }
 
 pub struct Outcome {
@@ -43,6 +46,13 @@ fn targets(env: &Environment) -> Vec<Target> {
             ssh_options: env.ssh_options.clone(),
         })
         .collect()
+}
+
+/// If the deploy must stop, the outcome that says so (logged), with the hosts as they are.
+fn stop_here(journal: &dyn Journal, hosts: &[HostResult]) -> Option<Outcome> {
+    let why = journal.stopped()?;
+    journal.line(format!("stopped: {why}; no further host is touched"));
+    Some(Outcome { status: Status::Stopped(why), hosts: hosts.to_vec() })
 }
 
 /// Every host's result before anything happened to it.
@@ -146,25 +156,32 @@ pub async fn deploy(
     let targets = targets(env);
     let mut results = untouched(&targets);
 
-    let artifact = match build::ensure(cfg, builds, sha, env_name, journal).await {
-        Ok(a) => a,
-        Err(e) => return Outcome { status: Status::Failed(e.0), hosts: results },
-    };
+    if let Err(e) = build::ensure(cfg, builds, sha, env_name, journal).await {
+        return Outcome { status: Status::Failed(e.0), hosts: results };
+    }
     let checkout = builds.join(&cfg.app.name).join(sha).join("src");
-    let vars = [("CREW_REVISION", sha), ("CREW_APP", cfg.app.name.as_str()), ("CREW_ENVIRONMENT", env_name)];
+    let shell = build::Shell::new(cfg, sha, env_name);
     for hook in &env.hooks.before {
         journal.line(format!("hook: $ {hook}"));
         if let Err(e) =
-            build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal).await
+            build::run_logged(hook, &checkout, &shell, crate::config::span(&cfg.build.timeout), "hook", journal).await
         {
             return Outcome { status: Status::Failed(format!("before hook stopped the deploy: {e}")), hosts: results };
         }
     }
+    // Checked again after the hooks, which run the committer's files in the checkout and could swap it.
+    let artifact = match build::check_artifact(&checkout, &cfg.build.artifact) {
+        Ok(a) => a,
+        Err(e) => return Outcome { status: Status::Failed(e.0), hosts: results },
+    };
 
     // Ship everywhere, `parallel` hosts at a time.
     let all: Vec<usize> = (0..targets.len()).collect();
     let mut failure: Option<String> = None;
     for chunk in all.chunks(env.parallel) {
+        if let Some(stopped) = stop_here(journal, &results) {
+            return stopped;
+        }
         let shipped = join_all(chunk.iter().map(|&i| ship_one(&targets[i], &artifact, release, journal))).await;
         for (&i, r) in chunk.iter().zip(shipped) {
             match r {
@@ -190,6 +207,9 @@ pub async fn deploy(
         }
         groups.extend(all[env.canary..].chunks(env.parallel).map(|c| c.to_vec()));
         for (g, group) in groups.iter().enumerate() {
+            if let Some(stopped) = stop_here(journal, &results) {
+                return stopped;
+            }
             if env.canary > 0 && g == 0 {
                 journal.line(format!("canary: {} host(s) first", group.len()));
             }
@@ -208,6 +228,9 @@ pub async fn deploy(
         }
     }
 
+    if let Some(stopped) = stop_here(journal, &results) {
+        return stopped;
+    }
     let Some(error) = failure else {
         for (i, t) in targets.iter().enumerate() {
             if let Err(e) = t.clean(env.keep_releases, results[i].previous.as_deref()).await {
@@ -217,7 +240,7 @@ pub async fn deploy(
         for hook in &env.hooks.after {
             journal.line(format!("hook: $ {hook}"));
             if let Err(e) =
-                build::run_logged(hook, &checkout, &vars, crate::config::span(&cfg.build.timeout), "hook", journal)
+                build::run_logged(hook, &checkout, &shell, crate::config::span(&cfg.build.timeout), "hook", journal)
                     .await
             {
                 journal.line(format!("warning: after hook failed: {e}"));
@@ -266,6 +289,9 @@ pub async fn rollback(cfg: &DeployConfig, env_name: &str, release: &str, journal
             results[i].error = Some(p.clone());
             return Outcome { status: Status::Failed(p), hosts: results };
         }
+    }
+    if let Some(stopped) = stop_here(journal, &results) {
+        return stopped;
     }
     let runs = join_all(targets.iter().map(|t| switch_one(t, env, release, journal))).await;
     let mut error = None;

@@ -57,6 +57,16 @@ impl Tx<'_> {
         }
     }
 
+    /// Takes `key` for the rest of the transaction: another transaction taking the same key waits until this one
+    /// ends. SQLite's writers already take turns (one write transaction at a time), so only PostgreSQL needs
+    /// it: under READ COMMITTED two transactions that each check a table and then insert would both pass.
+    pub(crate) async fn serialize_on(&mut self, key: &str) -> Result<()> {
+        match self {
+            Tx::Sqlite(_) => Ok(()),
+            Tx::Postgres(w) => w.advisory_lock(key).await,
+        }
+    }
+
     /// Commits, then publishes `events` (the ones this transaction inserted), in commit order.
     pub(crate) async fn commit(self, events: &[Event]) -> Result<()> {
         match self {

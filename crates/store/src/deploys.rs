@@ -142,6 +142,15 @@ pub fn describe(l: &Lock) -> String {
     }
 }
 
+/// How many lines of its log a deploy keeps: its last ones (a build printing without end must not fill the
+/// database).
+pub const LOG_LINES_KEPT: i64 = 10_000;
+
+/// The key that serialises the lock checks of one environment ([`crate::db::Tx::serialize_on`]).
+fn environment_key(environment: &str) -> String {
+    format!("environment:{environment}")
+}
+
 /// The deploy lock of deploy `id`.
 const DELETE_DEPLOY_LOCK: &str = "DELETE FROM locks WHERE kind = 'deploy' AND deploy_id = $1";
 
@@ -154,6 +163,9 @@ impl<B: Backend> DeployStore for B {
     ) -> Result<(Deploy, Event)> {
         let now = to_millis(Utc::now());
         let mut tx = self.begin_write().await?;
+        // A person's lock and another's deploy of one environment exclude each other: the check below and the
+        // insert after it must not interleave with `take_lock`'s (two replicas on PostgreSQL).
+        tx.serialize_on(&environment_key(&d.environment)).await?;
         let held = query(format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1"))
             .bind(&d.environment)
             .fetch_all(&mut tx)
@@ -213,6 +225,7 @@ impl<B: Backend> DeployStore for B {
             return Ok(());
         }
         let now = to_millis(Utc::now());
+        let count = lines.len() as i64;
         let mut tx = self.begin_write().await?;
         let last: i64 = query("SELECT COALESCE(MAX(n), -1) FROM deploy_log WHERE deploy_id = $1")
             .bind(id)
@@ -224,6 +237,26 @@ impl<B: Backend> DeployStore for B {
                 .bind(last + 1 + i as i64)
                 .bind(now)
                 .bind(line)
+                .execute(&mut tx)
+                .await?;
+        }
+        // Keep the tail: the oldest lines go, and the first kept line says how many did. The numbers stay, so
+        // a reader paging by number never reads a line twice.
+        let next = last + 1 + count;
+        if next > LOG_LINES_KEPT {
+            let first = next - LOG_LINES_KEPT;
+            query("DELETE FROM deploy_log WHERE deploy_id = $1 AND n < $2")
+                .bind(id)
+                .bind(first)
+                .execute(&mut tx)
+                .await?;
+            query("UPDATE deploy_log SET line = $1 WHERE deploy_id = $2 AND n = $3")
+                .bind(format!(
+                    "[{} earlier lines were cut: a deploy keeps the last {LOG_LINES_KEPT} lines of its log]",
+                    first + 1
+                ))
+                .bind(id)
+                .bind(first)
                 .execute(&mut tx)
                 .await?;
         }
@@ -242,14 +275,29 @@ impl<B: Backend> DeployStore for B {
         let stamped = crate::stamp(vec![event])?;
         let now = to_millis(Utc::now());
         let mut tx = self.begin_write().await?;
-        query("UPDATE deploys SET status = $1, hosts = $2, error = $3, finished_at = $4 WHERE id = $5")
-            .bind(status.as_str())
-            .bind(hosts.to_string())
-            .bind(&error)
-            .bind(now)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
+        // Only a running deploy ends here: one marked interrupted keeps that status (its environment may be
+        // another deploy's by now), and its runner is told so.
+        let finished = query(
+            "UPDATE deploys SET status = $1, hosts = $2, error = $3, finished_at = $4 \
+             WHERE id = $5 AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(hosts.to_string())
+        .bind(&error)
+        .bind(now)
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        if finished == 0 {
+            let status: Option<String> =
+                query("SELECT status FROM deploys WHERE id = $1").bind(id).fetch_optional_scalar(&mut tx).await?;
+            return Err(match status {
+                None => StoreError::NotFound(format!("no deploy #{id}")),
+                Some(s) => StoreError::Conflict(format!(
+                    "deploy #{id} is {s}, no longer running: it was marked interrupted while it ran"
+                )),
+            });
+        }
         query(DELETE_DEPLOY_LOCK).bind(id).execute(&mut tx).await?;
         let events = tx.insert_events(stamped).await?;
         tx.commit(&events).await?;
@@ -281,28 +329,39 @@ impl<B: Backend> DeployStore for B {
         rows.iter().map(row_to_deploy).collect()
     }
 
-    async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<String>> {
-        let rows = query("SELECT line FROM deploy_log WHERE deploy_id = $1 AND n >= $2 ORDER BY n LIMIT $3")
+    async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        let rows = query("SELECT n, line FROM deploy_log WHERE deploy_id = $1 AND n >= $2 ORDER BY n LIMIT $3")
             .bind(id)
             .bind(offset)
             .bind(limit)
             .fetch_all(self.reader())
             .await?;
-        Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn deploy_log_span(&self, id: i64) -> Result<(i64, i64)> {
+        let row = query("SELECT COALESCE(MIN(n), 0), COALESCE(MAX(n) + 1, 0) FROM deploy_log WHERE deploy_id = $1")
+            .bind(id)
+            .fetch_one(self.reader())
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     async fn take_lock(&self, environment: &str, holder: &str, reason: &str, event: NewEvent) -> Result<Event> {
         let stamped = crate::stamp(vec![event])?;
         let mut tx = self.begin_write().await?;
-        let held = query(format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1 AND kind = 'manual'"))
+        tx.serialize_on(&environment_key(environment)).await?;
+        let held = query(format!("SELECT {LOCK_COLUMNS} FROM locks WHERE environment = $1 ORDER BY kind"))
             .bind(environment)
-            .fetch_optional(&mut tx)
+            .fetch_all(&mut tx)
             .await?;
-        if let Some(row) = held {
-            let lock = row_to_lock(&row)?;
-            if lock.holder != holder {
-                return Err(StoreError::Conflict(describe(&lock)));
-            }
+        let held: Vec<Lock> = held.iter().map(row_to_lock).collect::<Result<_>>()?;
+        // Someone else's lock, or someone else's running deploy (which the lock would not stop): refused, as
+        // `start_deploy` refuses a deploy under someone else's lock.
+        if let Some(lock) = held.iter().find(|l| l.holder != holder) {
+            return Err(StoreError::Conflict(describe(lock)));
+        }
+        if held.iter().any(|l| l.kind == LockKind::Manual) {
             query("DELETE FROM locks WHERE environment = $1 AND kind = 'manual'")
                 .bind(environment)
                 .execute(&mut tx)
@@ -359,10 +418,10 @@ impl<B: Backend> DeployStore for B {
         rows.iter().map(row_to_lock).collect()
     }
 
-    async fn deploy_heartbeat(&self, id: i64) -> Result<()> {
+    async fn deploy_heartbeat(&self, id: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         // The database's clock, not this server's: replicas' clocks may disagree.
-        query(format!(
+        let beat = query(format!(
             "UPDATE deploys SET heartbeat = {} WHERE id = $1 AND status = 'running'",
             now_ms(self.dialect())
         ))
@@ -370,7 +429,7 @@ impl<B: Backend> DeployStore for B {
         .execute(&mut tx)
         .await?;
         tx.commit(&[]).await?;
-        Ok(())
+        Ok(beat == 1)
     }
 
     async fn interrupt_running(
@@ -390,8 +449,11 @@ impl<B: Backend> DeployStore for B {
         let running: Vec<Deploy> = rows.iter().map(row_to_deploy).collect::<Result<_>>()?;
         let now = to_millis(Utc::now());
         let mut news = Vec::new();
-        for d in &running {
-            query(
+        let mut marked = Vec::new();
+        for d in running {
+            // Another replica's sweep may have marked it since the select (on PostgreSQL this update then waits
+            // for that sweep's commit and finds the deploy no longer running): then it is that sweep's to record.
+            let changed = query(
                 "UPDATE deploys SET status = 'interrupted', finished_at = $1, error = $2 \
                  WHERE id = $3 AND status = 'running'",
             )
@@ -400,12 +462,16 @@ impl<B: Backend> DeployStore for B {
             .bind(d.id)
             .execute(&mut tx)
             .await?;
+            if changed == 0 {
+                continue;
+            }
             query(DELETE_DEPLOY_LOCK).bind(d.id).execute(&mut tx).await?;
-            news.push(event(d));
+            news.push(event(&d));
+            marked.push(d);
         }
         let stamped = crate::stamp(news)?;
         let events = tx.insert_events(stamped).await?;
         tx.commit(&events).await?;
-        Ok(running)
+        Ok(marked)
     }
 }

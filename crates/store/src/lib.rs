@@ -156,10 +156,13 @@ pub trait DeployStore: Send + Sync + 'static {
         event: Box<dyn FnOnce(i64) -> NewEvent + Send>,
     ) -> Result<(Deploy, Event)>;
 
-    /// Appends lines to a deploy's log.
+    /// Appends lines to a deploy's log. A deploy keeps its last [`deploys::LOG_LINES_KEPT`] lines: when there are
+    /// more, the oldest go and the first kept line says how many were cut. Lines keep their numbers.
     async fn log_deploy(&self, id: i64, lines: Vec<String>) -> Result<()>;
 
-    /// Ends a deploy with its status and per-host results, releases its deploy lock, records the event.
+    /// Ends a running deploy with its status and per-host results, releases its deploy lock, records the event.
+    /// `Conflict` (and no event) if the deploy is no longer running: it was marked interrupted meanwhile, and
+    /// its environment may be another deploy's by now.
     async fn finish_deploy(
         &self,
         id: i64,
@@ -174,8 +177,12 @@ pub trait DeployStore: Send + Sync + 'static {
     /// Deploys newest first, of one environment or all.
     async fn deploys(&self, environment: Option<&str>, limit: u32) -> Result<Vec<Deploy>>;
 
-    /// Log lines from `offset` (0-based), at most `limit`.
-    async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<String>>;
+    /// Log lines numbered `offset` (0-based) and later, at most `limit`, each with its number. Numbers have a gap
+    /// where a long log was cut: page on with the last number + 1.
+    async fn deploy_log(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<(i64, String)>>;
+
+    /// The number of a deploy's first stored log line and one past its last: `(0, 0)` for no log.
+    async fn deploy_log_span(&self, id: i64) -> Result<(i64, i64)>;
 
     /// Takes an environment's manual lock. `Conflict` if someone else holds it.
     async fn take_lock(&self, environment: &str, holder: &str, reason: &str, event: NewEvent) -> Result<Event>;
@@ -185,12 +192,14 @@ pub trait DeployStore: Send + Sync + 'static {
 
     async fn locks(&self) -> Result<Vec<Lock>>;
 
-    /// Records that the server running deploy `id` is alive.
-    async fn deploy_heartbeat(&self, id: i64) -> Result<()>;
+    /// Records that the server running deploy `id` is alive. False if the deploy is no longer running (it was
+    /// marked interrupted): its runner must stop.
+    async fn deploy_heartbeat(&self, id: i64) -> Result<bool>;
 
     /// Marks every `running` deploy whose heartbeat (by the database's clock; its start if none) is at least
     /// `stale_after` old `interrupted` and releases its lock, recording `event(deploy)` for each: the server
-    /// running it stopped. `stale_after` zero takes every running deploy.
+    /// running it stopped. `stale_after` zero takes every running deploy. Returns the deploys this call marked:
+    /// of sweeps at the same moment, each deploy is marked (and its event recorded) by one.
     async fn interrupt_running(
         &self,
         stale_after: std::time::Duration,

@@ -91,6 +91,19 @@ impl Write {
         &mut self.tx
     }
 
+    /// A transaction-scoped advisory lock on `key` (its hash, in crew's own class of advisory locks so no other
+    /// user of the database collides with it), released at commit or rollback.
+    pub(crate) async fn advisory_lock(&mut self, key: &str) -> Result<()> {
+        /// crew's class of advisory locks (the first of the two keys): "crew" in ASCII.
+        const CREW: i32 = 0x63726577;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(CREW)
+            .bind(key)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// Inserts a batch in three round trips (events, kind prefixes, notify), whatever its size.
     pub(crate) async fn insert_events(&mut self, stamped: Vec<(String, i64, NewEvent)>) -> Result<Vec<Event>> {
         let tx = &mut self.tx;

@@ -32,13 +32,31 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let file = opts.get_filename().to_path_buf();
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(connect_err)?;
+        // The database holds every token's hash and every secret the timeline was told: for the server's user
+        // alone, not for builds run as another user (`[build] user`). Its -wal and -shm files follow.
+        private(&file);
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { url: url.to_string(), source })?;
         let (bus, _) = broadcast::channel(BUS_CAPACITY);
         Ok(SqliteStore { pool, url: url.to_string(), bus, write: tokio::sync::Mutex::new(()) })
+    }
+}
+
+/// Makes the database file and its companions readable by their owner only.
+fn private(db: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = ?path, error = %e, "cannot make the database private to its owner");
+            }
+        }
     }
 }
 

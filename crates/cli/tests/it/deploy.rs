@@ -566,3 +566,341 @@ async fn a_server_killed_mid_deploy_marks_it_interrupted_and_leaves_hosts_whole(
         .unwrap()
         .is_empty()));
 }
+
+/// Rewrites the app's crew.toml with `edit` and commits it (with any other files written before).
+fn reconfigure(a: &App, edit: impl Fn(String) -> String) {
+    let path = a.repo.join("crew.toml");
+    std::fs::write(&path, edit(std::fs::read_to_string(&path).unwrap())).unwrap();
+    sh(&a.repo, "git add -A && git -c user.name=A -c user.email=a@e commit -qm 'config'");
+}
+
+/// Starts a deploy through the API and waits until it is no longer running; the deploy.
+async fn deploy_and_wait(s: &Server, token: &str, env: &str) -> Value {
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/deploys", token)
+        .json(&serde_json::json!({"environment": env}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202, "{}", res.text().await.unwrap());
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = s.get_json(&format!("/api/v1/deploys/{id}"), token).await;
+        if d["status"] != "running" {
+            return d;
+        }
+        assert!(std::time::Instant::now() < end, "deploy #{id} ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every stored line of a deploy's log, paging through the API as the CLI does.
+async fn whole_log(s: &Server, token: &str, id: i64) -> Vec<String> {
+    let (mut lines, mut offset) = (vec![], 0);
+    loop {
+        let v = s.get_json(&format!("/api/v1/deploys/{id}/log?offset={offset}"), token).await;
+        let page = v["lines"].as_array().unwrap();
+        if page.is_empty() {
+            return lines;
+        }
+        lines.extend(page.iter().map(|l| l.as_str().unwrap().to_string()));
+        offset = v["next_offset"].as_i64().unwrap();
+    }
+}
+
+/// High 3 (a): a trunk committer's build makes its artifact folder, or a file in it, a symlink to the server's
+/// data dir (admin.token, crew.db): crew refuses to ship it, naming the link, and nothing reaches a host. The build
+/// runs in `<data-dir>/builds/www/<sha>.building-*/src`, so `../../../..` from there is the data dir.
+#[tokio::test]
+async fn an_artifact_linking_out_of_the_build_is_refused_and_named() {
+    let a = app();
+    std::fs::write(a.repo.join("build.sh"), "mkdir -p dist && cp index.html dist/\n").unwrap();
+    std::fs::write(a.repo.join("hook.sh"), "true\n").unwrap();
+    reconfigure(&a, |t| {
+        t.replace("command = \"mkdir -p dist", "command = \"sh ./build.sh; mkdir -p dist")
+            .replace("[environments.staging]\n", "[environments.staging]\nhooks = { before = [\"sh ./hook.sh\"] }\n")
+    });
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let shipped = || std::fs::read_dir(a.hosts.join("staging1/releases")).map(|d| d.count()).unwrap_or(0);
+
+    // The artifact folder itself is a link to the data dir.
+    commit(&a.repo, "build.sh", "ln -s ../../../.. dist\n", "dist is the data dir");
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "failed", "{d}");
+    let err = d["error"].as_str().unwrap();
+    assert!(err.contains("`dist`") && err.contains("symlink"), "{err}");
+    assert_eq!(shipped(), 0, "nothing was shipped");
+    assert!(!a.hosts.join("staging1/current/admin.token").exists());
+
+    // A link inside the artifact leads out of the build: refused, named; a link within it is fine.
+    commit(
+        &a.repo,
+        "build.sh",
+        "mkdir -p dist && cp index.html dist/ && ln -s index.html dist/home.html && ln -s ../../../../../admin.token dist/token\n",
+        "a link to the token",
+    );
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "failed", "{d}");
+    let err = d["error"].as_str().unwrap();
+    assert!(err.contains("`dist/token`") && err.contains("outside the build"), "{err}");
+    assert_eq!(shipped(), 0, "nothing was shipped");
+
+    commit(&a.repo, "build.sh", "mkdir -p dist && cp index.html dist/ && ln -s index.html dist/home.html\n", "ok");
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(std::fs::read_to_string(a.hosts.join("staging1/current/home.html")).unwrap(), "<h1>v1</h1>\n");
+
+    // A `before` hook (the committer's script) swaps the built artifact for a link after the build's check.
+    commit(&a.repo, "hook.sh", "rm -rf dist && ln -s ../../../.. dist\n", "swap it");
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(d["error"].as_str().unwrap().contains("`dist`"), "{d}");
+    assert_eq!(shipped(), 1, "only the good release is on the host");
+}
+
+/// High 3 (b): builds and hooks do not inherit the server's environment (its passwords, webhook URLs, database
+/// URL): only PATH, HOME, LANG, crew's CREW_* build variables, and what `[build] env` names.
+#[tokio::test]
+async fn builds_and_hooks_get_a_clean_environment() {
+    // Set in this test's own process (nextest runs each test in one), so the server it starts inherits them.
+    std::env::set_var("CREW_IRC_SASL_PASSWORD", "sasl-hunter2");
+    std::env::set_var("CREW_WEBHOOK_URL", "https://hooks.example/T0/secret-webhook");
+    std::env::set_var("DATABASE_URL", "postgres://crew:db-hunter2@db/crew");
+    std::env::set_var("PASSED_ON", "by-name");
+    let a = app();
+    std::fs::create_dir_all(&a.hosts).unwrap();
+    let hook_env = a.hosts.join("hook.env");
+    reconfigure(&a, |t| {
+        t.replace("command = \"mkdir -p dist", "command = \"mkdir -p dist && env > dist/ENV; mkdir -p dist").replace(
+            "[environments.staging]\n",
+            &format!("[environments.staging]\nhooks = {{ before = [\"env > {}\"] }}\n", hook_env.display()),
+        )
+    });
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let build = std::fs::read_to_string(a.hosts.join("staging1/current/ENV")).unwrap();
+    let hook = std::fs::read_to_string(&hook_env).unwrap();
+    for (what, env) in [("build", &build), ("hook", &hook)] {
+        for secret in ["sasl-hunter2", "secret-webhook", "db-hunter2", "by-name", "CREW_TEST_PG_DIR"] {
+            assert!(!env.contains(secret), "the {what} saw `{secret}`:\n{env}");
+        }
+        for var in ["PATH=", "HOME=", "CREW_REVISION=", "CREW_APP=www", "CREW_ENVIRONMENT=staging"] {
+            assert!(env.lines().any(|l| l.starts_with(var)), "the {what} lacks {var}:\n{env}");
+        }
+    }
+    drop(s);
+    // `[build] env` passes variables by name (strictly: a bad name is refused at start, naming the key).
+    let toml = std::fs::read_to_string(a.repo.join("crew.toml")).unwrap();
+    std::fs::write(
+        a.repo.join("crew.toml"),
+        toml.replace("artifact = \"dist\"", "artifact = \"dist\"\nenv = [\"NOT A NAME\"]"),
+    )
+    .unwrap();
+    let (code, _, err) = run(Command::new(crate::harness::CREW)
+        .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+        .arg(a.repo.join("crew.toml"))
+        .arg("--data-dir")
+        .arg(a.hosts.join("d")));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("build.env") && err.contains("NOT A NAME"), "{err}");
+    reconfigure(&a, |_| {
+        toml.replace("artifact = \"dist\"", "artifact = \"dist\"\nenv = [\"PASSED_ON\", \"UNSET_HERE\"]")
+    });
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let build = std::fs::read_to_string(a.hosts.join("staging1/current/ENV")).unwrap();
+    assert!(build.lines().any(|l| l == "PASSED_ON=by-name"), "{build}");
+    assert!(!build.contains("sasl-hunter2") && !build.contains("UNSET_HERE"), "{build}");
+    assert!(std::fs::read_to_string(&hook_env).unwrap().lines().any(|l| l == "PASSED_ON=by-name"));
+}
+
+/// High 3 (c): with `[build] user`, builds and hooks run as that user (crew runs as root here), which cannot read
+/// the data dir's admin token or database.
+#[tokio::test]
+async fn a_build_user_runs_builds_and_hooks_and_cannot_read_the_data_dir() {
+    let a = app();
+    let steal = "id -un; for f in ../../../../admin.token ../../../../crew.db; do if cat $f >/dev/null 2>&1; then echo \"read $f\"; fi; done";
+    std::fs::write(a.repo.join("build.sh"), format!("mkdir -p dist && cp index.html dist/ && {steal}\n")).unwrap();
+    std::fs::write(a.repo.join("hook.sh"), format!("{steal}\n")).unwrap();
+    reconfigure(&a, |t| {
+        t.replace(
+            "command = \"mkdir -p dist && cp index.html dist/ && echo $CREW_REVISION > dist/REVISION",
+            "command = \"sh ./build.sh && echo $CREW_REVISION > dist/REVISION",
+        )
+        .replace("artifact = \"dist\"", "artifact = \"dist\"\nuser = \"nobody\"")
+        .replace("[environments.staging]\n", "[environments.staging]\nhooks = { before = [\"sh ./hook.sh\"] }\n")
+    });
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    // The test's temporary folder is the root's alone; a real data dir's parents are usually open to traverse.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.data_dir.parent().unwrap(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let m = s.token("mo", "member").await;
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    let id = d["id"].as_i64().unwrap();
+    let log = whole_log(&s, &m, id).await.join("\n");
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    assert!(log.contains("build: nobody") && log.contains("hook: nobody"), "{log}");
+    assert!(!log.contains("read ../"), "the build or a hook read the data dir:\n{log}");
+    assert_eq!(live(&a.hosts.join("staging1")).unwrap().1, sh(&a.repo, "git rev-parse HEAD"));
+}
+
+/// Medium 5: a second server on the same database takes the running deploy for one whose server died and marks
+/// it interrupted (the environment is free again). The first server's runner learns it from its heartbeat and
+/// stops before touching another host, saying so; the deploy stays interrupted with one event.
+#[tokio::test]
+async fn a_deploy_marked_interrupted_stops_before_the_next_host() {
+    let a = app();
+    // The canary's restart takes 10 s: longer than a heartbeat (5 s) after the second server starts.
+    reconfigure(&a, |t| {
+        t.replace(
+            "restart = \"echo restarted > ../../restarted\"",
+            "restart = \"case $PWD in *prod1*) sleep 10;; esac; echo restarted > ../../restarted\"",
+        )
+    });
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let (code, _, err) = run(s.cli(&m).args(["deploy", "staging"]));
+    assert_eq!(code, 0, "{err}");
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/deploys", &m)
+        .json(&serde_json::json!({"environment": "production"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let canary = crate::harness::eventually(Duration::from_secs(20), || async {
+        std::fs::symlink_metadata(a.hosts.join("prod1/current")).is_ok()
+    })
+    .await;
+    assert!(canary, "the canary switched");
+    let db = format!("sqlite://{}", s.data_dir.join("crew.db").display());
+    let _other = Server::start_on(&db, Some(&s.admin)).await;
+    assert_eq!(s.get_json(&format!("/api/v1/deploys/{id}"), &m).await["status"], "interrupted");
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = whole_log(&s, &m, id).await.join("\n");
+        if log.contains("stopped") {
+            break log;
+        }
+        assert!(std::time::Instant::now() < end, "the runner says it stopped:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(log.contains("interrupted"), "{log}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(std::fs::symlink_metadata(a.hosts.join("prod2/current")).is_err(), "the second host was not touched");
+    let d = s.get_json(&format!("/api/v1/deploys/{id}"), &m).await;
+    assert_eq!(d["status"], "interrupted", "{d}");
+    let v = s.get_json("/api/v1/events?kind=deploy&limit=100", &m).await;
+    let about: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["deploy"] == id)
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(about, ["deploy.interrupted", "deploy.started"], "{about:?}");
+}
+
+/// Medium 9: a build printing a 3,000,007-character line and more lines than a deploy keeps: the line is cut
+/// (and says so), the stored log is the tail (and says what was cut), and the deploy's page shows one page of it
+/// with a link to earlier lines.
+#[tokio::test]
+async fn long_lines_are_cut_and_a_deploy_log_is_bounded_and_paged() {
+    let a = app();
+    reconfigure(&a, |t| {
+        t.replace(
+            "command = \"mkdir -p dist",
+            "command = \"seq 1 12000; head -c 3000007 /dev/zero | tr '\\\\0' x; echo; mkdir -p dist",
+        )
+    });
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let id = d["id"].as_i64().unwrap();
+    let lines = whole_log(&s, &m, id).await;
+    assert!(lines.len() <= 10_000, "{} lines stored", lines.len());
+    assert!(lines[0].contains("earlier lines were cut"), "{}", lines[0]);
+    let longest = lines.iter().map(|l| l.len()).max().unwrap();
+    assert!(longest <= 16 * 1024 + 100, "a {longest}-byte line was stored");
+    let long = lines.iter().find(|l| l.starts_with("build: xxxx")).expect("the long line's start is kept");
+    assert!(long.contains("cut"), "the cut is said: …{}", &long[long.len() - 80..]);
+    assert!(lines.iter().any(|l| l == "build: 12000"), "the tail is kept");
+    assert!(lines.last().unwrap().contains("succeeded"), "{:?}", lines.last());
+
+    // The page shows the last 1,000 lines and links to the earlier ones.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = http.post(format!("{}/signin", s.url)).form(&[("token", m.as_str())]).send().await.unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = |q: String| {
+        let (http, cookie, url) = (http.clone(), cookie.clone(), s.url.clone());
+        async move {
+            let res = http.get(format!("{url}/deploys/{id}{q}")).header("cookie", cookie).send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.text().await.unwrap()
+        }
+    };
+    let html = page(String::new()).await;
+    let log = html.split("id=\"deploy-log\"").nth(1).unwrap().split("</pre>").next().unwrap();
+    assert!(log.lines().count() <= 1001, "{} lines on the page", log.lines().count());
+    assert!(log.contains("succeeded"), "the newest lines are shown");
+    assert!(html.len() < 100 * 16 * 1024, "the page is {} bytes", html.len());
+    let earlier = html.split(&format!("href=\"/deploys/{id}?offset=")).nth(1).expect("a link to earlier lines");
+    let offset: String = earlier.chars().take_while(char::is_ascii_digit).collect();
+    let html = page(format!("?offset={offset}")).await;
+    assert!(!html.contains("build: 12000\n"), "an earlier page");
+    let html = page("?offset=0".into()).await;
+    assert!(html.contains("earlier lines were cut"), "the first page says what was cut");
+}
+
+/// Low: ending a deploy fails while the database cannot write (a full disk). crew retries until it lands, so the
+/// environment is free as soon as the database can write again. The fault is real, made in the server's own
+/// SQLite database: a trigger refuses every update that ends a deploy, as a full disk would, until it is dropped.
+#[tokio::test]
+async fn a_finish_that_fails_is_retried_until_it_lands() {
+    let a = app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let db = s.data_dir.join("crew.db");
+    let sqlite = |sql: &str| {
+        let out = Command::new("sqlite3").arg(&db).arg(sql).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sqlite(
+        "CREATE TRIGGER full_disk BEFORE UPDATE OF status ON deploys WHEN NEW.status <> 'running' \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    );
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/deploys", &m)
+        .json(&serde_json::json!({"environment": "staging"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let ran =
+        crate::harness::eventually(Duration::from_secs(30), || async { live(&a.hosts.join("staging1")).is_some() })
+            .await;
+    assert!(ran, "the deploy ran");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let locked =
+        |v: Value| v["environments"].as_array().unwrap().iter().any(|e| !e["locks"].as_array().unwrap().is_empty());
+    assert_eq!(s.get_json(&format!("/api/v1/deploys/{id}"), &m).await["status"], "running");
+    assert!(locked(s.get_json("/api/v1/environments", &m).await), "still held while the finish cannot land");
+    sqlite("DROP TRIGGER full_disk;");
+    let landed = crate::harness::eventually(Duration::from_secs(30), || async {
+        s.get_json(&format!("/api/v1/deploys/{id}"), &m).await["status"] == "succeeded"
+    })
+    .await;
+    assert!(landed, "the finish landed once the database could write");
+    assert!(!locked(s.get_json("/api/v1/environments", &m).await), "the environment is free");
+    let v = s.get_json("/api/v1/events?kind=deploy.finished", &m).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+}

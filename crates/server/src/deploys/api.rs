@@ -44,7 +44,7 @@ pub async fn list(_: Viewer, State(deploys): State<Deploys>, RawQuery(q): RawQue
 }
 
 /// The `offset` query parameter of a deploy's log (0 when absent); any other parameter is refused.
-fn log_offset(q: Option<&str>) -> Result<i64, ApiError> {
+pub(super) fn log_offset(q: Option<&str>) -> Result<i64, ApiError> {
     let mut offset = 0;
     for (k, v) in query_pairs(q) {
         match k.as_str() {
@@ -70,8 +70,10 @@ pub async fn log(_: Viewer, State(deploys): State<Deploys>, Path(id): Path<Strin
     let offset = log_offset(q.as_deref())?;
     // Read the status first: if it says finished, every line was already written.
     let d = deploys.get(id).await?;
-    let lines = deploys.output(id, offset, 1000).await?;
-    let next = offset + lines.len() as i64;
+    let numbered = deploys.output(id, offset, 1000).await?;
+    // The next line's number, not offset + count: a long log's cut leaves a gap in the numbers.
+    let next = numbered.last().map_or(offset, |(n, _)| n + 1);
+    let lines: Vec<String> = numbered.into_iter().map(|(_, l)| l).collect();
     Ok(Json(json!({"lines": lines, "next_offset": next, "status": d.status, "deploy": d})))
 }
 
@@ -157,11 +159,11 @@ pub async fn log_stream(
             // Status first: once it says finished, every line is already stored.
             let Ok(d) = deploys.get(id).await else { return };
             let Ok(lines) = deploys.output(id, offset, 1000).await else { return };
-            for line in &lines {
-                if tx.send(Ok(SseEvent::default().id(offset.to_string()).data(line.as_str()))).await.is_err() {
+            for (n, line) in &lines {
+                if tx.send(Ok(SseEvent::default().id(n.to_string()).data(line.as_str()))).await.is_err() {
                     return;
                 }
-                offset += 1;
+                offset = n + 1;
             }
             if d.status != DeployStatus::Running && lines.is_empty() {
                 let _ = tx.send(Ok(SseEvent::default().event("end").data(d.status.as_str()))).await;

@@ -163,9 +163,14 @@ impl Deploys {
         self.store.deploy(id).await?.ok_or_else(|| ApiError::NotFound(format!("no deploy #{id}")))
     }
 
-    /// A deploy's output from line `offset`, at most `limit` lines.
-    pub async fn output(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<String>, ApiError> {
+    /// A deploy's output from line `offset`, at most `limit` lines, each with its number.
+    pub async fn output(&self, id: i64, offset: i64, limit: i64) -> Result<Vec<(i64, String)>, ApiError> {
         Ok(self.store.deploy_log(id, offset, limit).await?)
+    }
+
+    /// The number of a deploy's first stored log line and one past its last.
+    pub async fn output_span(&self, id: i64) -> Result<(i64, i64), ApiError> {
+        Ok(self.store.deploy_log_span(id).await?)
     }
 
     /// Every lock held (manual and running deploys').
@@ -389,7 +394,7 @@ impl Deploys {
                 }),
             )
             .await?;
-        tokio::spawn(runner::run(self.store.clone(), cfg, self.builds.clone(), deploy.clone()));
+        tokio::spawn(runner::run(self.store.clone(), cfg, self.builds.clone(), deploy.clone(), self.shutdown.clone()));
         Ok(deploy)
     }
 

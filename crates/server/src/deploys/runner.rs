@@ -5,49 +5,107 @@ use super::range;
 use crew_core::{kind, Actor, DeployAction, DeployStatus, NewEvent};
 use crew_deploy::run::{Outcome, Status};
 use crew_deploy::{git, DeployConfig, Journal};
-use crew_store::{Deploy, Store};
+use crew_store::{Deploy, Store, StoreError};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// The log waiting for the store, at most (bytes, counting each line's overhead as [`LINE_OVERHEAD`]): a deploy
+/// printing faster than the database writes loses lines (and says how many) rather than the server's memory.
+const PENDING_BYTES: usize = 8 << 20;
+const LINE_OVERHEAD: usize = 64;
 
 /// Sends log lines to the store in batches, from a task, so a deploy never waits on the database.
 struct StoreJournal {
     lines: mpsc::UnboundedSender<String>,
+    /// What the channel holds, in bytes: the bound on it.
+    pending: Arc<AtomicUsize>,
+    /// Lines dropped because the channel was full, not yet said in the log.
+    dropped: AtomicU64,
+    /// Set when the heartbeat finds the deploy no longer running: the engine stops before the next host.
+    stopped: Arc<OnceLock<String>>,
+}
+
+impl StoreJournal {
+    /// Queues a line unless the queue is full; whether it was queued.
+    fn send(&self, text: String) -> bool {
+        let size = text.len() + LINE_OVERHEAD;
+        let queued = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| (p + size <= PENDING_BYTES).then_some(p + size));
+        queued.is_ok() && self.lines.send(text).is_ok()
+    }
 }
 
 impl Journal for StoreJournal {
     fn line(&self, text: String) {
+        let text = crew_deploy::cut_line(text);
         tracing::debug!(line = %text, "deploy");
-        let _ = self.lines.send(text);
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let note =
+                format!("[{dropped} lines were dropped here: the deploy printed faster than its log is written]");
+            if !self.send(note) {
+                self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            }
+        }
+        if !self.send(text) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn stopped(&self) -> Option<String> {
+        self.stopped.get().cloned()
     }
 }
 
 fn journal(store: Arc<dyn Store>, id: i64) -> (StoreJournal, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let queued = pending.clone();
     let task = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             let mut batch = vec![first];
             while let Ok(more) = rx.try_recv() {
                 batch.push(more);
             }
+            let size: usize = batch.iter().map(|l| l.len() + LINE_OVERHEAD).sum();
+            queued.fetch_sub(size, Ordering::AcqRel);
             if let Err(e) = store.log_deploy(id, batch).await {
                 tracing::error!(error = %e, deploy = id, "writing a deploy's log failed");
             }
         }
     });
-    (StoreJournal { lines: tx }, task)
+    let journal = StoreJournal { lines: tx, pending, dropped: AtomicU64::new(0), stopped: Arc::new(OnceLock::new()) };
+    (journal, task)
 }
 
-pub(super) async fn run(store: Arc<dyn Store>, cfg: Arc<DeployConfig>, builds: PathBuf, d: Deploy) {
+pub(super) async fn run(
+    store: Arc<dyn Store>,
+    cfg: Arc<DeployConfig>,
+    builds: PathBuf,
+    d: Deploy,
+    shutdown: CancellationToken,
+) {
     let (journal, flusher) = journal(store.clone(), d.id);
     let beat = {
-        let (store, id) = (store.clone(), d.id);
+        let (store, id, stopped) = (store.clone(), d.id, journal.stopped.clone());
         tokio::spawn(async move {
             loop {
-                if let Err(e) = store.deploy_heartbeat(id).await {
-                    tracing::warn!(error = %e, deploy = id, "a deploy's heartbeat failed");
+                match store.deploy_heartbeat(id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = stopped.set(format!(
+                            "deploy #{id} was marked interrupted meanwhile (its heartbeat was taken for a stopped \
+                             server's) and its environment may be another deploy's now"
+                        ));
+                        tracing::warn!(deploy = id, "a running deploy was marked interrupted; stopping it");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, deploy = id, "a deploy's heartbeat failed"),
                 }
                 tokio::time::sleep(HEARTBEAT).await;
             }
@@ -69,14 +127,20 @@ pub(super) async fn run(store: Arc<dyn Store>, cfg: Arc<DeployConfig>, builds: P
         Status::Succeeded => (DeployStatus::Succeeded, kind::DEPLOY_FINISHED, None),
         Status::Failed(e) => (DeployStatus::Failed, kind::DEPLOY_FAILED, Some(e.clone())),
         Status::RolledBack(e) => (DeployStatus::RolledBack, kind::DEPLOY_ROLLED_BACK, Some(e.clone())),
+        Status::Stopped(why) => {
+            // Not this server's deploy any more: it is recorded as interrupted already, and its end is not ours
+            // to record.
+            journal.line(format!("stopped after {secs:.1}s: {why}"));
+            drop(journal);
+            let _ = flusher.await;
+            beat.abort();
+            return;
+        }
     };
     journal.line(match &error {
         None => format!("{status} in {secs:.1}s"),
         Some(e) => format!("{status} after {secs:.1}s: {e}"),
     });
-    drop(journal);
-    let _ = flusher.await;
-    beat.abort();
     let actor = Actor::new(d.actor.clone(), d.via.parse().unwrap_or(crew_core::Via::Api));
     let what = range(d.previous.as_deref(), &d.revision, d.commits);
     let summary = match (d.action, status) {
@@ -114,11 +178,36 @@ pub(super) async fn run(store: Arc<dyn Store>, cfg: Arc<DeployConfig>, builds: P
             json!({"deploy": d.id, "action": d.action, "status": status, "seconds": secs, "hosts": outcome.hosts}),
         )
         .with_link("deploy", &format!("/deploys/{}", d.id));
+    // Every line is stored before the end is: a reader that sees the deploy finished has read its whole log.
+    drop(journal);
+    let _ = flusher.await;
     let hosts = serde_json::to_value(&outcome.hosts).unwrap_or_default();
-    if let Err(e) = store.finish_deploy(d.id, status, hosts, error, event).await {
-        tracing::error!(error = %e, deploy = d.id, "recording the end of a deploy failed");
+    // Until the end is recorded the environment stays locked: a failure (a full disk) is retried, with the
+    // heartbeat still beating, until it lands, the deploy turns out interrupted, or the server stops.
+    let mut wait = std::time::Duration::from_secs(1);
+    loop {
+        match store.finish_deploy(d.id, status, hosts.clone(), error.clone(), event.clone()).await {
+            Ok(_) => break,
+            Err(StoreError::Conflict(why)) => {
+                tracing::warn!(deploy = d.id, %why, "a deploy ended after it was marked interrupted");
+                let _ = store.log_deploy(d.id, vec![format!("its end was not recorded: {why}")]).await;
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, deploy = d.id, retry_in = ?wait, "recording the end of a deploy failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(FINISH_RETRY_MAX);
+            }
+        }
     }
+    beat.abort();
 }
+
+/// The longest wait between two attempts to record a deploy's end.
+const FINISH_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often a running deploy's server says it is alive, and after how long without that a deploy counts as
 /// cut short.

@@ -3,7 +3,7 @@
 
 use super::{log_line, Deploys};
 use crate::web::{layout, Form, WebError, WebUser};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use crew_core::time::human;
@@ -91,10 +91,33 @@ async fn try_index(
     Ok((status, layout("Deploys", Some(user), "/deploys", body)).into_response())
 }
 
-pub async fn show(user: WebUser, State(deploys): State<Deploys>, Path(id): Path<String>) -> Result<Response, WebError> {
+/// Lines of a deploy's log on one page.
+const PAGE_LINES: i64 = 1000;
+
+/// A deploy's page: its newest [`PAGE_LINES`] lines (streaming on while it runs), or with `?offset=N` the page
+/// of lines from number N, with links to the pages before and after.
+pub async fn show(
+    user: WebUser,
+    State(deploys): State<Deploys>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, WebError> {
     let Ok(id) = id.parse::<i64>() else { return Err(WebError::NotFound) };
+    let asked = match q.as_deref() {
+        None | Some("") => None,
+        q => Some(super::api::log_offset(q)?),
+    };
     let d = deploys.get(id).await?;
-    let lines = deploys.output(id, 0, 100_000).await?;
+    let (first, next) = deploys.output_span(id).await?;
+    let from = match asked {
+        Some(o) => o.max(first),
+        None => (next - PAGE_LINES).max(first),
+    };
+    let lines = deploys.output(id, from, PAGE_LINES).await?;
+    let after = lines.last().map_or(from, |(n, _)| n + 1);
+    // Only the page that reaches the end follows the log live.
+    let tail = after >= next;
+    let earlier = (from > first).then(|| (from - PAGE_LINES).max(first));
     let hosts = d.hosts.as_array().cloned().unwrap_or_default();
     let body = html! {
         h1 { "Deploy #" (d.id) }
@@ -109,8 +132,18 @@ pub async fn show(user: WebUser, State(deploys): State<Deploys>, Path(id): Path<
                 } } }
             }
         }
-        pre #deploy-log data-log={ "/api/v1/deploys/" (d.id) "/log" } data-offset=(lines.len()) data-status=(d.status) {
-            @for l in &lines { (l) "\n" }
+        @if let Some(e) = earlier {
+            p.pages { a href={ "/deploys/" (d.id) "?offset=" (e) } { "← Earlier lines" } " (lines " (from) " to " (after) " of this log)" }
+        }
+        @if tail {
+            pre #deploy-log data-log={ "/api/v1/deploys/" (d.id) "/log" } data-offset=(after) data-status=(d.status) {
+                @for (_, l) in &lines { (l) "\n" }
+            }
+        } @else {
+            pre #deploy-log-page {
+                @for (_, l) in &lines { (l) "\n" }
+            }
+            p.pages { a href={ "/deploys/" (d.id) "?offset=" (after) } { "Later lines →" } " " a href={ "/deploys/" (d.id) } { "the newest" } }
         }
         p { a href="/deploys" { "← All deploys" } }
         script src="/static/deploy.js" {}
