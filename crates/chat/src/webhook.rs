@@ -62,9 +62,19 @@ pub fn body(kind: Kind, line: &str, event: &Event, channel: Option<&str>) -> Val
 /// / `@here` / `@all` (Mattermost's plain-text mentions) are broken with a zero-width joiner.
 pub fn escape(text: &str) -> String {
     let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    ["@channel", "@here", "@all", "@everyone"]
-        .iter()
-        .fold(escaped, |t, m| t.replace(m, &format!("@\u{2060}{}", &m[1..])))
+    // Room-wide mentions in any case (Mattermost reads `@Channel` and `@HERE` too).
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped.as_str();
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let word: String = rest.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        if ["channel", "here", "all", "everyone"].contains(&word.to_ascii_lowercase().as_str()) {
+            out.push('\u{2060}');
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A running webhook: queue a body with `send`; full queues drop (and count) rather than grow.
@@ -171,6 +181,10 @@ mod tests {
     fn mentions_and_markup_in_text_do_not_ping() {
         assert_eq!(escape("ship <!channel> & <@U1> now"), "ship &lt;!channel&gt; &amp; &lt;@U1&gt; now");
         assert!(!escape("hey @channel @here").contains("@channel"));
+        for loud in ["@Channel", "@HERE", "@All", "@everyone"] {
+            assert!(escape(loud).starts_with("@\u{2060}"), "{loud}");
+        }
+        assert_eq!(escape("ops@example.com"), "ops@example.com");
         assert_eq!(escape("alice deployed www"), "alice deployed www");
     }
 }

@@ -129,6 +129,8 @@ impl Drop for StreamPermit {
 pub struct LiveStream {
     _permit: StreamPermit,
     name: String,
+    /// The session's hash, when a browser opened the stream.
+    session: Option<String>,
     bus: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     store: Arc<dyn Store>,
 }
@@ -143,11 +145,41 @@ impl LiveStream {
                 Ok(e) if revokes(&e, &self.name) => return,
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => {
-                    if self.store.tokens().await.is_ok_and(|t| !t.iter().any(|t| t.name == self.name)) {
+                    // A revocation may be among what was missed: ask the store, and end when it cannot say.
+                    if !self.still_valid().await {
                         return;
                     }
                 }
                 Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+impl LiveStream {
+    /// Whether the token (and, for a browser, the session) this stream was opened with still works.
+    async fn still_valid(&self) -> bool {
+        let token = self.store.tokens().await.is_ok_and(|t| t.iter().any(|t| t.name == self.name));
+        match &self.session {
+            Some(hash) => token && self.store.session(hash).await.is_ok_and(|s| s.is_some()),
+            None => token,
+        }
+    }
+
+    /// Resolves when the stream must end: its token revoked, or (a browser's) its session ended or expired,
+    /// which is checked every minute.
+    pub async fn ended(&mut self) {
+        if self.session.is_none() {
+            return self.revoked().await;
+        }
+        loop {
+            tokio::select! {
+                _ = self.revoked() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                    if !self.still_valid().await {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -160,14 +192,20 @@ pub fn revokes(e: &crew_core::Event, name: &str) -> bool {
 
 impl Auth {
     /// Opens a live stream for `caller`: refused (429) past the bounds; ends when the caller's token is revoked.
-    pub fn open_stream(&self, caller: &Caller) -> Result<LiveStream, ApiError> {
+    pub async fn open_stream(&self, caller: &Caller) -> Result<LiveStream, ApiError> {
         let permit = self.streams.acquire(&caller.name)?;
-        Ok(LiveStream {
+        let stream = LiveStream {
             _permit: permit,
             name: caller.name.clone(),
+            session: caller.session.clone(),
             bus: self.store.subscribe(),
             store: self.store.clone(),
-        })
+        };
+        // Subscribed first, checked second: a revocation between the caller's check and now is not missed.
+        if !stream.still_valid().await {
+            return Err(ApiError::Unauthorized("token not recognised: it was revoked or mistyped".into()));
+        }
+        Ok(stream)
     }
 }
 
@@ -239,6 +277,8 @@ pub struct Caller {
     pub via: Via,
     /// The session's CSRF secret when the caller came with the session cookie.
     pub csrf: Option<String>,
+    /// The session's hash when the caller came with the session cookie.
+    pub session: Option<String>,
 }
 
 impl Caller {
@@ -290,10 +330,11 @@ where
                 Some("cli") => Via::Cli,
                 _ => Via::Api,
             };
-            return Ok(Caller { name: token.name, role: token.role, via, csrf: None });
+            return Ok(Caller { name: token.name, role: token.role, via, csrf: None, session: None });
         }
         if let Some(id) = cookie(parts, SESSION_COOKIE) {
-            if let Some(session) = auth.store.session(&hash_secret(id)).await? {
+            let hash = hash_secret(id);
+            if let Some(session) = auth.store.session(&hash).await? {
                 let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
                 if !safe && !same_secret(header(CSRF_HEADER), &session.csrf) {
                     return Err(ApiError::Forbidden(format!(
@@ -305,6 +346,7 @@ where
                     role: session.token.role,
                     via: Via::Web,
                     csrf: Some(session.csrf),
+                    session: Some(hash),
                 });
             }
         }

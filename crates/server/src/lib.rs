@@ -79,7 +79,6 @@ impl App {
         private_dir(&settings.data_dir)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let store = crew_store::open(&settings.database).await?;
-        private_database(&settings.database);
         tokens::ensure_admin(&*store, &settings.data_dir).await?;
         deploys::interrupt_leftovers(&*store).await?;
         let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -217,8 +216,14 @@ async fn serve(
         let slot = ConnectionSlot(open.clone());
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let first_byte = limits.header_timeout;
         tokio::spawn(async move {
             let _slot = slot;
+            // hyper's header timer starts with the first byte: a client that sends nothing at all is cut off here.
+            let mut one = [0u8; 1];
+            if !matches!(tokio::time::timeout(first_byte, stream.peek(&mut one)).await, Ok(Ok(n)) if n > 0) {
+                return;
+            }
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "an HTTP connection ended with an error");
@@ -267,21 +272,6 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// An SQLite database (and its write-ahead files) readable by crew's own user only.
-fn private_database(url: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else { return };
-    let path = path.split('?').next().unwrap_or(path);
-    for suffix in ["", "-wal", "-shm"] {
-        let file = format!("{path}{suffix}");
-        if let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(error = %e, file, "cannot make the database private");
-            }
-        }
-    }
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

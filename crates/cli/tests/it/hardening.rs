@@ -78,10 +78,17 @@ async fn a_half_sent_request_is_cut_off_and_the_server_keeps_answering() {
     let (_d, cfg) = config("[server]\nheader_timeout = \"1s\"\n");
     let s = Server::start_with_config(&cfg).await;
     let addr = s.url.trim_start_matches("http://").to_string();
-    let mut slow: Vec<std::net::TcpStream> = (0..20)
-        .map(|_| {
+    // Half a request's headers, nothing at all, and a sign-in whose body trickles.
+    let mut slow: Vec<std::net::TcpStream> = (0..30)
+        .map(|i| {
             let mut c = std::net::TcpStream::connect(&addr).unwrap();
-            c.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            match i % 3 {
+                0 => c.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n").unwrap(),
+                1 => {}
+                _ => c
+                    .write_all(b"POST /signin HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 2000\r\n\r\ntoken=")
+                    .unwrap(),
+            }
             c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             c
         })
@@ -93,10 +100,11 @@ async fn a_half_sent_request_is_cut_off_and_the_server_keeps_answering() {
         let mut buf = [0u8; 512];
         let closed = match c.read(&mut buf) {
             Ok(0) => true,
-            Ok(n) => String::from_utf8_lossy(&buf[..n]).contains("408") || c.read(&mut buf).map_or(true, |n| n == 0),
+            // A body that stopped coming is answered 408 (and the connection closed).
+            Ok(n) => String::from_utf8_lossy(&buf[..n]).contains(" 408 ") || c.read(&mut buf).map_or(true, |n| n == 0),
             Err(e) => matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
         };
-        assert!(closed, "a connection that never finished its headers was closed");
+        assert!(closed, "a connection that never finished its request was closed");
     }
 }
 
@@ -234,4 +242,19 @@ async fn a_mask_that_matches_any_host_is_refused() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test]
+async fn a_server_that_knows_its_hosts_takes_reports_of_those_alone() {
+    let (_d, cfg) = config("[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"web\"]\n");
+    let s = Server::start_with_config(&cfg).await;
+    let m = s.token("mo", "member").await;
+    let report = |host: &str| json!({"outcome": "unreachable", "host": host, "reason": "no route", "during": "check"});
+    let res = s.req(Method::POST, "/api/v1/infra/reports", &m).json(&report("made-up")).send().await.unwrap();
+    assert_eq!(res.status(), 404, "a host this server does not manage");
+    let res = s.req(Method::POST, "/api/v1/infra/reports", &m).json(&report("web1")).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let v = s.get_json("/api/v1/events?kind=infra", &m).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 1);
+    assert_eq!(v["events"][0]["subject"], "host:web1");
 }

@@ -80,7 +80,11 @@ impl Chat {
     /// Links a chat identity to a crew user (`Some`), or removes its link (`None`), with its event.
     pub async fn link(&self, identity: &str, user: Option<&str>, actor: Actor) -> Result<Event, ApiError> {
         let identity = identity.trim();
-        mask::check_pattern(identity).map_err(ApiError::BadRequest)?;
+        // A link is checked when it is made; removing one never is, so a link stored before a rule tightened
+        // can always be taken away.
+        if user.is_some() {
+            mask::check_pattern(identity).map_err(ApiError::BadRequest)?;
+        }
         let event = match user {
             Some(user) => {
                 if self.tokens.role_of(user).await?.is_none() {
@@ -118,7 +122,18 @@ impl Chat {
             return Some(u.name.clone());
         }
         match self.store.chat_links().await {
-            Ok(links) => links.into_iter().find(|l| mask::matches(&l.identity, sender)).map(|l| l.user),
+            // A stored link that today's rules refuse (one made before `alice!*@*` was refused) is never used.
+            Ok(links) => links
+                .into_iter()
+                .filter(|l| match mask::check_pattern(&l.identity) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(identity = %l.identity, reason = %e, "a stored chat link is not used; unlink it");
+                        false
+                    }
+                })
+                .find(|l| mask::matches(&l.identity, sender))
+                .map(|l| l.user),
             Err(e) => {
                 tracing::error!(error = %e, "reading chat links failed; treating the speaker as unknown");
                 None
@@ -342,7 +357,7 @@ async fn listen(
         let reply = |text: String| Outgoing::Reply { room: m.room.clone(), text };
         // Refusals and errors are rate limited per person too (known or not), so bad commands cannot make the
         // robot flood a room.
-        let sender_key = format!("{}!{}@{}", m.sender.nick, m.sender.user, m.sender.host);
+        let sender_key = format!("{}@{}", m.sender.user, m.sender.host);
         let inv = match parsed {
             Ok(i) => i,
             Err(e) => {
@@ -375,7 +390,8 @@ async fn listen(
             }
             continue;
         }
-        let who = user.clone().unwrap_or_else(|| format!("{} (unmapped)", m.sender.nick));
+        // Unmapped people are counted by user@host, not by nick, so changing nick gets no fresh budget.
+        let who = user.clone().unwrap_or_else(|| format!("{}@{} (unmapped)", m.sender.user, m.sender.host));
         if !limiter.allow(&who, spec, Instant::now()) {
             if limiter.allow_error(&sender_key, Instant::now()) {
                 let text =

@@ -148,10 +148,10 @@ pub async fn log_stream(
     let id = deploy_id(&id)?;
     deploys.get(id).await?;
     let mut offset = log_offset(q.as_deref())?;
-    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()) {
-        offset = last + 1;
+    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        offset = bounded("Last-Event-ID", last, 0..=i64::MAX - 1)? + 1;
     }
-    let mut held = auth.open_stream(&caller)?;
+    let mut held = auth.open_stream(&caller).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
     let shutdown = deploys.shutdown();
     tokio::spawn(async move {
@@ -171,7 +171,7 @@ pub async fn log_stream(
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = held.revoked() => return,
+                _ = held.ended() => return,
                 _ = tx.closed() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
             }

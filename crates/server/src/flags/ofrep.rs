@@ -130,7 +130,7 @@ pub async fn definitions(
     State(auth): State<crate::auth::Auth>,
 ) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let mut held = match auth.open_stream(&caller) {
+    let mut held = match auth.open_stream(&caller).await {
         Ok(h) => h,
         Err(e) => return e.into_response(),
     };
@@ -148,7 +148,7 @@ pub async fn definitions(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 // An application's key that is revoked stops hearing the definitions at once.
-                _ = held.revoked() => return,
+                _ = held.ended() => return,
                 _ = tx.closed() => return,
                 r = rx.changed() => if r.is_err() { return },
             }

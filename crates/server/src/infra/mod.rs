@@ -76,8 +76,11 @@ pub fn event(actor: Actor, f: &Finding) -> Result<Option<NewEvent>, ApiError> {
             )
         }
         Finding::Drift { report: r, .. } => r.drift_summary(host).map(|summary| {
+            // One line, however long the drifted paths: an event's summary is at most 500 characters.
+            let summary: String = summary.chars().filter(|c| !c.is_control()).take(480).collect();
+            let resources: Vec<&str> = r.changed().into_iter().take(50).collect();
             NewEvent::new(actor, kind::INFRA_DRIFT, &subject, summary)
-                .with_data(serde_json::json!({"resources": r.changed(), "report": r.stored()}))
+                .with_data(serde_json::json!({"resources": resources, "report": r.stored()}))
         }),
         Finding::Unreachable { reason, during, .. } => {
             let why: String = reason.chars().filter(|c| !c.is_control()).take(300).collect();
@@ -102,6 +105,18 @@ impl Infra {
 
     /// Records what a run found (the CLI's apply and check report here).
     pub async fn report(&self, actor: Actor, f: Finding) -> Result<Option<Event>, ApiError> {
+        // A server that knows its hosts takes reports of those alone, so nobody can paint a host it does not
+        // manage, or bury the real ones under made-up names.
+        let hosts = &self.platform.settings.file.hosts;
+        let host = match &f {
+            Finding::Applied { host, .. } | Finding::Drift { host, .. } | Finding::Unreachable { host, .. } => host,
+        };
+        if !hosts.is_empty() && !hosts.iter().any(|h| &h.name == host) {
+            return Err(ApiError::NotFound(format!(
+                "no host `{}` in this server's crew.toml [[hosts]]",
+                host.escape_debug()
+            )));
+        }
         match event(actor, &f)? {
             Some(e) => Ok(self.timeline.append_system(vec![e]).await?.pop()),
             None => Ok(None),
@@ -240,8 +255,11 @@ pub async fn check_once(st: &Infra, config: &std::path::Path) -> anyhow::Result<
         }
     }
     let drifted = events.iter().filter(|e| e.kind == kind::INFRA_DRIFT).count();
-    if !events.is_empty() {
-        st.timeline.append_system(events).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // One host at a time: one host's event that the store refuses never loses the others'.
+    for e in events {
+        if let Err(e) = st.timeline.append_system(vec![e]).await {
+            tracing::warn!(error = %e, "a scheduled infra finding was not recorded");
+        }
     }
     Ok(drifted)
 }
@@ -257,20 +275,22 @@ pub struct HostState {
 /// The latest `infra.*` events per host (`host:NAME`), newest first per kind; drift and unreachability only
 /// when newer than the last apply (an apply repairs drift).
 pub async fn states(st: &Infra) -> Result<BTreeMap<String, HostState>, ApiError> {
-    let mut f = EventFilter::new();
-    f.kind = Some(kind::INFRA.into());
-    f.limit = 1000;
-    let page = st.timeline.query(&f).await?;
     let mut out: BTreeMap<String, HostState> = BTreeMap::new();
-    for e in page.events {
-        let Some(host) = e.subject.strip_prefix("host:") else { continue };
-        let s = out.entry(host.to_string()).or_default();
-        let newer_than_apply = s.applied.is_none();
-        match e.kind.as_str() {
-            kind::INFRA_APPLIED if s.applied.is_none() => s.applied = Some(e),
-            kind::INFRA_DRIFT if s.drift.is_none() && newer_than_apply => s.drift = Some(e),
-            kind::INFRA_UNREACHABLE if s.unreachable.is_none() && newer_than_apply => s.unreachable = Some(e),
-            _ => {}
+    // Each host's own events: one host's many runs never push another's out of view.
+    for h in &st.platform.settings.file.hosts {
+        let mut f = EventFilter::new();
+        f.kind = Some(kind::INFRA.into());
+        f.subject = Some(format!("host:{}", h.name));
+        f.limit = 100;
+        let s = out.entry(h.name.clone()).or_default();
+        for e in st.timeline.query(&f).await?.events {
+            let newer_than_apply = s.applied.is_none();
+            match e.kind.as_str() {
+                kind::INFRA_APPLIED if s.applied.is_none() => s.applied = Some(e),
+                kind::INFRA_DRIFT if s.drift.is_none() && newer_than_apply => s.drift = Some(e),
+                kind::INFRA_UNREACHABLE if s.unreachable.is_none() && newer_than_apply => s.unreachable = Some(e),
+                _ => {}
+            }
         }
     }
     Ok(out)

@@ -80,6 +80,15 @@ pub fn start(sockets: Sockets, metrics: Arc<Live>, stop: Arc<AtomicBool>) -> Syn
     tx
 }
 
+/// An open connection's place in the count, given back however its task ends.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The StatsD TCP cap in force: the configured one, but never more than a quarter of this process's file
 /// descriptors, so StatsD clients can never take the descriptors HTTP, the store and deploys need.
 fn tcp_cap(configured: usize) -> usize {
@@ -120,9 +129,10 @@ async fn accept_loop(tcp: tokio::net::TcpListener, tx: SyncSender<Msg>, m: Arc<L
             continue;
         }
         let (tx, m) = (tx.clone(), m.clone());
+        let slot = Slot(open);
         tokio::spawn(async move {
-            tcp_conn(conn, tx, m.clone()).await;
-            m.tcp_open.fetch_sub(1, Ordering::AcqRel);
+            let _slot = slot;
+            tcp_conn(conn, tx, m).await;
         });
     }
 }

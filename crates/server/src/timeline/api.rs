@@ -63,7 +63,7 @@ pub async fn stream(
         .and_then(|v| v.parse().ok())
         .or(after)
         .filter(|s| *s > 0);
-    let mut held = auth.open_stream(&caller)?;
+    let mut held = auth.open_stream(&caller).await?;
     // Subscribe before replaying, so nothing committed in between is missed.
     let mut live = tl.subscribe();
     let (tx, rx) = mpsc::channel(256);
@@ -81,7 +81,7 @@ pub async fn stream(
         loop {
             let next = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = held.revoked() => return,
+                _ = held.ended() => return,
                 _ = tx.closed() => return,
                 next = live.recv() => next,
             };

@@ -18,7 +18,11 @@ fn event_row(e: &Event) -> Markup {
             td.subject { @if !e.subject.is_empty() { a href={ "/timeline?subject=" (urlencode(&e.subject)) } { (e.subject) } } }
             td.summary {
                 (e.summary)
-                @for l in &e.links { " " a.link href=(l.href) { (l.rel) } }
+                @for l in &e.links {
+                    " "
+                    @if l.href.starts_with('/') { a.link href=(l.href) { (l.rel) } }
+                    @else { a.link.external href=(l.href) rel="noopener noreferrer" title=(l.href) { (l.rel) " ↗" } }
+                }
             }
         }
     }

@@ -80,6 +80,11 @@ where
         let Some(id) = cookie(parts, SESSION_COOKIE) else { return Err(to_signin()) };
         let hash = hash_secret(id);
         match auth.store.session(&hash).await {
+            // Pages are for people: an application's evaluation key never has a page (sign-in refuses it too).
+            Ok(Some(s)) if s.token.role == Role::Evaluate => {
+                Err(WebError::Forbidden("an evaluation key has no pages: sign in with your own token".into())
+                    .into_response())
+            }
             Ok(Some(s)) => Ok(WebUser { name: s.token.name, role: s.token.role, csrf: s.csrf, session: hash }),
             Ok(None) => Err(to_signin()),
             Err(e) => Err(WebError::Unavailable(e.into()).into_response()),
