@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no IO; it is tested as tables and by the flagd-testbed suite
 //! (`tests/testbed.rs`).
 
+pub mod cost;
 pub mod knobs;
 pub mod logic;
 mod murmur3;
@@ -81,6 +82,9 @@ pub struct Evaluation<'a> {
     pub variant: Option<&'a str>,
     pub reason: Reason,
     pub error: Option<(ErrorCode, String)>,
+    /// The steps its rule took (0 without one; at most [`logic::MAX_STEPS`]): what a caller evaluating many
+    /// flags in a row can add up to decide whether to go on in place.
+    pub steps: u64,
     flag_metadata: Option<&'a Map<String, Value>>,
     set_metadata: Option<&'a Map<String, Value>>,
 }
@@ -220,6 +224,7 @@ impl FlagSet {
                 variant: None,
                 reason: Reason::Error,
                 error: Some((ErrorCode::FlagNotFound, format!("flag `{key}` not found"))),
+                steps: 0,
                 flag_metadata: None,
                 set_metadata: Some(&self.metadata),
             },
@@ -297,6 +302,11 @@ impl Flag {
                         return Err(err(format!("targeting: {e}")));
                     }
                 }
+                // A rule whose worst case is too large is refused when stored. A document from elsewhere keeps
+                // it: flagd would run it, and the evaluation budget bounds every run anyway.
+                if let (true, Ok(rule)) = (strict, &compiled) {
+                    cost::check(rule).map_err(|e| err(format!("targeting: {e}")))?;
+                }
                 Some(compiled)
             }
         };
@@ -311,7 +321,7 @@ impl Flag {
     fn resolution<'a>(&'a self, variant: Option<&'a str>, reason: Reason) -> Evaluation<'a> {
         let value = variant.and_then(|v| self.variant(v)).map(|(_, value)| value);
         let (flag_metadata, set_metadata) = (Some(&self.metadata), None);
-        Evaluation { value, variant, reason, error: None, flag_metadata, set_metadata }
+        Evaluation { value, variant, reason, error: None, steps: 0, flag_metadata, set_metadata }
     }
 
     /// A variant by name. A flag has a handful of variants: comparing names in order beats hashing the name.
@@ -330,6 +340,7 @@ impl Flag {
             variant: None,
             reason: Reason::Error,
             error: Some((code, message)),
+            steps: 0,
             flag_metadata,
             set_metadata,
         }
@@ -352,7 +363,23 @@ impl Flag {
             Ok(rule) => rule,
             Err(e) => return self.error(ErrorCode::ParseError, e.clone()),
         };
-        let out = logic::eval_ref(rule, context, &Scope { flag_key: key, timestamp: now_unix });
+        let scope = Scope::new(key, now_unix);
+        let mut e = self.decide(key, rule, context, &scope);
+        e.steps = scope.spent();
+        e
+    }
+
+    /// Runs the rule and reads its answer as a variant.
+    fn decide<'a>(&'a self, key: &str, rule: &Expr, context: &Value, scope: &Scope) -> Evaluation<'a> {
+        let out = logic::eval_ref(rule, context, scope);
+        if scope.exceeded() {
+            // No variant: a rule cut short may have been about to choose any; like every other broken rule it
+            // answers an error with no value, so the caller's code default applies.
+            return self.error(
+                ErrorCode::General,
+                format!("targeting took more than {} steps; evaluation stopped", logic::MAX_STEPS),
+            );
+        }
         let number;
         let name = match out.as_ref() {
             Value::Null => return self.resolution(self.default_variant.as_deref(), Reason::Default),
@@ -392,7 +419,7 @@ mod tests {
     }
 
     /// Whatever the context or the rule, evaluation returns: huge weights, huge substr lengths, a rule that
-    /// doubles its data, `$ref`s that expand exponentially.
+    /// doubles its data (cut short by the step budget), `$ref`s that expand exponentially.
     #[test]
     fn evaluation_never_panics() {
         let set = FlagSet::from_value(&json!({"flags": {
@@ -405,10 +432,13 @@ mod tests {
         }}))
         .unwrap();
         let ctx = json!({"k": "user", "big": 1e300, "items": (0..64).collect::<Vec<_>>()});
-        for key in ["w", "s", "r"] {
+        for key in ["w", "s"] {
             let r = set.evaluate(key, &ctx, 0);
             assert!(r.error.is_none(), "{key}: {r:?}");
         }
+        // 64 doublings: `merge` stops each at 100,000 items, but copying that much 64 times is past the budget.
+        let r = set.evaluate("r", &ctx, 0);
+        assert_eq!((r.reason, r.error.map(|e| e.0)), (Reason::Error, Some(ErrorCode::General)));
         let mut evaluators = Map::new();
         for i in 0..20 {
             evaluators.insert(

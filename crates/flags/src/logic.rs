@@ -6,9 +6,19 @@ use crate::murmur3::murmur3_32;
 use crate::semver;
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// The most items a `merge` (or bytes / 16 a `cat`) may produce in one evaluation: beyond, the result is null.
-const MAX_ITEMS: usize = 100_000;
+pub(crate) const MAX_ITEMS: usize = 100_000;
+
+/// The most steps one evaluation of a rule may take: past it the evaluation stops and the flag answers an
+/// error (GENERAL), so no rule, however its context is made, holds a thread for long. A step is an operator
+/// evaluated, an item of a list walked, a value copied or compared, 16 bytes of a string read. A realistic rule
+/// takes tens of steps (every flagd-testbed rule is estimated at under 1,300); a 10,000-name beta list about
+/// 10,000; a single pass over the largest context the server accepts (1 MiB, about 500,000 values) still fits.
+/// Spending the whole budget takes 10 to 30 ms on one core (measured on a shared 2-core machine). The same
+/// figure bounds the worst-case estimate made when a rule is stored (`cost::check`).
+pub const MAX_STEPS: u64 = 1_000_000;
 
 /// The most nodes a compiled rule may have once its `$ref`s are expanded.
 const MAX_NODES: usize = 20_000;
@@ -61,6 +71,52 @@ pub enum Op {
     SemVer,
     StartsWith,
     EndsWith,
+}
+
+impl Op {
+    /// The operator as written in a rule (the first spelling when it has two).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Var => "var",
+            Op::Missing => "missing",
+            Op::MissingSome => "missing_some",
+            Op::If => "if",
+            Op::Eq => "==",
+            Op::StrictEq => "===",
+            Op::Ne => "!=",
+            Op::StrictNe => "!==",
+            Op::Not => "!",
+            Op::NotNot => "!!",
+            Op::Or => "or",
+            Op::And => "and",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Max => "max",
+            Op::Min => "min",
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Mod => "%",
+            Op::Map => "map",
+            Op::Filter => "filter",
+            Op::Reduce => "reduce",
+            Op::All => "all",
+            Op::None => "none",
+            Op::Some => "some",
+            Op::Merge => "merge",
+            Op::In => "in",
+            Op::Cat => "cat",
+            Op::Substr => "substr",
+            Op::Log => "log",
+            Op::Fractional => "fractional",
+            Op::SemVer => "sem_ver",
+            Op::StartsWith => "starts_with",
+            Op::EndsWith => "ends_with",
+        }
+    }
 }
 
 fn op(name: &str) -> Option<Op> {
@@ -262,10 +318,75 @@ fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// What an evaluation needs besides the data: the flag's key (for `fractional` and `$flagd.flagKey`) and the
 /// time (`$flagd.timestamp`). These are looked up here rather than copied into the context, so an evaluation
-/// never copies the caller's context.
+/// never copies the caller's context. It also carries the evaluation's budget of steps ([`MAX_STEPS`]).
 pub struct Scope<'a> {
     pub flag_key: &'a str,
     pub timestamp: i64,
+    /// Steps left; below zero once a charge did not fit, and it only goes down, so that is sticky: every
+    /// operator then answers null at once and every loop stops, so the evaluation unwinds in a few steps; the
+    /// caller reads [`Scope::exceeded`] and discards the result. (A sticky count rather than a `Result` through
+    /// every operator keeps the common paths as they were, plus one subtraction per node.)
+    left: Cell<i64>,
+    budget: i64,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(flag_key: &'a str, timestamp: i64) -> Scope<'a> {
+        Scope::with_budget(flag_key, timestamp, MAX_STEPS)
+    }
+
+    pub fn with_budget(flag_key: &'a str, timestamp: i64, steps: u64) -> Scope<'a> {
+        let budget = steps.min(i64::MAX as u64) as i64;
+        Scope { flag_key, timestamp, left: Cell::new(budget), budget }
+    }
+
+    /// The steps taken so far (the whole budget once it is exceeded).
+    pub fn spent(&self) -> u64 {
+        (self.budget - self.left.get().max(0)) as u64
+    }
+
+    /// Whether the evaluation ran out of steps (its result is then meaningless).
+    pub fn exceeded(&self) -> bool {
+        self.left.get() < 0
+    }
+
+    /// Spends `n` steps; false (from now on) when they do not fit. A plain subtraction, the cheapest there is:
+    /// `n` is a length or a count (below 2^48), and after the budget is gone only a bounded unwinding follows,
+    /// so `left` never comes near `i64::MIN`.
+    #[inline]
+    fn spend(&self, n: u64) -> bool {
+        let left = self.left.get() - n as i64;
+        self.left.set(left);
+        left >= 0
+    }
+}
+
+/// Charges the work of copying, comparing or printing `v`: a step per value in it, strings by 16 bytes. The walk
+/// stops as soon as the budget is spent, so it never costs more than it charges.
+fn spend_deep(v: &Value, scope: &Scope) -> bool {
+    match v {
+        Value::String(s) => scope.spend(1 + (s.len() as u64 >> 4)),
+        Value::Array(a) => scope.spend(1) && a.iter().all(|x| spend_deep(x, scope)),
+        Value::Object(m) => {
+            scope.spend(1) && m.iter().all(|(k, x)| scope.spend(k.len() as u64 >> 4) && spend_deep(x, scope))
+        }
+        _ => scope.spend(1),
+    }
+}
+
+fn container(v: &Value) -> bool {
+    matches!(v, Value::Array(_) | Value::Object(_))
+}
+
+/// Charges a comparison: two lists or objects are compared value by value, anything else at once (strings were
+/// charged by their length when read).
+fn spend_cmp(a: &Value, b: &Value, scope: &Scope) -> bool {
+    let len = |v: &Value| v.as_array().map(Vec::len).or_else(|| v.as_object().map(Map::len));
+    match (len(a), len(b)) {
+        // Two lists (or two objects) are equal item by item: the shorter bounds the walk.
+        (Some(x), Some(y)) if a.is_array() == b.is_array() => spend_deep(if x <= y { a } else { b }, scope),
+        _ => true,
+    }
 }
 
 static NULL: Value = Value::Null;
@@ -273,6 +394,9 @@ static NULL: Value = Value::Null;
 /// Evaluates a rule whose result is a variant name, borrowing the result from the rule or the context where it
 /// can (a literal branch of an `if`, a `fractional` bucket, a `var`): a flag's evaluation then allocates nothing.
 pub fn eval_ref<'a>(e: &'a Expr, data: &'a Value, scope: &Scope) -> Cow<'a, Value> {
+    if !scope.spend(1) {
+        return Cow::Borrowed(&NULL);
+    }
     match e {
         Expr::Lit(v) => Cow::Borrowed(v),
         Expr::Op(Op::If, args) => {
@@ -299,6 +423,9 @@ fn contains(args: &[Expr], data: &Value, scope: &Scope) -> bool {
     let needle = arg_ref(args, 0, data, scope);
     // A list written in the rule (a private beta's users) is searched in place, not built first.
     if let Some(Expr::Array(items)) = args.get(1) {
+        if !scope.spend(items.len() as u64) {
+            return false;
+        }
         if let Value::String(n) = needle.as_ref() {
             return items.iter().enumerate().any(|(i, item)| match item {
                 Expr::Lit(Value::String(s)) => s == n,
@@ -306,11 +433,23 @@ fn contains(args: &[Expr], data: &Value, scope: &Scope) -> bool {
                 _ => strict_eq(&arg_ref(items, i, data, scope), &needle),
             });
         }
-        return (0..items.len()).any(|i| strict_eq(&arg_ref(items, i, data, scope), &needle));
+        return (0..items.len()).any(|i| {
+            let item = arg_ref(items, i, data, scope);
+            spend_cmp(&item, &needle, scope) && strict_eq(&item, &needle)
+        });
     }
     match arg_ref(args, 1, data, scope).as_ref() {
-        Value::Array(a) => a.iter().any(|x| strict_eq(x, &needle)),
-        Value::String(s) => s.contains(&text(&needle)),
+        Value::Array(a) if container(&needle) => {
+            scope.spend(a.len() as u64) && a.iter().any(|x| spend_cmp(x, &needle, scope) && strict_eq(x, &needle))
+        }
+        Value::Array(a) => scope.spend(a.len() as u64) && a.iter().any(|x| strict_eq(x, &needle)),
+        Value::String(s) => {
+            if container(&needle) && !spend_deep(&needle, scope) {
+                return false;
+            }
+            let n = text(&needle);
+            scope.spend((s.len() + n.len()) as u64 >> 4) && s.contains(&n)
+        }
         _ => false,
     }
 }
@@ -318,6 +457,9 @@ fn contains(args: &[Expr], data: &Value, scope: &Scope) -> bool {
 /// Whether a condition holds (an `if`'s test). `or`, `and`, `!`, `!!` and `in` are decided here without
 /// building their result values: a beta list or a group check then copies nothing.
 fn test(e: &Expr, data: &Value, scope: &Scope) -> bool {
+    if !scope.spend(1) {
+        return false;
+    }
     match e {
         Expr::Op(Op::Or, args) => args.iter().any(|a| test(a, data, scope)),
         Expr::Op(Op::And, args) => args.iter().all(|a| test(a, data, scope)),
@@ -329,7 +471,11 @@ fn test(e: &Expr, data: &Value, scope: &Scope) -> bool {
 }
 
 pub fn eval(e: &Expr, data: &Value, scope: &Scope) -> Value {
+    if !scope.spend(1) {
+        return Value::Null;
+    }
     match e {
+        Expr::Lit(Value::String(s)) if !scope.spend(s.len() as u64 >> 4) => Value::Null,
         Expr::Lit(v) => v.clone(),
         Expr::Array(items) => Value::Array(items.iter().map(|i| eval(i, data, scope)).collect()),
         Expr::Op(op, args) => eval_op(*op, args, data, scope),
@@ -344,7 +490,19 @@ fn arg_ref<'a>(args: &'a [Expr], i: usize, data: &'a Value, scope: &Scope) -> Co
         Some(Expr::Lit(v)) => Cow::Borrowed(v),
         Some(Expr::Op(Op::Var, va)) if va.len() == 1 => match &va[0] {
             Expr::Lit(Value::String(path)) if !path.starts_with("$flagd.") => match lookup(data, path) {
-                Some(v) if !v.is_null() => Cow::Borrowed(v),
+                // Borrowed, not copied: only the lookup and, for a string, reading it are charged (whatever
+                // the operator does with a list is charged by that operator).
+                Some(v) if !v.is_null() => {
+                    let read = match v {
+                        Value::String(s) => s.len(),
+                        _ => 0,
+                    };
+                    if scope.spend(1 + ((path.len() + read) as u64 >> 4)) {
+                        Cow::Borrowed(v)
+                    } else {
+                        Cow::Borrowed(&NULL)
+                    }
+                }
                 _ => Cow::Borrowed(&NULL),
             },
             _ => Cow::Owned(eval(&args[i], data, scope)),
@@ -363,15 +521,24 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
         Op::Var => {
             let path = arg(args, 0, data, scope);
             let found = match &path {
-                Value::Null => Some(data.clone()),
-                Value::String(s) if s == "$flagd.flagKey" => Some(Value::String(scope.flag_key.to_string())),
-                Value::String(s) if s == "$flagd.timestamp" => Some(Value::from(scope.timestamp)),
-                Value::Number(n) => lookup(data, &n.to_string()).cloned(),
-                Value::String(s) => lookup(data, s).cloned(),
+                Value::Null => Some(Cow::Borrowed(data)),
+                Value::String(s) if s == "$flagd.flagKey" => {
+                    Some(Cow::Owned(Value::String(scope.flag_key.to_string())))
+                }
+                Value::String(s) if s == "$flagd.timestamp" => Some(Cow::Owned(Value::from(scope.timestamp))),
+                Value::Number(n) => lookup(data, &n.to_string()).map(Cow::Borrowed),
+                Value::String(s) if scope.spend(s.len() as u64 >> 4) => lookup(data, s).map(Cow::Borrowed),
                 _ => None,
             };
             match found {
-                Some(v) if !v.is_null() => v,
+                // The copy is charged by its size: `{"var": ""}` copies the whole context.
+                Some(v) if !v.is_null() => {
+                    if spend_deep(&v, scope) {
+                        v.into_owned()
+                    } else {
+                        Value::Null
+                    }
+                }
                 _ => arg(args, 1, data, scope),
             }
         }
@@ -380,6 +547,9 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 [Value::Array(a)] => a.clone(),
                 other => other.to_vec(),
             };
+            if !keys.iter().all(|k| spend_deep(k, scope)) {
+                return Value::Null;
+            }
             let missing = keys
                 .into_iter()
                 .filter(|k| lookup(data, &text(k)).is_none_or(|v| v.is_null() || v == &Value::String(String::new())))
@@ -392,6 +562,9 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 Value::Array(a) => a,
                 _ => return Value::Array(vec![]),
             };
+            if !keys.iter().all(|k| spend_deep(k, scope)) {
+                return Value::Null;
+            }
             let missing: Vec<Value> =
                 keys.iter().filter(|k| lookup(data, &text(k)).is_none_or(|v| v.is_null())).cloned().collect();
             if keys.len() - missing.len() >= need {
@@ -414,10 +587,18 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 Value::Null
             }
         }
-        Op::Eq => Value::Bool(loose_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
-        Op::Ne => Value::Bool(!loose_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
-        Op::StrictEq => Value::Bool(strict_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
-        Op::StrictNe => Value::Bool(!strict_eq(&arg_ref(args, 0, data, scope), &arg_ref(args, 1, data, scope))),
+        Op::Eq | Op::Ne | Op::StrictEq | Op::StrictNe => {
+            let (a, b) = (arg_ref(args, 0, data, scope), arg_ref(args, 1, data, scope));
+            if !spend_cmp(&a, &b, scope) {
+                return Value::Null;
+            }
+            Value::Bool(match op {
+                Op::Eq => loose_eq(&a, &b),
+                Op::Ne => !loose_eq(&a, &b),
+                Op::StrictEq => strict_eq(&a, &b),
+                _ => !strict_eq(&a, &b),
+            })
+        }
         Op::Not => Value::Bool(!truthy(&arg(args, 0, data, scope))),
         Op::NotNot => Value::Bool(truthy(&arg(args, 0, data, scope))),
         Op::Or => {
@@ -488,6 +669,10 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 _ => Vec::new(),
             };
             let Some(body) = args.get(1) else { return Value::Null };
+            // One step per item up front: a list longer than what is left is not walked at all.
+            if !scope.spend(items.len() as u64) {
+                return Value::Null;
+            }
             match op {
                 Op::Map => Value::Array(items.iter().map(|i| eval(body, i, scope)).collect()),
                 Op::Filter => Value::Array(items.into_iter().filter(|i| truthy(&eval(body, i, scope))).collect()),
@@ -502,8 +687,14 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
                 _ => Vec::new(),
             };
             let Some(body) = args.get(1) else { return Value::Null };
+            if !scope.spend(items.len() as u64) {
+                return Value::Null;
+            }
             let mut acc = arg(args, 2, data, scope);
             for cur in items {
+                if scope.exceeded() {
+                    return Value::Null;
+                }
                 let mut ctx = Map::new();
                 ctx.insert("current".into(), cur);
                 ctx.insert("accumulator".into(), acc);
@@ -512,23 +703,29 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
             acc
         }
         Op::Merge => {
-            let out: Vec<Value> = all()
+            let vals = all();
+            // A rule that grows without bound (a `reduce` merging its accumulator into itself) stops here,
+            // before the list is built.
+            let total: usize = vals.iter().map(|v| v.as_array().map_or(1, Vec::len)).sum();
+            if total > MAX_ITEMS || !scope.spend(total as u64) {
+                return Value::Null;
+            }
+            let out: Vec<Value> = vals
                 .into_iter()
                 .flat_map(|v| match v {
                     Value::Array(a) => a,
                     other => vec![other],
                 })
                 .collect();
-            // A rule that grows without bound (a `reduce` merging its accumulator into itself) stops here.
-            if out.len() > MAX_ITEMS {
-                Value::Null
-            } else {
-                Value::Array(out)
-            }
+            Value::Array(out)
         }
         Op::In => Value::Bool(contains(args, data, scope)),
         Op::Cat => {
-            let out: String = all().iter().map(text).collect();
+            let vals = all();
+            if !vals.iter().all(|v| spend_deep(v, scope)) {
+                return Value::Null;
+            }
+            let out: String = vals.iter().map(text).collect();
             if out.len() > MAX_ITEMS * 16 {
                 Value::Null
             } else {
@@ -536,7 +733,11 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
             }
         }
         Op::Substr => {
-            let s: Vec<char> = text(&arg(args, 0, data, scope)).chars().collect();
+            let v = arg(args, 0, data, scope);
+            if !spend_deep(&v, scope) {
+                return Value::Null;
+            }
+            let s: Vec<char> = text(&v).chars().collect();
             let n = s.len() as i64;
             let start = num(&arg(args, 1, data, scope)).unwrap_or(0.0).clamp(-(n as f64), n as f64) as i64;
             let start = if start < 0 { (n + start).max(0) } else { start.min(n) };
@@ -597,6 +798,9 @@ fn fractional<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Cow<'a, V
                 Some(Value::String(s)) => s.as_str(),
                 _ => "",
             };
+            if !scope.spend(tk.len() as u64 >> 4) {
+                return Cow::Borrowed(&NULL);
+            }
             // The flag key and the targeting key are hashed as one string: built on the stack when short.
             let (fk, tk) = (scope.flag_key.as_bytes(), tk.as_bytes());
             let n = fk.len() + tk.len();
@@ -620,6 +824,9 @@ fn fractional<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Cow<'a, V
     };
     // Weights first (the variants are only evaluated for the chosen bucket). Weights are clamped to
     // 0..=i32::MAX so their sum and the bucket arithmetic cannot overflow.
+    if !scope.spend(buckets.len() as u64) {
+        return Cow::Borrowed(&NULL);
+    }
     let mut weights = [0u64; 16];
     let mut heap_weights = Vec::new();
     let many = buckets.len() > weights.len();

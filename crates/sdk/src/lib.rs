@@ -172,3 +172,37 @@ impl Client {
         self.with(key, ctx, |_, variant| variant == Some("dark"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crew_flags::{ErrorCode, Reason};
+    use serde_json::json;
+
+    /// Definitions from elsewhere (here a bootstrap file, with no server) may hold a rule that would take
+    /// seconds, a `reduce` doubling a list 14 times inside an `all` over the result: the engine's step budget
+    /// stops each evaluation, the typed accessors answer the code default, and the other flags work.
+    #[tokio::test]
+    async fn a_costly_rule_answers_the_default_without_hanging() {
+        let r = json!({"reduce": [(1..=14).collect::<Vec<_>>(),
+            {"merge": [{"var": "accumulator"}, {"var": "accumulator"}]}, [1]]});
+        let doc = json!({"flags": {
+            "attack": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                       "targeting": {"if": [{"all": [r, {"none": [r, {"==": [1, 2]}]}]}, "on", "off"]}},
+            "video": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}
+        }});
+        let path = std::env::temp_dir().join(format!("crew-sdk-costly-{}.json", std::process::id()));
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let flags = Client::builder("http://127.0.0.1:1", "k").bootstrap(&path).start();
+        assert!(flags.ready(Duration::from_secs(1)).await);
+        let ctx = json!({"targetingKey": "alice"});
+        let t = std::time::Instant::now();
+        assert!(flags.bool("attack", &ctx, true));
+        assert!(!flags.bool("attack", &ctx, false));
+        let r = flags.evaluate("attack", &ctx);
+        assert_eq!((r.reason, r.value, r.error.map(|e| e.0)), (Reason::Error, None, Some(ErrorCode::General)));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(flags.bool("video", &ctx, false));
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -394,3 +394,53 @@ async fn the_openfeature_ofrep_provider_evaluates_against_crew() {
     let missing = provider.resolve_bool_value("nope", &alice).await.unwrap_err();
     assert_eq!(missing.code, EvaluationErrorCode::FlagNotFound);
 }
+
+/// A flag rule cannot stall the server: one whose worst case is too large (a `reduce` doubling a list 14 times,
+/// run again for each of its 16,384 items) is refused with 422 naming the operators, and nothing is stored; one
+/// that is cheap on paper but meets a huge context answers GENERAL from the step budget, in the bulk call too,
+/// while the other flags answer as usual.
+#[tokio::test]
+async fn a_costly_rule_is_refused_and_a_costly_evaluation_is_cut_short() {
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("app", "evaluate").await;
+    let r = json!({"reduce": [(1..=14).collect::<Vec<_>>(),
+        {"merge": [{"var": "accumulator"}, {"var": "accumulator"}]}, [1]]});
+    let attack = json!({"definition": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"if": [{"all": [r, {"none": [r, {"==": [1, 2]}]}]}, "on", "off"]}}, "reason": "x"});
+    let res = s.req(Method::PUT, "/api/v1/flags/attack", &mo).json(&attack).send().await.unwrap();
+    assert_eq!(res.status(), 422);
+    let detail = res.json::<Value>().await.unwrap()["errors"][0]["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("`reduce` inside `all`") && detail.contains("steps"), "{detail}");
+    assert_eq!(s.get_json("/api/v1/events?kind=flag.changed", &mo).await["events"], json!([]));
+    assert_eq!(s.req(Method::GET, "/api/v1/flags/attack", &mo).send().await.unwrap().status(), 404);
+
+    let costly = json!({"definition": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"if": [{"map": [{"var": "items"}, {"+": [{"var": ""}, 1]}]}, "on", "off"]}}, "reason": "x"});
+    let res = s.req(Method::PUT, "/api/v1/flags/a-costly", &mo).json(&costly).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let fine =
+        json!({"definition": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}, "reason": "x"});
+    let res = s.req(Method::PUT, "/api/v1/flags/b-fine", &mo).json(&fine).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    // 400,000 items in under a megabyte: the map's two steps per item are past the budget.
+    let ctx = json!({"context": {"items": vec![0; 400_000]}});
+    let res = s
+        .client()
+        .post(format!("{}/ofrep/v1/evaluate/flags", s.url))
+        .bearer_auth(&app)
+        .json(&ctx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["flags"][0]["key"], "a-costly");
+    assert_eq!(v["flags"][0]["errorCode"], "GENERAL", "{}", v["flags"][0]);
+    assert!(v["flags"][0].get("value").is_none());
+    assert_eq!((v["flags"][1]["key"].clone(), v["flags"][1]["value"].clone()), (json!("b-fine"), json!(true)));
+    let (status, v) = ofrep(&s, ("authorization", &format!("Bearer {app}")), "a-costly", ctx["context"].clone()).await;
+    assert_eq!((status, v["errorCode"].clone()), (400, json!("GENERAL")));
+    let (status, v) = ofrep(&s, ("authorization", &format!("Bearer {app}")), "a-costly", json!({"items": [1]})).await;
+    assert_eq!((status, v["value"].clone()), (200, json!(true)));
+}

@@ -109,15 +109,46 @@ pub async fn all(
     {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let mut keys: Vec<&String> = c.set.keys().collect();
-    keys.sort();
-    let flags: Vec<Value> = keys
-        .into_iter()
-        .map(|k| {
-            let r = c.set.evaluate(k, &ctx, now());
-            ofrep_json(k, &r).1
+    // Most sets are a few cheap flags (a static flag or a beta list is well under a microsecond): evaluated here,
+    // as before, since handing them to another thread would cost more than the work. Every evaluation is bounded
+    // by the engine's step budget, but a costly rule, or many flags over a large context, add up: once the steps
+    // taken in place pass INLINE_STEPS (about a millisecond), the rest goes to the blocking pool, so one bulk
+    // request holds a runtime worker at most that long plus one evaluation's budget, and health checks and the
+    // other requests keep being served. Counting steps rather than flags keeps a set of many static flags fast.
+    const INLINE_STEPS: u64 = 50_000;
+    fn sorted(set: &crew_flags::FlagSet) -> Vec<&String> {
+        let mut keys: Vec<&String> = set.keys().collect();
+        keys.sort();
+        keys
+    }
+    let keys = sorted(&c.set);
+    let mut flags = Vec::with_capacity(keys.len());
+    let mut spent = 0u64;
+    for k in &keys {
+        if spent > INLINE_STEPS {
+            break;
+        }
+        let e = c.set.evaluate_ref(k, &ctx, now());
+        spent += e.steps;
+        flags.push(ofrep_json(k, &e.to_resolution()).1);
+    }
+    let done = flags.len();
+    if done < keys.len() {
+        drop(keys);
+        let more = tokio::task::spawn_blocking(move || {
+            let keys = sorted(&c.set);
+            keys[done..].iter().map(|k| ofrep_json(k, &c.set.evaluate(k, &ctx, now())).1).collect::<Vec<_>>()
         })
-        .collect();
+        .await;
+        match more {
+            Ok(more) => flags.extend(more),
+            Err(e) => {
+                tracing::error!(error = %e, "bulk flag evaluation failed");
+                let body = json!({"errorCode": "GENERAL", "errorDetails": "evaluation failed"});
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+            }
+        }
+    }
     (StatusCode::OK, [(header::ETAG, etag)], Json(json!({"flags": flags}))).into_response()
 }
 
