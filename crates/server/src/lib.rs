@@ -76,7 +76,10 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StartError> {
-        private_dir(&settings.data_dir)
+        // With `[build] user` the build user must reach `<data-dir>/builds`: the data dir may then be passed
+        // through (0711), never listed, and everything secret in it stays 0600.
+        let passable = settings.deploy.as_ref().is_some_and(|d| d.build_user.is_some());
+        private_dir(&settings.data_dir, passable)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
         let store = crew_store::open(&settings.database).await?;
         tokens::ensure_admin(&*store, &settings.data_dir).await?;
@@ -267,11 +270,13 @@ fn replica_id(data_dir: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// The data dir, made if needed, readable by crew's own user only (it holds the admin token and the database).
-fn private_dir(dir: &Path) -> std::io::Result<()> {
+/// The data dir, made if needed, readable by crew's own user only (it holds the admin token and the database);
+/// `passable` lets others through it (0711) to the builds folder, without listing it.
+fn private_dir(dir: &Path, passable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    let mode = if passable { 0o711 } else { 0o700 };
+    std::fs::DirBuilder::new().recursive(true).mode(mode).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

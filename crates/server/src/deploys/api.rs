@@ -83,14 +83,9 @@ struct Rollback {
     to: Option<i64>,
 }
 
-pub async fn rollback(
-    Member(caller): Member,
-    State(deploys): State<Deploys>,
-    Path(env): Path<String>,
-    body: Bytes,
-) -> Created {
+pub async fn rollback(Member(by): Member, State(s): State<Deploys>, Path(env): Path<String>, body: Bytes) -> Created {
     let req: Rollback = if body.is_empty() { Rollback { to: None } } else { parse_json(&body)? };
-    let d = deploys.rollback(&env, req.to, caller.actor()).await?;
+    let d = s.rollback(&env, req.to, by.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(d))))
 }
 
@@ -100,15 +95,10 @@ struct TakeLock {
     reason: String,
 }
 
-pub async fn lock(
-    Member(caller): Member,
-    State(deploys): State<Deploys>,
-    Path(env): Path<String>,
-    body: Bytes,
-) -> Answer {
+pub async fn lock(Member(by): Member, State(s): State<Deploys>, Path(env): Path<String>, body: Bytes) -> Answer {
     let req: TakeLock = parse_json(&body)?;
-    deploys.lock(&env, &req.reason, caller.actor(), None).await?;
-    Ok(Json(json!({"environment": env, "holder": caller.name, "reason": req.reason})))
+    s.lock(&env, &req.reason, by.actor(), None).await?;
+    Ok(Json(json!({"environment": env, "holder": by.name, "reason": req.reason})))
 }
 
 pub async fn unlock(Member(caller): Member, State(deploys): State<Deploys>, Path(env): Path<String>) -> Answer {

@@ -238,38 +238,41 @@ impl Deploys {
             return Err(ApiError::BadRequest("a lock needs a reason (-m \"why\"), so others know when to ask".into()));
         }
         check_message(reason)?;
-        let subject = self.known_environment(env)?;
-        let within = place.map(|p| format!(" (in {p})")).unwrap_or_default();
-        let mut data = json!({"environment": env, "reason": reason});
-        if let Some(p) = place {
-            data["room"] = json!(p);
-        }
-        let event = NewEvent::new(
-            actor.clone(),
+        let what = format!("locked {env}: {reason}");
+        let event = self.lock_event(
+            env,
             kind::LOCK_TAKEN,
-            &subject,
-            format!("{} locked {env}: {reason}{within}", actor.name),
-        )
-        .with_data(data);
+            &what,
+            json!({"environment": env, "reason": reason}),
+            &actor,
+            place,
+        )?;
         Ok(self.store.take_lock(env, &actor.name, reason, event).await?)
     }
 
     /// Releases `actor`'s manual lock (any lock for an admin) with its `lock.released` event.
     pub async fn unlock(&self, env: &str, actor: Actor, admin: bool, place: Option<&str>) -> Result<Event, ApiError> {
+        let what = format!("unlocked {env}");
+        let event = self.lock_event(env, kind::LOCK_RELEASED, &what, json!({"environment": env}), &actor, place)?;
+        Ok(self.store.release_lock(env, &actor.name, admin, event).await?)
+    }
+
+    /// A lock's event: `alice locked production: db (in #ops)`, with the room in its data when it came from one.
+    fn lock_event(
+        &self,
+        env: &str,
+        kind: &str,
+        what: &str,
+        mut data: serde_json::Value,
+        actor: &Actor,
+        place: Option<&str>,
+    ) -> Result<NewEvent, ApiError> {
         let subject = self.known_environment(env)?;
         let within = place.map(|p| format!(" (in {p})")).unwrap_or_default();
-        let mut data = json!({"environment": env});
         if let Some(p) = place {
             data["room"] = json!(p);
         }
-        let event = NewEvent::new(
-            actor.clone(),
-            kind::LOCK_RELEASED,
-            &subject,
-            format!("{} unlocked {env}{within}", actor.name),
-        )
-        .with_data(data);
-        Ok(self.store.release_lock(env, &actor.name, admin, event).await?)
+        Ok(NewEvent::new(actor.clone(), kind, &subject, format!("{} {what}{within}", actor.name)).with_data(data))
     }
 
     /// Checks and starts a deploy; it runs in the background. `Conflict` when locked or refused by `requires`.

@@ -47,19 +47,14 @@ pub async fn put(Member(caller): Member, State(flags): State<Flags>, Path(key): 
     Ok(Json(json!({"key": key, "before": before, "after": after})))
 }
 
-pub async fn delete(
-    Member(caller): Member,
-    State(flags): State<Flags>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> Answer {
+pub async fn delete(Member(by): Member, State(s): State<Flags>, Path(key): Path<String>, body: Bytes) -> Answer {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Why {
         reason: String,
     }
     let req: Why = parse_json(&body)?;
-    let (before, _) = flags.change(&key, None, &req.reason, caller.actor()).await?;
+    let (before, _) = s.change(&key, None, &req.reason, by.actor()).await?;
     Ok(Json(json!({"key": key, "before": before, "after": null})))
 }
 
