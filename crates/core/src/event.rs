@@ -311,7 +311,8 @@ mod tests {
     #[test]
     fn validation_names_the_problem() {
         let base = NewEvent::new(Actor::new("alice", Via::Cli), "note", "www", "hello");
-        let cases: Vec<(Box<dyn Fn(&mut NewEvent)>, Option<EventError>)> = vec![
+        type Change = Box<dyn Fn(&mut NewEvent)>;
+        let cases: Vec<(Change, Option<EventError>)> = vec![
             (Box::new(|_| {}), None),
             (Box::new(|e| e.kind = "Bad Kind".into()), Some(EventError::BadKind("Bad Kind".into()))),
             (Box::new(|e| e.summary = "  ".into()), Some(EventError::EmptySummary)),

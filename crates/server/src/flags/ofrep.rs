@@ -22,6 +22,8 @@ fn now() -> i64 {
 pub const OFREP_BODY_MAX: usize = 1 << 20;
 
 /// The `context` of an OFREP request (an empty body means no context); `key` names the flag in errors.
+// The error is the OFREP answer itself, built once for a bad request: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Value, Response> {
     let error = |status: StatusCode, code: &str, d: String| {
         let mut body = json!({"errorCode": code, "errorDetails": d});

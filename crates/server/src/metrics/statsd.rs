@@ -110,7 +110,7 @@ async fn accept_loop(tcp: tokio::net::TcpListener, tx: SyncSender<Msg>, m: Arc<L
                 conn
             }
             Err(e) => {
-                if m.totals.tcp_accept_errors.fetch_add(1, Ordering::Relaxed) % 100 == 0 {
+                if m.totals.tcp_accept_errors.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
                     tracing::warn!(error = %e, "StatsD TCP accept failed; pausing");
                 }
                 tokio::time::sleep(pause).await;
