@@ -388,3 +388,96 @@ async fn absurd_numbers_in_queries_are_400s_naming_the_field() {
         }
     }
 }
+
+/// Deploys and rollbacks through the API, a web form and the robot: the same record and events each time.
+#[tokio::test]
+async fn deploys_and_rollbacks_are_the_same_whichever_way_they_are_asked() {
+    let a = app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let mo = s.token("mo", "member").await;
+    let session = sign_in(&s, &mo).await;
+    let http = no_redirects();
+    let finished = |id: i64| {
+        let s = &s;
+        let mo = &mo;
+        async move {
+            let done = crate::harness::eventually(std::time::Duration::from_secs(30), || async {
+                s.get_json(&format!("/api/v1/deploys/{id}"), mo).await["status"] != "running"
+            })
+            .await;
+            assert!(done, "deploy #{id} ended");
+            s.get_json(&format!("/api/v1/deploys/{id}"), mo).await
+        }
+    };
+    let latest = || async { s.get_json("/api/v1/deploys?limit=1", &mo).await["deploys"][0]["id"].as_i64().unwrap() };
+    let mut records = vec![];
+    // Four releases, then three rollbacks, each step back to the release before.
+    let steps = [
+        ("api", "deploy"),
+        ("web", "deploy"),
+        ("robot", "deploy"),
+        ("api", "deploy"),
+        ("api", "rollback"),
+        ("web", "rollback"),
+        ("robot", "rollback"),
+    ];
+    for (door, action) in steps {
+        {
+            let status = match (door, action) {
+                ("api", "deploy") => {
+                    let r = s.req(Method::POST, "/api/v1/deploys", &mo).json(&json!({"environment": "staging"}));
+                    r.send().await.unwrap().status().as_u16()
+                }
+                ("api", _) => s
+                    .req(Method::POST, "/api/v1/environments/staging/rollback", &mo)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16(),
+                ("web", _) => {
+                    let form = [("csrf", session.csrf.as_str()), ("environment", "staging")];
+                    let path = if action == "deploy" { "/deploys/start" } else { "/deploys/rollback" };
+                    http.post(format!("{}{path}", s.url))
+                        .header("cookie", &session.cookie)
+                        .form(&form)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                }
+                _ => {
+                    let text = format!("!{action} staging");
+                    let r = s.req(Method::POST, "/api/v1/chat/command", &mo).json(&json!({ "text": text }));
+                    r.send().await.unwrap().status().as_u16()
+                }
+            };
+            assert!(matches!(status, 202 | 303 | 200), "{door} {action}: {status}");
+            let d = finished(latest().await).await;
+            assert_eq!(d["status"], "succeeded", "{door} {action}: {d}");
+            assert_eq!(d["action"], action, "{door}");
+            assert_eq!(d["environment"], "staging");
+            assert_eq!(d["actor"], "mo");
+            records.push((door.to_string(), action.to_string(), d));
+        }
+    }
+    // Every deploy and rollback has its started and ending events, the same kinds whichever door it came in by.
+    let v = s.get_json("/api/v1/events?kind=deploy&limit=100", &mo).await;
+    for (door, action, d) in &records {
+        let mine: Vec<&str> = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["data"]["deploy"] == d["id"])
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        let ending = if action == "deploy" { "deploy.finished" } else { "deploy.rolled_back" };
+        assert_eq!(mine, [ending, "deploy.started"], "{door} {action}");
+    }
+    assert!(
+        records.iter().any(|(d, a, _)| d == "robot" && a == "rollback"),
+        "every door rolled back: {}",
+        records.len()
+    );
+}
