@@ -495,7 +495,6 @@ mod tests {
         }
         let strict = [
             (json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"nope": [1]}}), "unknown operator `nope`"),
-            (json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"fractional": [["a", -5]]}}), "weight -5"),
             (
                 json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": {"fractional": [["a", 2.5]]}}),
                 "weight 2.5",
@@ -508,6 +507,15 @@ mod tests {
         for (def, needle) in strict {
             let e = Flag::compile("f", &def, &Map::new()).unwrap_err().0;
             assert!(e.contains(needle) && e.contains("flag `f`"), "{e}");
+        }
+        // A negative weight counts as zero, as flagd counts it: the bucket never wins.
+        let def = json!({"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "a",
+            "targeting": {"fractional": [["a", -5], ["b", 1]]}});
+        Flag::compile("f", &def, &Map::new()).expect("a negative weight is taken");
+        let set = FlagSet::from_value(&json!({"flags": {"f": def}})).unwrap();
+        for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            let r = set.evaluate("f", &json!({"targetingKey": user}), 0);
+            assert_eq!(r.variant.as_deref(), Some("b"), "{user}");
         }
         // In a document from elsewhere, a rule that does not compile is kept, and evaluating that flag is a
         // PARSE_ERROR while the others work.

@@ -164,7 +164,7 @@ fn op(name: &str) -> Option<Op> {
 }
 
 /// Compiles a rule; `evaluators` are the shared rules `{"$ref": "name"}` points at. `strict` (for a definition
-/// being stored) also refuses what flagd tolerates at evaluation, like a negative weight.
+/// being stored) also refuses what flagd cannot evaluate either, like a weight that is not a whole number.
 pub fn compile(v: &Value, evaluators: &Map<String, Value>, strict: bool) -> Result<Expr, String> {
     let mut budget = MAX_NODES;
     compile_depth(v, evaluators, 0, strict, &mut budget)
@@ -214,14 +214,14 @@ fn compile_depth(
     }
 }
 
-/// Literal weights of `fractional` buckets must be whole numbers, not negative (rules as weights are checked
-/// when they run: a negative one counts as zero).
+/// Literal weights of `fractional` buckets must be whole numbers. A negative one counts as zero, as flagd
+/// counts it, so a file flagd takes is taken here too (rules as weights are checked when they run).
 fn check_weights(args: &[Expr]) -> Result<(), String> {
     for (i, b) in args.iter().enumerate() {
         if let Expr::Array(parts) = b {
             if let Some(Expr::Lit(Value::Number(w))) = parts.get(1) {
-                if w.as_u64().is_none_or(|w| w > i32::MAX as u64) {
-                    return Err(format!("fractional bucket {i}: weight {w} is not a whole number of zero or more"));
+                if w.as_i64().is_none_or(|w| w > i32::MAX as i64) {
+                    return Err(format!("fractional bucket {i}: weight {w} is not a whole number"));
                 }
             }
         }

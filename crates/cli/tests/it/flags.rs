@@ -184,6 +184,39 @@ async fn ofrep_errors_etags_and_invalid_definitions() {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["errorCode"], "INVALID_CONTEXT");
+    // The OFREP openapi's request shape: an object body, an object context, a string targetingKey; each
+    // mistake is a 400 INVALID_CONTEXT on both endpoints, and a missing targetingKey still evaluates.
+    for (body, says) in [
+        ("[1, 2]", "must be a JSON object"),
+        ("5", "must be a JSON object"),
+        ("{\"context\": [1]}", "`context` must be an object"),
+        ("{\"context\": {\"targetingKey\": 42}}", "`context.targetingKey` must be a string"),
+    ] {
+        for path in ["/ofrep/v1/evaluate/flags/nope", "/ofrep/v1/evaluate/flags"] {
+            let res = s
+                .client()
+                .post(format!("{}{path}", s.url))
+                .bearer_auth(&app)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 400, "{path} {body}");
+            let v: Value = res.json().await.unwrap();
+            assert_eq!(v["errorCode"], "INVALID_CONTEXT", "{path} {body}");
+            assert!(v["errorDetails"].as_str().unwrap().contains(says), "{path} {body}: {v}");
+        }
+    }
+    let res = s
+        .client()
+        .post(format!("{}/ofrep/v1/evaluate/flags", s.url))
+        .bearer_auth(&app)
+        .json(&json!({"context": {"plan": "pro"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "no targetingKey still evaluates");
     // A body over a megabyte is refused with 413 before it is read, on both endpoints; the server goes on.
     let huge = json!({"context": {"targetingKey": "x", "blob": "x".repeat(2 << 20)}});
     for path in ["/ofrep/v1/evaluate/flags/nope", "/ofrep/v1/evaluate/flags"] {

@@ -45,10 +45,19 @@ fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Val
     }
     let bad = |d: String| error(StatusCode::BAD_REQUEST, "INVALID_CONTEXT", d);
     let mut v: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("malformed JSON body: {e}")))?;
-    match v.get_mut("context").map(Value::take) {
-        None | Some(Value::Null) => Ok(json!({})),
-        Some(c @ Value::Object(_)) => Ok(c),
-        Some(_) => Err(bad("`context` must be an object".into())),
+    // OFREP's request is an object with an object `context`; a `targetingKey`, when given, is a string. A
+    // missing one still evaluates (rules that need it answer their default), as flagd does.
+    if !v.is_object() {
+        return Err(bad("the body must be a JSON object: {\"context\": {...}}".into()));
+    }
+    let ctx = match v.get_mut("context").map(Value::take) {
+        None | Some(Value::Null) => json!({}),
+        Some(c @ Value::Object(_)) => c,
+        Some(_) => return Err(bad("`context` must be an object".into())),
+    };
+    match ctx.get("targetingKey") {
+        None | Some(Value::String(_)) => Ok(ctx),
+        Some(_) => Err(bad("`context.targetingKey` must be a string".into())),
     }
 }
 
