@@ -11,15 +11,20 @@
 //! temporary file of a random name made with `O_EXCL` in its folder, given its owner and mode on the open file,
 //! synced and renamed over, and an existing file or folder is opened with `O_NOFOLLOW` and changed through
 //! that open file. Sources and templates are read only from inside the repository.
+//!
+//! A file, folder or link whose parent folders are missing gets them, as pyinfra does: found missing by that
+//! same walk, each made by one `mkdir` (0755, root's when crew is root), and named in the resource's changes
+//! (`folder /srv/www/conf created`). A plan counts what earlier resources would make (folders, links), so it
+//! names each folder once, on the resource whose apply makes it: what a plan says is what the apply does.
 
 use crate::graph::{order, Edge};
 use crate::model::{Content, InfraError, Resource, Spec};
 use crate::system;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -175,6 +180,15 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
             _ => r.id(),
         })
         .collect();
+    // The root prefix itself (a folder of its own per host in tests, `/` on a machine) is the operator's, named
+    // in crew.toml: an apply makes it when it is not there yet; the folders under it are the plan's to name.
+    if apply && fs::symlink_metadata(&target.root).is_err() {
+        fs::create_dir_all(&target.root).map_err(|e| InfraError::File {
+            file: target.root.display().to_string(),
+            message: format!("cannot create the host's root: {e}"),
+        })?;
+    }
+    let mut planned = Planned::default();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; resources.len()];
     let mut failed: HashSet<usize> = HashSet::new();
     let mut changed: HashSet<usize> = HashSet::new();
@@ -194,7 +208,7 @@ pub fn run(resources: &[Resource], target: &Target, apply: bool) -> Result<Repor
             continue;
         }
         let refresh = edges.iter().any(|e: &Edge| e.to == i && e.refresh && changed.contains(&e.from));
-        let outcome = converge(r, target, apply, refresh, &declared);
+        let outcome = converge(r, target, apply, refresh, &declared, &mut planned);
         match outcome.status {
             Status::Failed => {
                 failed.insert(i);
@@ -254,14 +268,42 @@ fn under(root: &Path, path: &str) -> PathBuf {
     p
 }
 
+/// What earlier resources of a plan would make, by host path as the walk resolves it (`/srv/www/conf`): a plan
+/// goes through the folders and links an earlier resource would create, as its apply goes through the ones it
+/// created. An apply leaves it empty: the machine is what it is.
+#[derive(Default)]
+struct Planned(HashMap<String, Made>);
+
+enum Made {
+    Folder,
+    File,
+    Link(String),
+}
+
+/// Where a declared path really is: the path under the root, the host path it resolves to (through declared
+/// links), and its parent folders that are missing, top down (host path, path under the root).
+struct Located {
+    real: PathBuf,
+    host: String,
+    missing: Vec<(String, PathBuf)>,
+}
+
+/// `/a/b` for the components `a`, `b`; `/` for none.
+fn host_path(at: &[std::ffi::OsString]) -> String {
+    format!("/{}", at.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/"))
+}
+
 /// Where a declared file, folder or link `path` really is under the root, walked one component at a time
 /// without letting the system follow any link: a link the roles declare (`declared` holds `symlink:/path`) is
-/// followed by hand, its target taken inside the root; any other link is refused, naming it. The last
-/// component is not followed: the caller looks at what is there.
-fn locate(root: &Path, path: &str, declared: &HashSet<String>) -> Result<PathBuf, String> {
+/// followed by hand, its target taken inside the root; any other link is refused, naming it, and so is a
+/// component that is not a folder. A component not there yet is a folder to create (`missing`). In a plan,
+/// what earlier resources would make (`planned`) counts as there. The last component is not followed: the
+/// caller looks at what is there.
+fn locate(root: &Path, path: &str, declared: &HashSet<String>, planned: &Planned) -> Result<Located, String> {
     let mut todo: std::collections::VecDeque<std::ffi::OsString> = components(Path::new(path)).into();
     let Some(last) = todo.pop_back() else { return Err(format!("`{path}` names the root itself")) };
     let mut at: Vec<std::ffi::OsString> = Vec::new();
+    let mut missing: Vec<(String, PathBuf)> = Vec::new();
     let mut hops = 0;
     while let Some(name) = todo.pop_front() {
         if name == ".." {
@@ -270,22 +312,39 @@ fn locate(root: &Path, path: &str, declared: &HashSet<String>) -> Result<PathBuf
         }
         at.push(name);
         let real = at.iter().fold(root.to_path_buf(), |p, c| p.join(c));
-        let Ok(m) = fs::symlink_metadata(&real) else { continue }; // not there yet: made by whoever needs it
-        if !m.is_symlink() {
-            continue;
-        }
-        let host = format!("/{}", at.iter().map(|c| c.to_string_lossy()).collect::<Vec<_>>().join("/"));
-        if !declared.contains(&format!("symlink:{host}")) {
-            return Err(format!(
-                "{} is a symlink no role declares: crew does not follow it (remove it, or declare it as a [[symlink]])",
-                real.display()
-            ));
-        }
+        let host = host_path(&at);
+        let to = match planned.0.get(&host) {
+            Some(Made::Folder) => continue,
+            Some(Made::File) => return Err(format!("{} is to be a file, not a folder", real.display())),
+            Some(Made::Link(to)) => PathBuf::from(to),
+            None => {
+                let m = match fs::symlink_metadata(&real) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        missing.push((host, real)); // made by crew before the resource itself
+                        continue;
+                    }
+                    Err(e) => return Err(format!("stat {}: {e}", real.display())),
+                };
+                if m.is_dir() {
+                    continue;
+                }
+                if !m.is_symlink() {
+                    return Err(format!("{} exists and is not a folder", real.display()));
+                }
+                if !declared.contains(&format!("symlink:{host}")) {
+                    return Err(format!(
+                        "{} is a symlink no role declares: crew does not follow it (remove it, or declare it as a [[symlink]])",
+                        real.display()
+                    ));
+                }
+                fs::read_link(&real).map_err(io("read link", &real))?
+            }
+        };
         hops += 1;
         if hops > 40 {
             return Err(format!("{}: too many levels of symlinks", real.display()));
         }
-        let to = fs::read_link(&real).map_err(io("read link", &real))?;
         at.pop();
         if to.is_absolute() {
             at.clear();
@@ -298,7 +357,45 @@ fn locate(root: &Path, path: &str, declared: &HashSet<String>) -> Result<PathBuf
             }
         }
     }
-    Ok(at.iter().fold(root.to_path_buf(), |p, c| p.join(c)).join(last))
+    // Only the folders the path finally goes through (a link's `..` may have left one), each once.
+    let parent = host_path(&at);
+    let mut seen = HashSet::new();
+    missing.retain(|(h, _)| (parent == *h || parent.starts_with(&format!("{h}/"))) && seen.insert(h.clone()));
+    let host = if at.is_empty() {
+        format!("/{}", last.to_string_lossy())
+    } else {
+        format!("{parent}/{}", last.to_string_lossy())
+    };
+    Ok(Located { real: at.iter().fold(root.to_path_buf(), |p, c| p.join(c)).join(last), host, missing })
+}
+
+/// Makes a path's missing parent folders, top down, as pyinfra does: each made by one `mkdir` (which follows no
+/// link at the name it makes), then opened without following a link and given mode 0755 and, when crew runs as
+/// root (it then owns what it made), owner and group root (uid and gid 0 of the root's accounts), on the open
+/// folder, whatever the umask or a setgid parent would have given. A folder that appears meanwhile is refused
+/// rather than adopted. Each one made is added to `made` (its host path).
+fn make_folders(missing: &[(String, PathBuf)], made: &mut Vec<String>) -> Result<(), String> {
+    for (host, real) in missing {
+        match fs::DirBuilder::new().mode(0o755).create(real) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(format!("{} appeared while crew was creating it", real.display()))
+            }
+            Err(e) => return Err(format!("create folder {}: {e}", real.display())),
+        }
+        made.push(host.clone());
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(real)
+            .map_err(io("open", real))?;
+        let m = f.metadata().map_err(io("stat", real))?;
+        if m.uid() == 0 {
+            std::os::unix::fs::fchown(&f, Some(0), Some(0)).map_err(io("chown", real))?;
+        }
+        f.set_permissions(fs::Permissions::from_mode(0o755)).map_err(io("chmod", real))?;
+    }
+    Ok(())
 }
 
 /// What a declared file or folder finds at its path: nothing, or the thing itself opened without following a
@@ -394,7 +491,14 @@ fn desired_content(content: &Content, key: &str, target: &Target) -> Result<Vec<
     }
 }
 
-fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool, declared: &HashSet<String>) -> Outcome {
+fn converge(
+    r: &Resource,
+    target: &Target,
+    apply: bool,
+    refresh: bool,
+    declared: &HashSet<String>,
+    planned: &mut Planned,
+) -> Outcome {
     let mut o = Outcome {
         resource: r.id(),
         status: Status::Unchanged,
@@ -403,24 +507,47 @@ fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool, declared:
         refreshed: false,
         error: None,
     };
+    // The missing parent folders of a file, folder or link: made (on apply) once everything that can be refused
+    // without touching the machine has been looked at, named after the resource's own changes.
+    let mut folders: Vec<String> = vec![];
+    let mut parents = |at: &Located| -> Result<(), String> {
+        if apply {
+            make_folders(&at.missing, &mut folders)
+        } else {
+            folders.extend(at.missing.iter().map(|(h, _)| h.clone()));
+            Ok(())
+        }
+    };
+    let mut made: Option<(String, Made)> = None;
     let result = match &r.spec {
         Spec::File { path, content, mode, sensitive, owner, group } => (|| {
-            let p = locate(&target.root, path, declared)?;
+            let at = locate(&target.root, path, declared, planned)?;
+            let p = &at.real;
             let own = Ownership::resolve(&target.root, owner, group, declared, apply)?;
-            let have = existing(&p, false)?;
-            own.converge(&p, have.as_ref(), apply, &mut o)?;
-            file(&p, have, content, *mode, *sensitive, &own, target, apply, &mut o)
+            let have = existing(p, false)?;
+            parents(&at)?;
+            own.converge(p, have.as_ref(), apply, &mut o)?;
+            file(p, have, content, *mode, *sensitive, &own, target, apply, &mut o)?;
+            made = Some((at.host, Made::File));
+            Ok(())
         })(),
         Spec::Directory { path, mode, owner, group } => (|| {
-            let p = locate(&target.root, path, declared)?;
+            let at = locate(&target.root, path, declared, planned)?;
+            let p = &at.real;
             let own = Ownership::resolve(&target.root, owner, group, declared, apply)?;
-            let have = existing(&p, true)?;
-            own.converge(&p, have.as_ref(), apply, &mut o)?;
-            directory(&p, have, *mode, &own, apply, &mut o)
+            let have = existing(p, true)?;
+            parents(&at)?;
+            own.converge(p, have.as_ref(), apply, &mut o)?;
+            directory(p, have, *mode, &own, apply, &mut o)?;
+            made = Some((at.host, Made::Folder));
+            Ok(())
         })(),
-        Spec::Symlink { path, target: to } => {
-            locate(&target.root, path, declared).and_then(|p| symlink(&p, to, apply, &mut o))
-        }
+        Spec::Symlink { path, target: to } => (|| {
+            let at = locate(&target.root, path, declared, planned)?;
+            symlink(&at.real, to, apply, &mut o, || parents(&at))?;
+            made = Some((at.host, Made::Link(to.clone())));
+            Ok(())
+        })(),
         Spec::Command { run, creates, unless, onlyif, refresh_only, .. } => command(
             run,
             creates.as_deref(),
@@ -442,6 +569,11 @@ fn converge(r: &Resource, target: &Target, apply: bool, refresh: bool, declared:
         }
         Spec::Group { name, gid } => group(name, *gid, target, apply, &mut o),
     };
+    o.changes.extend(folders.iter().map(|h| format!("folder {h} created")));
+    if let (false, Ok(()), Some((host, what))) = (apply, &result, made) {
+        planned.0.extend(folders.into_iter().map(|h| (h, Made::Folder)));
+        planned.0.insert(host, what);
+    }
     match result {
         Err(e) => {
             o.status = Status::Failed;
@@ -543,7 +675,8 @@ fn directory(
         None => {
             o.changes.push("created".into());
             if apply {
-                fs::create_dir_all(p).map_err(io("create", p))?;
+                // One `mkdir` (its parents are there by now): it follows no link at the name it makes.
+                fs::create_dir(p).map_err(io("create", p))?;
                 // Owner then mode, on the folder just made, opened without following a link.
                 let f = fs::OpenOptions::new()
                     .read(true)
@@ -562,7 +695,13 @@ fn directory(
     }
 }
 
-fn symlink(p: &Path, to: &str, apply: bool, o: &mut Outcome) -> Result<(), String> {
+fn symlink(
+    p: &Path,
+    to: &str,
+    apply: bool,
+    o: &mut Outcome,
+    parents: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
     match fs::read_link(p) {
         Ok(have) if have == Path::new(to) => return Ok(()),
         Ok(have) => o.changes.push(format!("target {} → {to}", have.display())),
@@ -571,6 +710,7 @@ fn symlink(p: &Path, to: &str, apply: bool, o: &mut Outcome) -> Result<(), Strin
         }
         Err(_) => o.changes.push(format!("created → {to}")),
     }
+    parents()?;
     if apply {
         // A new link of a random name in the same folder (made only where nothing is), renamed over.
         let dir = p.parent().ok_or("a link needs a parent folder")?;

@@ -204,3 +204,116 @@ fn a_template_with_an_unknown_variable_is_refused_before_anything_is_touched() {
     assert!(e.contains("roles/web.toml:6: file:/etc/www/app.conf: templates/app.conf:1: uses a variable"), "{e}");
     assert!(snapshot(&t.root).is_empty(), "nothing was touched");
 }
+
+/// The uid this test runs as: what owns a file it makes.
+fn euid(dir: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.join(".euid");
+    std::fs::write(&probe, "").unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    std::fs::remove_file(probe).unwrap();
+    uid
+}
+
+#[test]
+fn a_file_in_an_undeclared_folder_is_made_with_its_folder_and_the_plan_says_so() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (d, t, _) = setup();
+    // A machine with /srv/www (www's, setgid, group-writable) but no /srv/www/conf, which no role declares.
+    std::fs::create_dir_all(t.root.join("srv/www")).unwrap();
+    let root_runs = euid(d.path()) == 0;
+    if root_runs {
+        std::os::unix::fs::chown(t.root.join("srv/www"), Some(1500), Some(1500)).unwrap();
+    }
+    std::fs::set_permissions(t.root.join("srv/www"), std::fs::Permissions::from_mode(0o2775)).unwrap();
+    let text = "[[file]]\npath = \"/srv/www/conf/app.conf\"\ncontent = \"listen 80\\n\"\nmode = \"0640\"\n\n\
+                [[file]]\npath = \"/srv/www/conf/other.conf\"\ncontent = \"x\\n\"\n";
+    let rs = parse_role("roles/web.toml", text).unwrap().resources;
+    let changes = |r: &crew_infra::engine::Report| -> Vec<(String, Vec<String>)> {
+        r.resources.iter().map(|o| (o.resource.clone(), o.changes.clone())).collect()
+    };
+    let announced = vec![
+        ("file:/srv/www/conf/app.conf".to_string(), vec!["created".to_string(), "folder /srv/www/conf created".into()]),
+        // The folder the first file makes is there for the second: the plan says it once, as the apply does.
+        ("file:/srv/www/conf/other.conf".to_string(), vec!["created".to_string()]),
+    ];
+
+    let before = snapshot(&t.root);
+    let plan = run(&rs, &t, false).unwrap();
+    assert_eq!(snapshot(&t.root), before, "a plan touches nothing");
+    assert_eq!(changes(&plan), announced, "{plan:?}");
+    assert_eq!(plan.summary.failed, 0);
+
+    let apply = run(&rs, &t, true).unwrap();
+    assert_eq!(apply.summary.failed, 0, "{apply:?}");
+    assert_eq!(changes(&apply), announced, "the apply did what the plan said");
+    let conf = std::fs::symlink_metadata(t.root.join("srv/www/conf")).unwrap();
+    assert!(conf.is_dir());
+    assert_eq!(conf.mode() & 0o7777, 0o755, "0755, neither the umask's nor the setgid parent's");
+    if root_runs {
+        assert_eq!((conf.uid(), conf.gid()), (0, 0), "root's, not the parent's group");
+    }
+    assert_eq!(std::fs::read_to_string(t.root.join("srv/www/conf/app.conf")).unwrap(), "listen 80\n");
+    let app = std::fs::symlink_metadata(t.root.join("srv/www/conf/app.conf")).unwrap();
+    assert_eq!(app.mode() & 0o7777, 0o640);
+
+    let again = run(&rs, &t, true).unwrap();
+    assert_eq!(again.summary.changed, 0, "a second apply changes nothing: {:?}", changed(&again));
+    assert_eq!(run(&rs, &t, false).unwrap().summary.changed, 0);
+}
+
+#[test]
+fn folders_above_declared_folders_and_links_are_made_and_named_too() {
+    let (_d, t, _) = setup();
+    let text = "[[directory]]\npath = \"/opt/app/releases/1\"\nmode = \"0750\"\n\n\
+                [[symlink]]\npath = \"/opt/app/current\"\ntarget = \"releases/1\"\n\n\
+                [[symlink]]\npath = \"/var/lib/app/link\"\ntarget = \"/opt/app/current\"\n\n\
+                [[file]]\npath = \"/opt/app/current/conf/app.conf\"\ncontent = \"x\\n\"\nrequire = [\"symlink:/opt/app/current\"]\n";
+    let rs = parse_role("roles/app.toml", text).unwrap().resources;
+    let changes = |r: &crew_infra::engine::Report| -> Vec<(String, Vec<String>)> {
+        r.resources.iter().map(|o| (o.resource.clone(), o.changes.clone())).collect()
+    };
+    let plan = run(&rs, &t, false).unwrap();
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        changes(&plan),
+        [
+            (
+                "directory:/opt/app/releases/1".into(),
+                s(&["created", "folder /opt created", "folder /opt/app created", "folder /opt/app/releases created"])
+            ),
+            ("symlink:/opt/app/current".into(), s(&["created → releases/1"])),
+            (
+                "symlink:/var/lib/app/link".into(),
+                s(&[
+                    "created → /opt/app/current",
+                    "folder /var created",
+                    "folder /var/lib created",
+                    "folder /var/lib/app created"
+                ])
+            ),
+            // Through the link the plan would make, as the apply goes through the link it made.
+            ("file:/opt/app/current/conf/app.conf".into(), s(&["created", "folder /opt/app/releases/1/conf created"])),
+        ],
+        "{plan:?}"
+    );
+    let apply = run(&rs, &t, true).unwrap();
+    assert_eq!(apply.summary.failed, 0, "{apply:?}");
+    assert_eq!(changes(&apply), changes(&plan), "the apply did what the plan said");
+    assert_eq!(std::fs::read_to_string(t.root.join("opt/app/releases/1/conf/app.conf")).unwrap(), "x\n");
+    assert_eq!(run(&rs, &t, false).unwrap().summary.changed, 0, "and a second plan finds it done");
+}
+
+#[test]
+fn an_apply_makes_the_hosts_root_when_it_is_not_there_and_a_plan_does_not() {
+    let (d, mut t, _) = setup();
+    t.root = d.path().join("hosts/web1");
+    let rs =
+        parse_role("roles/web.toml", "[[file]]\npath = \"/etc/app.conf\"\ncontent = \"x\\n\"\n").unwrap().resources;
+    let plan = run(&rs, &t, false).unwrap();
+    assert!(!d.path().join("hosts").exists(), "a plan touches nothing");
+    assert_eq!(plan.resources[0].changes, ["created", "folder /etc created"], "the root is not a host folder");
+    let apply = run(&rs, &t, true).unwrap();
+    assert_eq!(apply.resources[0].changes, plan.resources[0].changes, "{apply:?}");
+    assert_eq!(std::fs::read_to_string(t.root.join("etc/app.conf")).unwrap(), "x\n");
+}
