@@ -1,7 +1,8 @@
-//! Build once per commit: a clean export of the commit, the build command, the artifact kept by commit and
-//! reused by every later deploy of that commit, to any environment. Builds and hooks run a trunk committer's
-//! files on the crew server, so they get a clean environment ([`Shell`]), run as `[build] user` when set, and
-//! their artifact must stay inside the build ([`check_artifact`]).
+//! Build once per commit: a clean checkout of the commit (with `.git`, so the build can ask git for its version),
+//! the build command, the artifact kept by commit and reused by every later deploy of that commit, to any
+//! environment. Builds and hooks run a trunk committer's files on the crew server, so they get a clean
+//! environment ([`Shell`]), run as `[build] user` when set, and their artifact must stay inside the build
+//! ([`check_artifact`]).
 
 use crate::config::{BuildUser, DeployConfig, BUILD_VARIABLES};
 use crate::{git, DeployError, Journal, Result};
@@ -86,8 +87,11 @@ pub async fn ensure(
     let work = builds.join(&cfg.app.name).join(format!("{sha}.building-{}-{n}", std::process::id()));
     let _ = tokio::fs::remove_dir_all(&work).await;
     let src = work.join("src");
-    journal.line(format!("build: exporting {} from {}", git::short(sha), cfg.repo));
-    git::export(&cfg.repo, sha, &src).await?;
+    journal.line(format!("build: checking out {} from {}", git::short(sha), cfg.repo));
+    // A build user gets a checkout with its own copy of the history: it may not be able to read the repository.
+    let objects = if shell.user.is_some() { git::Objects::Copied } else { git::Objects::Shared };
+    git::checkout(&cfg.repo, sha, &src, objects).await?;
+    // crew runs no git in the checkout from here on: its `.git` is the build's (and the build user's) to change.
     shell.give(&work)?;
     journal.line(format!("build: $ {}", cfg.build.command));
     run_logged(&cfg.build.command, &src, &shell, crate::config::span(&cfg.build.timeout), "build", journal)

@@ -28,7 +28,7 @@ fn main_branch() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildSection {
-    /// Runs with `sh -c` in a clean export of the commit.
+    /// Runs with `sh -c` in a clean checkout of the commit (with `.git`).
     pub command: String,
     /// The folder the command produces, relative to the checkout.
     pub artifact: String,

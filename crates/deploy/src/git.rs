@@ -1,4 +1,4 @@
-//! git, through the `git` program: resolve a revision on trunk, list commits, export a clean tree.
+//! git, through the `git` program: resolve a revision on trunk, list commits, check out a commit for its build.
 
 use crate::{DeployError, Result};
 use std::path::Path;
@@ -82,23 +82,56 @@ pub async fn is_ancestor(repo: &str, ancestor: &str, descendant: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Writes the exact tree of `sha` into `dest` (never the working tree): `git archive`, then `tar -x`.
-pub async fn export(repo: &str, sha: &str, dest: &Path) -> Result<()> {
-    tokio::fs::create_dir_all(dest).await.map_err(|e| DeployError(format!("cannot create {}: {e}", dest.display())))?;
-    let tar = dest.with_extension("tar");
-    git(repo, &["archive", "--format=tar", &format!("--output={}", tar.display()), sha]).await?;
-    let out = Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
+/// Where a build's checkout finds the repository's objects (see [`checkout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objects {
+    /// Read from the repository through `.git/objects/info/alternates` (`git clone --shared`): nothing copied.
+    Shared,
+    /// Copied into the checkout's own `.git` (`git clone --no-hardlinks`): a checkout that needs nothing of the
+    /// repository once made.
+    Copied,
+}
+
+/// Checks out exactly `sha` into `dest` (which must not exist yet), detached, with a `.git` of its own, so the
+/// build can run `git rev-parse HEAD`, `git describe` or a Makefile that stamps the version. It only reads the
+/// repository: its working tree, index and `.git` are never written, and nothing uncommitted reaches `dest`.
+///
+/// A clone rather than `git worktree add --detach`: a worktree records itself in the repository's own
+/// `.git/worktrees` (an entry to prune for every build folder, kept as long as the build is) and shares the
+/// repository's config, hooks and refs with the build, which runs a committer's files; a clone has its own
+/// `.git`, made afresh (no config or hooks of the repository's), and writes nothing outside `dest`.
+///
+/// [`Objects::Shared`] costs nothing but needs the repository readable by whoever runs git in `dest`, and its
+/// objects kept: a `gc` there removes only what trunk no longer reaches. [`Objects::Copied`] is for a build run
+/// as another user, who may not be able to read the repository; never git's default hard links for a local
+/// clone, since the checkout is then handed to that user, and changing a hard link's owner changes the
+/// repository's own object file.
+///
+/// The `export-ignore` and `export-subst` attributes are `git archive`'s and do not apply: the build sees the
+/// commit's files as committed, and asks git itself for what `export-subst` would have stamped.
+pub async fn checkout(repo: &str, sha: &str, dest: &Path, objects: Objects) -> Result<()> {
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| DeployError(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let how = match objects {
+        Objects::Shared => "--shared",
+        Objects::Copied => "--no-hardlinks",
+    };
+    let out = Command::new("git")
+        .args(["clone", "--quiet", "--no-checkout", how, "--", repo])
         .arg(dest)
+        .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| DeployError(format!("cannot run tar: {e}")))?;
-    let _ = tokio::fs::remove_file(&tar).await;
+        .map_err(|e| DeployError(format!("cannot run git: {e}")))?;
     if !out.status.success() {
-        return Err(DeployError(format!("unpacking {sha}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(DeployError(format!("git clone {how} {repo} into {}: {}", dest.display(), err.trim())));
     }
+    let dir = dest.display().to_string();
+    git(&dir, &["checkout", "--quiet", "--detach", sha]).await?;
     Ok(())
 }
 

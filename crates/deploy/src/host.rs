@@ -202,6 +202,9 @@ impl Target {
         // unchanged files. With --checksum it compares contents instead: an unchanged file becomes a hard link
         // to the previous release's (no copy, no transfer).
         cmd.args(["-rlpD", "--delete"]);
+        // A release never carries a `.git`: the build's checkout has one, and `artifact = "."` would otherwise
+        // ship the repository's history to every host.
+        cmd.arg("--exclude=/.git");
         if let Some(prev) = previous {
             cmd.arg("--checksum").arg(format!("--link-dest={path}/releases/{prev}"));
         }
@@ -319,7 +322,8 @@ pub async fn health(url: &str, expect: u16, timeout: Duration) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::private_dir;
+    use super::{private_dir, Target};
+    use crate::Host;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn mode(p: &std::path::Path) -> u32 {
@@ -360,5 +364,23 @@ mod tests {
             assert!(e.contains("belongs to uid 65534, not to this user (uid 0)"), "{e}");
             assert_eq!(std::fs::symlink_metadata(&theirs).unwrap().uid(), 65534, "left as it was");
         }
+    }
+
+    #[tokio::test]
+    async fn a_release_never_carries_the_checkouts_git() {
+        let d = tempfile::tempdir().unwrap();
+        let checkout = d.path().join("src");
+        std::fs::create_dir_all(checkout.join(".git/objects")).unwrap();
+        std::fs::create_dir_all(checkout.join("lib/.git")).unwrap();
+        std::fs::write(checkout.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(checkout.join("index.html"), "<h1>v1</h1>\n").unwrap();
+        let host = d.path().join("host");
+        let t = Target { host: Host::parse(&format!("local:{}", host.display())).unwrap(), ssh_options: vec![] };
+        assert_eq!(t.prepare().await.unwrap(), None);
+        t.transfer(&checkout, "r1", None).await.unwrap();
+        let release = host.join("releases/r1");
+        assert!(release.join("index.html").is_file());
+        assert!(!release.join(".git").exists(), "the checkout's .git was shipped");
+        assert!(release.join("lib/.git").is_dir(), "only the artifact's own top-level .git is left out");
     }
 }

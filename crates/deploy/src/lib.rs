@@ -1,7 +1,7 @@
 //! crew's deploys: the `[app]`, `[build]` and `[environments.*]` sections of `crew.toml` (checked strictly),
-//! git (resolve a revision on trunk, list commits, export a clean tree), the build made once per commit, and
-//! the per-host steps of a deploy (prepare, transfer, switch, restart, health check, switch back, clean up) on
-//! `local:` and `ssh://` hosts, orchestrated by [`run::deploy`] and [`run::rollback`].
+//! git (resolve a revision on trunk, list commits, check out a commit for its build), the build made once per
+//! commit, and the per-host steps of a deploy (prepare, transfer, switch, restart, health check, switch back,
+//! clean up) on `local:` and `ssh://` hosts, orchestrated by [`run::deploy`] and [`run::rollback`].
 //!
 //! Architecture invariant: this crate knows nothing of the store or HTTP. It reports through the [`Journal`]
 //! trait; the server records what it reports.

@@ -726,7 +726,9 @@ async fn builds_and_hooks_get_a_clean_environment() {
 async fn a_build_user_runs_builds_and_hooks_and_cannot_read_the_data_dir() {
     let a = app();
     let steal = "id -un; for f in ../../../../admin.token ../../../../crew.db; do if cat $f >/dev/null 2>&1; then echo \"read $f\"; fi; done";
-    std::fs::write(a.repo.join("build.sh"), format!("mkdir -p dist && cp index.html dist/ && {steal}\n")).unwrap();
+    // The build user's checkout has its own history: the server's repository is not readable by that user here.
+    let build = format!("mkdir -p dist && cp index.html dist/ && git rev-parse HEAD > dist/REV && {steal}\n");
+    std::fs::write(a.repo.join("build.sh"), build).unwrap();
     std::fs::write(a.repo.join("hook.sh"), format!("{steal}\n")).unwrap();
     reconfigure(&a, |t| {
         t.replace(
@@ -747,7 +749,46 @@ async fn a_build_user_runs_builds_and_hooks_and_cannot_read_the_data_dir() {
     assert_eq!(d["status"], "succeeded", "{d}\n{log}");
     assert!(log.contains("build: nobody") && log.contains("hook: nobody"), "{log}");
     assert!(!log.contains("read ../"), "the build or a hook read the data dir:\n{log}");
-    assert_eq!(live(&a.hosts.join("staging1")).unwrap().1, sh(&a.repo, "git rev-parse HEAD"));
+    let head = sh(&a.repo, "git rev-parse HEAD");
+    assert_eq!(live(&a.hosts.join("staging1")).unwrap().1, head);
+    assert_eq!(std::fs::read_to_string(a.hosts.join("staging1/current/REV")).unwrap().trim(), head, "{log}");
+}
+
+/// Interop: the build runs in a clean checkout of the deployed commit with `.git`, so `git rev-parse` and
+/// `git describe` work (a version stamped by git). It is made from the repository's history only: the app
+/// repository's dirty working tree and index stay exactly as they were, and what is uncommitted (a changed file,
+/// a staged new file) never reaches the build.
+#[tokio::test]
+async fn builds_see_git_in_a_checkout_of_the_commit_and_the_working_tree_is_left_alone() {
+    let a = app();
+    reconfigure(&a, |t| {
+        t.replace(
+            "echo $CREW_REVISION > dist/REVISION",
+            "echo $CREW_REVISION > dist/REVISION && git rev-parse HEAD > dist/REV && git describe --always > dist/DESC \
+             && if test -e notes.txt; then cp notes.txt dist/; fi",
+        )
+    });
+    sh(&a.repo, "git -c user.name=A -c user.email=a@e tag -a v1.0 -m 'first release'");
+    let sha = sh(&a.repo, "git rev-parse HEAD");
+    std::fs::write(a.repo.join("index.html"), "<h1>not committed</h1>\n").unwrap();
+    std::fs::write(a.repo.join("notes.txt"), "staged, not committed\n").unwrap();
+    sh(&a.repo, "git add notes.txt");
+    let state =
+        || sh(&a.repo, "git status --porcelain=v1 --untracked-files=all && git ls-files --stage && git worktree list");
+    let before = state();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let m = s.token("mo", "member").await;
+    let d = deploy_and_wait(&s, &m, "staging").await;
+    let log = whole_log(&s, &m, d["id"].as_i64().unwrap()).await.join("\n");
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    let current = a.hosts.join("staging1/current");
+    assert_eq!(std::fs::read_to_string(current.join("REV")).unwrap().trim(), sha);
+    assert_eq!(std::fs::read_to_string(current.join("DESC")).unwrap().trim(), "v1.0");
+    assert_eq!(std::fs::read_to_string(current.join("index.html")).unwrap(), "<h1>v1</h1>\n", "the committed file");
+    assert!(!current.join("notes.txt").exists(), "a staged, uncommitted file reached the build");
+    assert_eq!(state(), before, "the repository's working tree and index are untouched");
+    assert_eq!(std::fs::read_to_string(a.repo.join("index.html")).unwrap(), "<h1>not committed</h1>\n");
+    assert!(!a.repo.join(".git/worktrees").exists(), "no worktree was added to the repository");
 }
 
 /// Medium 5: a second server on the same database takes the running deploy for one whose server died and marks
