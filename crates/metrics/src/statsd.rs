@@ -34,8 +34,12 @@ pub enum BadLine {
     UnknownType,
     #[error("a value is not a finite number")]
     BadValue,
-    #[error("a sample rate is not in (0, 1]")]
+    #[error("a sample rate is not a number above 0")]
     BadRate,
+    #[error("a timer's value is negative")]
+    NegativeTimer,
+    #[error("a field is neither a sample rate nor a DogStatsD extension (#tags, c:, T, e:)")]
+    UnknownField,
     #[error("the line is longer than 64 KiB")]
     TooLong,
     #[error("not UTF-8 where text is needed")]
@@ -120,7 +124,8 @@ impl Parser {
             let end = opts.iter().position(|&b| b == b'|').unwrap_or(opts.len());
             let opt = &opts[..end];
             if let Some(r) = opt.strip_prefix(b"@") {
-                rate = number(r).filter(|r| *r > 0.0 && *r <= 1.0).ok_or(BadLine::BadRate)?;
+                // Above 1 is taken, as Etsy's StatsD takes it (the value then counts for less than one).
+                rate = number(r).filter(|r| *r > 0.0).ok_or(BadLine::BadRate)?;
             } else if let Some(tags) = opt.strip_prefix(b"#") {
                 // Offsets into `line` (tags borrow it; the key buffer is built after).
                 let base = tags.as_ptr() as usize - line.as_ptr() as usize;
@@ -136,8 +141,14 @@ impl Parser {
                         None => self.tags.push((at, at + part.len(), 0, 0)),
                     }
                 }
+            } else if !(opt.starts_with(b"c:")
+                || opt.starts_with(b"e:")
+                || opt.strip_prefix(b"T").is_some_and(|t| !t.is_empty() && t.iter().all(u8::is_ascii_digit)))
+            {
+                // DogStatsD's documented fields (`c:` container, `e:` external data, `T` timestamp) are taken
+                // and ignored; anything else is a mistake, as Etsy's StatsD counts it.
+                return Err(BadLine::UnknownField);
             }
-            // Other DogStatsD fields (`c:` container, `T` timestamp) are accepted and ignored.
             opts = opts.get(end + 1..).unwrap_or(&[]);
         }
         self.key.clear();
@@ -185,6 +196,11 @@ impl Parser {
                 }
                 Kind::Gauge => {
                     number(v.strip_prefix(b"+").unwrap_or(v)).ok_or(BadLine::BadValue)?;
+                }
+                Kind::Timer => {
+                    if number(v).ok_or(BadLine::BadValue)? < 0.0 {
+                        return Err(BadLine::NegativeTimer);
+                    }
                 }
                 _ => {
                     number(v).ok_or(BadLine::BadValue)?;
@@ -266,7 +282,12 @@ mod tests {
             ("a:1:x|ms", BadLine::BadValue),
             ("a:|c", BadLine::BadValue),
             ("a:1|c|@0", BadLine::BadRate),
-            ("a:1|c|@2", BadLine::BadRate),
+            ("a:-1|ms", BadLine::NegativeTimer),
+            ("a:1:-2|ms", BadLine::NegativeTimer),
+            ("a:1|c|0.1", BadLine::UnknownField),
+            ("a:1|c|x", BadLine::UnknownField),
+            ("a:1|c|T12a", BadLine::UnknownField),
+            ("a:1|c|@-1", BadLine::BadRate),
             ("!!!:1|c", BadLine::EmptyName),
             ("a:|s", BadLine::BadValue),
         ] {

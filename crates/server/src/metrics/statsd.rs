@@ -37,6 +37,21 @@ pub struct Sockets {
 }
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<Sockets> {
+    if addr.port() != 0 {
+        return bind_once(addr);
+    }
+    // Port 0: the kernel picks a free UDP port, which may be taken for TCP; then pick again.
+    let mut last = None;
+    for _ in 0..50 {
+        match bind_once(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            other => return other,
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::AddrInUse)))
+}
+
+fn bind_once(addr: SocketAddr) -> std::io::Result<Sockets> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     // 32 MiB, so bursts wait here and not on the floor: SO_RCVBUFFORCE when crew may (root or CAP_NET_ADMIN),
