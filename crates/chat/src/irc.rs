@@ -341,15 +341,12 @@ async fn session(
                 };
                 last_read = Instant::now();
                 ping_sent = None;
-                let raw = String::from_utf8_lossy(&bytes);
-                let raw = raw.trim_end_matches(['\r', '\n']);
-                if raw.is_empty() {
-                    continue;
-                }
-                let msg: Message = match raw.parse() {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::debug!(line = %text::truncate(raw, 200), error = %e, "unparsable IRC line skipped");
+                let msg = match parse_line(&bytes) {
+                    None => continue,
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        let raw = String::from_utf8_lossy(&bytes);
+                        tracing::debug!(line = %text::truncate(&raw, 200), error = %e, "unparsable IRC line skipped");
                         continue;
                     }
                 };
@@ -546,6 +543,19 @@ struct Whois {
     since: Instant,
     account: Option<String>,
     held: Vec<Incoming>,
+}
+
+/// One line as read from the server (its LF, and a CR before it, may still be there) turned into a message:
+/// bytes that are not UTF-8 are replaced, the line break trimmed, and `irc-proto` parses the rest. `None` for an
+/// empty line (skipped); `Err` for a line irc-proto refuses (skipped too, and logged). Public so that the fuzz
+/// targets and property tests feed it arbitrary bytes.
+pub fn parse_line(bytes: &[u8]) -> Option<Result<Message, irc_proto::error::ProtocolError>> {
+    let raw = String::from_utf8_lossy(bytes);
+    let raw = raw.trim_end_matches(['\r', '\n']);
+    if raw.is_empty() {
+        return None;
+    }
+    Some(raw.parse())
 }
 
 fn tag(msg: &Message, name: &str) -> Option<String> {

@@ -32,7 +32,11 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
             if let Some(space) = rest[..cut].rfind(' ').filter(|&s| s >= cut * 2 / 3) {
                 cut = space;
             }
-            out.push(rest[..cut].trim_end().to_string());
+            // A line that starts with spaces may cut to nothing but them: never an empty message.
+            let piece = rest[..cut].trim_end();
+            if !piece.is_empty() {
+                out.push(piece.to_string());
+            }
             rest = rest[cut..].trim_start();
         }
         if !rest.is_empty() {

@@ -104,8 +104,9 @@ impl Encoder {
             self.points = 1;
             return;
         }
-        let delta = t - self.prev_t;
-        let dod = delta - self.prev_delta;
+        // Wrapping, as the decoder adds them back: any i64 times round-trip, and none can panic.
+        let delta = t.wrapping_sub(self.prev_t);
+        let dod = delta.wrapping_sub(self.prev_delta);
         match dod {
             0 => self.w.bit(false),
             -63..=64 => {
@@ -156,9 +157,15 @@ impl Encoder {
     }
 }
 
+/// Room for the points a chunk says it holds, but no more than its bytes can hold (every point takes at least a
+/// bit), so a damaged point count cannot ask for gigabytes up front.
+pub fn capacity(bytes: &[u8], points: u32) -> usize {
+    (points as usize).min(bytes.len() * 8 + 1)
+}
+
 /// Reads a chunk of `points` points and `columns` columns back: (t, values) in order.
 pub fn decode(bytes: &[u8], points: u32, columns: usize) -> Result<Vec<(i64, Vec<f64>)>, &'static str> {
-    let mut out = Vec::with_capacity(points as usize);
+    let mut out = Vec::with_capacity(capacity(bytes, points));
     decode_each(bytes, points, columns, |t, vals| out.push((t, vals.to_vec())))?;
     Ok(out)
 }
@@ -175,6 +182,7 @@ pub fn decode_each(
     let mut vals = vec![0f64; columns];
     let (mut t, mut delta) = (0i64, 0i64);
     let short = "the chunk ends early";
+    let wide = "a value's bit window is out of range";
     for i in 0..points {
         if i == 0 {
             t = r.bits(64).ok_or(short)? as i64;
@@ -196,15 +204,16 @@ pub fn decode_each(
         } else {
             r.bits(64).ok_or(short)? as i64
         };
-        delta += dod;
-        t += delta;
+        delta = delta.wrapping_add(dod);
+        t = t.wrapping_add(delta);
         for (c, v) in cols.iter_mut().zip(vals.iter_mut()) {
             if r.bit().ok_or(short)? {
                 if r.bit().ok_or(short)? {
                     c.leading = r.bits(5).ok_or(short)? as u32;
                     let m = r.bits(6).ok_or(short)? as u32;
                     let meaningful = if m == 0 { 64 } else { m };
-                    c.trailing = 64 - c.leading - meaningful;
+                    // The encoder never writes a window wider than the 64 bits (a damaged chunk may).
+                    c.trailing = 64u32.checked_sub(c.leading + meaningful).ok_or(wide)?;
                 }
                 let meaningful = 64 - c.leading - c.trailing;
                 let x = r.bits(meaningful).ok_or(short)? << c.trailing;

@@ -67,7 +67,7 @@ impl Chunk {
 /// Decodes chunk bytes into points of a kind.
 pub fn points_of(kind: Kind, data: &[u8], n: u32) -> Result<Vec<(i64, Point)>, &'static str> {
     let fields = kind.fields();
-    let mut out = Vec::with_capacity(n as usize);
+    let mut out = Vec::with_capacity(crate::gorilla::capacity(data, n));
     crate::gorilla::decode_each(data, n, fields.len(), |t, vals| {
         let mut p = Point::default();
         for (f, v) in fields.iter().zip(vals) {
