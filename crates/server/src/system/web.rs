@@ -8,17 +8,18 @@ use crew_core::time::human;
 use maud::{html, Markup};
 
 pub async fn status(user: WebUser, State(sys): State<System>) -> Result<Response, WebError> {
+    // The same status the API answers, drawn as a page.
+    let v = sys.status().await?;
     let st = &sys.platform;
-    let counts = st.store.counts().await?;
-    let up = st.started.elapsed().as_secs();
+    let up = v["uptime_seconds"].as_u64().unwrap_or(0);
     let body = html! {
         h1 { "Status" }
         dl.status {
             dt { "Version" } dd { (VERSION) }
-            dt { "Store" } dd { (st.store.engine().as_str()) " · " code { (st.store.url()) } }
+            dt { "Store" } dd { (v["store"].as_str().unwrap_or("")) " · " code { (v["database"].as_str().unwrap_or("")) } }
             dt { "Up since" } dd { (human(st.started_at)) " UTC (" (up / 3600) "h " (up / 60 % 60) "m)" }
-            dt { "Events" } dd { (counts.events) }
-            dt { "Tokens" } dd { (counts.tokens) }
+            dt { "Events" } dd { (v["counts"]["events"]) }
+            dt { "Tokens" } dd { (v["counts"]["tokens"]) }
         }
         (robot(&sys))
     };

@@ -82,11 +82,6 @@ impl Timeline {
         Ok(self.store.events_after(seq, filter, limit).await?)
     }
 
-    /// The store's counts (events, tokens), for the status.
-    pub async fn counts(&self) -> Result<crew_store::Counts, ApiError> {
-        Ok(self.store.counts().await?)
-    }
-
     pub fn shutdown(&self) -> CancellationToken {
         self.shutdown.clone()
     }
