@@ -1,7 +1,18 @@
 //! Test harness: real peers for crew's tests. PostgreSQL is started from Debian's package on a free port in a
 //! temporary folder, once per machine and shared by every test process (each test gets its own database).
+//! The others ([`Sshd`], [`Ngircd`], [`Alertmanager`], [`Prometheus`], [`SmtpSink`]) are one per test, each on
+//! free ports in its own temporary folder, killed by process id when dropped.
 //!
 //! `CREW_TEST_DATABASE_URL=postgres://...` makes tests use that server instead (it must allow CREATE DATABASE).
+
+mod alertmanager;
+mod daemon;
+mod prometheus;
+mod smtp;
+
+pub use alertmanager::Alertmanager;
+pub use prometheus::Prometheus;
+pub use smtp::SmtpSink;
 
 use anyhow::{bail, Context, Result};
 use sqlx::Connection;

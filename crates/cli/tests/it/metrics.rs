@@ -146,37 +146,25 @@ async fn every_statsd_type_from_a_real_client_is_aggregated_and_queryable() {
 
 #[tokio::test]
 async fn a_real_prometheus_scrapes_crew() {
-    let (d, cfg) = config("");
+    let (_d, cfg) = config("");
     let s = Server::start_with_statsd(&cfg).await;
     let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
     raw.send_to(b"shop.orders:7|c|#region:eu\nshop.latency:12|ms\n", statsd(&s)).unwrap();
     wait_for(&s, "shop.orders", "count", 7.0).await;
     let viewer = s.token("prometheus", "viewer").await;
     let url = url::Url::parse(&s.url).unwrap();
-    let port = crew_testkit::free_port();
-    std::fs::write(
-        d.path().join("prom.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: crew\n    authorization:\n      credentials: {viewer}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            url.port().unwrap()
-        ),
-    )
-    .unwrap();
-    let mut prom = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", d.path().join("prom.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", d.path().join("prom").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian's prometheus package; scripts/test installs it)");
+    let scrape = format!(
+        "scrape_configs:\n  - job_name: crew\n    authorization:\n      credentials: {viewer}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        url.port().unwrap()
+    );
+    let prom = crew_testkit::Prometheus::start_with(&scrape, &[]).unwrap();
+    let port = prom.port;
     let http = reqwest::Client::new();
     let q = |query: &'static str| prom_query(&http, port, query);
     let got = eventually(Duration::from_secs(60), || async { q("shop_orders_total").await.is_some() }).await;
     let orders = q("shop_orders_total").await;
     let latency = q("shop_latency_count").await;
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     assert!(got, "Prometheus scraped crew's counter");
     let orders = orders.unwrap();
     assert_eq!(orders["metric"]["region"], "eu", "{orders}");
