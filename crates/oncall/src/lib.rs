@@ -9,6 +9,6 @@ pub mod schedule;
 
 pub use escalation::{Escalation, Fired, Policy, Step, Target};
 pub use schedule::{
-    check_override, final_schedule, gaps, local_to_utc, next_change, on_call_at, parse_span, parse_zone, Layer,
-    Override, Restriction, Rotation, Schedule, Segment, Source,
+    check_override, final_schedule, gaps, local_to_utc, next_change, on_call_at, overlapping, parse_span, parse_zone,
+    Layer, Override, Restriction, Rotation, Schedule, Segment, Source, REACH_DAYS,
 };

@@ -618,7 +618,8 @@ fn zones_parse() {
 #[test]
 fn schedules_are_checked() {
     let good = || base_and_day();
-    let cases: Vec<(Box<dyn Fn(&mut Schedule)>, &str)> = vec![
+    type Spoil = Box<dyn Fn(&mut Schedule)>;
+    let cases: Vec<(Spoil, &str)> = vec![
         (Box::new(|s| s.layers.clear()), "layers: a schedule needs at least one layer"),
         (Box::new(|s| s.name.clear()), "name: a schedule needs a name"),
         (Box::new(|s| s.layers[1].users.clear()), "layers[1].users: a layer needs at least one user"),
