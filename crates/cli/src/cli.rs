@@ -126,6 +126,76 @@ pub enum Command {
     /// Create, list and revoke tokens (admin).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Who is on call now and next (every schedule, or one); `override` and `take` change who is.
+    Oncall(OncallArgs),
+    /// Incidents: list, show, ack, resolve, note, open.
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct OncallArgs {
+    #[command(subcommand)]
+    pub action: Option<OncallAction>,
+    /// Only this schedule.
+    pub schedule: Option<String>,
+    /// At this time instead of now (RFC 3339, Unix seconds, `-2h`, `+8h`).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OncallAction {
+    /// Put someone on call for a schedule from --from until --until (times as RFC 3339, `+2h`, ...).
+    Override {
+        schedule: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        until: String,
+    },
+    /// Take the shift yourself, from now until --until.
+    Take {
+        schedule: String,
+        #[arg(long, value_name = "TIME")]
+        until: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentAction {
+    /// Incidents, open first.
+    List {
+        /// Only open ones.
+        #[arg(long)]
+        open: bool,
+    },
+    /// One incident with its timeline.
+    Show { id: String },
+    /// Acknowledge: you are on it, nobody else is paged.
+    Ack { id: String },
+    /// Resolve, with what fixed it.
+    Resolve {
+        id: String,
+        #[arg(short = 'm', long = "message", value_name = "NOTE")]
+        note: Option<String>,
+    },
+    /// Add a note to an incident's timeline.
+    Note { id: String, text: String },
+    /// Open an incident by hand; with --escalation it pages.
+    Open {
+        summary: String,
+        #[arg(long)]
+        escalation: Option<String>,
+        /// page (default) or ticket.
+        #[arg(long, default_value = "page")]
+        severity: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::deploy::pending(&client, &environment, cli.global.json).await
         }
+        Command::Oncall(args) => {
+            crate::oncall::oncall(&Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await
+        }
+        Command::Incident { action } => {
+            crate::oncall::incident(&Client::new(&cli.global.server, &data_dir)?, action, cli.global.json).await
+        }
         Command::Infra { action } => {
             use crate::infra::Mode;
             let (args, mode) = match action {

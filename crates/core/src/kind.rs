@@ -53,6 +53,22 @@ pub const INFRA_UNREACHABLE: &str = "infra.unreachable";
 pub const ALERT_FIRED: &str = "alert.fired";
 pub const ALERT_RESOLVED: &str = "alert.resolved";
 
+// Incidents: paged, acknowledged, resolved.
+pub const INCIDENT_TRIGGERED: &str = "incident.triggered";
+pub const INCIDENT_ACKNOWLEDGED: &str = "incident.acknowledged";
+pub const INCIDENT_RESOLVED: &str = "incident.resolved";
+pub const INCIDENT_REOPENED: &str = "incident.reopened";
+pub const INCIDENT_ESCALATED: &str = "incident.escalated";
+pub const INCIDENT_NOTIFIED: &str = "incident.notified";
+pub const INCIDENT_NOTE: &str = "incident.note";
+/// An alert joined an incident that was already open (deduplicated by its key).
+pub const INCIDENT_JOINED: &str = "incident.joined";
+
+// On-call schedules.
+pub const ONCALL_OVERRIDE: &str = "oncall.override";
+pub const ONCALL_GAP: &str = "oncall.gap";
+pub const ONCALL_FEED_ROTATED: &str = "oncall.feed_rotated";
+
 // The robot's identity links.
 pub const CHAT_LINKED: &str = "chat.linked";
 pub const CHAT_UNLINKED: &str = "chat.unlinked";

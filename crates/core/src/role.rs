@@ -16,15 +16,22 @@ pub enum Role {
     Member,
     /// Tokens, users, infra apply, configuration.
     Admin,
+    /// An integration (Alertmanager, a PagerDuty-compatible sender): may send alerts and nothing else.
+    Alert,
 }
 
 impl Role {
     /// Whether this role may do what `needed` allows. `Evaluate` satisfies only `Evaluate`;
     /// every person's role (viewer and up) satisfies `Evaluate` too, so people can try evaluations.
+    /// `Alert` is apart too: it satisfies only `Alert`, and members and admins may send alerts as well.
     pub fn allows(self, needed: Role) -> bool {
-        match needed {
-            Role::Evaluate => true,
-            _ => self != Role::Evaluate && self.rank() >= needed.rank(),
+        match (self, needed) {
+            (Role::Alert, Role::Alert) => true,
+            (Role::Alert, _) => false,
+            (_, Role::Evaluate) => true,
+            (Role::Evaluate, _) => false,
+            (_, Role::Alert) => self.rank() >= Role::Member.rank(),
+            _ => self.rank() >= needed.rank(),
         }
     }
 
@@ -34,6 +41,7 @@ impl Role {
             Role::Viewer => 1,
             Role::Member => 2,
             Role::Admin => 3,
+            Role::Alert => 0,
         }
     }
 
@@ -43,10 +51,11 @@ impl Role {
             Role::Viewer => "viewer",
             Role::Member => "member",
             Role::Admin => "admin",
+            Role::Alert => "alert",
         }
     }
 
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Member, Role::Admin, Role::Evaluate];
+    pub const ALL: [Role; 5] = [Role::Viewer, Role::Member, Role::Admin, Role::Evaluate, Role::Alert];
 }
 
 impl fmt::Display for Role {
@@ -63,7 +72,8 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "member" => Ok(Role::Member),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role `{other}`: expected viewer, member, admin or evaluate")),
+            "alert" => Ok(Role::Alert),
+            other => Err(format!("unknown role `{other}`: expected viewer, member, admin, evaluate or alert")),
         }
     }
 }
@@ -83,6 +93,13 @@ mod tests {
             (Evaluate, Viewer, false),
             (Evaluate, Evaluate, true),
             (Viewer, Evaluate, true),
+            (Alert, Alert, true),
+            (Alert, Viewer, false),
+            (Alert, Evaluate, false),
+            (Evaluate, Alert, false),
+            (Viewer, Alert, false),
+            (Member, Alert, true),
+            (Admin, Alert, true),
         ];
         for (have, need, ok) in table {
             assert_eq!(have.allows(need), ok, "{have} allows {need}");

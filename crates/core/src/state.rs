@@ -80,6 +80,52 @@ word_enum!(
     }
 );
 
+word_enum!(
+    /// Where an incident is: `triggered → acknowledged → resolved`, reopened to `triggered`.
+    IncidentStatus, "incident status" {
+        /// Open and escalating: nobody has acknowledged it.
+        Triggered = "triggered",
+        /// Someone is on it: nobody is paged (until the acknowledgement times out).
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
+);
+
+word_enum!(
+    /// What a firing alert asks of people.
+    Severity, "severity" {
+        /// Someone must act now: the escalation pages.
+        Page = "page",
+        /// Someone must look in working hours: an incident opens without paging.
+        Ticket = "ticket",
+        /// Recorded only.
+        Info = "info",
+    }
+);
+
+word_enum!(
+    /// How a person is reached.
+    Channel, "notification channel" {
+        /// An IRC private message to the person's linked identity, and a highlight in the incident's room.
+        Chat = "chat",
+        Email = "email",
+        /// A room: the announcement and a highlight of whoever is on call.
+        Room = "room",
+    }
+);
+
+word_enum!(
+    /// What became of one notification.
+    Delivery, "delivery result" {
+        /// The peer took it (the SMTP server accepted the message, the IRC server the line).
+        Delivered = "delivered",
+        /// The peer said no (a 5xx from SMTP, an unknown nick).
+        Refused = "refused",
+        /// It could not be handed over (the server is down, a timeout); retried with backoff.
+        Failed = "failed",
+    }
+);
+
 impl DeployStatus {
     /// Whether the deploy has ended (any status but running).
     pub fn is_final(self) -> bool {

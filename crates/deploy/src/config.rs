@@ -138,6 +138,12 @@ pub struct Environment {
     /// Extra `ssh` arguments for this environment's SSH hosts (e.g. `["-i", "/path/key"]`).
     #[serde(default)]
     pub ssh_options: Vec<String>,
+    /// The on-call schedule that answers for this environment: a deploy warns when nobody is on call or a
+    /// handoff is near.
+    pub oncall: Option<String>,
+    /// Refuse (rather than warn about) a deploy while nobody is on call.
+    #[serde(default)]
+    pub require_oncall: bool,
 }
 
 fn four() -> usize {

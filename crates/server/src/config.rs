@@ -35,6 +35,8 @@ pub struct Settings {
     pub alerts: Vec<crate::alerts::Rule>,
     /// `[server]`'s limits on connections and streams.
     pub limits: Limits,
+    /// `[people]`, `[smtp]`, `[[schedules]]`, `[[escalations]]`, `[incidents]`, checked.
+    pub oncall: crate::oncall::OncallConfig,
 }
 
 /// `crew.toml`. Sections of areas that land later are accepted as tables and typed strictly when they land.
@@ -56,6 +58,14 @@ pub struct FileConfig {
     pub infra: Option<crate::infra::InfraSection>,
     #[serde(default)]
     pub alerts: Vec<crate::alerts::AlertSection>,
+    #[serde(default)]
+    pub people: std::collections::BTreeMap<String, crate::oncall::config::PersonSection>,
+    pub smtp: Option<crate::oncall::config::SmtpSection>,
+    #[serde(default)]
+    pub schedules: Vec<crate::oncall::config::ScheduleSection>,
+    #[serde(default)]
+    pub escalations: Vec<crate::oncall::config::EscalationSection>,
+    pub incidents: Option<crate::oncall::config::IncidentsSection>,
 }
 
 /// `[server]`: the same settings as `crew serve`'s flags, for a team that keeps them in the repository.
@@ -230,7 +240,27 @@ impl Settings {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),
             message,
         })?;
-        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics, alerts, limits })
+        let mut references: Vec<(String, String, &'static str)> = file
+            .alerts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.escalation.clone().map(|e| (format!("alerts[{i}].escalation"), e, "escalation")))
+            .collect();
+        for (name, env) in &file.environments {
+            if let Some(s) = &env.oncall {
+                references.push((format!("environments.{name}.oncall"), s.clone(), "schedule"));
+            }
+        }
+        let oncall = crate::oncall::config::check(
+            &file.people,
+            file.smtp.as_ref(),
+            &file.schedules,
+            &file.escalations,
+            file.incidents.as_ref(),
+            &references,
+        )
+        .map_err(invalid)?;
+        Ok(Settings { data_dir, listen, statsd, database, config_path, file, deploy, metrics, alerts, limits, oncall })
     }
 }
 

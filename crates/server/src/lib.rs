@@ -1,7 +1,7 @@
 //! `crew serve`: the HTTP API, the web UI and the live event stream in one process, over one [`Store`].
 //!
 //! A thin platform (`state`, `config`, `auth`, `error`, `http`, `web`) and one module per domain (timeline,
-//! tokens, deploys, flags, metrics, alerts, chat, infra, system), each with its service in `mod.rs` (one
+//! tokens, deploys, flags, metrics, alerts, chat, infra, oncall, incidents, system), each with its service in `mod.rs` (one
 //! function per action), its `api.rs` and its `web.rs`. [`App::build`] is shared by `main` and the tests: it
 //! opens the store, makes sure an admin token exists and binds the listener; [`App::run`] serves until the
 //! shutdown token is cancelled.
@@ -16,8 +16,10 @@ pub mod deploys;
 pub mod error;
 pub mod flags;
 pub mod http;
+pub mod incidents;
 pub mod infra;
 pub mod metrics;
+pub mod oncall;
 pub mod routes;
 pub mod state;
 pub mod system;
@@ -71,6 +73,7 @@ pub struct App {
     flag_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     token_changes: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     chat_events: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
+    alert_events: tokio::sync::broadcast::Receiver<Arc<crew_core::Event>>,
     statsd: Option<metrics::statsd::Sockets>,
 }
 
@@ -106,8 +109,9 @@ impl App {
         let flag_changes = state.timeline.subscribe();
         let token_changes = state.timeline.subscribe();
         let chat_events = state.timeline.subscribe();
+        let alert_events = state.timeline.subscribe();
         state.flags.reload().await?;
-        Ok(App { listener, state, flag_changes, token_changes, chat_events, statsd })
+        Ok(App { listener, state, flag_changes, token_changes, chat_events, alert_events, statsd })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -120,7 +124,7 @@ impl App {
 
     /// Serves until `shutdown` is cancelled; then stops accepting, ends live streams and lets requests finish.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let App { listener, state, flag_changes, token_changes, chat_events, statsd } = self;
+        let App { listener, state, flag_changes, token_changes, chat_events, alert_events, statsd } = self;
         let p = state.platform.clone();
         // The services hold the platform's token; the caller's cancels it.
         let ours = p.shutdown.clone();
@@ -134,6 +138,8 @@ impl App {
         tokio::spawn(auth::follow_tokens(state.auth.cache.clone(), p.shutdown.clone(), token_changes));
         chat::start(state.robot(), chat_events).context("the chat robot")?;
         infra::start(&state.infra);
+        oncall::start(&state.oncall, &p, replica_id(&p.settings.data_dir)?);
+        incidents::start(&state.incidents, alert_events);
         let rules = p.settings.alerts.clone();
         let metrics_task = metrics::flush::start(&state.metrics, state.timeline.clone(), rules, statsd);
         tracing::info!(addr = %p.addr, store = p.store.engine().as_str(), "crew is serving");

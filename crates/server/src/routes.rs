@@ -3,10 +3,10 @@
 //! saying who may call it.
 
 use crate::http::{Least, Route};
-use crate::{chat, deploys, flags, infra, metrics, system, timeline, tokens, web};
+use crate::{chat, deploys, flags, incidents, infra, metrics, oncall, system, timeline, tokens, web};
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
-use crew_core::Role::{Admin, Evaluate, Member, Viewer};
+use crew_core::Role::{Admin, Alert, Evaluate, Member, Viewer};
 
 /// The API: JSON under `/api/v1`, OFREP, and `/metrics` for Prometheus.
 pub fn api() -> Vec<Route> {
@@ -51,6 +51,21 @@ pub fn api() -> Vec<Route> {
         Route::get("/api/v1/chat/links", Token(Viewer), chat::api::links),
         Route::post("/api/v1/chat/links", Token(Admin), chat::api::link),
         Route::post("/api/v1/infra/reports", Token(Member), infra::api::report),
+        Route::get("/api/v1/oncall", Token(Viewer), oncall::api::now),
+        Route::get("/api/v1/oncall/{schedule}", Token(Viewer), oncall::api::schedule),
+        Route::post("/api/v1/oncall/{schedule}/overrides", Token(Member), oncall::api::add_override),
+        Route::post("/api/v1/oncall/{schedule}/feed", Token(Member), oncall::api::rotate_schedule_feed),
+        Route::get("/api/v1/oncall/{schedule}/feed.ics", Anyone, oncall::api::schedule_feed),
+        Route::post("/api/v1/people/{name}/feed", Token(Member), oncall::api::rotate_person_feed),
+        Route::get("/api/v1/people/{name}/feed.ics", Anyone, oncall::api::person_feed),
+        Route::get("/api/v1/incidents", Token(Viewer), incidents::api::list),
+        Route::post("/api/v1/incidents", Token(Member), incidents::api::create),
+        Route::get("/api/v1/incidents/{id}", Token(Viewer), incidents::api::one),
+        Route::post("/api/v1/incidents/{id}/ack", Token(Member), incidents::api::ack),
+        Route::post("/api/v1/incidents/{id}/resolve", Token(Member), incidents::api::resolve),
+        Route::post("/api/v1/incidents/{id}/notes", Token(Member), incidents::api::note),
+        Route::post("/api/v1/integrations/alertmanager", Token(Alert), incidents::integrations::alertmanager),
+        Route::post("/api/v1/integrations/pagerduty/enqueue", Token(Alert), incidents::integrations::pagerduty),
     ]
 }
 
@@ -82,5 +97,12 @@ pub fn web() -> Vec<Route> {
         Route::post("/flags/{key}/knob", Form(Member), flags::web::knob),
         Route::get("/graphs", Page(Viewer), metrics::web::index),
         Route::get("/infra", Page(Viewer), infra::web::index),
+        Route::get("/oncall", Page(Viewer), oncall::web::index),
+        Route::post("/oncall/take", Form(Member), oncall::web::take),
+        Route::get("/incidents", Page(Viewer), incidents::web::index),
+        Route::get("/incidents/{id}", Page(Viewer), incidents::web::show),
+        Route::post("/incidents/{id}/ack", Form(Member), incidents::web::ack),
+        Route::post("/incidents/{id}/resolve", Form(Member), incidents::web::resolve),
+        Route::post("/incidents/{id}/notes", Form(Member), incidents::web::note),
     ]
 }

@@ -7,8 +7,10 @@ use crate::chat::{Chat, ChatStatus, Robot};
 use crate::config::Settings;
 use crate::deploys::Deploys;
 use crate::flags::{FlagCache, Flags};
+use crate::incidents::Incidents;
 use crate::infra::Infra;
 use crate::metrics::{Live, Metrics};
+use crate::oncall::Oncall;
 use crate::system::System;
 use crate::timeline::Timeline;
 use crate::tokens::Tokens;
@@ -60,6 +62,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub chat: Chat,
     pub infra: Infra,
+    pub oncall: Oncall,
+    pub incidents: Incidents,
     pub system: System,
 }
 
@@ -87,8 +91,10 @@ impl AppState {
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
-        let system = System { platform: platform.clone(), chat: status };
-        AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, system }
+        let oncall = Oncall::new(&platform, timeline.clone());
+        let incidents = Incidents::new(&platform, timeline.clone(), oncall.clone(), chat.clone());
+        let system = System { platform: platform.clone(), chat: status, oncall: oncall.clone() };
+        AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, oncall, incidents, system }
     }
 
     /// The robot's view: every service its commands call.

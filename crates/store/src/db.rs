@@ -99,6 +99,7 @@ pub(crate) enum Arg<'q> {
     OwnedText(String),
     NullableText(Option<&'q str>),
     Int(i64),
+    NullableInt(Option<i64>),
     Int4(i32),
     Bytes(&'q [u8]),
 }
@@ -136,6 +137,12 @@ impl<'q> From<&'q Option<String>> for Arg<'q> {
 impl From<i64> for Arg<'_> {
     fn from(v: i64) -> Self {
         Arg::Int(v)
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::NullableInt(v)
     }
 }
 
@@ -225,6 +232,7 @@ where
     String: Encode<'q, DB> + Type<DB>,
     Option<&'q str>: Encode<'q, DB> + Type<DB>,
     i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB> + Type<DB>,
     i32: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
 {
@@ -233,6 +241,7 @@ where
         Arg::OwnedText(v) => q.bind(v),
         Arg::NullableText(v) => q.bind(v),
         Arg::Int(v) => q.bind(v),
+        Arg::NullableInt(v) => q.bind(v),
         Arg::Int4(v) => q.bind(v),
         Arg::Bytes(v) => q.bind(v),
     })

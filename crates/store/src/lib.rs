@@ -11,7 +11,7 @@
 //! - Both engines pass the same conformance suite (`tests/conformance/`, a module per domain).
 //!
 //! Each domain has its trait ([`TimelineStore`], [`AccessStore`], [`DeployStore`], [`FlagStore`], [`ChatStore`],
-//! [`MetricStore`], [`LeaseStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
+//! [`MetricStore`], [`LeaseStore`], [`IncidentStore`], [`OncallStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
 //! ...), written against the engine-neutral executor of `db.rs`. [`Store`] is their sum; [`prelude`] has them all.
 
 mod access;
@@ -19,8 +19,10 @@ mod chat;
 mod db;
 pub mod deploys;
 mod flags;
+mod incidents;
 mod leases;
 mod metrics;
+mod oncall;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -36,7 +38,9 @@ pub use access::{Session, TokenInfo};
 pub use chat::ChatLink;
 pub use deploys::{Deploy, Lock, NewDeploy};
 pub use flags::StoredFlag;
+pub use incidents::{Advance, Incident, NewIncident, Triggered};
 pub use metrics::{MetricChunk, MetricWal};
+pub use oncall::StoredOverride;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use timeline::{Counts, Page};
@@ -270,16 +274,123 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn try_lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool>;
 }
 
+/// Incidents: opened (deduplicated by key), acknowledged, resolved, and their due escalation steps.
+#[async_trait]
+pub trait IncidentStore: Send + Sync + 'static {
+    /// Opens an incident, or adds to the one with the same key: joins it when open, reopens it when it was
+    /// resolved within `reopen_within` (escalating from the first step again), and does nothing when
+    /// `source_id` was heard already. The events `event` makes are recorded in the same transaction.
+    async fn trigger_incident(
+        &self,
+        n: NewIncident,
+        now: DateTime<Utc>,
+        reopen_within: std::time::Duration,
+        event: Box<dyn for<'i> FnOnce(&'i Incident, Triggered) -> Vec<NewEvent> + Send>,
+    ) -> Result<(Incident, Triggered, Vec<Event>)>;
+
+    /// Acknowledges a triggered incident: nothing more is due until `ack_until` (then it escalates again).
+    /// `Conflict` if it is acknowledged or resolved already, `NotFound` if there is no such incident.
+    async fn ack_incident(
+        &self,
+        id: i64,
+        actor: &str,
+        now: DateTime<Utc>,
+        ack_until: Option<DateTime<Utc>>,
+        event: Box<dyn for<'i> FnOnce(&'i Incident) -> NewEvent + Send>,
+    ) -> Result<(Incident, Event)>;
+
+    /// Resolves an open incident. `Conflict` if resolved already.
+    async fn resolve_incident(
+        &self,
+        id: i64,
+        actor: &str,
+        now: DateTime<Utc>,
+        event: Box<dyn for<'i> FnOnce(&'i Incident) -> NewEvent + Send>,
+    ) -> Result<(Incident, Event)>;
+
+    /// Records an event about an incident that exists (a note, a notification).
+    async fn note_incident(&self, id: i64, event: NewEvent) -> Result<Event>;
+
+    async fn incident(&self, id: i64) -> Result<Option<Incident>>;
+
+    /// Open incidents first, then the others, each newest first.
+    async fn incidents(&self, open_only: bool, limit: u32) -> Result<Vec<Incident>>;
+
+    /// The newest incident with this key.
+    async fn incident_by_key(&self, key: &str) -> Result<Option<Incident>>;
+
+    /// Claims the incidents whose due time has come (at most `limit`) and applies what `decide` says of each
+    /// — its new status, step and due time, and its events — in one transaction. Across replicas on one
+    /// PostgreSQL each due step is claimed once (`FOR UPDATE SKIP LOCKED`).
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        decide: Box<dyn for<'i> Fn(&'i Incident) -> Advance + Send + Sync>,
+    ) -> Result<Vec<(Incident, Advance, Vec<Event>)>>;
+}
+
+/// On-call: schedule overrides and the iCal feeds' secrets.
+#[async_trait]
+pub trait OncallStore: Send + Sync + 'static {
+    /// Adds an override after `check` accepts it against the schedule's overrides that end after `from`
+    /// (its `Err` is a `Conflict`); `check` makes the event. Overrides of one schedule are added one at a time.
+    async fn add_override(
+        &self,
+        schedule: &str,
+        user: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        actor: &str,
+        check: Box<dyn for<'o> FnOnce(&'o [StoredOverride]) -> std::result::Result<NewEvent, String> + Send>,
+    ) -> Result<(StoredOverride, Event)>;
+
+    /// Overrides (of one schedule, or all) that end after `ending_after`, by schedule and start.
+    async fn overrides(&self, schedule: Option<&str>, ending_after: DateTime<Utc>) -> Result<Vec<StoredOverride>>;
+
+    async fn remove_override(&self, id: i64, event: NewEvent) -> Result<(StoredOverride, Event)>;
+
+    /// Sets (replaces) the hash of a feed's key.
+    async fn put_feed_key(&self, name: &str, key_hash: &str, event: NewEvent) -> Result<Event>;
+
+    async fn feed_key(&self, name: &str) -> Result<Option<String>>;
+}
+
 /// The storage every part of crew uses: every domain's trait. Implemented by [`SqliteStore`] and [`PgStore`].
 /// An `Arc<dyn Store>` converts to the `Arc<dyn …Store>` of any one domain.
-pub trait Store: TimelineStore + AccessStore + DeployStore + FlagStore + ChatStore + MetricStore + LeaseStore {}
+pub trait Store:
+    TimelineStore
+    + AccessStore
+    + DeployStore
+    + FlagStore
+    + ChatStore
+    + MetricStore
+    + LeaseStore
+    + IncidentStore
+    + OncallStore
+{
+}
 
-impl<S: TimelineStore + AccessStore + DeployStore + FlagStore + ChatStore + MetricStore + LeaseStore> Store for S {}
+impl<S> Store for S where
+    S: TimelineStore
+        + AccessStore
+        + DeployStore
+        + FlagStore
+        + ChatStore
+        + MetricStore
+        + LeaseStore
+        + IncidentStore
+        + OncallStore
+{
+}
 
 /// The store traits, for `use crew_store::prelude::*;`. A method called on a `dyn Store` needs no import; on a
 /// concrete store or a generic `S: Store`, its domain's trait must be in scope.
 pub mod prelude {
-    pub use crate::{AccessStore, ChatStore, DeployStore, FlagStore, LeaseStore, MetricStore, Store, TimelineStore};
+    pub use crate::{
+        AccessStore, ChatStore, DeployStore, FlagStore, IncidentStore, LeaseStore, MetricStore, OncallStore, Store,
+        TimelineStore,
+    };
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`), creating it if needed and applying

@@ -38,6 +38,7 @@ fn concrete(path: &str) -> String {
         .replace("{env}", "production")
         .replace("{name}", "nobody")
         .replace("{*rest}", "x")
+        .replace("{schedule}", "ops")
 }
 
 fn redirects_to_signin(res: &reqwest::Response) -> bool {
@@ -50,6 +51,7 @@ fn redirects_to_signin(res: &reqwest::Response) -> bool {
 fn table() -> BTreeMap<(&'static str, &'static str), Least> {
     use Least::*;
     let (v, m, a, e) = (Token(Role::Viewer), Token(Role::Member), Token(Role::Admin), Token(Role::Evaluate));
+    let al = Token(Role::Alert);
     let page = Page(Role::Viewer);
     let form = Form(Role::Member);
     BTreeMap::from([
@@ -111,6 +113,28 @@ fn table() -> BTreeMap<(&'static str, &'static str), Least> {
         (("POST", "/flags/{key}/knob"), form),
         (("GET", "/graphs"), page),
         (("GET", "/infra"), page),
+        (("GET", "/api/v1/oncall"), v),
+        (("GET", "/api/v1/oncall/{schedule}"), v),
+        (("POST", "/api/v1/oncall/{schedule}/overrides"), m),
+        (("POST", "/api/v1/oncall/{schedule}/feed"), m),
+        (("GET", "/api/v1/oncall/{schedule}/feed.ics"), Anyone),
+        (("POST", "/api/v1/people/{name}/feed"), m),
+        (("GET", "/api/v1/people/{name}/feed.ics"), Anyone),
+        (("GET", "/api/v1/incidents"), v),
+        (("POST", "/api/v1/incidents"), m),
+        (("GET", "/api/v1/incidents/{id}"), v),
+        (("POST", "/api/v1/incidents/{id}/ack"), m),
+        (("POST", "/api/v1/incidents/{id}/resolve"), m),
+        (("POST", "/api/v1/incidents/{id}/notes"), m),
+        (("POST", "/api/v1/integrations/alertmanager"), al),
+        (("POST", "/api/v1/integrations/pagerduty/enqueue"), al),
+        (("GET", "/oncall"), page),
+        (("POST", "/oncall/take"), form),
+        (("GET", "/incidents"), page),
+        (("GET", "/incidents/{id}"), page),
+        (("POST", "/incidents/{id}/ack"), form),
+        (("POST", "/incidents/{id}/resolve"), form),
+        (("POST", "/incidents/{id}/notes"), form),
     ])
 }
 
@@ -119,11 +143,12 @@ async fn every_route_checks_its_role() {
     let s = Server::start().await;
     let tokens = [
         (Role::Evaluate, s.token("www-app", "evaluate").await),
+        (Role::Alert, s.token("alertmanager", "alert").await),
         (Role::Viewer, s.token("vera", "viewer").await),
         (Role::Member, s.token("mo", "member").await),
         (Role::Admin, s.admin.clone()),
     ];
-    let people = &tokens[1..];
+    let people = &tokens[2..];
     let http = no_redirects();
     let table = table();
     let routes = crew_server::routes();

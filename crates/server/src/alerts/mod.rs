@@ -34,6 +34,8 @@ pub struct AlertSection {
     pub summary: String,
     /// A path in the repository (`runbooks/checkout.md`) or a URL.
     pub runbook: Option<String>,
+    /// The escalation policy (`[[escalations]]`) an incident of this rule follows: a `page` pages it.
+    pub escalation: Option<String>,
 }
 
 fn page() -> String {
@@ -88,35 +90,7 @@ impl Op {
     }
 }
 
-/// What a firing alert asks of people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Someone must act now.
-    Page,
-    /// Someone must look at it in working hours.
-    Ticket,
-    /// Recorded only.
-    Info,
-}
-
-impl Severity {
-    pub fn parse(s: &str) -> Option<Severity> {
-        Some(match s {
-            "page" => Severity::Page,
-            "ticket" => Severity::Ticket,
-            "info" => Severity::Info,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Page => "page",
-            Severity::Ticket => "ticket",
-            Severity::Info => "info",
-        }
-    }
-}
+pub use crew_core::Severity;
 
 /// An alert rule as crew.toml's `[[alerts]]` gives it, checked and parsed once when the config loads.
 #[derive(Debug, Clone)]
@@ -135,6 +109,7 @@ pub struct Rule {
     pub severity: Severity,
     pub summary: String,
     pub runbook: Option<String>,
+    pub escalation: Option<String>,
 }
 
 /// Checks every `[[alerts]]` and parses it into a [`Rule`]; errors name the rule and key.
@@ -161,8 +136,10 @@ pub fn check(alerts: &[AlertSection]) -> Result<Vec<Rule>, String> {
             Some(f) => humantime::parse_duration(f).map_err(|e| format!("{at}.for = \"{f}\": {e}"))?,
             None => Duration::ZERO,
         };
-        let severity = Severity::parse(&a.severity)
-            .ok_or_else(|| format!("{at}.severity = \"{}\": page, ticket or info", a.severity))?;
+        let severity: Severity = a
+            .severity
+            .parse()
+            .map_err(|_: String| format!("{at}.severity = \"{}\": page, ticket or info", a.severity))?;
         if a.summary.trim().is_empty() || a.summary.contains('\n') {
             return Err(format!("{at}.summary: one line"));
         }
@@ -184,6 +161,7 @@ pub fn check(alerts: &[AlertSection]) -> Result<Vec<Rule>, String> {
             severity,
             summary: a.summary.clone(),
             runbook: a.runbook.clone(),
+            escalation: a.escalation.clone(),
         });
     }
     Ok(rules)
@@ -337,6 +315,7 @@ mod tests {
             severity: "page".into(),
             summary: "checkout errors".into(),
             runbook: Some("runbooks/checkout.md".into()),
+            escalation: None,
         }
     }
 

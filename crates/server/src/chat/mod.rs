@@ -115,6 +115,39 @@ impl Chat {
         Ok(e)
     }
 
+    /// Says `text` to a room or a nick over the robot's IRC connection: handed over, or why not.
+    pub async fn say(&self, to: &str, text: &str) -> Result<(), String> {
+        let Some(out) = self.status.out.get() else {
+            return Err("crew.toml has no [chat.irc]: the robot is not on IRC".into());
+        };
+        let connected = self.status.state.get().is_some_and(|s| s.borrow().connected);
+        if !connected {
+            return Err("the robot is not connected to IRC right now".into());
+        }
+        let text = text.replace(['\r', '\n'], " ");
+        self.status.remember(to, "crew", &text);
+        out.send(Outgoing::Reply { room: to.to_string(), text })
+            .await
+            .map_err(|_| "the IRC connection stopped".to_string())?;
+        Ok(())
+    }
+
+    /// The robot's first channel, where incidents are highlighted unless `[incidents] room` says otherwise.
+    pub fn first_channel(&self) -> Option<String> {
+        self.config.as_ref().and_then(|c| c.irc.as_ref()).and_then(|i| i.channels.first().cloned())
+    }
+
+    /// The IRC nick a crew user is reached at: a link whose identity names a nick (`alice`, `alice!*@*`,
+    /// `account:alice`), crew.toml's `[[chat.users]]` first.
+    pub async fn nick_of(&self, user: &str) -> Option<String> {
+        let links = self.links().await.ok()?;
+        links.into_iter().filter(|l| l.user == user).find_map(|l| {
+            let id = l.identity.strip_prefix("account:").unwrap_or(&l.identity);
+            let nick = id.split('!').next().unwrap_or_default();
+            (!nick.is_empty() && !nick.contains(['*', '?', '@'])).then(|| nick.to_string())
+        })
+    }
+
     /// The crew user a chat speaker maps to: the first `[[chat.users]]` whose pattern matches, then the links.
     pub async fn speaker(&self, sender: &Sender) -> Option<String> {
         let configured = self.config.iter().flat_map(|c| c.users.iter());
@@ -152,6 +185,8 @@ pub struct Robot {
     pub flags: Flags,
     pub metrics: Metrics,
     pub tokens: Tokens,
+    pub oncall: crate::oncall::Oncall,
+    pub incidents: crate::incidents::Incidents,
     pub platform: Platform,
 }
 
@@ -164,6 +199,8 @@ impl FromRef<AppState> for Robot {
             flags: st.flags.clone(),
             metrics: st.metrics.clone(),
             tokens: st.tokens.clone(),
+            oncall: st.oncall.clone(),
+            incidents: st.incidents.clone(),
             platform: st.platform.clone(),
         }
     }
@@ -178,6 +215,8 @@ pub struct ChatStatus {
     /// Each webhook's name (never its URL) and delivery counts.
     webhooks: OnceLock<Vec<(String, Arc<crew_chat::webhook::Counts>)>>,
     recent: Mutex<VecDeque<Said>>,
+    /// The robot's IRC connection, for pages: private messages and highlights.
+    out: OnceLock<tokio::sync::mpsc::Sender<Outgoing>>,
 }
 
 /// One line in a room, as the status page lists it.
@@ -287,6 +326,7 @@ pub fn start(robot: Robot, bus: tokio::sync::broadcast::Receiver<Arc<Event>>) ->
             });
             let (handle, incoming) = irc::spawn(cfg, format!("{base}/"), shutdown.clone());
             let _ = status.state.set(handle.state.clone());
+            let _ = status.out.set(handle.out.clone());
             tokio::spawn(listen(robot.clone(), handle.out.clone(), incoming));
             Some((irc_section, handle.out))
         }
@@ -556,8 +596,108 @@ pub(crate) async fn run(
             let (_, after) = robot.flags.turn(key, &knob, true, &format!("from {room}"), actor).await?;
             Ok(format!("{key}: {}", after.as_ref().map(knobs::describe).unwrap_or_default()))
         }
+        "oncall" => {
+            let who = robot.oncall.now(arg(0), chrono::Utc::now()).await?;
+            if who.is_empty() {
+                return Ok("no schedules: crew.toml has no [[schedules]]".into());
+            }
+            Ok(who
+                .iter()
+                .map(|w| {
+                    let now = w.now.user.as_deref().unwrap_or("NOBODY");
+                    let next = w
+                        .next
+                        .as_ref()
+                        .map(|n| {
+                            format!(
+                                ", then {} from {}",
+                                n.user.as_deref().unwrap_or("nobody"),
+                                n.from.format("%a %H:%M UTC")
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!("{}: {now} until {}{next}", w.schedule, w.now.until.format("%a %H:%M UTC"))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        "incidents" => {
+            let open = robot.incidents.list(true, 10).await?;
+            if open.is_empty() {
+                return Ok("no open incidents".into());
+            }
+            Ok(open
+                .iter()
+                .map(|i| format!("#{} {} [{}] {}", i.id, i.status, i.severity, i.summary))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        "ack" => {
+            let id = match arg(0) {
+                Some(a) => crate::incidents::api::incident_id(a)?,
+                None => match robot.incidents.newest_open().await? {
+                    Some(i) => i.id,
+                    None => return Ok("nothing to acknowledge: no incident is triggered".into()),
+                },
+            };
+            let inc = robot.incidents.ack(id, actor.clone()).await?;
+            Ok(format!("#{} acknowledged by {}: {}", inc.id, actor.name, inc.summary))
+        }
+        "resolve" => {
+            let all = arg(0).unwrap_or_default();
+            let (id, note) = match all.split_once(' ') {
+                Some((id, note)) => (id, Some(note)),
+                None => (all, None),
+            };
+            let inc = robot.incidents.resolve(crate::incidents::api::incident_id(id)?, note, actor.clone()).await?;
+            Ok(format!("#{} resolved by {}", inc.id, actor.name))
+        }
+        "page" => {
+            let all = arg(0).unwrap_or_default();
+            let Some((who, text)) = all.split_once(' ') else {
+                return Err(ApiError::BadRequest("usage: !page WHO TEXT".into()));
+            };
+            let escalation = if robot.oncall.config.escalations.contains_key(who) {
+                who.to_string()
+            } else if robot.oncall.person(who).is_some() {
+                // A person: a one-step policy made for this page, snapshotted like any other.
+                return page_person(robot, who, text, actor, room).await;
+            } else {
+                return Err(ApiError::BadRequest(format!("!page {who}: no escalation policy or person `{who}`")));
+            };
+            let t = crate::incidents::Trigger {
+                key: format!("chat:{}", uuid::Uuid::now_v7()),
+                summary: text.to_string(),
+                severity: crew_core::Severity::Page,
+                source: "person",
+                escalation: Some(escalation.clone()),
+                runbook: None,
+                details: json!({"room": room}),
+                source_id: None,
+                drill: false,
+            };
+            let (inc, _) = robot.incidents.trigger(t, actor).await?;
+            Ok(format!("#{} opened, paging {escalation}: {}", inc.id, inc.summary))
+        }
         other => Ok(format!("!{other} is not available here yet")),
     }
+}
+
+/// `!page PERSON TEXT`: an incident whose escalation is that one person.
+async fn page_person(robot: &Robot, who: &str, text: &str, actor: Actor, room: &str) -> Result<String, ApiError> {
+    let t = crate::incidents::Trigger {
+        key: format!("chat:{}", uuid::Uuid::now_v7()),
+        summary: text.to_string(),
+        severity: crew_core::Severity::Page,
+        source: "person",
+        escalation: None,
+        runbook: None,
+        details: json!({"room": room, "page": who}),
+        source_id: None,
+        drill: false,
+    };
+    let (inc, _) = robot.incidents.trigger_to(t, who, actor).await?;
+    Ok(format!("#{} opened, paging {who}: {}", inc.id, inc.summary))
 }
 
 async fn status(robot: &Robot) -> Result<String, ApiError> {

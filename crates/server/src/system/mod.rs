@@ -16,6 +16,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct System {
     pub platform: Platform,
     pub chat: Arc<ChatStatus>,
+    pub oncall: crate::oncall::Oncall,
 }
 
 impl System {
@@ -31,6 +32,7 @@ impl System {
             "started_at": crew_core::time::rfc3339(p.started_at),
             "uptime_seconds": p.started.elapsed().as_secs(),
             "counts": {"events": counts.events, "tokens": counts.tokens},
+            "warnings": self.oncall.warnings(chrono::Utc::now()).await,
         }))
     }
 }

@@ -30,6 +30,8 @@ pub const NAV: &[(&str, &str)] = &[
     ("Flags", "/flags"),
     ("Metrics", "/graphs"),
     ("Infra", "/infra"),
+    ("On call", "/oncall"),
+    ("Incidents", "/incidents"),
     ("Status", "/status"),
 ];
 
@@ -81,7 +83,7 @@ where
         let hash = hash_secret(id);
         match auth.store.session(&hash).await {
             // Pages are for people: an application's evaluation key never has a page (sign-in refuses it too).
-            Ok(Some(s)) if s.token.role == Role::Evaluate => {
+            Ok(Some(s)) if matches!(s.token.role, Role::Evaluate | Role::Alert) => {
                 Err(WebError::Forbidden("an evaluation key has no pages: sign in with your own token".into())
                     .into_response())
             }
@@ -264,7 +266,7 @@ pub async fn signin(
         }
         Err(e) => return WebError::from(e).into_response(),
     };
-    if token.role == Role::Evaluate {
+    if matches!(token.role, Role::Evaluate | Role::Alert) {
         return layout::signin_form(
             StatusCode::FORBIDDEN,
             Some("That is an application's evaluation key: people sign in with their own token."),

@@ -1,0 +1,165 @@
+//! `crew oncall` (who is on call, overrides, taking the shift) and `crew incident` (list, show, ack, resolve,
+//! note, open).
+
+use crate::cli::{IncidentAction, OncallAction, OncallArgs};
+use crate::client::{path, path_query, Client};
+use anyhow::Result;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or("").to_string()
+}
+
+/// `2026-12-01T09:00:00Z` as `2026-12-01 09:00Z`.
+fn short_time(v: &Value) -> String {
+    let t = s(v);
+    match (t.get(..10), t.get(11..16)) {
+        (Some(d), Some(h)) => format!("{d} {h}Z"),
+        _ => t,
+    }
+}
+
+pub async fn oncall(client: &Client, args: OncallArgs, as_json: bool) -> Result<()> {
+    match args.action {
+        Some(OncallAction::Override { schedule, user, from, until }) => {
+            let body = json!({"user": user, "from": from, "until": until});
+            let v =
+                client.json(Method::POST, &path(&["api", "v1", "oncall", &schedule, "overrides"]), Some(&body)).await?;
+            print_override(&v, as_json);
+            Ok(())
+        }
+        Some(OncallAction::Take { schedule, until }) => {
+            let body = json!({"until": until});
+            let v =
+                client.json(Method::POST, &path(&["api", "v1", "oncall", &schedule, "overrides"]), Some(&body)).await?;
+            print_override(&v, as_json);
+            Ok(())
+        }
+        None => {
+            let at: Vec<(&str, &str)> = args.at.as_deref().map(|a| ("at", a)).into_iter().collect();
+            let v = client.json(Method::GET, &path_query(&["api", "v1", "oncall"], &at), None).await?;
+            let mut schedules: Vec<Value> = v["schedules"].as_array().cloned().unwrap_or_default();
+            if let Some(name) = &args.schedule {
+                schedules.retain(|w| w["schedule"].as_str() == Some(name));
+                if schedules.is_empty() {
+                    return Err(crate::Exit::new(2, format!("no schedule `{name}`")).into());
+                }
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&json!({"at": v["at"], "schedules": schedules}))?);
+                return Ok(());
+            }
+            if schedules.is_empty() {
+                println!("no schedules: crew.toml has no [[schedules]]");
+            }
+            for w in schedules {
+                let now = &w["now"];
+                let who = now["user"].as_str().unwrap_or("NOBODY (a gap)");
+                println!("{:<12} {who} until {}", s(&w["schedule"]), short_time(&now["until"]));
+                if !w["next"].is_null() {
+                    let n = &w["next"];
+                    println!(
+                        "{:<12} next: {} from {}",
+                        "",
+                        n["user"].as_str().unwrap_or("nobody"),
+                        short_time(&n["from"])
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_override(v: &Value, as_json: bool) {
+    if as_json {
+        println!("{v}");
+    } else {
+        println!(
+            "{} is on call for {} from {} until {}",
+            s(&v["user"]),
+            s(&v["schedule"]),
+            short_time(&v["from"]),
+            short_time(&v["until"])
+        );
+    }
+}
+
+fn incident_line(i: &Value) -> String {
+    let drill = if i["drill"] == true { "DRILL " } else { "" };
+    format!(
+        "#{:<5} {:<12} {:<7} {drill}{}  ({})",
+        i["id"],
+        s(&i["status"]),
+        s(&i["severity"]),
+        s(&i["summary"]),
+        short_time(&i["triggered_at"])
+    )
+}
+
+pub async fn incident(client: &Client, action: IncidentAction, as_json: bool) -> Result<()> {
+    let id_path = |id: &str, rest: &[&str]| {
+        let id = id.trim_start_matches('#');
+        let mut segs = vec!["api", "v1", "incidents", id];
+        segs.extend_from_slice(rest);
+        path(&segs)
+    };
+    let v = match &action {
+        IncidentAction::List { open } => {
+            let q: Vec<(&str, &str)> = if *open { vec![("status", "open")] } else { vec![] };
+            let v = client.json(Method::GET, &path_query(&["api", "v1", "incidents"], &q), None).await?;
+            if !as_json {
+                let list = v["incidents"].as_array().cloned().unwrap_or_default();
+                if list.is_empty() {
+                    println!("no incidents");
+                }
+                for i in list {
+                    println!("{}", incident_line(&i));
+                }
+                return Ok(());
+            }
+            v
+        }
+        IncidentAction::Show { id } => {
+            let v = client.json(Method::GET, &id_path(id, &[]), None).await?;
+            if !as_json {
+                println!("{}", incident_line(&v));
+                if let Some(rb) = v["runbook_url"].as_str() {
+                    println!("runbook  {rb}");
+                }
+                println!("page     {}", s(&v["url"]));
+                for e in v["timeline"].as_array().into_iter().flatten() {
+                    println!("  {}  {}", short_time(&e["at"]), s(&e["summary"]));
+                }
+                return Ok(());
+            }
+            v
+        }
+        IncidentAction::Ack { id } => client.json(Method::POST, &id_path(id, &["ack"]), None).await?,
+        IncidentAction::Resolve { id, note } => {
+            client.json(Method::POST, &id_path(id, &["resolve"]), Some(&json!({"note": note}))).await?
+        }
+        IncidentAction::Note { id, text } => {
+            client.json(Method::POST, &id_path(id, &["notes"]), Some(&json!({"text": text}))).await?
+        }
+        IncidentAction::Open { summary, escalation, severity } => {
+            let body = json!({"summary": summary, "escalation": escalation, "severity": severity});
+            let v = client.json(Method::POST, "/api/v1/incidents", Some(&body)).await?;
+            if !as_json {
+                println!("{}", incident_line(&v["incident"]));
+                return Ok(());
+            }
+            v
+        }
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        match action {
+            IncidentAction::Note { .. } => println!("{}", s(&v["summary"])),
+            _ => println!("{}", incident_line(&v)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The Incidents pages: the list (open first, with TTA and TTR) and one incident's page (its own timeline,
+//! acknowledge, resolve and note forms for members, the runbook link).
+
+use super::{api::incident_id, human_secs, Incidents};
+use crate::web::{layout, Form, WebError, WebUser};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use crew_core::time::human;
+use crew_core::{IncidentStatus, Role};
+use maud::html;
+
+pub async fn index(user: WebUser, State(incidents): State<Incidents>) -> Result<Response, WebError> {
+    let list = incidents.list(false, 200).await?;
+    let body = html! {
+        h1 { "Incidents" }
+        @if list.is_empty() { p { "No incidents yet." } }
+        @else {
+            table.incidents {
+                thead { tr { th { "#" } th { "status" } th { "severity" } th { "summary" } th { "triggered" } th { "TTA" } th { "TTR" } } }
+                tbody {
+                    @for i in &list {
+                        tr class=(i.status.as_str()) data-incident=(i.id) {
+                            td { a href=(format!("/incidents/{}", i.id)) { "#" (i.id) } }
+                            td.status { (i.status.as_str()) }
+                            td { (i.severity.as_str()) }
+                            td { @if i.drill { strong { "DRILL " } } (i.summary) }
+                            td { (human(i.triggered_at)) }
+                            td { (i.acked_at.map(|a| human_secs((a - i.triggered_at).num_seconds())).unwrap_or_default()) }
+                            td { (i.resolved_at.map(|r| human_secs((r - i.triggered_at).num_seconds())).unwrap_or_default()) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout("Incidents", Some(&user), "/incidents", body).into_response())
+}
+
+pub async fn show(
+    user: WebUser,
+    State(incidents): State<Incidents>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let v = incidents.show(incident_id(&id)?).await?;
+    let i = &v.incident;
+    let member = user.role.allows(Role::Member);
+    let body = html! {
+        h1 { @if i.drill { "DRILL " } "#" (i.id) " " (i.summary) }
+        p.meta {
+            span.status data-status=(i.status.as_str()) { (i.status.as_str()) } " · " (i.severity.as_str())
+            " · from " (i.source) " · key " code { (i.key) }
+            @if let Some(e) = &i.escalation { " · escalation " (e) }
+        }
+        p {
+            "Triggered " (human(i.triggered_at))
+            @if let (Some(a), Some(by)) = (i.acked_at, &i.acked_by) { " · acknowledged by " (by) " at " (human(a)) }
+            @if let Some(t) = v.tta_seconds { " (TTA " (human_secs(t)) ")" }
+            @if let (Some(r), Some(by)) = (i.resolved_at, &i.resolved_by) { " · resolved by " (by) " at " (human(r)) }
+            @if let Some(t) = v.ttr_seconds { " (TTR " (human_secs(t)) ")" }
+        }
+        @if let Some(rb) = &v.runbook_url { p { "Runbook: " a.runbook href=(rb) { (rb) } } }
+        @if member && i.status != IncidentStatus::Resolved {
+            div.actions {
+                @if i.status == IncidentStatus::Triggered {
+                    form method="post" action=(format!("/incidents/{}/ack", i.id)) {
+                        input type="hidden" name="csrf" value=(user.csrf);
+                        button.ack type="submit" { "Acknowledge" }
+                    }
+                }
+                form method="post" action=(format!("/incidents/{}/resolve", i.id)) {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    input type="text" name="note" placeholder="what fixed it";
+                    button.resolve type="submit" { "Resolve" }
+                }
+            }
+        }
+        @if member {
+            form.note method="post" action=(format!("/incidents/{}/notes", i.id)) {
+                input type="hidden" name="csrf" value=(user.csrf);
+                input type="text" name="text" placeholder="a note for the timeline";
+                button type="submit" { "Add note" }
+            }
+        }
+        h2 { "Timeline" }
+        ol.timeline {
+            @for e in &v.timeline {
+                li data-kind=(e.kind) { time { (human(e.at)) } " " span.actor { (e.actor.name) } " " (e.summary) }
+            }
+        }
+    };
+    Ok(layout(&format!("#{} {}", i.id, i.summary), Some(&user), "/incidents", body).into_response())
+}
+
+fn back(id: &str, r: Result<(), crate::error::ApiError>) -> Response {
+    match r {
+        Ok(()) => Redirect::to(&format!("/incidents/{}", id.trim_start_matches('#'))).into_response(),
+        Err(e) => WebError::from(e).into_response(),
+    }
+}
+
+pub async fn ack(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
+    let r = async { incidents.ack(incident_id(&id)?, f.user.actor()).await.map(|_| ()) }.await;
+    back(&id, r)
+}
+
+pub async fn resolve(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
+    let note = Some(f.get("note")).filter(|n| !n.trim().is_empty());
+    let r = async { incidents.resolve(incident_id(&id)?, note, f.user.actor()).await.map(|_| ()) }.await;
+    back(&id, r)
+}
+
+pub async fn note(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
+    let r = async { incidents.note(incident_id(&id)?, f.get("text"), f.user.actor()).await.map(|_| ()) }.await;
+    back(&id, r)
+}

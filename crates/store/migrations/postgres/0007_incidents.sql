@@ -1,0 +1,56 @@
+-- Incidents and on-call (postgres). Times are Unix milliseconds.
+CREATE TABLE incidents (
+    id            BIGSERIAL PRIMARY KEY,
+    -- Deduplication: alerts with the same key join the open incident (or reopen one resolved within the hour).
+    key           TEXT    NOT NULL,
+    status        TEXT    NOT NULL,
+    severity      TEXT    NOT NULL,
+    summary       TEXT    NOT NULL,
+    -- alert | alertmanager | pagerduty | person | drill
+    source        TEXT    NOT NULL,
+    escalation    TEXT,
+    -- The escalation policy as it was when the incident triggered: a config change never alters a running one.
+    policy        TEXT,
+    -- The next step of the policy (its index in steps × (repeat + 1)), and when it is due. An acknowledged
+    -- incident's due time is when its acknowledgement times out. NULL: nothing is due.
+    step          BIGINT NOT NULL DEFAULT 0,
+    due_ms        BIGINT,
+    runbook       TEXT,
+    details       TEXT    NOT NULL,
+    opened_by     TEXT    NOT NULL,
+    triggered_ms  BIGINT NOT NULL,
+    acked_ms      BIGINT,
+    acked_by      TEXT,
+    resolved_ms   BIGINT,
+    resolved_by   TEXT,
+    alerts        BIGINT NOT NULL DEFAULT 1,
+    drill         BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX incidents_key ON incidents (key, id);
+CREATE INDEX incidents_due ON incidents (due_ms);
+CREATE INDEX incidents_status ON incidents (status, id);
+
+-- Which source event (an alert.fired, an Alertmanager notification) already reached which incident, so that a
+-- replica that hears it too, or a sender that retries, does not add it twice.
+CREATE TABLE incident_sources (
+    source_id   TEXT PRIMARY KEY,
+    incident_id BIGINT NOT NULL
+);
+
+-- Overrides of on-call schedules: someone else is on call in [from, until).
+CREATE TABLE oncall_overrides (
+    id          BIGSERIAL PRIMARY KEY,
+    schedule    TEXT    NOT NULL,
+    user_name   TEXT    NOT NULL,
+    from_ms     BIGINT NOT NULL,
+    until_ms    BIGINT NOT NULL,
+    created_by  TEXT    NOT NULL,
+    created_ms  BIGINT NOT NULL
+);
+CREATE INDEX oncall_overrides_schedule ON oncall_overrides (schedule, until_ms);
+
+-- The secret of each iCal feed (a schedule's or a person's), by the SHA-256 of the key; rotating replaces it.
+CREATE TABLE oncall_feeds (
+    name     TEXT PRIMARY KEY,
+    key_hash TEXT NOT NULL
+);
