@@ -10,5 +10,6 @@ mod domains;
 mod flags;
 mod hardening;
 mod harness;
+mod incidents;
 mod infra;
 mod metrics;

@@ -105,6 +105,9 @@ pub async fn rotate_person_feed(
     State(oncall): State<Oncall>,
     Path(name): Path<String>,
 ) -> Answer {
+    if oncall.person(&name).is_none() {
+        return Err(ApiError::NotFound(format!("no person `{name}` in crew.toml's [people]")));
+    }
     // People rotate their own feed; admins anyone's.
     if caller.name != name && !caller.role.allows(crew_core::Role::Admin) {
         return Err(ApiError::Forbidden(format!("only {name} or an admin may make a new key for {name}'s feed")));

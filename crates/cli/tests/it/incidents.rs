@@ -1,0 +1,297 @@
+//! On-call and incidents end to end with real peers: a real Alertmanager routing alerts to crew's webhook, a
+//! real SMTP server (aiosmtpd) receiving the pages, PagerDuty-shaped events, acknowledgements that stop the
+//! paging, an SMTP server that is down, the schedules' API and iCal feeds, and configuration mistakes.
+
+use crate::harness::{eventually, Server};
+use crew_testkit::{Alertmanager, SmtpSink};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A crew.toml with two people, an always-on schedule, and a two-step escalation.
+fn config(dir: &std::path::Path, smtp: &str, wait: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[people.alice]
+email = "alice@example.com"
+notify = ["email"]
+[people.bob]
+email = "bob@example.com"
+notify = ["email"]
+[people.carol]
+email = "carol@example.com"
+notify = ["email"]
+
+[smtp]
+server = "{smtp}"
+tls = "none"
+from = "crew@example.com"
+
+[[schedules]]
+name = "ops"
+zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "all-day"
+users = ["alice"]
+rotation = "weekly"
+start = "2026-01-05T09:00"
+
+[[escalations]]
+name = "www"
+steps = [
+  {{ notify = ["schedule:ops"], wait = "{wait}" }},
+  {{ notify = ["user:bob"], wait = "{wait}" }},
+]
+
+[incidents]
+ack_timeout = "1h"
+"#
+    );
+    let path = dir.join("crew.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn events(s: &Server, token: &str, kind: &str) -> Vec<Value> {
+    s.get_json(&format!("/api/v1/events?kind={kind}&limit=1000"), token).await["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A real Alertmanager pages through crew: the group becomes one incident, the person on call gets the email
+/// from the real SMTP server, an acknowledgement stops the paging (bob, the second step, is never emailed),
+/// and Alertmanager's resolved notification resolves it.
+#[tokio::test]
+async fn alertmanager_pages_the_person_on_call_by_email_and_an_ack_stops_the_escalation() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "3s")).await;
+    let am_token = s.token("alertmanager", "alert").await;
+    let hook = format!("{}/api/v1/integrations/alertmanager?escalation=www", s.url);
+    let am = Alertmanager::start(&hook, &am_token).unwrap();
+    let labels = [("severity", "page"), ("service", "checkout")];
+    let notes = [("summary", "checkout errors are high"), ("runbook_url", "https://wiki.example.com/checkout")];
+    am.add_alert("CheckoutErrors", &labels, &notes).await.unwrap();
+
+    let mail = smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(20)).await;
+    assert!(mail.contains("checkout errors are high"), "{mail}");
+    let list = s.get_json("/api/v1/incidents", &s.admin).await;
+    let incidents = list["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{list}");
+    let inc = &incidents[0];
+    assert_eq!(inc["status"], "triggered");
+    assert_eq!(inc["source"], "alertmanager");
+    assert!(inc["key"].as_str().unwrap().starts_with("alertmanager:"), "{inc}");
+    let id = inc["id"].as_i64().unwrap();
+    assert!(mail.contains(&format!("#{id}")), "{mail}");
+
+    // The email page is recorded as delivered, to alice, by email.
+    let notified = events(&s, &s.admin, "incident.notified").await;
+    assert!(
+        notified.iter().any(|e| e["data"]["person"] == "alice"
+            && e["data"]["result"] == "delivered"
+            && e["data"]["channel"] == "email"),
+        "{notified:?}"
+    );
+    // Acknowledged from the CLI: nobody is paged afterwards.
+    let out = s.cli(&s.admin).args(["incident", "ack", &id.to_string()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged"));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!smtp.messages().iter().any(|m| m.contains("bob@example.com")), "bob was paged after the ack");
+    let again = s.cli(&s.admin).args(["incident", "ack", &id.to_string()]).output().unwrap();
+    assert_eq!(again.status.code(), Some(3), "a second ack is refused (a conflict)");
+
+    am.resolve_alert("CheckoutErrors", &labels, &notes).await.unwrap();
+    let resolved = eventually(Duration::from_secs(20), || async {
+        s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await["status"] == "resolved"
+    })
+    .await;
+    assert!(resolved, "Alertmanager's resolved notification resolves the incident");
+    let v = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
+    assert!(v["tta_seconds"].as_i64().unwrap() >= 0);
+    assert!(v["ttr_seconds"].as_i64().unwrap() >= v["tta_seconds"].as_i64().unwrap());
+    let kinds: Vec<&str> = v["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for k in
+        ["incident.triggered", "incident.escalated", "incident.notified", "incident.acknowledged", "incident.resolved"]
+    {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    // The alert token may send alerts and nothing else.
+    let res = s.req(Method::GET, "/api/v1/events", &am_token).send().await.unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+/// Nobody acknowledges: the escalation moves to its next step on time (bob is emailed); a step whose schedule
+/// has nobody on call moves on at once and records `oncall.gap`.
+#[tokio::test]
+async fn an_unacknowledged_page_escalates_to_the_next_step_on_time() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "2s")).await;
+    let body = json!({"summary": "the site is down", "escalation": "www"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let first = smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(10)).await;
+    assert!(first.contains("the site is down"));
+    let t0 = std::time::Instant::now();
+    smtp.wait_for(|m| m.contains("bob@example.com"), Duration::from_secs(10)).await;
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_millis(1000), "bob was paged before the step's wait: {waited:?}");
+    let esc = events(&s, &s.admin, "incident.escalated").await;
+    assert_eq!(esc.len(), 2, "two steps, each once: {esc:?}");
+}
+
+/// An SMTP server that is down: the page is `failed` with the reason and retried, and the escalation still
+/// moves on to its next step on time.
+#[tokio::test]
+async fn an_smtp_server_that_is_down_fails_the_page_with_the_reason_and_the_escalation_goes_on() {
+    let mut smtp = SmtpSink::start().unwrap();
+    smtp.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "2s")).await;
+    let body = json!({"summary": "payments failing", "escalation": "www"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let failed = eventually(Duration::from_secs(10), || async {
+        events(&s, &s.admin, "incident.notified").await.iter().any(|e| {
+            e["data"]["result"] == "failed" && e["data"]["person"] == "alice" && e["data"]["reason"].is_string()
+        })
+    })
+    .await;
+    assert!(failed, "a failed page is recorded with its reason");
+    let moved_on = eventually(Duration::from_secs(10), || async {
+        events(&s, &s.admin, "incident.escalated").await.iter().any(|e| e["data"]["step"] == 1)
+    })
+    .await;
+    assert!(moved_on, "the escalation moves on while the mail server is down");
+    // Back up: a retry gets through.
+    smtp.restart().unwrap();
+    smtp.wait_for(|m| m.contains("payments failing"), Duration::from_secs(20)).await;
+}
+
+/// PagerDuty's Events API v2: trigger, the same dedup_key again (one incident), acknowledge, resolve; bad
+/// bodies are 400s naming the field and change nothing.
+#[tokio::test]
+async fn pagerduty_events_trigger_acknowledge_and_resolve_by_dedup_key() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "30s")).await;
+    let tok = s.token("monitor", "alert").await;
+    let send = |body: Value| s.req(Method::POST, "/api/v1/integrations/pagerduty/enqueue", &tok).json(&body).send();
+    let trigger = json!({"routing_key": "www", "event_action": "trigger", "dedup_key": "disk-web1",
+        "payload": {"summary": "disk full on web1", "source": "web1", "severity": "critical"}});
+    let res = send(trigger.clone()).await.unwrap();
+    assert_eq!(res.status(), 202);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["dedup_key"], "disk-web1");
+    assert_eq!(send(trigger).await.unwrap().status(), 202);
+    let list = s.get_json("/api/v1/incidents", &s.admin).await;
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["incidents"][0]["alerts"], 2);
+    for bad in [
+        json!({"event_action": "explode", "dedup_key": "x"}),
+        json!({"event_action": "trigger", "payload": {"summary": "x", "source": "y"}}),
+        json!([1, 2]),
+    ] {
+        let res = send(bad.clone()).await.unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        let v: Value = res.json().await.unwrap();
+        assert!(v["errors"][0]["detail"].as_str().unwrap().contains("JSON body"), "{v}");
+    }
+    let am = s.req(Method::POST, "/api/v1/integrations/alertmanager", &tok).json(&json!({"version": "3"})).send();
+    let res = am.await.unwrap();
+    assert_eq!(res.status(), 400);
+    let ack = json!({"event_action": "acknowledge", "dedup_key": "disk-web1"});
+    assert_eq!(send(ack).await.unwrap().status(), 202);
+    let resolve = json!({"event_action": "resolve", "dedup_key": "disk-web1"});
+    assert_eq!(send(resolve.clone()).await.unwrap().status(), 202);
+    assert_eq!(send(resolve).await.unwrap().status(), 404, "nothing open any more");
+    let list = s.get_json("/api/v1/incidents", &s.admin).await;
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1);
+    assert_eq!(list["incidents"][0]["status"], "resolved");
+    assert_eq!(list["incidents"][0]["acked_by"], "monitor");
+}
+
+/// Who is on call, overrides (an overlapping one refused), taking the shift, and the iCal feed behind its key.
+#[tokio::test]
+async fn schedules_overrides_and_the_ical_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), "127.0.0.1:1", "1m")).await;
+    let out = s.cli(&s.admin).args(["oncall"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice"), "{}", String::from_utf8_lossy(&out.stdout));
+    let run = |args: &[&str]| s.cli(&s.admin).args(args).output().unwrap();
+    let out = run(&["oncall", "override", "ops", "--user", "carol", "--from", "+1h", "--until", "+3h"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let clash = run(&["oncall", "override", "ops", "--user", "bob", "--from", "+2h", "--until", "+4h"]);
+    assert_eq!(clash.status.code(), Some(3), "an overlapping override is refused");
+    assert!(String::from_utf8_lossy(&clash.stderr).contains("carol"), "{}", String::from_utf8_lossy(&clash.stderr));
+    let unknown = s.cli(&s.admin).args(["oncall", "override", "ops", "--user", "zed", "--until", "+1h"]).output();
+    assert_eq!(unknown.unwrap().status.code(), Some(2));
+    let at = crew_core::time::rfc3339(chrono::Utc::now() + chrono::Duration::minutes(90));
+    let later = run(&["oncall", "--at", &at]);
+    assert!(String::from_utf8_lossy(&later.stdout).contains("carol"), "{}", String::from_utf8_lossy(&later.stdout));
+    let sched = s.get_json("/api/v1/oncall/ops", &s.admin).await;
+    let users: Vec<&str> = sched["segments"].as_array().unwrap().iter().filter_map(|g| g["user"].as_str()).collect();
+    assert_eq!(users, ["alice", "carol", "alice"], "{sched}");
+    assert_eq!(sched["overrides"].as_array().unwrap().len(), 1);
+    let events = events(&s, &s.admin, "oncall.override").await;
+    assert_eq!(events.len(), 1);
+
+    // The feed needs its key; a rotated key replaces the old one.
+    let feed = s.req(Method::POST, "/api/v1/oncall/ops/feed", &s.admin).send().await.unwrap();
+    let path = feed.json::<Value>().await.unwrap()["feed"].as_str().unwrap().to_string();
+    let ics = reqwest::get(format!("{}{path}", s.url)).await.unwrap();
+    assert_eq!(ics.status(), 200);
+    assert!(ics.headers()["content-type"].to_str().unwrap().starts_with("text/calendar"));
+    let text = ics.text().await.unwrap();
+    assert!(text.starts_with("BEGIN:VCALENDAR\r\n") && text.contains("On call: carol"), "{text}");
+    let without = reqwest::get(format!("{}/api/v1/oncall/ops/feed.ics?key=guess", s.url)).await.unwrap();
+    assert_eq!(without.status(), 404);
+    let feed = s.req(Method::POST, "/api/v1/oncall/ops/feed", &s.admin).send().await.unwrap();
+    assert_eq!(feed.status(), 200);
+    assert_eq!(reqwest::get(format!("{}{path}", s.url)).await.unwrap().status(), 404, "the old key is dead");
+}
+
+/// Mistakes in crew.toml's on-call sections stop the server with the file and key named.
+#[tokio::test]
+async fn on_call_configuration_mistakes_name_the_key() {
+    let base = "[people.alice]\nemail = \"alice@example.com\"\nnotify = [\"email\"]\n";
+    let layer = "[[schedules]]\nname = \"ops\"\nzone = \"Europe/Berlin\"\n[[schedules.layers]]\nname = \"l\"\nrotation = \"daily\"\nstart = \"2026-01-01T09:00\"\n";
+    let table = [
+        (format!("{base}{layer}users = [\"zed\"]\n"), "schedules[0].layers[0].users[0]: no person `zed`"),
+        (format!("{base}{layer}users = []\n"), "layers[0].users"),
+        (format!("{base}[[schedules]]\nname = \"ops\"\nzone = \"Mars/Olympus\"\n"), "schedules[0].zone"),
+        (
+            format!("{base}[[escalations]]\nname = \"www\"\nsteps = [{{ notify = [\"schedule:nope\"], wait = \"5m\" }}]\n"),
+            "escalations[0].steps[0].notify[0]: no schedule `nope`",
+        ),
+        (
+            format!("{base}[[escalations]]\nname = \"www\"\nrepeat = 3\nsteps = [{{ notify = [\"user:alice\"], wait = \"0s\" }}]\n"),
+            "escalations[0]",
+        ),
+        (
+            format!("{base}[[alerts]]\nname = \"e\"\nseries = \"x\"\nstat = \"count\"\nop = \">\"\nthreshold = 1\nsummary = \"s\"\nescalation = \"none\"\n"),
+            "alerts[0].escalation: no escalation `none`",
+        ),
+    ];
+    for (text, says) in table {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crew.toml");
+        std::fs::write(&path, &text).unwrap();
+        let out = std::process::Command::new(crate::harness::CREW)
+            .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}\n{err}");
+        assert!(err.contains(says), "{text}\nwant {says:?} in: {err}");
+        assert!(err.contains("crew.toml"), "{err}");
+    }
+}
