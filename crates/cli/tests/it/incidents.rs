@@ -295,3 +295,38 @@ async fn on_call_configuration_mistakes_name_the_key() {
         assert!(err.contains("crew.toml"), "{err}");
     }
 }
+
+/// Two replicas on one PostgreSQL: the replica that fired the first step is killed, the other sends the next
+/// steps on time, and nobody gets a step twice.
+#[tokio::test]
+async fn a_replica_killed_mid_escalation_is_taken_over_and_nobody_is_paged_twice() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(dir.path(), &smtp.addr(), "3s")).unwrap().replace(
+        "{ notify = [\"user:bob\"], wait = \"3s\" },",
+        "{ notify = [\"user:bob\"], wait = \"3s\" },\n  { notify = [\"user:carol\"], wait = \"3s\" },",
+    );
+    let path = dir.path().join("crew.toml");
+    std::fs::write(&path, text).unwrap();
+    let database = crew_testkit::fresh_postgres().await;
+    let mut a = Server::start_replica_with_statsd(&database, None, &path).await;
+    let b = Server::start_replica_with_statsd(&database, Some(&a.admin), &path).await;
+    let body = json!({"summary": "replicas test", "escalation": "www"});
+    let res = a.req(Method::POST, "/api/v1/incidents", &a.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(10)).await;
+    a.stop_hard();
+    smtp.wait_for(|m| m.contains("bob@example.com"), Duration::from_secs(10)).await;
+    smtp.wait_for(|m| m.contains("carol@example.com"), Duration::from_secs(10)).await;
+    // Past the last step's wait: nothing more is sent (the policy has no repeat).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mails = smtp.messages();
+    for who in ["alice", "bob", "carol"] {
+        let n = mails.iter().filter(|m| m.contains(&format!("{who}@example.com"))).count();
+        assert_eq!(n, 1, "{who} got {n} pages");
+    }
+    let esc = events(&b, &b.admin, "incident.escalated").await;
+    let mut steps: Vec<i64> = esc.iter().map(|e| e["data"]["step"].as_i64().unwrap()).collect();
+    steps.sort();
+    assert_eq!(steps, [0, 1, 2], "each step fired once: {esc:?}");
+}
