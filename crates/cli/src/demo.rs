@@ -120,6 +120,24 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .await?;
     infra(crate::infra::Mode::Check).await?;
 
+    // The error burst pages the person on call; alice, on call this week, acknowledges it a little later.
+    {
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            for _ in 0..120 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let Ok(v) = alice.json(Method::GET, "/api/v1/incidents?status=open", None).await else { continue };
+                let triggered =
+                    v["incidents"].as_array().and_then(|l| l.iter().find(|i| i["status"] == "triggered").cloned());
+                if let Some(id) = triggered.and_then(|i| i["id"].as_i64()) {
+                    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+                    let _ = alice.json(Method::POST, &format!("/api/v1/incidents/{id}/ack"), None).await;
+                    return;
+                }
+            }
+        });
+    }
+
     // `cargo run -- demo` leaves no `crew` on PATH: say how to call this very binary.
     let on_path = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("crew").is_file()));
     let alias = match std::env::current_exe() {
@@ -146,6 +164,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew infra plan web2                      # web2 drifted: the hand edit, as a diff\n    \
          crew infra apply web2                     # and back to its role\n    \
          crew graph www.requests --since 1h        # the traffic, deploys marked under it\n    \
+         crew oncall                               # who is on call now and next\n    \
+         crew incident list                        # the error burst paged alice (she acks it)\n    \
+         crew incident open \"test page\" --escalation www   # page the on-call yourself\n    \
+         crew incident ack ID                      # ... and acknowledge it: nobody else is paged\n    \
          crew status\n\n\
          The Metrics page ({url}/graphs) has the sample app's dashboard; StatsD is on udp://{statsd}.\n\
          The sample app's repository is {}; its hosts are folders under {}.\n\
@@ -244,8 +266,45 @@ for = "1m"
 severity = "ticket"
 summary = "www p99 latency over 900 ms"
 runbook = "runbooks/www-latency.md"
+
+# Who is on call, and how an incident pages them. Add [smtp] (server, tls, from) to get the pages by email.
+[people.alice]
+email = "alice@example.com"
+notify = ["email"]
+
+[people.bob]
+email = "bob@example.com"
+notify = ["email"]
+
+[[schedules]]
+name = "ops"
+zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice", "bob"]
+rotation = "weekly"
+start = "{start}T00:00"   # today: alice is on call this week, then bob
+
+[[escalations]]
+name = "www"
+steps = [
+  {{ notify = ["schedule:ops"], wait = "5m" }},
+  {{ notify = ["user:bob"], wait = "10m" }},
+]
+
+[[alerts]]
+name = "login errors"
+series = "www.errors"
+stat = "count"
+op = ">"
+threshold = 50
+severity = "page"
+escalation = "www"
+summary = "www errors are high"
+runbook = "runbooks/www-errors.md"
 "#,
-        h = hosts.display()
+        h = hosts.display(),
+        start = chrono::Utc::now().date_naive()
     );
     tokio::fs::write(repo.join("crew.toml"), toml).await?;
     tokio::fs::create_dir_all(repo.join("roles")).await?;
@@ -257,6 +316,16 @@ runbook = "runbooks/www-latency.md"
     .await?;
     tokio::fs::write(repo.join("templates/app.conf"), "listen {{ port }}\nname {{ facts.hostname }}\n").await?;
     tokio::fs::write(repo.join("index.html"), "<h1>crew demo</h1>\n").await?;
+    tokio::fs::create_dir_all(repo.join("runbooks")).await?;
+    for (file, what) in [("www-errors.md", "errors"), ("www-latency.md", "latency")] {
+        let text = format!(
+            "# www {what}\n\n## Meaning\n\nwww's {what} are over their alert's threshold.\n\n## Impact\n\n\
+             People see failed or slow pages.\n\n## Diagnosis\n\nLook at the graph: did a deploy or a flag change \
+             just before it?\n\n## Mitigation\n\nRoll back the last deploy: `crew rollback production`.\n\
+             Switch off the last flag turned on.\n"
+        );
+        tokio::fs::write(repo.join("runbooks").join(file), text).await?;
+    }
     git(&repo, &["init", "-q", "-b", "main"]).await?;
     git(&repo, &["add", "-A"]).await?;
     git(&repo, &["commit", "-q", "-m", "First page"]).await?;
@@ -354,14 +423,24 @@ impl Traffic {
     }
 }
 
+async fn lines_spike(sock: &tokio::net::UdpSocket, addr: std::net::SocketAddr) {
+    let _ = sock.send_to(b"www.errors:5|c\n", addr).await;
+}
+
 /// Live traffic to the demo's own StatsD port, as the sample app would send it, until the demo stops.
 async fn send_traffic(addr: std::net::SocketAddr, stop: CancellationToken) {
     use rand::{Rng, SeedableRng};
     let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else { return };
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     // The same shape as the history: about 72 requests a second, 40 : 12 : 20 over the routes, and some thirty
-    // signed-in people.
+    // signed-in people. The first 20 seconds are a burst of errors (the login fix was not one): the alert
+    // "login errors" fires and pages whoever is on call.
+    let mut tick = 0u32;
     loop {
+        tick += 1;
+        if tick <= 200 {
+            lines_spike(&sock, addr).await;
+        }
         let mut lines = String::new();
         for _ in 0..7 {
             let pick = rng.random_range(0..72);

@@ -309,6 +309,26 @@ async fn demo_serves_real_events_until_interrupted() {
     })
     .await;
     assert!(live, "the demo sends traffic to its StatsD port");
+    // The live error burst fires the page alert: an incident pages alice (on call), and she acknowledges it.
+    let acked = crate::harness::eventually(Duration::from_secs(60), || async {
+        let v: Value =
+            http.get(format!("{url}/api/v1/incidents")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        v["incidents"].as_array().is_some_and(|l| {
+            l.iter().any(|i| i["acked_by"] == "alice" && i["source"] == "alert" && i["escalation"] == "www")
+        })
+    })
+    .await;
+    assert!(acked, "the demo's incident is paged and acknowledged");
+    let v: Value = http
+        .get(format!("{url}/api/v1/events?kind=incident.escalated"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["events"][0]["summary"].as_str().unwrap().contains("paging alice"), "{v}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status}");
