@@ -423,3 +423,61 @@ async fn the_metrics_page_draws_a_dashboard_with_deploy_and_flag_markers_and_ref
     assert!(found.html(false).await.unwrap().contains("polyline"));
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_member_acknowledges_and_resolves_an_incident_from_its_page_and_sees_who_is_on_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[people.alice]\nnotify = []\n[people.bob]\nnotify = []\n\
+        [[schedules]]\nname = \"ops\"\nzone = \"America/New_York\"\n[[schedules.layers]]\nname = \"l\"\n\
+        users = [\"alice\", \"bob\"]\nrotation = \"daily\"\nstart = \"2026-01-01T09:00\"\n\
+        [[escalations]]\nname = \"www\"\nsteps = [{ notify = [\"schedule:ops\"], wait = \"10m\" }]\n";
+    let path = dir.path().join("crew.toml");
+    std::fs::write(&path, toml).unwrap();
+    let s = Server::start_with_config(&path).await;
+    let member = s.token("mo", "member").await;
+    let body = json!({"summary": "checkout is down", "escalation": "www"});
+    let res = s.req(reqwest::Method::POST, "/api/v1/incidents", &member).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<serde_json::Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    let (_driver, c) = driver().await;
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    c.goto(&format!("{}/signin?next=/incidents", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&member).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let row = wait(&c, "tr.triggered").await;
+    assert!(row.text().await.unwrap().contains("checkout is down"));
+    c.goto(&format!("{}/incidents/{id}", s.url)).await.unwrap();
+    wait(&c, "button.ack").await.click().await.unwrap();
+    let acked = eventually(Duration::from_secs(10), || async {
+        match c.find(Locator::Css("span.status")).await {
+            Ok(e) => e.text().await.unwrap_or_default() == "acknowledged",
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(acked, "the page shows the incident acknowledged");
+    wait(&c, "input[name=note]").await.send_keys("restarted the workers").await.unwrap();
+    c.find(Locator::Css("button.resolve")).await.unwrap().click().await.unwrap();
+    let resolved = eventually(Duration::from_secs(10), || async {
+        match c.find(Locator::Css("ol.timeline")).await {
+            Ok(e) => e.text().await.unwrap_or_default().contains("restarted the workers"),
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(resolved, "the resolution and its note are on the incident's timeline");
+    let v = s.get_json(&format!("/api/v1/incidents/{id}"), &member).await;
+    assert_eq!(v["status"], "resolved");
+    assert_eq!(v["acked_by"], "mo");
+    // The On-call page: who is on call now, and two weeks of shifts drawn as bars.
+    c.goto(&format!("{}/oncall", s.url)).await.unwrap();
+    let now = wait(&c, "section.schedule p.now").await.text().await.unwrap();
+    let who = s.get_json("/api/v1/oncall", &member).await["schedules"][0]["now"]["user"].as_str().unwrap().to_string();
+    assert!(now.contains(&who), "{now}");
+    let bars = c.find_all(Locator::Css("div.shifts div.shift")).await.unwrap();
+    assert!(bars.len() >= 14, "two weeks of daily shifts: {}", bars.len());
+    c.close().await.unwrap();
+}
