@@ -74,6 +74,9 @@ fn progress(hosts: u64, typical: Option<Duration>) -> Option<indicatif::Progress
 pub async fn follow(client: &Client, d: &Value, as_json: bool) -> Result<()> {
     let id = d["id"].as_i64().unwrap_or(0);
     let mut bar = None;
+    for w in d["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or_default());
+    }
     if !as_json {
         eprintln!("#{id}: {}", log_line(d));
         bar = progress(host_count(client, d).await, typical_duration(client, d).await);

@@ -84,14 +84,14 @@ impl AppState {
         let auth = Auth { store: store.clone(), cache: cache.clone(), streams };
         let timeline = Timeline::new(store.clone(), platform.shutdown.clone());
         let tokens = Tokens::new(store.clone(), cache);
-        let deploys = Deploys::new(&platform);
+        let oncall = Oncall::new(&platform, timeline.clone());
+        let deploys = Deploys::new(&platform, oncall.clone());
         let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()));
         let live = Arc::new(Live::new(settings.metrics.clone()));
         let metrics = Metrics::new(&platform, live, timeline.clone());
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
-        let oncall = Oncall::new(&platform, timeline.clone());
         let incidents = Incidents::new(&platform, timeline.clone(), oncall.clone(), chat.clone());
         let system = System { platform: platform.clone(), chat: status, oncall: oncall.clone() };
         AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, oncall, incidents, system }

@@ -330,3 +330,41 @@ async fn a_replica_killed_mid_escalation_is_taken_over_and_nobody_is_paged_twice
     steps.sort();
     assert_eq!(steps, [0, 1, 2], "each step fired once: {esc:?}");
 }
+
+/// The deploy gate: an environment that requires someone on call refuses a deploy while nobody is (exit 3,
+/// the reason named) and takes it once someone is; a handoff less than 30 minutes away is a warning.
+#[tokio::test]
+async fn a_deploy_needs_someone_on_call_where_the_environment_requires_it() {
+    let a = crate::deploy::app();
+    let path = a.repo.join("crew.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("[environments.staging]\n", "[environments.staging]\noncall = \"ops\"\nrequire_oncall = true\n")
+        .replace("canary = 1\n", "canary = 1\noncall = \"late\"\n");
+    std::fs::write(&path, text).unwrap();
+    let path = a.with(
+        "[people.alice]\nnotify = []\n[people.bob]\nnotify = []\n\
+         [[schedules]]\nname = \"ops\"\nzone = \"UTC\"\n[[schedules.layers]]\nname = \"later\"\nusers = [\"bob\"]\n\
+         rotation = \"weekly\"\nstart = \"2099-01-05T09:00\"\n\
+         [[schedules]]\nname = \"late\"\nzone = \"UTC\"\n[[schedules.layers]]\nname = \"later\"\nusers = [\"bob\"]\n\
+         rotation = \"weekly\"\nstart = \"2099-01-05T09:00\"\n",
+    );
+    let s = Server::start_with_config(&path).await;
+    let out = s.cli(&s.admin).args(["deploy", "staging"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("nobody is on call for ops"), "{err}");
+    assert!(s.get_json("/api/v1/deploys", &s.admin).await["deploys"].as_array().unwrap().is_empty());
+    let take = s.cli(&s.admin).args(["oncall", "override", "ops", "--user", "alice", "--until", "+2h"]).output();
+    assert!(take.unwrap().status.success());
+    let out = s.cli(&s.admin).args(["deploy", "staging"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning:"));
+    // Production's schedule hands over in ten minutes: the deploy goes, with a warning.
+    let soon = s.cli(&s.admin).args(["oncall", "override", "late", "--user", "alice", "--until", "+10m"]).output();
+    assert!(soon.unwrap().status.success());
+    let out = s.cli(&s.admin).args(["deploy", "production"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: alice's on-call shift for late ends in"), "{err}");
+}

@@ -579,7 +579,9 @@ pub(crate) async fn run(
                 }
             });
             let verb = if inv.name == "deploy" { "deploying" } else { "rolling back" };
-            Ok(format!("{verb} {} to {env}, #{}", d.app, d.id))
+            let warnings = robot.deploys.oncall_warnings(env).await;
+            let warn = if warnings.is_empty() { String::new() } else { format!(" (warning: {})", warnings.join("; ")) };
+            Ok(format!("{verb} {} to {env}, #{}{warn}", d.app, d.id))
         }
         "flag" => {
             let key = arg(0).unwrap_or_default();

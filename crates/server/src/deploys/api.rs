@@ -25,7 +25,9 @@ struct StartDeploy {
 pub async fn create(Member(caller): Member, State(deploys): State<Deploys>, body: Bytes) -> Created {
     let req: StartDeploy = parse_json(&body)?;
     let d = deploys.start(&req.environment, req.rev.as_deref(), &req.message, caller.actor()).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!(d))))
+    let mut v = json!(d);
+    v["warnings"] = json!(deploys.oncall_warnings(&req.environment).await);
+    Ok((StatusCode::ACCEPTED, Json(v)))
 }
 
 pub async fn list(_: Viewer, State(deploys): State<Deploys>, RawQuery(q): RawQuery) -> Answer {

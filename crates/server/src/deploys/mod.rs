@@ -29,6 +29,8 @@ pub struct Deploys {
     /// Where builds are kept (`<data-dir>/builds`), one per commit.
     builds: PathBuf,
     shutdown: CancellationToken,
+    /// Who is on call, for the deploy gate (`[environments.*] oncall`).
+    oncall: crate::oncall::Oncall,
 }
 
 /// What is pending on an environment: the commits on trunk not live there, and (with `requires`) what the
@@ -120,13 +122,46 @@ fn git_fault(e: crew_deploy::DeployError) -> ApiError {
 }
 
 impl Deploys {
-    pub fn new(p: &Platform) -> Self {
+    pub fn new(p: &Platform, oncall: crate::oncall::Oncall) -> Self {
         Deploys {
             store: p.store.clone(),
             config: p.settings.deploy.clone().map(Arc::new),
             builds: p.settings.data_dir.join("builds"),
             shutdown: p.shutdown.clone(),
+            oncall,
         }
+    }
+
+    /// The deploy gate: what is wrong with deploying `environment` now as far as on-call goes — nobody on call
+    /// for its schedule (`oncall = "ops"`), or a handoff less than 30 minutes away. Empty when all is well or
+    /// the environment names no schedule.
+    pub async fn oncall_warnings(&self, environment: &str) -> Vec<String> {
+        let Some(cfg) = &self.config else { return vec![] };
+        let Ok(env) = cfg.environment(environment) else { return vec![] };
+        let Some(schedule) = &env.oncall else { return vec![] };
+        let now = chrono::Utc::now();
+        let who = match self.oncall.now(Some(schedule), now).await {
+            Ok(mut w) => match w.pop() {
+                Some(w) => w,
+                None => return vec![],
+            },
+            Err(e) => return vec![format!("cannot tell who is on call for {schedule}: {e}")],
+        };
+        let mut out = Vec::new();
+        match &who.now.user {
+            None => out.push(format!("nobody is on call for {schedule} (the schedule of {environment}) right now")),
+            Some(u) => {
+                let left = who.now.until - now;
+                if left < chrono::Duration::minutes(30) {
+                    let next = who.next.as_ref().and_then(|n| n.user.clone()).unwrap_or_else(|| "nobody".into());
+                    out.push(format!(
+                        "{u}'s on-call shift for {schedule} ends in {} min (then {next}): deploy after the handoff",
+                        left.num_minutes().max(0)
+                    ));
+                }
+            }
+        }
+        out
     }
 
     /// The deploy configuration, or a 400 saying crew.toml has none.
@@ -286,6 +321,15 @@ impl Deploys {
         check_message(message)?;
         let cfg = self.config()?;
         let env = cfg.environment(environment).map_err(ApiError::NotFound)?;
+        if env.require_oncall {
+            let warnings = self.oncall_warnings(environment).await;
+            if !warnings.is_empty() {
+                return Err(ApiError::Conflict(format!(
+                    "{environment} requires someone on call (require_oncall): {}",
+                    warnings.join("; ")
+                )));
+            }
+        }
         let sha = git::resolve(&cfg.repo, &cfg.app.branch, rev).await.map_err(|e| ApiError::BadRequest(e.0))?;
         let previous = self.live(environment).await?.map(|d| d.revision);
         if let Some(required) = &env.requires {

@@ -36,6 +36,7 @@ async fn try_index(
     let mut cards = Vec::new();
     for env in deploys.environments().await? {
         let (name, live, pending, env_locks) = (&env.name, &env.live, &env.pending, &env.locks);
+        let oncall = deploys.oncall_warnings(name).await;
         cards.push(html! {
             section.env data-environment=(name) {
                 h2 { (name) }
@@ -46,6 +47,7 @@ async fn try_index(
                 @for l in env_locks {
                     p.lock { "🔒 " @if Deploys::is_deploying(l) { "Deploying: " } @else { "Locked: " } (crew_store::deploys::describe(l)) }
                 }
+                @for w in &oncall { p.warning.oncall { "⚠ " (w) } }
                 p.pending { (pending.len()) " commit(s) pending" }
                 @if !pending.is_empty() {
                     ul.commits { @for c in pending.iter().take(10) { li { code { (git::short(&c.sha)) } " " (c.subject) " — " (c.author) } } }
