@@ -104,5 +104,7 @@ pub fn web() -> Vec<Route> {
         Route::post("/incidents/{id}/ack", Form(Member), incidents::web::ack),
         Route::post("/incidents/{id}/resolve", Form(Member), incidents::web::resolve),
         Route::post("/incidents/{id}/notes", Form(Member), incidents::web::note),
+        Route::get("/ack/{token}", Anyone, incidents::web::link_page),
+        Route::post("/ack/{token}", Anyone, incidents::web::link_ack),
     ]
 }

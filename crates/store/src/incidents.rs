@@ -330,6 +330,19 @@ impl<B: Backend> IncidentStore for B {
             .transpose()
     }
 
+    async fn server_secret(&self, name: &str, fresh: &str) -> Result<String> {
+        let mut tx = self.begin_write().await?;
+        query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(fresh)
+            .execute(&mut tx)
+            .await?;
+        let v: String =
+            query("SELECT value FROM server_secrets WHERE name = $1").bind(name).fetch_scalar(&mut tx).await?;
+        tx.commit(&[]).await?;
+        Ok(v)
+    }
+
     async fn claim_due(
         &self,
         now: DateTime<Utc>,

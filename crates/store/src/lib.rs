@@ -319,6 +319,9 @@ pub trait IncidentStore: Send + Sync + 'static {
     /// The newest incident with this key.
     async fn incident_by_key(&self, key: &str) -> Result<Option<Incident>>;
 
+    /// The server's secret called `name`, made from `fresh` the first time (the first replica's wins).
+    async fn server_secret(&self, name: &str, fresh: &str) -> Result<String>;
+
     /// Claims the incidents whose due time has come (at most `limit`) and applies what `decide` says of each
     /// — its new status, step and due time, and its events — in one transaction. Across replicas on one
     /// PostgreSQL each due step is claimed once (`FOR UPDATE SKIP LOCKED`).

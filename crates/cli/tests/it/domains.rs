@@ -135,6 +135,8 @@ fn table() -> BTreeMap<(&'static str, &'static str), Least> {
         (("POST", "/incidents/{id}/ack"), form),
         (("POST", "/incidents/{id}/resolve"), form),
         (("POST", "/incidents/{id}/notes"), form),
+        (("GET", "/ack/{token}"), Anyone),
+        (("POST", "/ack/{token}"), Anyone),
     ])
 }
 

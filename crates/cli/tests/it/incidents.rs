@@ -368,3 +368,37 @@ async fn a_deploy_needs_someone_on_call_where_the_environment_requires_it() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("warning: alice's on-call shift for late ends in"), "{err}");
 }
+
+/// The email's signed link: its page acknowledges as the person it was sent to (a fetch alone changes
+/// nothing); a tampered link is refused; a used one only says what became of the incident.
+#[tokio::test]
+async fn the_emailed_link_acknowledges_as_its_person_once() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "1m")).await;
+    let body = json!({"summary": "queue is stuck", "escalation": "www"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    let id = res.json::<Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    let mail = smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(10)).await;
+    // Undo quoted-printable soft breaks; the link has no `=` of its own.
+    let flat = mail.replace("=\r\n", "").replace("=\n", "");
+    let link = flat
+        .split_whitespace()
+        .find(|w| w.contains("/ack/"))
+        .unwrap_or_else(|| panic!("no link in {mail}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Acknowledge as alice"));
+    assert_eq!(s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await["status"], "triggered");
+    let forged = format!("{}0", &link[..link.len() - 1]);
+    let forged = if forged == link { format!("{}1", &link[..link.len() - 1]) } else { forged };
+    assert_eq!(http.post(&forged).send().await.unwrap().status(), 404);
+    assert_eq!(http.post(&link).send().await.unwrap().status(), 200);
+    let v = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
+    assert_eq!(v["status"], "acknowledged");
+    assert_eq!(v["acked_by"], "alice");
+    assert_eq!(http.post(&link).send().await.unwrap().status(), 400, "a used link acknowledges nothing more");
+    assert!(http.get(&link).send().await.unwrap().text().await.unwrap().contains("Nothing to do"));
+}

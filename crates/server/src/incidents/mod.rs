@@ -238,6 +238,18 @@ impl Incidents {
         Ok(inc)
     }
 
+    /// What an emailed acknowledgement link names: the incident and the person, if the link holds.
+    pub async fn link(&self, token: &str) -> Result<(Incident, String), ApiError> {
+        let (id, person) = self.notifier.links.verify(token, Utc::now()).await?;
+        Ok((self.get(id).await?, person))
+    }
+
+    /// Acknowledges through an emailed link, as the person it was sent to.
+    pub async fn ack_by_link(&self, token: &str) -> Result<Incident, ApiError> {
+        let (inc, person) = self.link(token).await?;
+        self.ack(inc.id, Actor::new(person, Via::Web)).await
+    }
+
     /// The newest open incident: what `!ack` without a number acknowledges.
     pub async fn newest_open(&self) -> Result<Option<Incident>, ApiError> {
         let open = self.store.incidents(true, 50).await?;

@@ -21,12 +21,88 @@ use std::time::Duration;
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Signed one-time acknowledgement links for emails: `/ack/{id}.{expiry}.{person}.{signature}`, HMAC-SHA256
+/// under a secret the replicas share (kept in the store). A link acknowledges as its person while the incident
+/// is triggered and the link has not expired; after that it only says what became of the incident.
+#[derive(Clone)]
+pub struct AckLinks {
+    store: Arc<dyn crew_store::Store>,
+    key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+}
+
+/// How long an emailed link works.
+pub const ACK_LINK_HOURS: i64 = 24;
+
+impl AckLinks {
+    pub fn new(store: Arc<dyn crew_store::Store>) -> Self {
+        AckLinks { store, key: Arc::new(tokio::sync::OnceCell::new()) }
+    }
+
+    async fn key(&self) -> Result<&[u8], crate::error::ApiError> {
+        let k = self
+            .key
+            .get_or_try_init(|| async {
+                let s = self.store.server_secret("ack-links", &crate::auth::random_id()).await?;
+                Ok::<_, crate::error::ApiError>(s.into_bytes())
+            })
+            .await?;
+        Ok(k)
+    }
+
+    fn sign(key: &[u8], payload: &str) -> String {
+        use hmac::{Mac, SimpleHmac};
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(payload.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The link's token for `person` to acknowledge incident `id`.
+    pub async fn token(
+        &self,
+        id: i64,
+        person: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<String, crate::error::ApiError> {
+        use base64::Engine;
+        let exp = (now + chrono::Duration::hours(ACK_LINK_HOURS)).timestamp();
+        let who = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(person);
+        let payload = format!("{id}.{exp}.{who}");
+        Ok(format!("{payload}.{}", Self::sign(self.key().await?, &payload)))
+    }
+
+    /// The incident and person a token names, if its signature holds and it has not expired.
+    pub async fn verify(
+        &self,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(i64, String), crate::error::ApiError> {
+        use base64::Engine;
+        let bad = || crate::error::ApiError::NotFound("this acknowledgement link is not valid".into());
+        let (payload, sig) = token.rsplit_once('.').ok_or_else(bad)?;
+        let expected = Self::sign(self.key().await?, payload);
+        if !crate::auth::same_secret(Some(sig), &expected) {
+            return Err(bad());
+        }
+        let mut parts = payload.splitn(3, '.');
+        let (Some(id), Some(exp), Some(who)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad()) };
+        let (id, exp): (i64, i64) = (id.parse().map_err(|_| bad())?, exp.parse().map_err(|_| bad())?);
+        if now.timestamp() > exp {
+            return Err(crate::error::ApiError::Conflict(format!(
+                "this link expired ({ACK_LINK_HOURS} hours after it was sent): acknowledge on the incident's page"
+            )));
+        }
+        let who = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(who).map_err(|_| bad())?;
+        Ok((id, String::from_utf8(who).map_err(|_| bad())?))
+    }
+}
+
 #[derive(Clone)]
 pub struct Notifier {
     timeline: Timeline,
     chat: Chat,
     config: Arc<OncallConfig>,
     mailer: Option<Arc<Mailer>>,
+    pub links: AckLinks,
     base: String,
     shutdown: tokio_util::sync::CancellationToken,
 }
@@ -92,6 +168,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// One message to hand over.
 #[derive(Debug, Clone)]
 struct Page {
+    incident: Option<i64>,
     channel: Channel,
     person: Option<String>,
     /// An email address, a nick, or a room.
@@ -110,7 +187,8 @@ impl Notifier {
                 None
             }
         });
-        Notifier { timeline, chat, config, mailer, base: p.base_url(), shutdown: p.shutdown.clone() }
+        let links = AckLinks::new(p.store.clone());
+        Notifier { timeline, chat, config, mailer, links, base: p.base_url(), shutdown: p.shutdown.clone() }
     }
 
     /// Sends step `step`'s pages for `inc` to `recipients`, each in its own task.
@@ -141,6 +219,7 @@ impl Notifier {
         for r in recipients {
             match r {
                 Recipient::Room { name } => pages.push(Page {
+                    incident: Some(inc.id),
                     channel: Channel::Room,
                     person: None,
                     to: name,
@@ -152,6 +231,7 @@ impl Notifier {
                     for c in &p.notify {
                         match c {
                             Channel::Email => pages.push(Page {
+                                incident: Some(inc.id),
                                 channel: Channel::Email,
                                 person: Some(name.clone()),
                                 to: p.email.clone().unwrap_or_default(),
@@ -159,6 +239,7 @@ impl Notifier {
                                 text: body.clone(),
                             }),
                             Channel::Chat => pages.push(Page {
+                                incident: Some(inc.id),
                                 channel: Channel::Chat,
                                 person: Some(name.clone()),
                                 to: p.irc.clone().unwrap_or_default(),
@@ -171,6 +252,7 @@ impl Notifier {
                     if p.notify.contains(&Channel::Chat) {
                         if let Some(room) = &room {
                             pages.push(Page {
+                                incident: Some(inc.id),
                                 channel: Channel::Room,
                                 person: Some(name.clone()),
                                 to: room.clone(),
@@ -232,7 +314,19 @@ impl Notifier {
                     let _ = m;
                     (Delivery::Refused, Some("the person has no email".into()))
                 }
-                Some(m) => m.send(&page.to, &page.subject, page.text.clone()).await,
+                Some(m) => {
+                    let mut text = page.text.clone();
+                    if let (Some(p), Some(id)) = (page.person.as_deref(), page.incident) {
+                        match self.links.token(id, p, chrono::Utc::now()).await {
+                            Ok(t) => text.push_str(&format!(
+                                "\nAcknowledge with one click ({ACK_LINK_HOURS} h): {}/ack/{t}\n",
+                                self.base
+                            )),
+                            Err(e) => tracing::warn!(error = %e, "no acknowledgement link in the email"),
+                        }
+                    }
+                    m.send(&page.to, &page.subject, text).await
+                }
             },
             Channel::Chat => {
                 if page.to.is_empty() {

@@ -113,3 +113,35 @@ pub async fn note(State(incidents): State<Incidents>, Path(id): Path<String>, f:
     let r = async { incidents.note(incident_id(&id)?, f.get("text"), f.user.actor()).await.map(|_| ()) }.await;
     back(&id, r)
 }
+
+/// `GET /ack/{token}`: an emailed link shows what it will acknowledge and a button (a link fetched by a mail
+/// scanner acknowledges nothing); no session needed, the signed token is the credential.
+pub async fn link_page(State(incidents): State<Incidents>, Path(token): Path<String>) -> Response {
+    let (inc, person) = match incidents.link(&token).await {
+        Ok(x) => x,
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let body = html! {
+        h1 { "#" (inc.id) " " (inc.summary) }
+        p { "Status: " span.status { (inc.status.as_str()) } }
+        @if inc.status == IncidentStatus::Triggered {
+            form method="post" action=(format!("/ack/{token}")) {
+                button.ack type="submit" { "Acknowledge as " (person) }
+            }
+        } @else {
+            p { "Nothing to do: it is " (inc.status.as_str()) "." }
+        }
+    };
+    layout(&format!("Acknowledge #{}", inc.id), None, "", body).into_response()
+}
+
+/// `POST /ack/{token}`: acknowledges as the link's person.
+pub async fn link_ack(State(incidents): State<Incidents>, Path(token): Path<String>) -> Response {
+    match incidents.ack_by_link(&token).await {
+        Ok(inc) => {
+            let body = html! { h1 { "#" (inc.id) " acknowledged" } p { "Nobody else is paged. " (inc.summary) } };
+            layout("Acknowledged", None, "", body).into_response()
+        }
+        Err(e) => WebError::from(e).into_response(),
+    }
+}

@@ -54,3 +54,9 @@ CREATE TABLE oncall_feeds (
     name     TEXT PRIMARY KEY,
     key_hash TEXT NOT NULL
 );
+
+-- Secrets the server keeps for itself and shares across replicas (the key that signs acknowledgement links).
+CREATE TABLE server_secrets (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
