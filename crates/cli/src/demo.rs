@@ -257,11 +257,24 @@ runbook = "runbooks/www-latency.md"
     .await?;
     tokio::fs::write(repo.join("templates/app.conf"), "listen {{ port }}\nname {{ facts.hostname }}\n").await?;
     tokio::fs::write(repo.join("index.html"), "<h1>crew demo</h1>\n").await?;
+    // The runbook the alert names: crew refuses to start on an alert whose runbook the repository lacks.
+    tokio::fs::create_dir_all(repo.join("runbooks")).await?;
+    tokio::fs::write(repo.join("runbooks/www-latency.md"), WWW_LATENCY).await?;
     git(&repo, &["init", "-q", "-b", "main"]).await?;
     git(&repo, &["add", "-A"]).await?;
     git(&repo, &["commit", "-q", "-m", "First page"]).await?;
     Ok(repo)
 }
+
+/// The demo's runbook, with the four sections every runbook has.
+const WWW_LATENCY: &str = "# www latency\n\n\
+## Meaning\nThe 99th percentile of www's page times is over 900 ms for a minute.\n\n\
+## Impact\nOne visitor in a hundred waits about a second or more for a page.\n\n\
+## Diagnosis\n- Look at [latency and requests](/graphs?q=www.latency) next to the deploys on the graph.\n\
+- Check what went out last: `crew pending production`, `crew events --kind deploy`.\n\n\
+## Mitigation\n1. If a deploy preceded it, roll back: `!rollback production`.\n\
+2. If a flag was ramped, switch it off: `!flag NAME off`.\n\
+3. Otherwise look for slow queries and tell #ops what you see.\n";
 
 /// Deploys through the API and waits for the end.
 async fn deploy(client: &Client, environment: &str, message: &str) -> Result<()> {

@@ -3,7 +3,7 @@
 //! saying who may call it.
 
 use crate::http::{Least, Route};
-use crate::{chat, deploys, flags, infra, metrics, system, timeline, tokens, web};
+use crate::{chat, deploys, flags, infra, metrics, runbooks, system, timeline, tokens, web};
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
 use crew_core::Role::{Admin, Evaluate, Member, Viewer};
@@ -51,6 +51,8 @@ pub fn api() -> Vec<Route> {
         Route::get("/api/v1/chat/links", Token(Viewer), chat::api::links),
         Route::post("/api/v1/chat/links", Token(Admin), chat::api::link),
         Route::post("/api/v1/infra/reports", Token(Member), infra::api::report),
+        Route::get("/api/v1/runbooks", Token(Viewer), runbooks::api::list),
+        Route::get("/api/v1/runbooks/{*path}", Token(Viewer), runbooks::api::one),
     ]
 }
 
@@ -82,5 +84,7 @@ pub fn web() -> Vec<Route> {
         Route::post("/flags/{key}/knob", Form(Member), flags::web::knob),
         Route::get("/graphs", Page(Viewer), metrics::web::index),
         Route::get("/infra", Page(Viewer), infra::web::index),
+        Route::get("/runbooks", Page(Viewer), runbooks::web::index),
+        Route::get("/runbooks/{*path}", Page(Viewer), runbooks::web::show),
     ]
 }

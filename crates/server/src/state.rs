@@ -9,6 +9,7 @@ use crate::deploys::Deploys;
 use crate::flags::{FlagCache, Flags};
 use crate::infra::Infra;
 use crate::metrics::{Live, Metrics};
+use crate::runbooks::Runbooks;
 use crate::system::System;
 use crate::timeline::Timeline;
 use crate::tokens::Tokens;
@@ -60,11 +61,13 @@ pub struct AppState {
     pub metrics: Metrics,
     pub chat: Chat,
     pub infra: Infra,
+    pub runbooks: Runbooks,
     pub system: System,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr) -> Self {
+    /// The services; `runbooks` is made (and checked) before, from the same settings.
+    pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr, runbooks: Runbooks) -> Self {
         let settings = Arc::new(settings);
         let platform = Platform {
             store: store.clone(),
@@ -87,8 +90,8 @@ impl AppState {
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
-        let system = System { platform: platform.clone(), chat: status };
-        AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, system }
+        let system = System { platform: platform.clone(), chat: status, runbooks: runbooks.clone() };
+        AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, runbooks, system }
     }
 
     /// The robot's view: every service its commands call.

@@ -12,3 +12,4 @@ mod hardening;
 mod harness;
 mod infra;
 mod metrics;
+mod runbooks;

@@ -13,6 +13,7 @@ use crate::deploys::Deploys;
 use crate::error::ApiError;
 use crate::flags::Flags;
 use crate::metrics::Metrics;
+use crate::runbooks::Runbooks;
 use crate::state::{AppState, Platform};
 use crate::timeline::Timeline;
 use crate::tokens::Tokens;
@@ -152,6 +153,7 @@ pub struct Robot {
     pub flags: Flags,
     pub metrics: Metrics,
     pub tokens: Tokens,
+    pub runbooks: Runbooks,
     pub platform: Platform,
 }
 
@@ -164,6 +166,7 @@ impl FromRef<AppState> for Robot {
             flags: st.flags.clone(),
             metrics: st.metrics.clone(),
             tokens: st.tokens.clone(),
+            runbooks: st.runbooks.clone(),
             platform: st.platform.clone(),
         }
     }
@@ -555,6 +558,16 @@ pub(crate) async fn run(
             };
             let (_, after) = robot.flags.turn(key, &knob, true, &format!("from {room}"), actor).await?;
             Ok(format!("{key}: {}", after.as_ref().map(knobs::describe).unwrap_or_default()))
+        }
+        "runbook" => {
+            let (path, text) = robot.runbooks.read(arg(0).unwrap_or_default()).await?;
+            let link = format!("{}{}", robot.platform.base_url(), crate::runbooks::page(&path));
+            let mut lines = crate::runbooks::markdown::mitigation_lines(&text, crate::runbooks::ROBOT_LINES);
+            if lines.is_empty() {
+                lines.push(format!("{path} has no Mitigation section"));
+            }
+            lines.push(link);
+            Ok(lines.join("\n"))
         }
         other => Ok(format!("!{other} is not available here yet")),
     }

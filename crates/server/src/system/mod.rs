@@ -1,11 +1,12 @@
-//! The server's own status: version, store, uptime and counts, and the robot's connection (for the Status
-//! page, `crew status` and `GET /api/v1/status`).
+//! The server's own status: version, store, uptime and counts, warnings (runbooks lacking a section), and the
+//! robot's connection (for the Status page, `crew status` and `GET /api/v1/status`).
 
 pub mod api;
 pub mod web;
 
 use crate::chat::ChatStatus;
 use crate::error::ApiError;
+use crate::runbooks::Runbooks;
 use crate::state::Platform;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub struct System {
     pub platform: Platform,
     pub chat: Arc<ChatStatus>,
+    pub runbooks: Runbooks,
 }
 
 impl System {
@@ -23,6 +25,8 @@ impl System {
     pub async fn status(&self) -> Result<Value, ApiError> {
         let p = &self.platform;
         let counts = p.store.counts().await?;
+        // What someone should fix in the repository or crew.toml, though crew runs: runbooks lacking a section.
+        let warnings = self.runbooks.warnings().await;
         Ok(json!({
             "version": VERSION,
             "store": p.store.engine().as_str(),
@@ -31,6 +35,7 @@ impl System {
             "started_at": crew_core::time::rfc3339(p.started_at),
             "uptime_seconds": p.started.elapsed().as_secs(),
             "counts": {"events": counts.events, "tokens": counts.tokens},
+            "warnings": warnings,
         }))
     }
 }

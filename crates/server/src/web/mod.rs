@@ -30,6 +30,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("Flags", "/flags"),
     ("Metrics", "/graphs"),
     ("Infra", "/infra"),
+    ("Runbooks", "/runbooks"),
     ("Status", "/status"),
 ];
 
