@@ -94,7 +94,7 @@ pub fn resolve(name: &str) -> Result<String, String> {
     if n.is_empty() {
         return Err(format!("an empty name is not a runbook: {rule}"));
     }
-    if n.len() > 512 || n.chars().any(|c| c.is_control() || c == '\\') {
+    if n.len() > 512 || n.ends_with('/') || n.chars().any(|c| c.is_control() || c == '\\') {
         return Err(not_a_name(name, rule));
     }
     let path = if n.starts_with(FOLDER) { n.to_string() } else { format!("{FOLDER}{n}") };
@@ -317,11 +317,13 @@ async fn read_commit(src: &Source, sha: &str) -> Result<Snapshot, String> {
         ));
         return Ok(Snapshot { sha: sha.to_string(), files });
     }
-    let wanted: Vec<&str> = blobs.iter().filter(|(_, _, n)| *n <= MAX_BYTES).map(|(_, o, _)| o.as_str()).collect();
-    let mut input = wanted.join("\n");
+    // Each object once: two runbooks with the same text are one object.
+    let wanted: std::collections::BTreeSet<&str> =
+        blobs.iter().filter(|(_, _, n)| *n <= MAX_BYTES).map(|(_, o, _)| o.as_str()).collect();
+    let mut input = wanted.iter().copied().collect::<Vec<_>>().join("\n");
     input.push('\n');
     let out = if wanted.is_empty() { vec![] } else { git(&src.repo, &["cat-file", "--batch"], Some(input)).await? };
-    let mut texts = parse_batch(&out)?;
+    let texts = parse_batch(&out)?;
     let mut files = BTreeMap::new();
     for (path, object, size) in blobs {
         let file = if size > MAX_BYTES {
@@ -330,8 +332,8 @@ async fn read_commit(src: &Source, sha: &str) -> Result<Snapshot, String> {
                 format!("{path} is {} KiB; crew reads runbooks up to {} KiB", size.div_ceil(1024), MAX_BYTES / 1024);
             File { text: Err(why), title, missing: vec![] }
         } else {
-            let bytes = texts.remove(&object).ok_or_else(|| format!("git cat-file gave no {object} ({path})"))?;
-            let text: Arc<str> = Arc::from(String::from_utf8_lossy(&bytes).as_ref());
+            let bytes = texts.get(&object).ok_or_else(|| format!("git cat-file gave no {object} ({path})"))?;
+            let text: Arc<str> = Arc::from(String::from_utf8_lossy(bytes).as_ref());
             File {
                 title: markdown::title(&text).unwrap_or_else(|| path.clone()),
                 missing: markdown::missing_sections(&text),
@@ -413,6 +415,7 @@ mod tests {
             ("./x", Err("is not a runbook")),
             ("a\\..\\b", Err("is not a runbook")),
             ("a\nb", Err("is not a runbook")),
+            ("db/", Err("is not a runbook")),
             ("", Err("an empty name")),
         ];
         for (name, want) in table {
@@ -452,6 +455,12 @@ mod tests {
         .unwrap();
         std::fs::write(repo.join("runbooks/big.md"), "x".repeat(MAX_BYTES as usize + 1)).unwrap();
         std::fs::write(repo.join("runbooks/notes.txt"), "not a runbook").unwrap();
+        // Two runbooks with the same text are one git object: both are read.
+        std::fs::write(
+            repo.join("runbooks/db/replica.md"),
+            "# Failover\n## Meaning\n## Impact\n## Diagnosis\n## Mitigation\n",
+        )
+        .unwrap();
         std::fs::write(repo.join("crew.toml"), "secret = 1").unwrap();
         let commit = "git -c user.name=A -c user.email=a@e add -A && git -c user.name=A -c user.email=a@e commit -qm c";
         sh(repo, &format!("git init -q -b main && {commit}"));
@@ -460,7 +469,11 @@ mod tests {
         let rb = Runbooks::from_source(Some(Source { repo: repo.display().to_string(), branch: "main".into() }));
         let list = rb.list().await.unwrap();
         let paths: Vec<&str> = list.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(paths, ["runbooks/big.md", "runbooks/checkout.md", "runbooks/db/failover.md"]);
+        assert_eq!(
+            paths,
+            ["runbooks/big.md", "runbooks/checkout.md", "runbooks/db/failover.md", "runbooks/db/replica.md"]
+        );
+        assert_eq!(rb.read("db/replica").await.unwrap().1, rb.read("db/failover").await.unwrap().1);
         assert_eq!(list[1].title, "Checkout");
         assert_eq!(list[1].missing_sections, ["Meaning", "Impact", "Diagnosis"]);
         assert!(list[0].error.as_deref().unwrap().contains("crew reads runbooks up to 256 KiB"), "{list:?}");
@@ -486,7 +499,7 @@ mod tests {
 
         // A new commit is read afresh.
         sh(repo, &format!("rm runbooks/big.md && {commit}"));
-        assert_eq!(rb.list().await.unwrap().len(), 2);
+        assert_eq!(rb.list().await.unwrap().len(), 3);
         assert_eq!(rb.read("checkout").await.unwrap().1.as_ref(), "# Changed\n");
 
         let none = Runbooks::from_source(None);
