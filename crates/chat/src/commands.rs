@@ -178,6 +178,16 @@ pub const COMMANDS: &[Spec] = &[
         long_running: false,
     },
     Spec {
+        name: "runbook",
+        usage: "NAME",
+        help: "a runbook's first steps of mitigation, with its page's link",
+        role: Role::Viewer,
+        min_args: 1,
+        max_args: Some(1),
+        limit: (10, MINUTE),
+        long_running: false,
+    },
+    Spec {
         name: "help",
         usage: "[CMD]",
         help: "the commands, or one command's usage",
@@ -355,6 +365,8 @@ mod tests {
         assert_eq!(ok("!search login   error"), ("search".into(), vec!["login error".into()]));
         assert_eq!(ok("!flag video rollout 10"), ("flag".into(), vec!["video".into(), "rollout".into(), "10".into()]));
         assert_eq!(ok("!status"), ("status".into(), vec![]));
+        assert_eq!(ok("!runbook db/failover"), ("runbook".into(), vec!["db/failover".into()]));
+        assert_eq!(parse("!runbook").unwrap().unwrap_err(), "usage: !runbook NAME");
     }
 
     #[test]

@@ -245,6 +245,9 @@ async fn status(client: Client, as_json: bool) -> Result<()> {
     );
     println!("events    {}", s["counts"]["events"]);
     println!("tokens    {}", s["counts"]["tokens"]);
+    for w in s["warnings"].as_array().into_iter().flatten() {
+        println!("warning   {}", w.as_str().unwrap_or(""));
+    }
     crate::deploy::environments(&client).await
 }
 

@@ -316,21 +316,35 @@ runbook = "runbooks/www-errors.md"
     .await?;
     tokio::fs::write(repo.join("templates/app.conf"), "listen {{ port }}\nname {{ facts.hostname }}\n").await?;
     tokio::fs::write(repo.join("index.html"), "<h1>crew demo</h1>\n").await?;
+    // The runbooks the alerts name: crew refuses to start on an alert whose runbook the repository lacks.
     tokio::fs::create_dir_all(repo.join("runbooks")).await?;
-    for (file, what) in [("www-errors.md", "errors"), ("www-latency.md", "latency")] {
-        let text = format!(
-            "# www {what}\n\n## Meaning\n\nwww's {what} are over their alert's threshold.\n\n## Impact\n\n\
-             People see failed or slow pages.\n\n## Diagnosis\n\nLook at the graph: did a deploy or a flag change \
-             just before it?\n\n## Mitigation\n\nRoll back the last deploy: `crew rollback production`.\n\
-             Switch off the last flag turned on.\n"
-        );
-        tokio::fs::write(repo.join("runbooks").join(file), text).await?;
-    }
+    tokio::fs::write(repo.join("runbooks/www-latency.md"), WWW_LATENCY).await?;
+    tokio::fs::write(repo.join("runbooks/www-errors.md"), WWW_ERRORS).await?;
     git(&repo, &["init", "-q", "-b", "main"]).await?;
     git(&repo, &["add", "-A"]).await?;
     git(&repo, &["commit", "-q", "-m", "First page"]).await?;
     Ok(repo)
 }
+
+/// The demo's runbook, with the four sections every runbook has.
+const WWW_LATENCY: &str = "# www latency\n\n\
+## Meaning\nThe 99th percentile of www's page times is over 900 ms for a minute.\n\n\
+## Impact\nOne visitor in a hundred waits about a second or more for a page.\n\n\
+## Diagnosis\n- Look at [latency and requests](/graphs?q=www.latency) next to the deploys on the graph.\n\
+- Check what went out last: `crew pending production`, `crew events --kind deploy`.\n\n\
+## Mitigation\n1. If a deploy preceded it, roll back: `!rollback production`.\n\
+2. If a flag was ramped, switch it off: `!flag NAME off`.\n\
+3. Otherwise look for slow queries and tell #ops what you see.\n";
+
+/// The runbook of the demo's page alert.
+const WWW_ERRORS: &str = "# www errors\n\n\
+## Meaning\nwww answered more than 50 errors in ten seconds.\n\n\
+## Impact\nVisitors see error pages; logins may fail.\n\n\
+## Diagnosis\n- Look at [errors](/graphs?q=www.errors) next to the deploys and flag changes on the graph.\n\
+- `crew incident show ID` lists what happened around it.\n\n\
+## Mitigation\n1. If a deploy preceded it, roll back: `!rollback production`.\n\
+2. If a flag was switched on, switch it off: `!flag NAME off`.\n\
+3. Acknowledge the page (`!ack`) so nobody else is woken, and say in #ops what you see.\n";
 
 /// Deploys through the API and waits for the end.
 async fn deploy(client: &Client, environment: &str, message: &str) -> Result<()> {

@@ -1,7 +1,8 @@
 //! `crew serve`: the HTTP API, the web UI and the live event stream in one process, over one [`Store`].
 //!
 //! A thin platform (`state`, `config`, `auth`, `error`, `http`, `web`) and one module per domain (timeline,
-//! tokens, deploys, flags, metrics, alerts, chat, infra, oncall, incidents, system), each with its service in `mod.rs` (one
+//! tokens, deploys, flags, metrics, alerts, chat, infra, runbooks, oncall, incidents, system), each with its service in
+//! `mod.rs` (one
 //! function per action), its `api.rs` and its `web.rs`. [`App::build`] is shared by `main` and the tests: it
 //! opens the store, makes sure an admin token exists and binds the listener; [`App::run`] serves until the
 //! shutdown token is cancelled.
@@ -21,6 +22,7 @@ pub mod infra;
 pub mod metrics;
 pub mod oncall;
 pub mod routes;
+pub mod runbooks;
 pub mod state;
 pub mod system;
 pub mod timeline;
@@ -84,6 +86,15 @@ impl App {
         let passable = settings.deploy.as_ref().is_some_and(|d| d.build_user.is_some());
         private_dir(&settings.data_dir, passable)
             .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+        // A runbook an alert names must be on the branch's head (a URL is taken as it is).
+        let runbooks = runbooks::Runbooks::new(&settings);
+        runbooks.check_alerts(&settings.alerts).await.map_err(|message| ConfigError::Invalid {
+            path: settings.config_path.clone().unwrap_or_else(|| "crew.toml".into()),
+            message,
+        })?;
+        for w in runbooks.warnings().await {
+            tracing::warn!("{w}");
+        }
         let store = crew_store::open(&settings.database).await?;
         tokens::ensure_admin(&*store, &settings.data_dir).await?;
         deploys::interrupt_leftovers(&*store).await?;
@@ -98,7 +109,7 @@ impl App {
             ),
             None => None,
         };
-        let state = AppState::new(store.clone(), settings, addr);
+        let state = AppState::new(store.clone(), settings, addr, runbooks);
         let live = &state.metrics.live;
         *live.addr.lock().expect("not poisoned") = statsd.as_ref().map(|s| s.addr);
         live.set_source(&replica_id(&state.platform.settings.data_dir)?);

@@ -3,7 +3,7 @@
 //! saying who may call it.
 
 use crate::http::{Least, Route};
-use crate::{chat, deploys, flags, incidents, infra, metrics, oncall, system, timeline, tokens, web};
+use crate::{chat, deploys, flags, incidents, infra, metrics, oncall, runbooks, system, timeline, tokens, web};
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
 use crew_core::Role::{Admin, Alert, Evaluate, Member, Viewer};
@@ -66,6 +66,8 @@ pub fn api() -> Vec<Route> {
         Route::post("/api/v1/incidents/{id}/notes", Token(Member), incidents::api::note),
         Route::post("/api/v1/integrations/alertmanager", Token(Alert), incidents::integrations::alertmanager),
         Route::post("/api/v1/integrations/pagerduty/enqueue", Token(Alert), incidents::integrations::pagerduty),
+        Route::get("/api/v1/runbooks", Token(Viewer), runbooks::api::list),
+        Route::get("/api/v1/runbooks/{*path}", Token(Viewer), runbooks::api::one),
     ]
 }
 
@@ -106,5 +108,7 @@ pub fn web() -> Vec<Route> {
         Route::post("/incidents/{id}/notes", Form(Member), incidents::web::note),
         Route::get("/ack/{token}", Anyone, incidents::web::link_page),
         Route::post("/ack/{token}", Anyone, incidents::web::link_ack),
+        Route::get("/runbooks", Page(Viewer), runbooks::web::index),
+        Route::get("/runbooks/{*path}", Page(Viewer), runbooks::web::show),
     ]
 }

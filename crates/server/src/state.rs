@@ -11,6 +11,7 @@ use crate::incidents::Incidents;
 use crate::infra::Infra;
 use crate::metrics::{Live, Metrics};
 use crate::oncall::Oncall;
+use crate::runbooks::Runbooks;
 use crate::system::System;
 use crate::timeline::Timeline;
 use crate::tokens::Tokens;
@@ -64,11 +65,13 @@ pub struct AppState {
     pub infra: Infra,
     pub oncall: Oncall,
     pub incidents: Incidents,
+    pub runbooks: Runbooks,
     pub system: System,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr) -> Self {
+    /// The services; `runbooks` is made (and checked) before, from the same settings.
+    pub fn new(store: Arc<dyn Store>, settings: Settings, addr: SocketAddr, runbooks: Runbooks) -> Self {
         let settings = Arc::new(settings);
         let platform = Platform {
             store: store.clone(),
@@ -93,8 +96,23 @@ impl AppState {
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
         let incidents = Incidents::new(&platform, timeline.clone(), oncall.clone(), chat.clone());
-        let system = System { platform: platform.clone(), chat: status, oncall: oncall.clone() };
-        AppState { platform, auth, timeline, tokens, deploys, flags, metrics, chat, infra, oncall, incidents, system }
+        let system =
+            System { platform: platform.clone(), chat: status, runbooks: runbooks.clone(), oncall: oncall.clone() };
+        AppState {
+            platform,
+            auth,
+            timeline,
+            tokens,
+            deploys,
+            flags,
+            metrics,
+            chat,
+            infra,
+            runbooks,
+            oncall,
+            incidents,
+            system,
+        }
     }
 
     /// The robot's view: every service its commands call.

@@ -11,14 +11,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 /// A person in the channel: a raw IRC client that answers PING and reads lines until one matches.
-struct Person {
+pub(crate) struct Person {
     nick: String,
     lines: tokio::io::Lines<BufReader<OwnedReadHalf>>,
     w: OwnedWriteHalf,
 }
 
 impl Person {
-    async fn join(port: u16, nick: &str, channel: &str) -> Person {
+    pub(crate) async fn join(port: u16, nick: &str, channel: &str) -> Person {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let (r, w) = tcp.into_split();
         let mut p = Person { nick: nick.into(), lines: BufReader::new(r).lines(), w };
@@ -27,12 +27,12 @@ impl Person {
         p
     }
 
-    async fn say(&mut self, raw: &str) {
+    pub(crate) async fn say(&mut self, raw: &str) {
         self.w.write_all(format!("{raw}\r\n").as_bytes()).await.unwrap();
     }
 
     /// Reads until a line matches (answering PINGs); panics after 10 s.
-    async fn wait(&mut self, mut pred: impl FnMut(&str) -> bool, what: &str) -> String {
+    pub(crate) async fn wait(&mut self, mut pred: impl FnMut(&str) -> bool, what: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let line = tokio::time::timeout_at(deadline, self.lines.next_line())
@@ -51,7 +51,7 @@ impl Person {
     }
 }
 
-fn config(dir: &std::path::Path, irc: &Ngircd, tls: bool) -> std::path::PathBuf {
+pub(crate) fn config(dir: &std::path::Path, irc: &Ngircd, tls: bool) -> std::path::PathBuf {
     let (port, extra) = if tls {
         (irc.tls_port, format!("tls = true\nca_file = \"{}\"\n", irc.cert.display()))
     } else {
@@ -72,7 +72,7 @@ fn config(dir: &std::path::Path, irc: &Ngircd, tls: bool) -> std::path::PathBuf 
     path
 }
 
-async fn robot_in(s: &Server, channel: &str) -> bool {
+pub(crate) async fn robot_in(s: &Server, channel: &str) -> bool {
     eventually(Duration::from_secs(10), || async {
         let v = s.get_json("/api/v1/chat", &s.admin).await;
         v["irc"]["connected"] == true && v["irc"]["channels"].as_array().is_some_and(|c| c.contains(&json!(channel)))

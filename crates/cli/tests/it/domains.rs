@@ -11,16 +11,16 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// A browser session: its cookie and the CSRF secret its pages carry.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub cookie: String,
+    pub csrf: String,
 }
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-async fn sign_in(s: &Server, token: &str) -> Session {
+pub(crate) async fn sign_in(s: &Server, token: &str) -> Session {
     let http = no_redirects();
     let res = http.post(format!("{}/signin", s.url)).form(&[("token", token)]).send().await.unwrap();
     assert_eq!(res.status(), 303, "sign-in");
@@ -39,6 +39,7 @@ fn concrete(path: &str) -> String {
         .replace("{name}", "nobody")
         .replace("{*rest}", "x")
         .replace("{schedule}", "ops")
+        .replace("{*path}", "checkout")
 }
 
 fn redirects_to_signin(res: &reqwest::Response) -> bool {
@@ -92,6 +93,8 @@ fn table() -> BTreeMap<(&'static str, &'static str), Least> {
         (("GET", "/api/v1/chat/links"), v),
         (("POST", "/api/v1/chat/links"), a),
         (("POST", "/api/v1/infra/reports"), m),
+        (("GET", "/api/v1/runbooks"), v),
+        (("GET", "/api/v1/runbooks/{*path}"), v),
         (("GET", "/"), Anyone),
         (("GET", "/signin"), Anyone),
         (("POST", "/signin"), Anyone),
@@ -137,6 +140,8 @@ fn table() -> BTreeMap<(&'static str, &'static str), Least> {
         (("POST", "/incidents/{id}/notes"), form),
         (("GET", "/ack/{token}"), Anyone),
         (("POST", "/ack/{token}"), Anyone),
+        (("GET", "/runbooks"), page),
+        (("GET", "/runbooks/{*path}"), page),
     ])
 }
 

@@ -376,8 +376,11 @@ async fn remote_write_retries_429_and_5xx_then_delivers_the_same_batch() {
 
 #[tokio::test]
 async fn an_alert_fires_after_its_for_and_resolves_with_its_runbook() {
-    let (_d, cfg) = config(
-        "\n[[alerts]]\nname = \"checkout errors\"\nseries = \"shop.errors\"\nstat = \"count\"\nop = \">\"\nthreshold = 5\nfor = \"2s\"\nseverity = \"page\"\nsummary = \"checkout errors above 5 a second\"\nrunbook = \"runbooks/checkout.md\"\n",
+    // The runbook it names is in the app's repository (crew refuses to start otherwise).
+    let a = crate::deploy::app();
+    crate::runbooks::commit_runbooks(&a);
+    let cfg = a.with(
+        "[metrics]\nflush = \"1s\"\n\n[[alerts]]\nname = \"checkout errors\"\nseries = \"shop.errors\"\nstat = \"count\"\nop = \">\"\nthreshold = 5\nfor = \"2s\"\nseverity = \"page\"\nsummary = \"checkout errors above 5 a second\"\nrunbook = \"runbooks/checkout.md\"\n",
     );
     let s = Server::start_with_statsd(&cfg).await;
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();

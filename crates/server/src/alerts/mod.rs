@@ -248,11 +248,13 @@ impl Alerts {
                         )
                         .with_data(data);
                         if let Some(rb) = &r.runbook {
-                            let href = if rb.starts_with("http://") || rb.starts_with("https://") || rb.starts_with('/')
-                            {
+                            // A URL as it is; a runbook of the repository (checked at start) as its page on crew.
+                            let href = if crate::runbooks::is_url(rb) {
                                 rb.clone()
                             } else {
-                                format!("/{rb}")
+                                crate::runbooks::resolve(rb)
+                                    .map(|p| crate::runbooks::page(&p))
+                                    .unwrap_or_else(|_| format!("/{}", rb.trim_start_matches('/')))
                             };
                             e = e.with_link("runbook", &href);
                         }
@@ -336,6 +338,16 @@ mod tests {
         assert_eq!(fired[0].kind, kind::ALERT_FIRED);
         assert_eq!(fired[0].summary, "[page] checkout errors: shop.errors count 9 > 5");
         assert_eq!(fired[0].links[0].href, "/runbooks/checkout.md");
+        // A short name links to the runbook's page too.
+        let mut short = section();
+        short.name = "short".into();
+        short.runbook = Some("db/failover".into());
+        let b = Alerts::default();
+        let short = check(&[short]).unwrap();
+        let by_short: Vec<NewEvent> =
+            [1_000, 2_000, 3_000].into_iter().flat_map(|t| b.evaluate(&short, &at(Some(9.0)), t, 1.0)).collect();
+        assert_eq!(by_short.len(), 1);
+        assert_eq!(by_short[0].links[0].href, "/runbooks/db/failover.md");
         assert!(a.evaluate(&rules, &at(Some(9.0)), 4_000, 1.0).is_empty(), "fired once");
         let resolved = a.evaluate(&rules, &at(None), 5_000, 1.0);
         assert_eq!(resolved.len(), 1, "no errors counted is zero errors");

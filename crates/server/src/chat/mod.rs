@@ -13,6 +13,7 @@ use crate::deploys::Deploys;
 use crate::error::ApiError;
 use crate::flags::Flags;
 use crate::metrics::Metrics;
+use crate::runbooks::Runbooks;
 use crate::state::{AppState, Platform};
 use crate::timeline::Timeline;
 use crate::tokens::Tokens;
@@ -187,6 +188,7 @@ pub struct Robot {
     pub tokens: Tokens,
     pub oncall: crate::oncall::Oncall,
     pub incidents: crate::incidents::Incidents,
+    pub runbooks: Runbooks,
     pub platform: Platform,
 }
 
@@ -201,6 +203,7 @@ impl FromRef<AppState> for Robot {
             tokens: st.tokens.clone(),
             oncall: st.oncall.clone(),
             incidents: st.incidents.clone(),
+            runbooks: st.runbooks.clone(),
             platform: st.platform.clone(),
         }
     }
@@ -680,6 +683,16 @@ pub(crate) async fn run(
             };
             let (inc, _) = robot.incidents.trigger(t, actor).await?;
             Ok(format!("#{} opened, paging {escalation}: {}", inc.id, inc.summary))
+        }
+        "runbook" => {
+            let (path, text) = robot.runbooks.read(arg(0).unwrap_or_default()).await?;
+            let link = format!("{}{}", robot.platform.base_url(), crate::runbooks::page(&path));
+            let mut lines = crate::runbooks::markdown::mitigation_lines(&text, crate::runbooks::ROBOT_LINES);
+            if lines.is_empty() {
+                lines.push(format!("{path} has no Mitigation section"));
+            }
+            lines.push(link);
+            Ok(lines.join("\n"))
         }
         other => Ok(format!("!{other} is not available here yet")),
     }

@@ -440,14 +440,14 @@ fn decide(oncall: &Oncall, overrides: &[crew_store::StoredOverride], inc: &Incid
     }
 }
 
-/// A runbook's link as crew serves it: a repository path becomes `/runbooks/...`; URLs stay.
+/// A runbook's link as crew serves it: a repository path or short name becomes its page; URLs stay.
 pub fn runbook_href(rb: &str) -> String {
-    if rb.starts_with("http://") || rb.starts_with("https://") {
-        rb.to_string()
-    } else {
-        let path = rb.trim_start_matches('/');
-        let path = path.strip_prefix("runbooks/").unwrap_or(path);
-        format!("/runbooks/{path}")
+    if crate::runbooks::is_url(rb) {
+        return rb.to_string();
+    }
+    match crate::runbooks::resolve(rb) {
+        Ok(path) => crate::runbooks::page(&path),
+        Err(_) => "/runbooks".to_string(),
     }
 }
 

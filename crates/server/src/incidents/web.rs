@@ -39,10 +39,16 @@ pub async fn index(user: WebUser, State(incidents): State<Incidents>) -> Result<
 pub async fn show(
     user: WebUser,
     State(incidents): State<Incidents>,
+    State(runbooks): State<crate::runbooks::Runbooks>,
     Path(id): Path<String>,
 ) -> Result<Response, WebError> {
     let v = incidents.show(incident_id(&id)?).await?;
     let i = &v.incident;
+    // The runbook inline, when it is one of the repository's (rendered with raw HTML as text).
+    let inline_runbook = match i.runbook.as_deref().filter(|r| !crate::runbooks::is_url(r)) {
+        Some(r) => runbooks.get(r).await.ok(),
+        None => None,
+    };
     let member = user.role.allows(Role::Member);
     let body = html! {
         h1 { @if i.drill { "DRILL " } "#" (i.id) " " (i.summary) }
@@ -79,6 +85,12 @@ pub async fn show(
                 input type="hidden" name="csrf" value=(user.csrf);
                 input type="text" name="text" placeholder="a note for the timeline";
                 button type="submit" { "Add note" }
+            }
+        }
+        @if let Some(rb) = &inline_runbook {
+            details.runbook open {
+                summary { "Runbook: " (rb.title) }
+                div.markdown { (maud::PreEscaped(&rb.html)) }
             }
         }
         h2 { "Timeline" }

@@ -1,4 +1,5 @@
-//! The Status page: version, store, uptime, counts, and the robot's connection with the last lines said.
+//! The Status page: version, store, uptime, counts, warnings, and the robot's connection with the last lines
+//! said.
 
 use super::{System, VERSION};
 use crate::web::{layout, WebError, WebUser};
@@ -20,6 +21,13 @@ pub async fn status(user: WebUser, State(sys): State<System>) -> Result<Response
             dt { "Up since" } dd { (human(st.started_at)) " UTC (" (up / 3600) "h " (up / 60 % 60) "m)" }
             dt { "Events" } dd { (v["counts"]["events"]) }
             dt { "Tokens" } dd { (v["counts"]["tokens"]) }
+        }
+        @let warnings = v["warnings"].as_array().cloned().unwrap_or_default();
+        @if !warnings.is_empty() {
+            h2 { "Warnings" }
+            ul.warnings #warnings {
+                @for w in &warnings { li { (w.as_str().unwrap_or("")) } }
+            }
         }
         (robot(&sys))
     };
