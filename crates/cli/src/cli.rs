@@ -187,6 +187,8 @@ pub enum IncidentAction {
     },
     /// Add a note to an incident's timeline.
     Note { id: String, text: String },
+    /// Undo a change listed before the incident (`crew incident show` lists each with its event id).
+    Undo { id: String, event: String },
     /// Open an incident by hand; with --escalation it pages.
     Open {
         summary: String,

@@ -129,6 +129,18 @@ pub async fn incident(client: &Client, action: IncidentAction, as_json: bool) ->
                     println!("runbook  {rb}");
                 }
                 println!("page     {}", s(&v["url"]));
+                let changes = v["changes"].as_array().cloned().unwrap_or_default();
+                if !changes.is_empty() {
+                    println!("changes before it, newest first:");
+                }
+                for c in changes {
+                    let undo = c["undo"]["command"].as_str().map(|u| format!("   undo: {u}")).unwrap_or_default();
+                    println!(
+                        "  {:>9} before  {}{undo}",
+                        crate::output::uptime(c["before_seconds"].as_u64().unwrap_or(0)),
+                        s(&c["summary"])
+                    );
+                }
                 for e in v["timeline"].as_array().into_iter().flatten() {
                     println!("  {}  {}", short_time(&e["at"]), s(&e["summary"]));
                 }
@@ -139,6 +151,9 @@ pub async fn incident(client: &Client, action: IncidentAction, as_json: bool) ->
         IncidentAction::Ack { id } => client.json(Method::POST, &id_path(id, &["ack"]), None).await?,
         IncidentAction::Resolve { id, note } => {
             client.json(Method::POST, &id_path(id, &["resolve"]), Some(&json!({"note": note}))).await?
+        }
+        IncidentAction::Undo { id, event } => {
+            client.json(Method::POST, &id_path(id, &["undo"]), Some(&json!({"event": event}))).await?
         }
         IncidentAction::Note { id, text } => {
             client.json(Method::POST, &id_path(id, &["notes"]), Some(&json!({"text": text}))).await?
@@ -158,6 +173,7 @@ pub async fn incident(client: &Client, action: IncidentAction, as_json: bool) ->
     } else {
         match action {
             IncidentAction::Note { .. } => println!("{}", s(&v["summary"])),
+            IncidentAction::Undo { .. } => println!("undone: {v}"),
             _ => println!("{}", incident_line(&v)),
         }
     }

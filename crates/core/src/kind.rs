@@ -63,6 +63,8 @@ pub const INCIDENT_NOTIFIED: &str = "incident.notified";
 pub const INCIDENT_NOTE: &str = "incident.note";
 /// An alert joined an incident that was already open (deduplicated by its key).
 pub const INCIDENT_JOINED: &str = "incident.joined";
+/// A change listed before an incident was undone from it (a deploy rolled back, a flag switched back).
+pub const INCIDENT_UNDO: &str = "incident.undo";
 
 // On-call schedules.
 pub const ONCALL_OVERRIDE: &str = "oncall.override";

@@ -109,7 +109,7 @@ pub async fn deploy_staging(s: &Server, token: &str) -> i64 {
     id
 }
 
-fn commit(repo: &Path, file: &str, text: &str, subject: &str) -> String {
+pub fn commit(repo: &Path, file: &str, text: &str, subject: &str) -> String {
     std::fs::write(repo.join(file), text).unwrap();
     sh(repo, &format!("git add -A && git -c user.name=Bob -c user.email=b@example.com commit -qm '{subject}' && git rev-parse HEAD"))
 }

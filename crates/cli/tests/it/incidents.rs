@@ -402,3 +402,78 @@ async fn the_emailed_link_acknowledges_as_its_person_once() {
     assert_eq!(http.post(&link).send().await.unwrap().status(), 400, "a used link acknowledges nothing more");
     assert!(http.get(&link).send().await.unwrap().text().await.unwrap().contains("Nothing to do"));
 }
+
+/// An incident lists crew's own changes just before it, newest first, each with its undo; the deploy's author
+/// is paged first; undoing from the incident rolls the deploy back and switches the flag back, each recorded on
+/// the incident.
+#[tokio::test]
+async fn an_incident_lists_the_changes_before_it_and_undoes_them() {
+    let smtp = SmtpSink::start().unwrap();
+    let a = crate::deploy::app();
+    let scratch = tempfile::tempdir().unwrap();
+    let people = std::fs::read_to_string(config(scratch.path(), &smtp.addr(), "1m")).unwrap();
+    let path = a.with(&format!("{people}\n[people.mo]\nemail = \"mo@example.com\"\nnotify = [\"email\"]\n"));
+    let s = Server::start_with_config(&path).await;
+    let mo = s.token("mo", "member").await;
+    let first = crate::deploy::deploy_staging(&s, &mo).await;
+    crate::deploy::commit(&a.repo, "index.html", "<h1>v2</h1>\n", "v2 of the page");
+    let second = crate::deploy::deploy_staging(&s, &mo).await;
+    let knob = json!({"knob": "rollout", "percent": 30, "reason": "ramp search"});
+    let res = s.req(Method::POST, "/api/v1/flags/search/knob", &mo).json(&knob).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = json!({"summary": "staging errors", "escalation": "www"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &mo).json(&body).send().await.unwrap();
+    let id = res.json::<Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+
+    // The deployer first, saying which deploy; then the on-call person.
+    let mail = smtp.wait_for(|m| m.contains("mo@example.com"), Duration::from_secs(10)).await;
+    assert!(mail.contains("staging errors"));
+    smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(10)).await;
+    let esc = events(&s, &s.admin, "incident.escalated").await;
+    let deployer = esc.iter().find(|e| e["data"]["deployer"] == "mo").expect("the deployer is paged");
+    assert!(deployer["summary"].as_str().unwrap().contains(&format!("deploy #{second}")), "{deployer}");
+
+    let v = s.get_json(&format!("/api/v1/incidents/{id}"), &mo).await;
+    let changes = v["changes"].as_array().unwrap();
+    let kinds: Vec<&str> = changes.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["flag.changed", "deploy.finished", "deploy.finished"], "newest first: {v}");
+    assert!(changes.windows(2).all(|w| w[0]["before_seconds"].as_i64() <= w[1]["before_seconds"].as_i64()));
+    let deploy = &changes[1];
+    assert_eq!(deploy["detail"]["deploy"], second);
+    assert_eq!(deploy["detail"]["message"], "graph marker");
+    assert_eq!(deploy["undo"]["action"], "rollback");
+    assert_eq!(deploy["undo"]["to"], first);
+    assert_eq!(deploy["undo"]["command"], format!("crew rollback staging --to {first}"));
+    assert!(changes[2]["undo"].is_null(), "the first deploy has nothing before it to go back to");
+    let out = s.cli(&mo).args(["incident", "show", &id.to_string()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("changes before it") && text.contains(&format!("crew rollback staging --to {first}")),
+        "{text}"
+    );
+
+    // Undo both from the incident.
+    let undo = |event: &str| {
+        s.req(Method::POST, &format!("/api/v1/incidents/{id}/undo"), &mo).json(&json!({"event": event})).send()
+    };
+    let res = undo(deploy["event"].as_str().unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let rollback = res.json::<Value>().await.unwrap()["rollback"].as_i64().unwrap();
+    let rolled = eventually(Duration::from_secs(30), || async {
+        s.get_json(&format!("/api/v1/deploys/{rollback}"), &mo).await["status"] == "succeeded"
+    })
+    .await;
+    assert!(rolled);
+    let live = crate::deploy::live(&a.hosts.join("staging1")).unwrap().1;
+    let first_rev =
+        s.get_json(&format!("/api/v1/deploys/{first}"), &mo).await["revision"].as_str().unwrap().to_string();
+    assert_eq!(live, first_rev, "staging runs the first deploy's commit again");
+    let res = undo(changes[0]["event"].as_str().unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let flag = s.req(Method::GET, "/api/v1/flags/search", &mo).send().await.unwrap();
+    assert_eq!(flag.status(), 404, "the flag did not exist before the change: switched back, it is gone");
+    assert_eq!(undo("not-a-change").await.unwrap().status(), 404);
+    let undos = events(&s, &mo, "incident.undo").await;
+    assert_eq!(undos.len(), 2, "{undos:?}");
+    assert!(undos.iter().all(|e| e["subject"] == format!("incident:{id}")));
+}

@@ -121,3 +121,22 @@ pub async fn note(
     let e = incidents.note(incident_id(&id)?, &n.text, caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(json!(e))))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndoBody {
+    /// The change's event id, as the incident's `changes` list it.
+    event: String,
+}
+
+/// `POST /api/v1/incidents/{id}/undo`: undoes one of the changes listed before the incident.
+pub async fn undo(
+    Member(caller): Member,
+    State(incidents): State<Incidents>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let u: UndoBody = parse_json(&body)?;
+    let result = incidents.undo(incident_id(&id)?, &u.event, caller.actor()).await?;
+    Ok(Json(result))
+}

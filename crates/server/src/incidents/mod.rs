@@ -4,6 +4,7 @@
 //! paged after an acknowledgement; one that times out starts the escalation again.
 
 pub mod api;
+pub mod context;
 pub mod integrations;
 pub mod notify;
 pub mod web;
@@ -28,6 +29,8 @@ pub struct Incidents {
     pub oncall: Oncall,
     notifier: notify::Notifier,
     platform: Platform,
+    deploys: crate::deploys::Deploys,
+    flags: crate::flags::Flags,
 }
 
 /// What opens an incident.
@@ -55,6 +58,8 @@ pub struct IncidentView {
     pub ttr_seconds: Option<i64>,
     pub url: String,
     pub runbook_url: Option<String>,
+    /// crew's own changes in the window before it, newest first, each with its undo.
+    pub changes: Vec<context::Change>,
     /// Every event about it, oldest first: triggered, escalated, notified, acknowledged, notes, resolved.
     pub timeline: Vec<Event>,
 }
@@ -80,9 +85,16 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 impl Incidents {
-    pub fn new(p: &Platform, timeline: Timeline, oncall: Oncall, chat: crate::chat::Chat) -> Self {
+    pub fn new(
+        p: &Platform,
+        timeline: Timeline,
+        oncall: Oncall,
+        chat: crate::chat::Chat,
+        deploys: crate::deploys::Deploys,
+        flags: crate::flags::Flags,
+    ) -> Self {
         let notifier = notify::Notifier::new(p, timeline.clone(), chat);
-        Incidents { store: p.store.clone(), timeline, oncall, notifier, platform: p.clone() }
+        Incidents { store: p.store.clone(), timeline, oncall, notifier, platform: p.clone(), deploys, flags }
     }
 
     fn policy(&self, name: &str) -> Result<&Policy, ApiError> {
@@ -139,6 +151,34 @@ impl Incidents {
             return Err(ApiError::BadRequest("`summary`: say what is wrong".into()));
         }
         let drill = t.drill;
+        // What crew changed just before: listed on the first announcement; a deploy's author is paged first.
+        let changes = if t.severity == Severity::Info { vec![] } else { self.changes_before(Utc::now(), None).await? };
+        let brief: Vec<serde_json::Value> = changes
+            .iter()
+            .take(10)
+            .map(
+                |c| json!({"kind": c.kind, "summary": c.summary, "before_seconds": c.before_seconds, "event": c.event}),
+            )
+            .collect();
+        let after = changes.first().map(|c| {
+            let what = c
+                .detail
+                .get("deploy")
+                .and_then(|d| d.as_i64())
+                .map(|d| format!("deploy #{d}"))
+                .unwrap_or_else(|| c.kind.clone());
+            format!(
+                " — {} {} before{}",
+                what,
+                human_secs(c.before_seconds),
+                if changes.len() > 1 { format!(" (+{} more changes)", changes.len() - 1) } else { String::new() }
+            )
+        });
+        let deployer = changes.iter().find_map(|c| {
+            let author = c.detail.get("author")?.as_str()?;
+            self.oncall.person(author)?;
+            Some((author.to_string(), c.detail["deploy"].as_i64().unwrap_or_default(), c.before_seconds))
+        });
         let n = NewIncident {
             key: t.key.clone(),
             severity: t.severity,
@@ -166,7 +206,13 @@ impl Incidents {
                     let (k, line) = match what {
                         Triggered::Opened => (
                             kind::INCIDENT_TRIGGERED,
-                            format!("{tag}#{} triggered [{}]: {}", inc.id, inc.severity, inc.summary),
+                            format!(
+                                "{tag}#{} triggered [{}]: {}{}",
+                                inc.id,
+                                inc.severity,
+                                inc.summary,
+                                after.clone().unwrap_or_default()
+                            ),
                         ),
                         Triggered::Reopened => (
                             kind::INCIDENT_REOPENED,
@@ -182,6 +228,7 @@ impl Incidents {
                         .with_data(json!({
                             "incident": inc.id, "key": inc.key, "severity": inc.severity, "source": inc.source,
                             "escalation": inc.escalation, "summary": summary, "drill": inc.drill,
+                            "changes": brief,
                         }))
                         .with_link("incident", &format!("/incidents/{}", inc.id));
                     if let Some(rb) = &runbook {
@@ -192,6 +239,21 @@ impl Incidents {
                 }),
             )
             .await?;
+        if let (Some((author, deploy, before)), true) =
+            (deployer, matches!(what, Triggered::Opened | Triggered::Reopened) && inc.due_at.is_some())
+        {
+            // The deployer first: their deploy went out just before this page.
+            let recipients = vec![Recipient::Person { name: author.clone(), via: Some(format!("deploy #{deploy}")) }];
+            let e = NewEvent::new(
+                Actor::new("crew", Via::Scheduler),
+                kind::INCIDENT_ESCALATED,
+                &subject(inc.id),
+                format!("#{} paging {author} first: their deploy #{deploy} went out {} before", inc.id, human_secs(before)),
+            )
+            .with_data(json!({"incident": inc.id, "step": null, "deployer": author, "deploy": deploy, "recipients": recipients}));
+            self.store.note_incident(inc.id, e).await?;
+            self.notifier.send(&inc, -1, recipients);
+        }
         if matches!(what, Triggered::Opened | Triggered::Reopened) && inc.due_at.is_some() {
             // The first step is due now: run it without waiting for the worker's next turn.
             self.tick(Utc::now()).await?;
@@ -328,11 +390,13 @@ impl Incidents {
                 h
             }
         });
+        let changes = self.changes_before(incident.triggered_at, Some(id)).await?;
         Ok(IncidentView {
             url: format!("{base}/incidents/{id}"),
             runbook_url,
             tta_seconds,
             ttr_seconds,
+            changes,
             timeline,
             incident,
         })

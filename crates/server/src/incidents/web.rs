@@ -93,6 +93,30 @@ pub async fn show(
                 div.markdown { (maud::PreEscaped(&rb.html)) }
             }
         }
+        h2 { "Changes before it" }
+        @if v.changes.is_empty() { p { "crew changed nothing in the window before it." } }
+        ul.changes {
+            @for c in &v.changes {
+                li data-kind=(c.kind) data-event=(c.event) {
+                    span.before { (super::context::before_text(c.before_seconds)) } " " (c.summary)
+                    @if let Some(m) = c.detail.get("message").and_then(|m| m.as_str()).filter(|m| !m.is_empty()) { " — " em { (m) } }
+                    @if let Some(u) = &c.undo {
+                        @if member {
+                            form.inline.undo method="post" action=(format!("/incidents/{}/undo", i.id)) {
+                                input type="hidden" name="csrf" value=(user.csrf);
+                                input type="hidden" name="event" value=(c.event);
+                                button.undo type="submit" {
+                                    @match u {
+                                        super::context::Undo::Rollback { environment, to, .. } => { "Roll " (environment) " back to #" (to) }
+                                        super::context::Undo::FlagRevert { key, .. } => { "Switch " (key) " back" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         h2 { "Timeline" }
         ol.timeline {
             @for e in &v.timeline {
@@ -123,6 +147,11 @@ pub async fn resolve(State(incidents): State<Incidents>, Path(id): Path<String>,
 
 pub async fn note(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
     let r = async { incidents.note(incident_id(&id)?, f.get("text"), f.user.actor()).await.map(|_| ()) }.await;
+    back(&id, r)
+}
+
+pub async fn undo(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
+    let r = async { incidents.undo(incident_id(&id)?, f.get("event"), f.user.actor()).await.map(|_| ()) }.await;
     back(&id, r)
 }
 

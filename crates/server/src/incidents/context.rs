@@ -1,0 +1,151 @@
+//! What changed just before an incident: crew's own deploys, flag changes, infra applies and drift, and locks
+//! in `[triggered − context, triggered]`, newest first, each with how long before the trigger it happened and
+//! its undo (roll this deploy back; switch this flag back to its definition before the change). The undo runs
+//! through the deploys' and flags' own services and is recorded on the incident.
+
+use super::{subject, Incidents};
+use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use crew_core::{kind, Actor, DeployStatus, Event, EventFilter, NewEvent};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// One change in an incident's window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The change's event on the timeline.
+    pub event: String,
+    pub kind: String,
+    pub at: String,
+    pub before_seconds: i64,
+    pub actor: String,
+    pub summary: String,
+    /// For deploys: the environment, the deploy, its commit range and message.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Undo>,
+}
+
+/// How to undo a change, one click or one command away.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Undo {
+    /// Roll the environment back to the deploy live before this one.
+    Rollback { environment: String, to: i64, command: String },
+    /// Put the flag's definition back as it was before the change (`None`: the flag did not exist).
+    FlagRevert { key: String, command: String },
+}
+
+/// The kinds that count as crew's own changes.
+const CHANGES: &[&str] = &[
+    kind::DEPLOY_FINISHED,
+    kind::DEPLOY_ROLLED_BACK,
+    kind::FLAG_CHANGED,
+    kind::INFRA_APPLIED,
+    kind::INFRA_DRIFT,
+    kind::LOCK_TAKEN,
+];
+
+impl Incidents {
+    /// The changes in the `context` window before `at`, newest first.
+    pub async fn changes_before(&self, at: DateTime<Utc>, incident: Option<i64>) -> Result<Vec<Change>, ApiError> {
+        let window =
+            chrono::Duration::from_std(self.oncall.config.context).unwrap_or_else(|_| chrono::Duration::minutes(30));
+        let mut f = EventFilter::new();
+        f.since = Some(at - window);
+        // `until` is exclusive: the trigger's own instant is in the window.
+        f.until = Some(at + chrono::Duration::milliseconds(1));
+        f.limit = 1000;
+        let events = self.timeline.query(&f).await?.events;
+        let mut out = Vec::new();
+        for e in events.iter().filter(|e| CHANGES.contains(&e.kind.as_str())) {
+            out.push(self.change(e, at, incident).await);
+        }
+        Ok(out)
+    }
+
+    async fn change(&self, e: &Event, at: DateTime<Utc>, incident: Option<i64>) -> Change {
+        let mut detail = Value::Null;
+        let mut undo = None;
+        if e.kind == kind::DEPLOY_FINISHED || e.kind == kind::DEPLOY_ROLLED_BACK {
+            if let Some(id) = e.data["deploy"].as_i64() {
+                if let Ok(d) = self.deploys.get(id).await {
+                    detail = json!({
+                        "deploy": d.id, "environment": d.environment, "action": d.action,
+                        "from": d.previous, "to": d.revision, "commits": d.commits, "message": d.message,
+                        "author": d.actor, "status": d.status,
+                    });
+                    // The deploy live before this one, to go back to.
+                    if let Ok(list) = self.deploys.list(Some(&d.environment), 200).await {
+                        let before = list.iter().find(|x| x.id < d.id && x.status == DeployStatus::Succeeded);
+                        if let Some(b) = before.filter(|b| b.revision != d.revision) {
+                            undo = Some(Undo::Rollback {
+                                environment: d.environment.clone(),
+                                to: b.id,
+                                command: format!("crew rollback {} --to {}", d.environment, b.id),
+                            });
+                        }
+                    }
+                }
+            }
+        } else if e.kind == kind::FLAG_CHANGED {
+            if let Some(key) = e.data["flag"].as_str() {
+                detail = json!({"flag": key, "before": e.data["before"], "after": e.data["after"], "reason": e.data["reason"]});
+                let command = match incident {
+                    Some(i) => format!("crew incident undo {i} {}", e.id),
+                    None => format!("crew flags: put {key} back by hand"),
+                };
+                undo = Some(Undo::FlagRevert { key: key.to_string(), command });
+            }
+        }
+        Change {
+            event: e.id.clone(),
+            kind: e.kind.clone(),
+            at: crew_core::time::rfc3339(e.at),
+            before_seconds: (at - e.at).num_seconds().max(0),
+            actor: e.actor.name.clone(),
+            summary: e.summary.clone(),
+            detail,
+            undo,
+        }
+    }
+
+    /// Undoes one change of an incident's window (a deploy rolled back, a flag switched back) and records it on
+    /// the incident.
+    pub async fn undo(&self, id: i64, event: &str, actor: Actor) -> Result<Value, ApiError> {
+        let inc = self.get(id).await?;
+        let changes = self.changes_before(inc.triggered_at, Some(id)).await?;
+        let Some(change) = changes.into_iter().find(|c| c.event == event) else {
+            return Err(ApiError::NotFound(format!("no change {event} in the window before incident #{id}")));
+        };
+        let (what, result) = match &change.undo {
+            None => return Err(ApiError::BadRequest(format!("{} has no undo", change.summary))),
+            Some(Undo::Rollback { environment, to, .. }) => {
+                let d = self.deploys.rollback(environment, Some(*to), actor.clone()).await?;
+                (
+                    format!("rolled {environment} back to #{to} (rollback #{})", d.id),
+                    json!({"rollback": d.id, "environment": environment, "to": to}),
+                )
+            }
+            Some(Undo::FlagRevert { key, .. }) => {
+                let before = change.detail["before"].clone();
+                let definition = (!before.is_null()).then_some(before);
+                let reason = format!("undo from incident #{id}");
+                self.flags.change(key, definition, &reason, actor.clone()).await?;
+                (format!("switched {key} back to before the change"), json!({"flag": key}))
+            }
+        };
+        let e =
+            NewEvent::new(actor.clone(), kind::INCIDENT_UNDO, &subject(id), format!("#{id}: {} {what}", actor.name))
+                .with_data(json!({"incident": id, "change": change.event, "undo": result}))
+                .with_link("incident", &format!("/incidents/{id}"));
+        self.store.note_incident(id, e).await?;
+        Ok(result)
+    }
+}
+
+/// `3m20s before`.
+pub fn before_text(secs: i64) -> String {
+    format!("{} before", super::human_secs(secs))
+}
