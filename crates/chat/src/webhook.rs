@@ -57,6 +57,22 @@ pub fn body(kind: Kind, line: &str, event: &Event, channel: Option<&str>) -> Val
     }
 }
 
+/// The body of a page to a person: their `mention` (as the IM service writes one: `<@U024BE7LH>` in Slack,
+/// `@alice` in Mattermost) kept as it is, then the line escaped like any announcement's.
+pub fn page_body(kind: Kind, mention: &str, line: &str, channel: Option<&str>) -> Value {
+    match kind {
+        Kind::Slack => json!({"text": format!("{mention} {}", escape(line))}),
+        Kind::Mattermost => {
+            let mut b = json!({"text": format!("{mention} {}", escape(line)), "username": "crew"});
+            if let Some(c) = channel {
+                b["channel"] = json!(c);
+            }
+            b
+        }
+        Kind::Json => json!({"text": line, "mention": mention}),
+    }
+}
+
 /// Text as Slack and Mattermost show it literally: `&`, `<` and `>` escaped as their message formats say, so
 /// that `<!channel>` or `<@U123>` in someone's summary neither pings a room nor mentions anyone, and `@channel`
 /// / `@here` / `@all` (Mattermost's plain-text mentions) are broken with a zero-width joiner.
@@ -91,6 +107,15 @@ impl Sender {
         if self.tx.try_send(body).is_err() {
             self.counts.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Queues a body; false when the queue is full (it is dropped and counted).
+    pub fn offer(&self, body: Value) -> bool {
+        let ok = self.tx.try_send(body).is_ok();
+        if !ok {
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
     }
 }
 

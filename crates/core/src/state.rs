@@ -111,6 +111,8 @@ word_enum!(
         Email = "email",
         /// A room: the announcement and a highlight of whoever is on call.
         Room = "room",
+        /// An IM webhook (Slack, Mattermost), mentioning the person.
+        Im = "im",
     }
 );
 

@@ -264,7 +264,7 @@ async fn a_mapped_user_deploys_from_the_channel_and_hears_the_outcome() {
 
 /// A local HTTP receiver for webhooks: records each request (path, body, when) and answers from a script of
 /// statuses per path (the last one repeats).
-async fn receiver(
+pub(crate) async fn receiver(
     script: &'static [(&'static str, &'static [&'static str])],
 ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, Value, std::time::Instant)>>>) {
     use tokio::io::AsyncReadExt;

@@ -477,3 +477,38 @@ async fn an_incident_lists_the_changes_before_it_and_undoes_them() {
     assert_eq!(undos.len(), 2, "{undos:?}");
     assert!(undos.iter().all(|e| e["subject"] == format!("incident:{id}")));
 }
+
+/// A `chat` page also goes to the IM webhooks with the person's mention (kept as the IM service writes it; the
+/// rest escaped so a summary cannot mention anyone else), and is recorded as channel `im`.
+#[tokio::test]
+async fn a_chat_page_mentions_the_person_in_the_im_webhooks() {
+    let (port, got) = crate::chat::receiver(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crew.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[people.alice]\nnotify = [\"chat\"]\nim = \"<@U024BE7LH>\"\n\
+             [[chat.webhooks]]\nkind = \"slack\"\nurl = \"http://127.0.0.1:{port}/slack\"\nannounce = [\"deploy\"]\n\
+             [[escalations]]\nname = \"www\"\nsteps = [{{ notify = [\"user:alice\"], wait = \"10m\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let s = Server::start_with_config(&path).await;
+    let body = json!({"summary": "checkout <!channel> is down", "escalation": "www"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let posted = eventually(Duration::from_secs(10), || async { !got.lock().unwrap().is_empty() }).await;
+    assert!(posted, "the webhook got the page");
+    let text = got.lock().unwrap()[0].1["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("<@U024BE7LH> "), "{text}");
+    assert!(text.contains("&lt;!channel&gt;") && !text.contains("<!channel>"), "{text}");
+    let im = eventually(Duration::from_secs(10), || async {
+        events(&s, &s.admin, "incident.notified")
+            .await
+            .iter()
+            .any(|e| e["data"]["channel"] == "im" && e["data"]["result"] == "delivered")
+    })
+    .await;
+    assert!(im);
+}

@@ -133,6 +133,22 @@ impl Chat {
         Ok(())
     }
 
+    /// Posts a page to every IM webhook, mentioning the person; how many took it, or why none did.
+    pub fn page_im(&self, mention: &str, text: &str) -> Result<usize, String> {
+        let hooks = self.status.hooks.get().map(Vec::as_slice).unwrap_or_default();
+        if hooks.is_empty() {
+            return Err("crew.toml has no [[chat.webhooks]]".into());
+        }
+        let n = hooks
+            .iter()
+            .filter(|(h, w)| h.offer(crew_chat::webhook::page_body(w.kind, mention, text, w.channel.as_deref())))
+            .count();
+        if n == 0 {
+            return Err("every webhook's queue is full".into());
+        }
+        Ok(n)
+    }
+
     /// The robot's first channel, where incidents are highlighted unless `[incidents] room` says otherwise.
     pub fn first_channel(&self) -> Option<String> {
         self.config.as_ref().and_then(|c| c.irc.as_ref()).and_then(|i| i.channels.first().cloned())
@@ -220,6 +236,8 @@ pub struct ChatStatus {
     recent: Mutex<VecDeque<Said>>,
     /// The robot's IRC connection, for pages: private messages and highlights.
     out: OnceLock<tokio::sync::mpsc::Sender<Outgoing>>,
+    /// The IM webhooks, for pages with a mention.
+    hooks: OnceLock<Vec<(crew_chat::webhook::Sender, WebhookSection)>>,
 }
 
 /// One line in a room, as the status page lists it.
@@ -335,6 +353,7 @@ pub fn start(robot: Robot, bus: tokio::sync::broadcast::Receiver<Arc<Event>>) ->
         }
         None => None,
     };
+    let _ = status.hooks.set(hooks.iter().map(|(h, w)| (h.clone(), w.clone())).collect());
     if irc.is_some() || !hooks.is_empty() {
         tokio::spawn(announcer(robot, irc, hooks, bus));
     }

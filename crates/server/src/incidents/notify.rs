@@ -246,8 +246,18 @@ impl Notifier {
                                 subject: subject.clone(),
                                 text: format!("{line} — {url} — reply !ack {} in a channel of mine", inc.id),
                             }),
-                            Channel::Room => {}
+                            Channel::Room | Channel::Im => {}
                         }
+                    }
+                    if let (true, Some(mention)) = (p.notify.contains(&Channel::Chat), &p.im) {
+                        pages.push(Page {
+                            incident: Some(inc.id),
+                            channel: Channel::Im,
+                            person: Some(name.clone()),
+                            to: mention.clone(),
+                            subject: subject.clone(),
+                            text: format!("{line} — {url} — !ack {}", inc.id),
+                        });
                     }
                     if p.notify.contains(&Channel::Chat) {
                         if let Some(room) = &room {
@@ -348,6 +358,10 @@ impl Notifier {
                     Err(e) => (Delivery::Failed, Some(e)),
                 }
             }
+            Channel::Im => match self.chat.page_im(&page.to, &page.text) {
+                Ok(_) => (Delivery::Delivered, None),
+                Err(e) => (Delivery::Failed, Some(e)),
+            },
             Channel::Room => {
                 if page.text.contains("{nick}") {
                     let nick = match page.person.as_deref() {

@@ -20,6 +20,9 @@ pub struct PersonSection {
     pub notify: Vec<String>,
     /// The IRC nick to send private messages to, when no chat link names one.
     pub irc: Option<String>,
+    /// How the IM webhooks mention the person (`<@U024BE7LH>` in Slack, `@alice` in Mattermost): `chat` pages
+    /// post there too.
+    pub im: Option<String>,
 }
 
 /// `[smtp]`: where email pages go out.
@@ -107,6 +110,7 @@ pub struct Person {
     pub email: Option<String>,
     pub notify: Vec<Channel>,
     pub irc: Option<String>,
+    pub im: Option<String>,
 }
 
 /// How email leaves.
@@ -181,7 +185,7 @@ pub fn check(
         let mut notify = Vec::new();
         for (i, n) in p.notify.iter().enumerate() {
             let c: Channel = n.parse().map_err(|e| format!("{key}.notify[{i}]: {e}"))?;
-            if c == Channel::Room {
+            if c == Channel::Room || c == Channel::Im {
                 return Err(format!(
                     "{key}.notify[{i}]: `room` is for escalation steps (room:#ops); a person has chat or email"
                 ));
@@ -190,6 +194,11 @@ pub fn check(
                 return Err(format!("{key}.notify[{i}]: email, but {key} has no email"));
             }
             notify.push(c);
+        }
+        if let Some(m) = &p.im {
+            if m.is_empty() || m.len() > 100 || m.chars().any(char::is_control) {
+                return Err(format!("{key}.im: a mention as the IM service writes it, like <@U024BE7LH> or @{name}"));
+            }
         }
         if let Some(e) = &p.email {
             if e.parse::<lettre::Address>().is_err() {
@@ -202,8 +211,10 @@ pub fn check(
         if notify.contains(&Channel::Email) && smtp.is_none() {
             out.warnings.push(format!("{key}: notify has email but crew.toml has no [smtp]: emails cannot be sent"));
         }
-        out.people
-            .insert(name.clone(), Person { name: name.clone(), email: p.email.clone(), notify, irc: p.irc.clone() });
+        out.people.insert(
+            name.clone(),
+            Person { name: name.clone(), email: p.email.clone(), notify, irc: p.irc.clone(), im: p.im.clone() },
+        );
     }
     if let Some(s) = smtp {
         let (host, port) = s
