@@ -65,6 +65,10 @@ pub const INCIDENT_NOTE: &str = "incident.note";
 pub const INCIDENT_JOINED: &str = "incident.joined";
 /// A change listed before an incident was undone from it (a deploy rolled back, a flag switched back).
 pub const INCIDENT_UNDO: &str = "incident.undo";
+/// A postmortem drafted, edited, or moved to review or published.
+pub const INCIDENT_POSTMORTEM: &str = "incident.postmortem";
+/// A postmortem's action item that crew could check came true, and closed itself.
+pub const INCIDENT_ACTION_DONE: &str = "incident.action_done";
 
 // On-call schedules.
 pub const ONCALL_OVERRIDE: &str = "oncall.override";

@@ -13,4 +13,4 @@ pub mod time;
 pub use event::{Actor, Event, EventError, Link, NewEvent, Via};
 pub use filter::{search_words, Cursor, EventFilter, FilterError};
 pub use role::Role;
-pub use state::{Channel, Delivery, DeployAction, DeployStatus, IncidentStatus, LockKind, Severity};
+pub use state::{Channel, Delivery, DeployAction, DeployStatus, IncidentStatus, LockKind, PostmortemState, Severity};

@@ -92,6 +92,15 @@ word_enum!(
 );
 
 word_enum!(
+    /// Where a postmortem is.
+    PostmortemState, "postmortem state" {
+        Draft = "draft",
+        InReview = "in_review",
+        Published = "published",
+    }
+);
+
+word_enum!(
     /// What a firing alert asks of people.
     Severity, "severity" {
         /// Someone must act now: the escalation pages.

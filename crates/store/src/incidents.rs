@@ -63,6 +63,28 @@ pub struct NewIncident {
     pub drill: bool,
 }
 
+/// An incident's postmortem as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Postmortem {
+    pub incident: i64,
+    pub state: crew_core::PostmortemState,
+    pub markdown: String,
+    pub updated_by: String,
+    #[serde(serialize_with = "crate::deploys::rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+fn postmortem_row(r: &Row) -> Result<Postmortem> {
+    let state: String = r.try_get(1)?;
+    Ok(Postmortem {
+        incident: r.try_get(0)?,
+        state: state.parse().map_err(|e: String| StoreError::Corrupt(format!("postmortem state: {e}")))?,
+        markdown: r.try_get(2)?,
+        updated_by: r.try_get(3)?,
+        updated_at: from_millis(r.try_get(4)?)?,
+    })
+}
+
 /// What a trigger did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,6 +195,20 @@ impl<B: Backend> IncidentStore for B {
         let (id, what) = match newest {
             Some(old) if old.status != IncidentStatus::Resolved => {
                 query("UPDATE incidents SET alerts = alerts + 1 WHERE id = $1").bind(old.id).execute(&mut tx).await?;
+                // A page joining an incident that does not page (a ticket, or one without a policy) makes it
+                // page: a ticket opened first must never silence the page that follows.
+                if pages && old.severity != crew_core::Severity::Page && old.status == IncidentStatus::Triggered {
+                    query(
+                        "UPDATE incidents SET severity = 'page', policy = $2, escalation = $3, step = 0, due_ms = $4 \
+                         WHERE id = $1",
+                    )
+                    .bind(old.id)
+                    .bind(&policy_text)
+                    .bind(n.escalation.as_deref())
+                    .bind(now_ms)
+                    .execute(&mut tx)
+                    .await?;
+                }
                 (old.id, Triggered::Joined)
             }
             Some(old) if old.resolved_at.is_some_and(|r| now_ms - to_millis(r) <= window) => {
@@ -327,6 +363,73 @@ impl<B: Backend> IncidentStore for B {
             .await?
             .as_ref()
             .map(incident)
+            .transpose()
+    }
+
+    async fn mark_source(&self, source_id: &str, incident: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = query(
+            "INSERT INTO incident_sources (source_id, incident_id) VALUES ($1, $2) ON CONFLICT (source_id) DO NOTHING",
+        )
+        .bind(source_id)
+        .bind(incident)
+        .execute(&mut tx)
+        .await?;
+        tx.commit(&[]).await?;
+        Ok(n == 1)
+    }
+
+    async fn put_postmortem(
+        &self,
+        id: i64,
+        state: crew_core::PostmortemState,
+        markdown: &str,
+        actor: &str,
+        allowed: Box<
+            dyn for<'p> FnOnce(Option<&'p Postmortem>) -> std::result::Result<Option<NewEvent>, String> + Send,
+        >,
+    ) -> Result<Option<Event>> {
+        let mut tx = self.begin_write().await?;
+        if one(&mut tx, id).await?.is_none() {
+            return Err(StoreError::NotFound(format!("no incident #{id}")));
+        }
+        let before = query(
+            "SELECT incident_id, state, markdown, updated_by, updated_ms FROM postmortems WHERE incident_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut tx)
+        .await?
+        .as_ref()
+        .map(postmortem_row)
+        .transpose()?;
+        let Some(event) = allowed(before.as_ref()).map_err(StoreError::Conflict)? else {
+            tx.commit(&[]).await?;
+            return Ok(None);
+        };
+        query(
+            "INSERT INTO postmortems (incident_id, state, markdown, updated_by, updated_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (incident_id) DO UPDATE SET state = excluded.state, markdown = excluded.markdown, \
+             updated_by = excluded.updated_by, updated_ms = excluded.updated_ms",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .bind(markdown)
+        .bind(actor)
+        .bind(to_millis(Utc::now()))
+        .execute(&mut tx)
+        .await?;
+        let events = tx.insert_events(crate::stamp(vec![event])?).await?;
+        tx.commit(&events).await?;
+        Ok(events.into_iter().next())
+    }
+
+    async fn postmortem(&self, id: i64) -> Result<Option<Postmortem>> {
+        query("SELECT incident_id, state, markdown, updated_by, updated_ms FROM postmortems WHERE incident_id = $1")
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?
+            .as_ref()
+            .map(postmortem_row)
             .transpose()
     }
 

@@ -38,7 +38,7 @@ pub use access::{Session, TokenInfo};
 pub use chat::ChatLink;
 pub use deploys::{Deploy, Lock, NewDeploy};
 pub use flags::StoredFlag;
-pub use incidents::{Advance, Incident, NewIncident, Triggered};
+pub use incidents::{Advance, Incident, NewIncident, Postmortem, Triggered};
 pub use metrics::{MetricChunk, MetricWal};
 pub use oncall::StoredOverride;
 pub use postgres::PgStore;
@@ -318,6 +318,24 @@ pub trait IncidentStore: Send + Sync + 'static {
 
     /// The newest incident with this key.
     async fn incident_by_key(&self, key: &str) -> Result<Option<Incident>>;
+
+    /// Remembers that `source_id` (a used acknowledgement link) reached `incident`; false if it had already.
+    async fn mark_source(&self, source_id: &str, incident: i64) -> Result<bool>;
+
+    /// Sets an incident's postmortem (state and Markdown) with its event, when `allowed(before)` says the change
+    /// may happen (its `Err` is a `Conflict`). `NotFound` if there is no such incident.
+    async fn put_postmortem(
+        &self,
+        id: i64,
+        state: crew_core::PostmortemState,
+        markdown: &str,
+        actor: &str,
+        allowed: Box<
+            dyn for<'p> FnOnce(Option<&'p Postmortem>) -> std::result::Result<Option<NewEvent>, String> + Send,
+        >,
+    ) -> Result<Option<Event>>;
+
+    async fn postmortem(&self, id: i64) -> Result<Option<Postmortem>>;
 
     /// The server's secret called `name`, made from `fresh` the first time (the first replica's wins).
     async fn server_secret(&self, name: &str, fresh: &str) -> Result<String>;

@@ -477,7 +477,7 @@ async fn a_member_acknowledges_and_resolves_an_incident_from_its_page_and_sees_w
     let now = wait(&c, "section.schedule p.now").await.text().await.unwrap();
     let who = s.get_json("/api/v1/oncall", &member).await["schedules"][0]["now"]["user"].as_str().unwrap().to_string();
     assert!(now.contains(&who), "{now}");
-    let bars = c.find_all(Locator::Css("div.shifts div.shift")).await.unwrap();
+    let bars = c.find_all(Locator::Css("svg.shifts rect")).await.unwrap();
     assert!(bars.len() >= 14, "two weeks of daily shifts: {}", bars.len());
     c.close().await.unwrap();
 }

@@ -512,3 +512,53 @@ async fn a_chat_page_mentions_the_person_in_the_im_webhooks() {
     .await;
     assert!(im);
 }
+
+/// What a hostile sender or a careless member could do to silence or drown the pages: a ticket opened first
+/// does not swallow the page that follows; one integration cannot resolve another's incident; a person's key
+/// cannot join an integration's incident; huge details are not kept; an override can be removed.
+#[tokio::test]
+async fn pages_cannot_be_silenced_or_drowned() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "1m")).await;
+    let pd = s.token("monitor", "alert").await;
+    let other = s.token("other-monitor", "alert").await;
+    let send =
+        |tok: &str, body: Value| s.req(Method::POST, "/api/v1/integrations/pagerduty/enqueue", tok).json(&body).send();
+    let event = |action: &str, severity: &str| {
+        json!({"routing_key": "www", "event_action": action, "dedup_key": "db-lag",
+               "payload": {"summary": "replica lag", "source": "db2", "severity": severity,
+                           "custom_details": {"blob": "x".repeat(100_000)}}})
+    };
+    assert_eq!(send(&pd, event("trigger", "warning")).await.unwrap().status(), 202);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(smtp.messages().is_empty(), "a ticket pages nobody");
+    assert_eq!(send(&pd, event("trigger", "critical")).await.unwrap().status(), 202);
+    smtp.wait_for(|m| m.contains("alice@example.com") && m.contains("replica lag"), Duration::from_secs(10)).await;
+    let list = s.get_json("/api/v1/incidents", &s.admin).await;
+    let inc = &list["incidents"][0];
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1);
+    assert_eq!(inc["severity"], "page", "the page joined the ticket and made it page: {inc}");
+    assert_eq!(inc["details"]["truncated"], true, "100 kB of details are not kept");
+    // Another integration may not resolve it.
+    let res = send(&other, json!({"event_action": "resolve", "dedup_key": "db-lag"})).await.unwrap();
+    assert_eq!(res.status(), 403);
+    // A person's key is their own area: it opens a new incident rather than joining the integration's.
+    let key = inc["key"].as_str().unwrap();
+    let body = json!({"summary": "mine", "severity": "ticket", "key": key});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.json::<Value>().await.unwrap()["result"], "opened");
+    // Overrides: too short is refused; one can be removed.
+    let add = |from: &str, until: &str| {
+        s.req(Method::POST, "/api/v1/oncall/ops/overrides", &s.admin)
+            .json(&json!({"user": "bob", "from": from, "until": until}))
+            .send()
+    };
+    assert_eq!(add("+1h", "+61m").await.unwrap().status(), 400);
+    let o = add("+1h", "+2h").await.unwrap().json::<Value>().await.unwrap();
+    let path = format!("/api/v1/oncall/ops/overrides/{}", o["id"]);
+    assert_eq!(s.req(Method::DELETE, &path, &s.admin).send().await.unwrap().status(), 200);
+    assert_eq!(s.req(Method::DELETE, &path, &s.admin).send().await.unwrap().status(), 404);
+    assert_eq!(s.get_json("/api/v1/oncall/ops", &s.admin).await["overrides"], json!([]));
+}

@@ -62,7 +62,8 @@ pub async fn create(Member(caller): Member, State(incidents): State<Incidents>, 
     if o.severity == Severity::Info {
         return Err(ApiError::BadRequest("`severity`: info records only; an incident is page or ticket".into()));
     }
-    let key = o.key.unwrap_or_else(|| format!("person:{}", uuid::Uuid::now_v7()));
+    // People's keys are their own area: a person cannot join (and so silence) an integration's incident.
+    let key = format!("person:{}", o.key.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()));
     let t = Trigger {
         key,
         summary: o.summary,

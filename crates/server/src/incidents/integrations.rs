@@ -33,6 +33,17 @@ where
     }
 }
 
+/// An integration acknowledges and resolves only what it opened (a person's token may act on any).
+fn owned(caller: &Caller, inc: &crew_store::Incident) -> Result<(), ApiError> {
+    if caller.role == Role::Alert && inc.opened_by != caller.name {
+        return Err(ApiError::Forbidden(format!(
+            "incident #{} was opened by {}; {} may acknowledge or resolve only its own",
+            inc.id, inc.opened_by, caller.name
+        )));
+    }
+    Ok(())
+}
+
 /// Alertmanager's webhook body, version 4 (the fields crew reads; others are ignored, as Alertmanager adds
 /// fields over time).
 #[derive(Debug, Deserialize)]
@@ -125,6 +136,7 @@ pub async fn alertmanager(
     if w.status == AmStatus::Resolved {
         return match incidents.open_by_key(&key).await? {
             Some(inc) => {
+                owned(&caller, &inc)?;
                 let inc = incidents.resolve(inc.id, Some("Alertmanager: resolved"), actor).await?;
                 Ok((StatusCode::OK, Json(json!({"incident": inc.id, "status": inc.status}))))
             }
@@ -290,6 +302,7 @@ pub async fn pagerduty(
             let Some(inc) = incidents.open_by_key(&key).await? else {
                 return Err(ApiError::NotFound(format!("no open incident with dedup_key `{dedup}`")));
             };
+            owned(&caller, &inc)?;
             if action == PdAction::Acknowledge {
                 incidents.ack(inc.id, actor).await?;
             } else {

@@ -70,6 +70,10 @@ pub fn subject(id: i64) -> String {
 
 /// The longest summary kept; longer ones are cut (an alert's text is not ours to refuse).
 const SUMMARY_MAX: usize = 300;
+/// The most bytes of `details` (labels, annotations, custom details) an incident keeps.
+const DETAILS_MAX: usize = 16 * 1024;
+/// Open incidents one sender may have before the rest fold into one `overflow:` incident.
+const OPEN_PER_SENDER: usize = 50;
 
 fn clip(s: &str, max: usize) -> String {
     let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -95,6 +99,11 @@ impl Incidents {
     ) -> Self {
         let notifier = notify::Notifier::new(p, timeline.clone(), chat);
         Incidents { store: p.store.clone(), timeline, oncall, notifier, platform: p.clone(), deploys, flags }
+    }
+
+    /// The server's own URL, as links use it.
+    pub fn base_url(&self) -> String {
+        self.platform.base_url()
     }
 
     fn policy(&self, name: &str) -> Result<&Policy, ApiError> {
@@ -143,8 +152,33 @@ impl Incidents {
         policy: Option<Policy>,
         actor: Actor,
     ) -> Result<(Incident, Triggered), ApiError> {
-        if t.key.trim().is_empty() || t.key.len() > 500 {
-            return Err(ApiError::BadRequest("`key`: 1 to 500 characters".into()));
+        let mut t = t;
+        if t.key.trim().is_empty() {
+            return Err(ApiError::BadRequest("`key`: empty".into()));
+        }
+        // A long key (Alertmanager's group keys grow with its routes) is kept by its digest, never refused:
+        // refusing it would lose the page.
+        if t.key.len() > 200 {
+            let (area, _) = t.key.split_once(':').unwrap_or(("key", ""));
+            t.key = format!("{area}:sha256:{}", crate::auth::hash_secret(&t.key));
+        }
+        // What raised it is kept, but bounded: a list of incidents must never carry megabytes.
+        let size = t.details.to_string().len();
+        if size > DETAILS_MAX {
+            t.details = json!({"truncated": true, "bytes": size});
+        }
+        // A flood of distinct keys from one sender becomes one incident that pages once and counts the rest.
+        let opened_by_them =
+            self.store.incidents(true, 1000).await?.iter().filter(|i| i.opened_by == actor.name).count();
+        if opened_by_them >= OPEN_PER_SENDER
+            && self.store.incident_by_key(&t.key).await?.is_none_or(|i| i.status == IncidentStatus::Resolved)
+        {
+            t.key = format!("overflow:{}", actor.name);
+            t.summary = format!(
+                "{} opened more than {OPEN_PER_SENDER} incidents at once; the latest: {}",
+                actor.name, t.summary
+            );
+            t.source_id = None;
         }
         let summary = clip(&t.summary, SUMMARY_MAX);
         if summary.is_empty() {
@@ -254,7 +288,7 @@ impl Incidents {
             self.store.note_incident(inc.id, e).await?;
             self.notifier.send(&inc, -1, recipients);
         }
-        if matches!(what, Triggered::Opened | Triggered::Reopened) && inc.due_at.is_some() {
+        if matches!(what, Triggered::Opened | Triggered::Reopened | Triggered::Joined) && inc.due_at.is_some() {
             // The first step is due now: run it without waiting for the worker's next turn.
             self.tick(Utc::now()).await?;
         }
@@ -309,6 +343,16 @@ impl Incidents {
     /// Acknowledges through an emailed link, as the person it was sent to.
     pub async fn ack_by_link(&self, token: &str) -> Result<Incident, ApiError> {
         let (inc, person) = self.link(token).await?;
+        if self.oncall.person(&person).is_none() {
+            return Err(ApiError::Forbidden(format!("{person} is no longer in crew.toml's [people]")));
+        }
+        if inc.status != IncidentStatus::Triggered {
+            return Err(ApiError::Conflict(format!("#{} is {} already", inc.id, inc.status)));
+        }
+        let sig = token.rsplit('.').next().unwrap_or_default();
+        if !self.store.mark_source(&format!("ack-link:{sig}"), inc.id).await? {
+            return Err(ApiError::Conflict("this link was used already: acknowledge on the incident's page".into()));
+        }
         self.ack(inc.id, Actor::new(person, Via::Web)).await
     }
 
@@ -376,6 +420,8 @@ impl Incidents {
         let incident = self.get(id).await?;
         let mut f = EventFilter::new();
         f.subject = Some(subject(id));
+        // crew's own incident events only: a person's note on the timeline with this subject is not the incident's.
+        f.kind = Some(kind::INCIDENT.to_string());
         f.limit = 1000;
         let mut timeline = self.timeline.query(&f).await?.events;
         timeline.reverse();

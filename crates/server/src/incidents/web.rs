@@ -64,7 +64,9 @@ pub async fn show(
             @if let (Some(r), Some(by)) = (i.resolved_at, &i.resolved_by) { " · resolved by " (by) " at " (human(r)) }
             @if let Some(t) = v.ttr_seconds { " (TTR " (human_secs(t)) ")" }
         }
-        @if let Some(rb) = &v.runbook_url { p { "Runbook: " a.runbook href=(rb) { (rb) } } }
+        @if let Some(rb) = &v.runbook_url {
+            p { "Runbook: " a.runbook href=(rb) rel="noopener noreferrer" { (rb) } @if !rb.starts_with(&incidents.base_url()) { " ↗" } }
+        }
         @if member && i.status != IncidentStatus::Resolved {
             div.actions {
                 @if i.status == IncidentStatus::Triggered {

@@ -20,7 +20,8 @@ pub fn time(field: &str, v: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, A
     match v.trim().strip_prefix('+') {
         Some(span) => {
             let d = crew_core::time::parse_span(span).map_err(bad)?;
-            now.checked_add_signed(d).ok_or_else(|| bad(format!("`{v}` is too far ahead")))
+            let t = now.checked_add_signed(d).filter(|t| t.timestamp() <= 253_402_300_799);
+            t.ok_or_else(|| bad(format!("`{v}` is too far ahead (years 0 to 9999)")))
         }
         None => crew_core::time::parse_time(v, now).map_err(bad),
     }
@@ -91,8 +92,20 @@ pub async fn add_override(
     Ok((StatusCode::CREATED, Json(json!(stored))))
 }
 
-pub async fn rotate_schedule_feed(
+/// `DELETE /api/v1/oncall/{schedule}/overrides/{id}`.
+pub async fn remove_override(
     Member(caller): Member,
+    State(oncall): State<Oncall>,
+    Path((name, id)): Path<(String, String)>,
+) -> Answer {
+    let id: i64 = id.trim_start_matches('#').parse().map_err(|_| ApiError::NotFound(format!("no override `{id}`")))?;
+    let o = oncall.remove_override(&name, id, caller.actor()).await?;
+    Ok(Json(json!(o)))
+}
+
+/// A schedule's feed key is shared by everyone subscribed: only an admin makes a new one.
+pub async fn rotate_schedule_feed(
+    crate::auth::Admin(caller): crate::auth::Admin,
     State(oncall): State<Oncall>,
     Path(name): Path<String>,
 ) -> Answer {

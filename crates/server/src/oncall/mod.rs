@@ -48,6 +48,8 @@ pub enum Recipient {
 
 /// How far ahead `next` looks.
 const NEXT_HORIZON_DAYS: i64 = 62;
+/// Overrides to come one schedule may have.
+pub const MAX_OVERRIDES: usize = 200;
 /// The longest window `GET /api/v1/oncall/{schedule}` computes.
 pub const MAX_WINDOW_DAYS: i64 = 400;
 
@@ -150,6 +152,14 @@ impl Oncall {
         if until - from > Span::days(MAX_WINDOW_DAYS) {
             return Err(ApiError::BadRequest(format!("an override spans at most {MAX_WINDOW_DAYS} days")));
         }
+        if until - from < Span::minutes(5) {
+            return Err(ApiError::BadRequest("an override lasts at least 5 minutes".into()));
+        }
+        if self.store.overrides(Some(name), Utc::now()).await?.len() >= MAX_OVERRIDES {
+            return Err(ApiError::Conflict(format!(
+                "{name} has {MAX_OVERRIDES} overrides to come already: remove some first"
+            )));
+        }
         let new = Override { user: user.to_string(), from, until };
         let (sched, who) = (name.to_string(), user.to_string());
         let a = actor.clone();
@@ -191,6 +201,33 @@ impl Oncall {
     pub async fn take(&self, name: &str, until: DateTime<Utc>, actor: Actor) -> Result<StoredOverride, ApiError> {
         let user = actor.name.clone();
         self.add_override(name, &user, Utc::now(), until, actor).await
+    }
+
+    /// Removes an override of `schedule`, with its event.
+    pub async fn remove_override(&self, name: &str, id: i64, actor: Actor) -> Result<StoredOverride, ApiError> {
+        self.schedule(name)?;
+        let mine = self.store.overrides(Some(name), Utc::now() - Span::days(MAX_WINDOW_DAYS)).await?;
+        let Some(o) = mine.into_iter().find(|o| o.id == id) else {
+            return Err(ApiError::NotFound(format!("no override #{id} of {name}")));
+        };
+        let fmt = |t: DateTime<Utc>| crew_core::time::rfc3339(t);
+        let e = NewEvent::new(
+            actor.clone(),
+            kind::ONCALL_OVERRIDE,
+            &format!("schedule:{name}"),
+            format!(
+                "{} removed the override of {name}: {} from {} until {}",
+                actor.name,
+                o.user,
+                fmt(o.from),
+                fmt(o.until)
+            ),
+        )
+        .with_data(
+            json!({"schedule": name, "user": o.user, "from": fmt(o.from), "until": fmt(o.until), "removed": true}),
+        );
+        let (o, _) = self.store.remove_override(id, e).await?;
+        Ok(o)
     }
 
     pub async fn overrides(&self, name: Option<&str>) -> Result<Vec<StoredOverride>, ApiError> {

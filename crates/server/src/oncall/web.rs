@@ -31,14 +31,22 @@ pub async fn index(user: WebUser, State(oncall): State<Oncall>) -> Result<Respon
                         " · next: " (n.user.as_deref().unwrap_or("nobody")) " from " (human(n.from))
                     }
                 }
-                div.shifts {
+                // Bars in an SVG: positions are attributes, which the pages' CSP (no inline styles) allows.
+                svg.shifts viewBox="0 0 1000 24" preserveAspectRatio="none" role="img" {
                     @for s in &segments {
-                        @let left = (s.from - from).num_seconds() as f64 / span * 100.0;
-                        @let width = (s.until - s.from).num_seconds() as f64 / span * 100.0;
+                        @let x = (s.from - from).num_seconds() as f64 / span * 1000.0;
+                        @let w = (s.until - s.from).num_seconds() as f64 / span * 1000.0;
                         @let class = match (&s.user, &s.source) { (None, _) => "shift gap", (_, Source::Override) => "shift override", _ => "shift" };
-                        div class=(class) style=(format!("left:{left:.3}%;width:{width:.3}%"))
-                            title=(format!("{} {} → {}", s.user.as_deref().unwrap_or("nobody"), human(s.from), human(s.until))) {
-                            (s.user.as_deref().unwrap_or("gap"))
+                        rect class=(class) x=(format!("{x:.2}")) y="0" width=(format!("{w:.2}")) height="24" {
+                            title { (format!("{} {} → {}", s.user.as_deref().unwrap_or("nobody (a gap)"), human(s.from), human(s.until))) }
+                        }
+                    }
+                }
+                ul.shift-list {
+                    @for s in segments.iter().take(40) {
+                        li class=[s.user.is_none().then_some("gap")] {
+                            (human(s.from)) " → " (human(s.until)) " " (s.user.as_deref().unwrap_or("nobody"))
+                            @if matches!(s.source, Source::Override) { " (override)" }
                         }
                     }
                 }

@@ -60,3 +60,13 @@ CREATE TABLE server_secrets (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- Each incident's blameless postmortem: drafted from the timeline at resolve, edited by people (Markdown).
+CREATE TABLE postmortems (
+    incident_id INTEGER PRIMARY KEY,
+    -- draft | in_review | published
+    state       TEXT    NOT NULL,
+    markdown    TEXT    NOT NULL,
+    updated_by  TEXT    NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
