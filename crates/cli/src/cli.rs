@@ -128,6 +128,17 @@ pub enum Command {
     Token(TokenCommand),
     /// Who is on call now and next (every schedule, or one); `override` and `take` change who is.
     Oncall(OncallArgs),
+    /// An incident's blameless postmortem: print it (Markdown), replace it from a file, move it to review or
+    /// publish it.
+    Postmortem {
+        id: String,
+        /// Replace the Markdown with this file's.
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// draft, in_review or published.
+        #[arg(long)]
+        state: Option<String>,
+    },
     /// Incidents: list, show, ack, resolve, note, open.
     Incident {
         #[command(subcommand)]

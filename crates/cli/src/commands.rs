@@ -105,6 +105,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Oncall(args) => {
             crate::oncall::oncall(&Client::new(&cli.global.server, &data_dir)?, args, cli.global.json).await
         }
+        Command::Postmortem { id, file, state } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            crate::oncall::postmortem(&client, &id, file.as_deref(), state.as_deref(), cli.global.json).await
+        }
         Command::Incident { action } => {
             crate::oncall::incident(&Client::new(&cli.global.server, &data_dir)?, action, cli.global.json).await
         }

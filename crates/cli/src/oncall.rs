@@ -179,3 +179,32 @@ pub async fn incident(client: &Client, action: IncidentAction, as_json: bool) ->
     }
     Ok(())
 }
+
+/// `crew postmortem ID [--file F] [--state S]`: prints the postmortem's Markdown, after changing it if asked.
+pub async fn postmortem(
+    client: &Client,
+    id: &str,
+    file: Option<&std::path::Path>,
+    state: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let p = path(&["api", "v1", "incidents", id.trim_start_matches('#'), "postmortem"]);
+    let v = if file.is_some() || state.is_some() {
+        let markdown = match file {
+            Some(f) => {
+                Some(std::fs::read_to_string(f).map_err(|e| crate::Exit::new(2, format!("{}: {e}", f.display())))?)
+            }
+            None => None,
+        };
+        client.json(Method::PUT, &p, Some(&json!({"markdown": markdown, "state": state}))).await?
+    } else {
+        client.json(Method::GET, &p, None).await?
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", s(&v["markdown"]));
+        eprintln!("({}, last changed by {})", s(&v["state"]), s(&v["updated_by"]));
+    }
+    Ok(())
+}

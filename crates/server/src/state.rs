@@ -95,8 +95,15 @@ impl AppState {
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
-        let incidents =
-            Incidents::new(&platform, timeline.clone(), oncall.clone(), chat.clone(), deploys.clone(), flags.clone());
+        let incidents = Incidents::new(
+            &platform,
+            timeline.clone(),
+            oncall.clone(),
+            chat.clone(),
+            deploys.clone(),
+            flags.clone(),
+            runbooks.clone(),
+        );
         let system =
             System { platform: platform.clone(), chat: status, runbooks: runbooks.clone(), oncall: oncall.clone() };
         AppState {

@@ -562,3 +562,79 @@ async fn pages_cannot_be_silenced_or_drowned() {
     assert_eq!(s.req(Method::DELETE, &path, &s.admin).send().await.unwrap().status(), 404);
     assert_eq!(s.get_json("/api/v1/oncall/ops", &s.admin).await["overrides"], json!([]));
 }
+
+/// At resolve crew drafts a blameless postmortem from the timeline; people edit it, move it to review and
+/// publish it (each an event); an action item crew can check closes itself when it is true.
+#[tokio::test]
+async fn a_resolved_incident_gets_a_blameless_postmortem_draft_that_people_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(dir.path(), "127.0.0.1:1", "10m")).unwrap();
+    let path = dir.path().join("crew.toml");
+    let rule = "[[alerts]]\nname = \"errors\"\nseries = \"shop.errors\"\nstat = \"count\"\nop = \">\"\nthreshold = 5\n\
+                summary = \"shop errors\"\nescalation = \"www\"\n";
+    std::fs::write(&path, format!("{text}\n{rule}")).unwrap();
+    let s = Server::start_with_config(&path).await;
+    let body = json!({"summary": "checkout failing", "escalation": "www"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    let id = res.json::<Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    let pm_path = format!("/api/v1/incidents/{id}/postmortem");
+    assert_eq!(s.req(Method::GET, &pm_path, &s.admin).send().await.unwrap().status(), 404, "none before resolve");
+    s.req(Method::POST, &format!("/api/v1/incidents/{id}/ack"), &s.admin).send().await.unwrap();
+    let res = s
+        .req(Method::POST, &format!("/api/v1/incidents/{id}/resolve"), &s.admin)
+        .json(&json!({"note": "restarted the payment workers"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let pm = s.get_json(&pm_path, &s.admin).await;
+    assert_eq!(pm["state"], "draft");
+    let md = pm["markdown"].as_str().unwrap();
+    for section in [
+        "## Summary",
+        "## Impact",
+        "## Times",
+        "## Changes before it",
+        "## Timeline",
+        "## Contributing factors",
+        "## What made sense at the time",
+        "## What went well",
+        "## Action items",
+    ] {
+        assert!(md.contains(section), "{section} missing:\n{md}");
+    }
+    assert!(md.contains("Time to acknowledge") && md.contains("Time to resolve"), "{md}");
+    for kind in ["incident.triggered", "incident.acknowledged", "incident.resolved"] {
+        assert!(md.contains(kind), "the timeline lists {kind}:\n{md}");
+    }
+    assert!(md.contains("restarted the payment workers"));
+    assert!(!md.to_lowercase().contains("responsible") && !md.to_lowercase().contains("root cause"), "{md}");
+
+    // People edit it; an item crew can check closes itself.
+    let edited = format!(
+        "{md}- [ ] an alert rule covers shop.errors (owner: alice)\n- [ ] talk to the payments team (owner: bob)\n"
+    );
+    let res = s.req(Method::PUT, &pm_path, &s.admin).json(&json!({"markdown": edited})).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let items = v["action_items"].as_array().unwrap();
+    let covers = items.iter().find(|i| i["text"].as_str().unwrap().contains("covers shop.errors")).unwrap();
+    assert_eq!(covers["done"], true, "{items:?}");
+    assert_eq!(covers["owner"], "alice");
+    let talk = items.iter().find(|i| i["text"].as_str().unwrap().contains("payments team")).unwrap();
+    assert_eq!(talk["done"], false);
+    assert_eq!(events(&s, &s.admin, "incident.action_done").await.len(), 1);
+    for state in ["in_review", "published"] {
+        let res = s.req(Method::PUT, &pm_path, &s.admin).json(&json!({"state": state})).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{state}");
+    }
+    let res = s.req(Method::PUT, &pm_path, &s.admin).json(&json!({"markdown": "# nothing"})).send().await.unwrap();
+    assert_eq!(res.status(), 409, "a published postmortem is final");
+    let states: Vec<Value> =
+        events(&s, &s.admin, "incident.postmortem").await.iter().map(|e| e["data"]["state"].clone()).collect();
+    assert_eq!(states, [json!("published"), json!("in_review"), json!("draft"), json!("draft")], "newest first");
+    let out = s.cli(&s.admin).args(["postmortem", &id.to_string()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("# Postmortem: #{id} checkout failing")));
+    let bad = s.req(Method::PUT, &pm_path, &s.admin).json(&json!({"state": "approved"})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+}

@@ -232,6 +232,11 @@ impl Alerts {
                     let since = *s.since.get_or_insert(t);
                     if !s.firing && t - since >= hold.as_millis() as i64 {
                         s.firing = true;
+                        // When the breach began, for the postmortem's time to detect.
+                        let mut data = data.clone();
+                        if let Some(at) = chrono::DateTime::from_timestamp_millis(since) {
+                            data["breach_since"] = serde_json::json!(crew_core::time::rfc3339(at));
+                        }
                         let mut e = NewEvent::new(
                             Actor::new("crew", Via::Scheduler),
                             kind::ALERT_FIRED,

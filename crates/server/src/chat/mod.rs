@@ -265,6 +265,20 @@ impl ChatStatus {
         r.push_back(Said { at: chrono::Utc::now(), room: room.into(), who: who.into(), text: text.into() });
     }
 
+    /// The lines said in `room` (every room when `None`) in [from, to] that this replica still remembers.
+    pub fn said_in(
+        &self,
+        room: Option<&str>,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<Said> {
+        let r = self.recent.lock().expect("recent");
+        r.iter()
+            .filter(|s| s.at >= from && s.at <= to && room.is_none_or(|room| s.room.eq_ignore_ascii_case(room)))
+            .cloned()
+            .collect()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         let recent: Vec<Said> = self.recent.lock().expect("recent").iter().cloned().collect();
         use std::sync::atomic::Ordering::Relaxed;

@@ -141,3 +141,30 @@ pub async fn undo(
     let result = incidents.undo(incident_id(&id)?, &u.event, caller.actor()).await?;
     Ok(Json(result))
 }
+
+pub async fn postmortem(_: Viewer, State(incidents): State<Incidents>, Path(id): Path<String>) -> Answer {
+    let pm = incidents.postmortem(incident_id(&id)?).await?;
+    Ok(Json(json!(pm)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutPostmortem {
+    markdown: Option<String>,
+    state: Option<crew_core::PostmortemState>,
+}
+
+/// `PUT /api/v1/incidents/{id}/postmortem`: `{markdown?, state?: draft|in_review|published}`.
+pub async fn put_postmortem(
+    Member(caller): Member,
+    State(incidents): State<Incidents>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let p: PutPostmortem = parse_json(&body)?;
+    if p.markdown.is_none() && p.state.is_none() {
+        return Err(ApiError::BadRequest("say what changes: `markdown`, `state` or both".into()));
+    }
+    let pm = incidents.put_postmortem(incident_id(&id)?, p.markdown.as_deref(), p.state, caller.actor()).await?;
+    Ok(Json(json!(pm)))
+}

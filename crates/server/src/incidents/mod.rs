@@ -7,6 +7,7 @@ pub mod api;
 pub mod context;
 pub mod integrations;
 pub mod notify;
+pub mod postmortem;
 pub mod web;
 
 use crate::error::ApiError;
@@ -31,6 +32,8 @@ pub struct Incidents {
     platform: Platform,
     deploys: crate::deploys::Deploys,
     flags: crate::flags::Flags,
+    runbooks: crate::runbooks::Runbooks,
+    chat: crate::chat::Chat,
 }
 
 /// What opens an incident.
@@ -96,9 +99,20 @@ impl Incidents {
         chat: crate::chat::Chat,
         deploys: crate::deploys::Deploys,
         flags: crate::flags::Flags,
+        runbooks: crate::runbooks::Runbooks,
     ) -> Self {
-        let notifier = notify::Notifier::new(p, timeline.clone(), chat);
-        Incidents { store: p.store.clone(), timeline, oncall, notifier, platform: p.clone(), deploys, flags }
+        let notifier = notify::Notifier::new(p, timeline.clone(), chat.clone());
+        Incidents {
+            store: p.store.clone(),
+            timeline,
+            oncall,
+            notifier,
+            platform: p.clone(),
+            deploys,
+            flags,
+            runbooks,
+            chat,
+        }
     }
 
     /// The server's own URL, as links use it.
@@ -387,6 +401,10 @@ impl Incidents {
                 }),
             )
             .await?;
+        // The blameless postmortem is drafted from the timeline now, while it is fresh.
+        if let Err(e) = self.draft_postmortem(&inc).await {
+            tracing::warn!(error = %e, incident = inc.id, "the postmortem was not drafted");
+        }
         Ok(inc)
     }
 

@@ -89,6 +89,7 @@ pub async fn show(
                 button type="submit" { "Add note" }
             }
         }
+        @if i.status == IncidentStatus::Resolved { p { a.postmortem href=(format!("/incidents/{}/postmortem", i.id)) { "The postmortem" } } }
         @if let Some(rb) = &inline_runbook {
             details.runbook open {
                 summary { "Runbook: " (rb.title) }
@@ -155,6 +156,64 @@ pub async fn note(State(incidents): State<Incidents>, Path(id): Path<String>, f:
 pub async fn undo(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
     let r = async { incidents.undo(incident_id(&id)?, f.get("event"), f.user.actor()).await.map(|_| ()) }.await;
     back(&id, r)
+}
+
+/// An incident's postmortem: rendered, with its action items, and for members the Markdown to edit and the
+/// buttons that move it to review and publish it.
+pub async fn postmortem(
+    user: WebUser,
+    State(incidents): State<Incidents>,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let n = incident_id(&id)?;
+    let pm = incidents.postmortem(n).await?;
+    let p = &pm.postmortem;
+    let html = crate::runbooks::markdown::render(&p.markdown, "runbooks/postmortem.md");
+    let member = user.role.allows(Role::Member);
+    let editable = member && p.state != crew_core::PostmortemState::Published;
+    let body = html! {
+        p.meta { a href=(format!("/incidents/{n}")) { "#" (n) } " · postmortem " span.state data-state=(p.state.as_str()) { (p.state.as_str().replace('_', " ")) }
+            " · last changed by " (p.updated_by) " at " (human(p.updated_at)) }
+        @if !pm.action_items.is_empty() {
+            ul.action-items {
+                @for a in &pm.action_items {
+                    li class=(if a.done { "done" } else { "open" }) { (if a.done { "✓ " } else { "○ " }) (a.text)
+                        @if let Some(o) = &a.owner { " — " (o) } @if a.check.is_some() { " (crew checks this)" } }
+                }
+            }
+        }
+        div.markdown.postmortem { (maud::PreEscaped(html)) }
+        @if editable {
+            form.edit method="post" action=(format!("/incidents/{n}/postmortem")) {
+                input type="hidden" name="csrf" value=(user.csrf);
+                textarea name="markdown" rows="30" cols="100" { (p.markdown) }
+                button type="submit" name="state" value=(p.state.as_str()) { "Save" }
+                @if p.state == crew_core::PostmortemState::Draft { button type="submit" name="state" value="in_review" { "Save and move to review" } }
+                @if p.state == crew_core::PostmortemState::InReview {
+                    button type="submit" name="state" value="draft" { "Back to draft" }
+                    button.publish type="submit" name="state" value="published" { "Publish" }
+                }
+            }
+        }
+    };
+    Ok(layout(&format!("Postmortem #{n}"), Some(&user), "/incidents", body).into_response())
+}
+
+pub async fn save_postmortem(State(incidents): State<Incidents>, Path(id): Path<String>, f: Form) -> Response {
+    let r = async {
+        let n = incident_id(&id)?;
+        let state: Option<crew_core::PostmortemState> = match f.get("state") {
+            "" => None,
+            s => Some(s.parse().map_err(crate::error::ApiError::BadRequest)?),
+        };
+        let md = Some(f.get("markdown")).filter(|m| !m.is_empty());
+        incidents.put_postmortem(n, md, state, f.user.actor()).await.map(|_| n)
+    }
+    .await;
+    match r {
+        Ok(n) => Redirect::to(&format!("/incidents/{n}/postmortem")).into_response(),
+        Err(e) => WebError::from(e).into_response(),
+    }
 }
 
 /// `GET /ack/{token}`: an emailed link shows what it will acknowledge and a button (a link fetched by a mail
