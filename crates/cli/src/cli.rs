@@ -139,6 +139,11 @@ pub enum Command {
         #[arg(long)]
         state: Option<String>,
     },
+    /// Fire drills from the repository's drills/*.toml: `crew drill list`, `crew drill run NAME`.
+    Drill {
+        #[command(subcommand)]
+        action: DrillAction,
+    },
     /// Incidents: list, show, ack, resolve, note, open.
     Incident {
         #[command(subcommand)]
@@ -176,6 +181,14 @@ pub enum OncallAction {
         #[arg(long, value_name = "TIME")]
         until: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillAction {
+    /// The drills and their runs (time to acknowledge, whether the hypothesis held).
+    List,
+    /// Run a drill; refused while an incident is open or a deploy runs. Waits for the end and prints the journal.
+    Run { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -109,6 +109,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             let client = Client::new(&cli.global.server, &data_dir)?;
             crate::oncall::postmortem(&client, &id, file.as_deref(), state.as_deref(), cli.global.json).await
         }
+        Command::Drill { action } => {
+            crate::oncall::drill(&Client::new(&cli.global.server, &data_dir)?, action, cli.global.json).await
+        }
         Command::Incident { action } => {
             crate::oncall::incident(&Client::new(&cli.global.server, &data_dir)?, action, cli.global.json).await
         }

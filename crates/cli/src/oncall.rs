@@ -208,3 +208,47 @@ pub async fn postmortem(
     }
     Ok(())
 }
+
+/// `crew drill list` and `crew drill run NAME` (which waits for the run to end and prints its journal).
+pub async fn drill(client: &Client, action: crate::cli::DrillAction, as_json: bool) -> Result<()> {
+    match action {
+        crate::cli::DrillAction::List => {
+            let v = client.json(Method::GET, "/api/v1/drills", None).await?;
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            for d in v["drills"].as_array().into_iter().flatten() {
+                match d["error"].as_str() {
+                    Some(e) => println!("{:<20} {e}", s(&d["name"])),
+                    None => println!("{:<20} {}", s(&d["name"]), s(&d["title"])),
+                }
+            }
+            for r in v["runs"].as_array().into_iter().flatten().take(20) {
+                println!("  {}  {}", short_time(&r["at"]), s(&r["summary"]));
+            }
+            Ok(())
+        }
+        crate::cli::DrillAction::Run { name } => {
+            let v = client.json(Method::POST, &path(&["api", "v1", "drills", &name, "run"]), None).await?;
+            let run = s(&v["run"]);
+            eprintln!("DRILL {name} running ({run})");
+            let journal = loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let j = client.json(Method::GET, &path(&["api", "v1", "drills", "runs", &run]), None).await?;
+                if j["state"] == "finished" {
+                    break j;
+                }
+            };
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&journal)?);
+            } else {
+                for a in journal["actions"].as_array().into_iter().flatten() {
+                    println!("  {}", s(&a["summary"]));
+                }
+                println!("{}", s(&journal["finished"]["summary"]));
+            }
+            Ok(())
+        }
+    }
+}

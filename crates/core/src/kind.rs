@@ -70,6 +70,11 @@ pub const INCIDENT_POSTMORTEM: &str = "incident.postmortem";
 /// A postmortem's action item that crew could check came true, and closed itself.
 pub const INCIDENT_ACTION_DONE: &str = "incident.action_done";
 
+// Fire drills.
+pub const DRILL_STARTED: &str = "drill.started";
+pub const DRILL_ACTION: &str = "drill.action";
+pub const DRILL_FINISHED: &str = "drill.finished";
+
 // On-call schedules.
 pub const ONCALL_OVERRIDE: &str = "oncall.override";
 pub const ONCALL_GAP: &str = "oncall.gap";

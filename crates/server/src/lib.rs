@@ -14,6 +14,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod deploys;
+pub mod drills;
 pub mod error;
 pub mod flags;
 pub mod http;

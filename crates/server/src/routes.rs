@@ -3,7 +3,7 @@
 //! saying who may call it.
 
 use crate::http::{Least, Route};
-use crate::{chat, deploys, flags, incidents, infra, metrics, oncall, runbooks, system, timeline, tokens, web};
+use crate::{chat, deploys, drills, flags, incidents, infra, metrics, oncall, runbooks, system, timeline, tokens, web};
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
 use crew_core::Role::{Admin, Alert, Evaluate, Member, Viewer};
@@ -68,6 +68,9 @@ pub fn api() -> Vec<Route> {
         Route::post("/api/v1/incidents/{id}/undo", Token(Member), incidents::api::undo),
         Route::get("/api/v1/incidents/{id}/postmortem", Token(Viewer), incidents::api::postmortem),
         Route::put("/api/v1/incidents/{id}/postmortem", Token(Member), incidents::api::put_postmortem),
+        Route::get("/api/v1/drills", Token(Viewer), drills::api::list),
+        Route::post("/api/v1/drills/{name}/run", Token(Member), drills::api::run),
+        Route::get("/api/v1/drills/runs/{id}", Token(Viewer), drills::api::one),
         Route::post("/api/v1/integrations/alertmanager", Token(Alert), incidents::integrations::alertmanager),
         Route::post("/api/v1/integrations/pagerduty/enqueue", Token(Alert), incidents::integrations::pagerduty),
         Route::get("/api/v1/runbooks", Token(Viewer), runbooks::api::list),
@@ -113,6 +116,8 @@ pub fn web() -> Vec<Route> {
         Route::post("/incidents/{id}/undo", Form(Member), incidents::web::undo),
         Route::get("/incidents/{id}/postmortem", Page(Viewer), incidents::web::postmortem),
         Route::post("/incidents/{id}/postmortem", Form(Member), incidents::web::save_postmortem),
+        Route::get("/drills", Page(Viewer), drills::web::index),
+        Route::post("/drills/run", Form(Member), drills::web::run),
         Route::get("/ack/{token}", Anyone, incidents::web::link_page),
         Route::post("/ack/{token}", Anyone, incidents::web::link_ack),
         Route::get("/runbooks", Page(Viewer), runbooks::web::index),

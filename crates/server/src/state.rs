@@ -6,6 +6,7 @@ use crate::auth::{Auth, TokenCache};
 use crate::chat::{Chat, ChatStatus, Robot};
 use crate::config::Settings;
 use crate::deploys::Deploys;
+use crate::drills::Drills;
 use crate::flags::{FlagCache, Flags};
 use crate::incidents::Incidents;
 use crate::infra::Infra;
@@ -65,6 +66,7 @@ pub struct AppState {
     pub infra: Infra,
     pub oncall: Oncall,
     pub incidents: Incidents,
+    pub drills: Drills,
     pub runbooks: Runbooks,
     pub system: System,
 }
@@ -104,6 +106,14 @@ impl AppState {
             flags.clone(),
             runbooks.clone(),
         );
+        let drills = Drills::new(
+            &platform,
+            timeline.clone(),
+            incidents.clone(),
+            deploys.clone(),
+            flags.clone(),
+            metrics.clone(),
+        );
         let system =
             System { platform: platform.clone(), chat: status, runbooks: runbooks.clone(), oncall: oncall.clone() };
         AppState {
@@ -119,6 +129,7 @@ impl AppState {
             runbooks,
             oncall,
             incidents,
+            drills,
             system,
         }
     }

@@ -638,3 +638,83 @@ async fn a_resolved_incident_gets_a_blameless_postmortem_draft_that_people_finis
     let bad = s.req(Method::PUT, &pm_path, &s.admin).json(&json!({"state": "approved"})).send().await.unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+/// A fire drill from the repository: refused while a real incident is open; run, it switches a flag, pages the
+/// on-call through the real escalation (marked DRILL, in the email too), rolls back at the end whatever
+/// happened, and records its journal with the probes, the actions and the responder's time to acknowledge.
+#[tokio::test]
+async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
+    let smtp = SmtpSink::start().unwrap();
+    let a = crate::deploy::app();
+    std::fs::create_dir_all(a.repo.join("drills")).unwrap();
+    crate::deploy::commit(
+        &a.repo,
+        "drills/search-off.toml",
+        "title = \"Search goes dark\"\n\
+         [steady-state-hypothesis]\ntitle = \"few errors\"\n\
+         [[steady-state-hypothesis.probes]]\nname = \"errors\"\nseries = \"www.errors\"\nstat = \"count\"\nmax = 10\n\
+         [[method]]\nname = \"switch search off\"\nflag = \"search\"\nstate = \"off\"\n\
+         [[method]]\nname = \"page the on-call\"\npage = \"www\"\n\
+         [[method]]\nname = \"give them time\"\nwait = \"3s\"\n\
+         [[rollbacks]]\nname = \"search back on\"\nflag = \"search\"\nstate = \"on\"\n",
+        "a drill",
+    );
+    let broken = "title = \"x\"\n[[method]]\nname = \"two\"\nwait = \"1s\"\nlock = \"staging\"\n";
+    crate::deploy::commit(&a.repo, "drills/broken.toml", broken, "a broken drill");
+    let scratch = tempfile::tempdir().unwrap();
+    let people = std::fs::read_to_string(config(scratch.path(), &smtp.addr(), "10m")).unwrap();
+    let path = a.with(&people);
+    let s = Server::start_with_config(&path).await;
+    let knob = json!({"knob": "on", "reason": "launched"});
+    assert_eq!(
+        s.req(Method::POST, "/api/v1/flags/search/knob", &s.admin).json(&knob).send().await.unwrap().status(),
+        200
+    );
+    let list = s.get_json("/api/v1/drills", &s.admin).await;
+    let broken = list["drills"].as_array().unwrap().iter().find(|d| d["name"] == "broken").unwrap().clone();
+    assert!(
+        broken["error"].as_str().unwrap().contains("drills/broken.toml: method[0]: one lever per action"),
+        "{broken}"
+    );
+
+    // Refused while a real incident is open, with the reason.
+    let res = s
+        .req(Method::POST, "/api/v1/incidents", &s.admin)
+        .json(&json!({"summary": "real one", "severity": "ticket"}))
+        .send();
+    let real = res.await.unwrap().json::<Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    let out = s.cli(&s.admin).args(["drill", "run", "search-off"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("incident #{real} is open")));
+    s.req(Method::POST, &format!("/api/v1/incidents/{real}/resolve"), &s.admin).send().await.unwrap();
+
+    // Run it; alice acknowledges the practice page from its email.
+    let child =
+        s.cli(&s.admin).args(["drill", "run", "search-off"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mail = smtp.wait_for(|m| m.contains("alice@example.com") && m.contains("DRILL"), Duration::from_secs(10)).await;
+    assert!(mail.contains("practice page"), "{mail}");
+    let flag = s.get_json("/api/v1/flags/search", &s.admin).await;
+    assert_eq!(flag["definition"]["state"], "DISABLED", "the method switched it off: {flag}");
+    let practice = s.get_json("/api/v1/incidents?status=open", &s.admin).await["incidents"][0].clone();
+    assert_eq!(practice["drill"], true);
+    let alice = s.token("alice", "member").await;
+    let ack = s.req(Method::POST, &format!("/api/v1/incidents/{}/ack", practice["id"]), &alice).send().await.unwrap();
+    assert_eq!(ack.status(), 200);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("DRILL search-off finished: hypothesis held; acknowledged in"), "{printed}");
+    let flag = s.get_json("/api/v1/flags/search", &s.admin).await;
+    assert_eq!(flag["definition"]["state"], "ENABLED", "the rollback switched it back on");
+    let runs = s.get_json("/api/v1/drills", &s.admin).await["runs"].clone();
+    let j = &runs[0]["data"];
+    assert_eq!(j["deviated"], false);
+    assert_eq!(j["before"][0]["probe"], "errors");
+    assert_eq!(j["after"][0]["ok"], true);
+    assert_eq!(j["method"].as_array().unwrap().len(), 3);
+    assert_eq!(j["responders"][0]["acked_by"], "alice");
+    assert!(j["responders"][0]["tta_seconds"].as_i64().unwrap() >= 0);
+    let closed = s.get_json(&format!("/api/v1/incidents/{}", practice["id"]), &s.admin).await;
+    assert_eq!(closed["status"], "resolved", "the drill resolves its practice incident");
+    assert!(closed["timeline"][0]["summary"].as_str().unwrap().starts_with("DRILL"), "{closed}");
+}

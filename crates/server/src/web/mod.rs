@@ -32,6 +32,7 @@ pub const NAV: &[(&str, &str)] = &[
     ("Infra", "/infra"),
     ("On call", "/oncall"),
     ("Incidents", "/incidents"),
+    ("Drills", "/drills"),
     ("Runbooks", "/runbooks"),
     ("Status", "/status"),
 ];
