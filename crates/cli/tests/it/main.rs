@@ -13,4 +13,5 @@ mod harness;
 mod incidents;
 mod infra;
 mod metrics;
+mod oncall_feed;
 mod runbooks;

@@ -129,24 +129,42 @@ pub async fn rotate_person_feed(
     Ok(Json(json!({"feed": path})))
 }
 
-fn key_of(q: Option<&str>) -> String {
-    query_pairs(q).into_iter().find(|(k, _)| k == "key").map(|(_, v)| v).unwrap_or_default()
+/// A feed's query: its `key`, and the window's `from` and `to` (each optional).
+type FeedQuery = (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+fn feed_query(q: Option<&str>) -> Result<FeedQuery, ApiError> {
+    let now = Utc::now();
+    let (mut key, mut from, mut to) = (String::new(), None, None);
+    for (k, v) in query_pairs(q) {
+        match k.as_str() {
+            "key" => key = v,
+            "from" => from = Some(time("from", &v, now)?),
+            "to" => to = Some(time("to", &v, now)?),
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected key, from, to"))),
+        }
+    }
+    Ok((key, from, to))
 }
 
 fn calendar(text: String) -> Response {
     ([(header::CONTENT_TYPE, "text/calendar; charset=utf-8")], text).into_response()
 }
 
-pub async fn schedule_feed(State(oncall): State<Oncall>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
-    match oncall.feed(&format!("schedule:{name}"), &key_of(q.as_deref())).await {
+async fn serve_feed(oncall: &Oncall, feed: &str, q: Option<&str>) -> Response {
+    let answer = match feed_query(q) {
+        Ok((key, from, to)) => oncall.feed(feed, &key, from, to).await,
+        Err(e) => Err(e),
+    };
+    match answer {
         Ok(t) => calendar(t),
         Err(e) => e.into_response(),
     }
 }
 
+pub async fn schedule_feed(State(oncall): State<Oncall>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+    serve_feed(&oncall, &format!("schedule:{name}"), q.as_deref()).await
+}
+
 pub async fn person_feed(State(oncall): State<Oncall>, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
-    match oncall.feed(&format!("person:{name}"), &key_of(q.as_deref())).await {
-        Ok(t) => calendar(t),
-        Err(e) => e.into_response(),
-    }
+    serve_feed(&oncall, &format!("person:{name}"), q.as_deref()).await
 }

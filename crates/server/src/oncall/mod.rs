@@ -15,6 +15,7 @@ use crate::timeline::Timeline;
 use chrono::{DateTime, Duration as Span, Utc};
 use crew_core::{kind, Actor, EventFilter, NewEvent, Via};
 use crew_oncall::escalation::Target;
+use crew_oncall::ical::Shift;
 use crew_oncall::schedule::{self, Override, Schedule, Segment};
 use crew_store::{Store, StoredOverride};
 use serde::Serialize;
@@ -50,8 +51,12 @@ pub enum Recipient {
 const NEXT_HORIZON_DAYS: i64 = 62;
 /// Overrides to come one schedule may have.
 pub const MAX_OVERRIDES: usize = 200;
-/// The longest window `GET /api/v1/oncall/{schedule}` computes.
+/// The longest window `GET /api/v1/oncall/{schedule}` and a feed compute.
 pub const MAX_WINDOW_DAYS: i64 = 400;
+/// A feed's default window: this many days back from now...
+const FEED_PAST_DAYS: i64 = 7;
+/// ...to this many ahead.
+const FEED_AHEAD_DAYS: i64 = 60;
 
 impl Oncall {
     pub fn new(p: &Platform, timeline: Timeline) -> Self {
@@ -97,7 +102,8 @@ impl Oncall {
             Some(n) => vec![self.schedule(n)?],
             None => self.config.schedules.iter().collect(),
         };
-        let all = self.store.overrides(None, at - Span::days(1)).await?;
+        // The segment at `at` reaches back up to REACH_DAYS: an override that ended in that time cuts it too.
+        let all = self.store.overrides(None, at - Span::days(schedule::REACH_DAYS)).await?;
         let mut out = Vec::new();
         for s in schedules {
             let ov: Vec<Override> = all
@@ -271,34 +277,77 @@ impl Oncall {
         Ok(self.store.overrides(None, after).await?)
     }
 
-    /// The iCal feed of a schedule (`schedule:NAME`) or a person (`person:NAME`), if `key` is its secret:
-    /// the next 60 days and the last 7.
-    pub async fn feed(&self, feed: &str, key: &str) -> Result<String, ApiError> {
+    /// The iCal feed of a schedule (`schedule:NAME`) or a person (`person:NAME`), if `key` is its secret: the
+    /// final schedule in [from, to), by default the last 7 days and the next 60 (67 days from `from` or up to
+    /// `to` when only one is given), at most [`MAX_WINDOW_DAYS`].
+    pub async fn feed(
+        &self,
+        feed: &str,
+        key: &str,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<String, ApiError> {
         let stored = self.store.feed_key(feed).await?;
         let ok = stored.is_some_and(|h| crate::auth::same_secret(Some(&crate::auth::hash_secret(key)), &h));
         if !ok {
             return Err(ApiError::NotFound(format!("no feed `{feed}` with that key")));
         }
         let now = Utc::now();
-        let (from, to) = (now - Span::days(7), now + Span::days(60));
-        let stamp = now;
+        // The default window is 67 days: from 7 days ago to 60 ahead, or from `from`, or up to `to`.
+        let days = Span::days(FEED_PAST_DAYS + FEED_AHEAD_DAYS);
+        let (from, to) = match (from, to) {
+            (Some(f), Some(t)) => (f, t),
+            (Some(f), None) => (f, f + days),
+            (None, Some(t)) => (t - days, t),
+            (None, None) => (now - Span::days(FEED_PAST_DAYS), now + Span::days(FEED_AHEAD_DAYS)),
+        };
+        if to <= from {
+            return Err(ApiError::BadRequest("`to` must be after `from`".into()));
+        }
+        if to - from > Span::days(MAX_WINDOW_DAYS) {
+            return Err(ApiError::BadRequest(format!("a feed spans at most {MAX_WINDOW_DAYS} days")));
+        }
         match feed.split_once(':') {
             Some(("schedule", name)) => {
-                let (segs, _) = self.segments(name, from, to).await?;
-                Ok(crew_oncall::ical::feed(&format!("On call: {name}"), &segs, &format!("{name}@crew"), stamp))
+                let s = self.schedule(name)?;
+                let shifts = Shift::of(s, &self.feed_segments(s, from, to).await?);
+                Ok(crew_oncall::ical::feed(&format!("On call: {name}"), &shifts, now))
             }
             Some(("person", who)) => {
-                let mut segs = Vec::new();
+                let mut shifts = Vec::new();
                 for s in &self.config.schedules {
-                    let (mut mine, _) = self.segments(&s.name, from, to).await?;
-                    mine.retain(|g| g.user.as_deref() == Some(who));
-                    segs.extend(mine);
+                    let mut mine = Shift::of(s, &self.feed_segments(s, from, to).await?);
+                    mine.retain(|g| g.user == who);
+                    shifts.extend(mine);
                 }
-                segs.sort_by_key(|g| g.from);
-                Ok(crew_oncall::ical::feed(&format!("On call: {who}"), &segs, &format!("{who}@crew"), stamp))
+                shifts.sort_by(|a, b| (a.from, &a.schedule).cmp(&(b.from, &b.schedule)));
+                Ok(crew_oncall::ical::feed(&format!("On call: {who}"), &shifts, now))
             }
             _ => Err(ApiError::NotFound(format!("no feed `{feed}`"))),
         }
+    }
+
+    /// The final schedule in [from, to) for a feed, its first and last segments reaching to their real ends (at
+    /// most [`schedule::REACH_DAYS`] away): cut at the window, their events would move and change their UIDs
+    /// with every fetch.
+    async fn feed_segments(
+        &self,
+        s: &Schedule,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Segment>, ApiError> {
+        let reach = Span::days(schedule::REACH_DAYS);
+        let mut ov = self.overrides_of(&s.name, from - reach).await?;
+        ov.retain(|o| o.from < to + reach);
+        let mut segs = schedule::final_schedule(s, &ov, from, to);
+        if let Some(first) = segs.first_mut().filter(|g| g.user.is_some()) {
+            first.from = first.from.min(schedule::on_call_at(s, &ov, first.from).from);
+        }
+        if let Some(last) = segs.last_mut().filter(|g| g.user.is_some()) {
+            let at = last.until - Span::milliseconds(1);
+            last.until = last.until.max(schedule::on_call_at(s, &ov, at).until);
+        }
+        Ok(segs)
     }
 
     /// Makes a new secret key for a feed (the old one stops working); returns the feed's URL path with it.

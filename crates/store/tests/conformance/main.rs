@@ -40,8 +40,10 @@ mod access;
 mod chat;
 mod deploys;
 mod flags;
+mod incidents;
 mod leases;
 mod metrics;
+mod oncall;
 mod timeline;
 
 pub fn ev(actor: &str, kind: &str, subject: &str, summary: &str) -> NewEvent {
