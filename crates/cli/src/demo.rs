@@ -120,20 +120,39 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .await?;
     infra(crate::infra::Mode::Check).await?;
 
-    // The error burst pages the person on call; alice, on call this week, acknowledges it a little later.
+    // The error burst pages the person on call (the incident lists the deploys just before it, each with its
+    // undo); alice, on call this week, acknowledges it. The burst ends, the alert resolves the incident and its
+    // postmortem is drafted; then a fire drill rehearses a page, which alice acknowledges too.
     {
         let alice = alice.clone();
         tokio::spawn(async move {
+            let wait_triggered = || async {
+                for _ in 0..120 {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let Ok(v) = alice.json(Method::GET, "/api/v1/incidents?status=open", None).await else { continue };
+                    let open = v["incidents"].as_array().cloned().unwrap_or_default();
+                    if let Some(id) = open.iter().find(|i| i["status"] == "triggered").and_then(|i| i["id"].as_i64()) {
+                        return Some(id);
+                    }
+                }
+                None
+            };
+            let Some(id) = wait_triggered().await else { return };
+            tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+            let _ = alice.json(Method::POST, &format!("/api/v1/incidents/{id}/ack"), None).await;
             for _ in 0..120 {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 let Ok(v) = alice.json(Method::GET, "/api/v1/incidents?status=open", None).await else { continue };
-                let triggered =
-                    v["incidents"].as_array().and_then(|l| l.iter().find(|i| i["status"] == "triggered").cloned());
-                if let Some(id) = triggered.and_then(|i| i["id"].as_i64()) {
-                    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
-                    let _ = alice.json(Method::POST, &format!("/api/v1/incidents/{id}/ack"), None).await;
-                    return;
+                if v["incidents"].as_array().is_some_and(|l| l.is_empty()) {
+                    break;
                 }
+            }
+            if alice.json(Method::POST, "/api/v1/drills/search-dark/run", None).await.is_err() {
+                return;
+            }
+            if let Some(id) = wait_triggered().await {
+                tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+                let _ = alice.json(Method::POST, &format!("/api/v1/incidents/{id}/ack"), None).await;
             }
         });
     }
@@ -168,6 +187,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew incident list                        # the error burst paged alice (she acks it)\n    \
          crew incident open \"test page\" --escalation www   # page the on-call yourself\n    \
          crew incident ack ID                      # ... and acknowledge it: nobody else is paged\n    \
+         crew incident show 1                      # the deploys just before it, and their undo\n    \
+         crew postmortem 1                         # the blameless postmortem, drafted at resolve\n    \
+         crew drill list                           # the fire drill the demo ran after it\n    \
          crew status\n\n\
          The Metrics page ({url}/graphs) has the sample app's dashboard; StatsD is on udp://{statsd}.\n\
          The sample app's repository is {}; its hosts are folders under {}.\n\
@@ -320,6 +342,8 @@ runbook = "runbooks/www-errors.md"
     tokio::fs::create_dir_all(repo.join("runbooks")).await?;
     tokio::fs::write(repo.join("runbooks/www-latency.md"), WWW_LATENCY).await?;
     tokio::fs::write(repo.join("runbooks/www-errors.md"), WWW_ERRORS).await?;
+    tokio::fs::create_dir_all(repo.join("drills")).await?;
+    tokio::fs::write(repo.join("drills/search-dark.toml"), SEARCH_DARK).await?;
     git(&repo, &["init", "-q", "-b", "main"]).await?;
     git(&repo, &["add", "-A"]).await?;
     git(&repo, &["commit", "-q", "-m", "First page"]).await?;
@@ -335,6 +359,16 @@ const WWW_LATENCY: &str = "# www latency\n\n\
 ## Mitigation\n1. If a deploy preceded it, roll back: `!rollback production`.\n\
 2. If a flag was ramped, switch it off: `!flag NAME off`.\n\
 3. Otherwise look for slow queries and tell #ops what you see.\n";
+
+/// The demo's fire drill: the new search goes dark, the on-call is paged for practice, and it comes back.
+const SEARCH_DARK: &str = "title = \"The new search goes dark\"\n\
+description = \"Switch search-v2 off as its contingency would, and page the on-call through the real escalation.\"\n\n\
+[steady-state-hypothesis]\ntitle = \"www keeps answering\"\n\
+[[steady-state-hypothesis.probes]]\nname = \"errors stay low\"\nseries = \"www.errors\"\nstat = \"count\"\nmax = 20\n\n\
+[[method]]\nname = \"switch search-v2 off\"\nflag = \"search-v2\"\nstate = \"off\"\n\n\
+[[method]]\nname = \"page the on-call\"\npage = \"www\"\n\n\
+[[method]]\nname = \"give them a minute\"\nwait = \"15s\"\n\n\
+[[rollbacks]]\nname = \"search-v2 back as it was\"\nflag = \"search-v2\"\nstate = \"before\"\n";
 
 /// The runbook of the demo's page alert.
 const WWW_ERRORS: &str = "# www errors\n\n\

@@ -328,7 +328,27 @@ async fn demo_serves_real_events_until_interrupted() {
         .json()
         .await
         .unwrap();
-    assert!(v["events"][0]["summary"].as_str().unwrap().contains("paging alice"), "{v}");
+    assert!(
+        v["events"].as_array().unwrap().iter().any(|e| e["summary"].as_str().unwrap().contains("paging alice")),
+        "{v}"
+    );
+    // The incident lists the demo's production deploy just before it, with its undo.
+    let get = |path: String| {
+        let (http, token) = (http.clone(), token.clone());
+        async move { http.get(path).bearer_auth(&token).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let inc = get(format!("{url}/api/v1/incidents/1")).await;
+    let changes = inc["changes"].as_array().unwrap();
+    assert!(changes.iter().any(|c| c["kind"] == "deploy.finished" && c["undo"]["action"] == "rollback"), "{changes:?}");
+    // The burst ends: the alert resolves the incident, its postmortem is drafted, then the demo's drill runs.
+    let drilled = crate::harness::eventually(Duration::from_secs(90), || async {
+        let v = get(format!("{url}/api/v1/events?kind=drill.started")).await;
+        !v["events"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert!(drilled, "the demo runs its fire drill after the incident");
+    let pm = get(format!("{url}/api/v1/incidents/1/postmortem")).await;
+    assert_eq!(pm["state"], "draft", "{pm}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status}");

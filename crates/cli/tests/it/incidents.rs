@@ -656,7 +656,7 @@ async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
          [[method]]\nname = \"switch search off\"\nflag = \"search\"\nstate = \"off\"\n\
          [[method]]\nname = \"page the on-call\"\npage = \"www\"\n\
          [[method]]\nname = \"give them time\"\nwait = \"3s\"\n\
-         [[rollbacks]]\nname = \"search back on\"\nflag = \"search\"\nstate = \"on\"\n",
+         [[rollbacks]]\nname = \"search back\"\nflag = \"search\"\nstate = \"before\"\n",
         "a drill",
     );
     let broken = "title = \"x\"\n[[method]]\nname = \"two\"\nwait = \"1s\"\nlock = \"staging\"\n";
@@ -665,11 +665,10 @@ async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
     let people = std::fs::read_to_string(config(scratch.path(), &smtp.addr(), "10m")).unwrap();
     let path = a.with(&people);
     let s = Server::start_with_config(&path).await;
-    let knob = json!({"knob": "on", "reason": "launched"});
-    assert_eq!(
-        s.req(Method::POST, "/api/v1/flags/search/knob", &s.admin).json(&knob).send().await.unwrap().status(),
-        200
-    );
+    let knob = json!({"knob": "rollout", "percent": 25, "reason": "ramping"});
+    let res = s.req(Method::POST, "/api/v1/flags/search/knob", &s.admin).json(&knob).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let ramped = s.get_json("/api/v1/flags/search", &s.admin).await["definition"].clone();
     let list = s.get_json("/api/v1/drills", &s.admin).await;
     let broken = list["drills"].as_array().unwrap().iter().find(|d| d["name"] == "broken").unwrap().clone();
     assert!(
@@ -705,7 +704,7 @@ async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
     assert!(out.status.success(), "{printed}");
     assert!(printed.contains("DRILL search-off finished: hypothesis held; acknowledged in"), "{printed}");
     let flag = s.get_json("/api/v1/flags/search", &s.admin).await;
-    assert_eq!(flag["definition"]["state"], "ENABLED", "the rollback switched it back on");
+    assert_eq!(flag["definition"], ramped, "the rollback put the 25% ramp back");
     let runs = s.get_json("/api/v1/drills", &s.admin).await["runs"].clone();
     let j = &runs[0]["data"];
     assert_eq!(j["deviated"], false);

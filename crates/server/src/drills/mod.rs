@@ -59,7 +59,7 @@ pub struct Probe {
 #[serde(deny_unknown_fields)]
 pub struct Action {
     pub name: String,
-    /// `flag = "KEY"` with `state = "on" | "off"`.
+    /// `flag = "KEY"` with `state = "on" | "off" | "before"` (before: as it was when the drill started).
     pub flag: Option<String>,
     pub state: Option<String>,
     /// `rollback = "ENV"`.
@@ -79,7 +79,11 @@ pub struct Action {
 /// The lever of an action, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lever {
-    Flag { key: String, on: bool },
+    /// `on: None` puts the flag back as it was when the drill started.
+    Flag {
+        key: String,
+        on: Option<bool>,
+    },
     Rollback(String),
     Lock(String),
     Unlock(String),
@@ -100,9 +104,14 @@ impl Action {
         let mut levers = vec![];
         if let Some(f) = &self.flag {
             let on = match self.state.as_deref() {
-                Some("on") => true,
-                Some("off") => false,
-                other => return Err(format!("{key}.state: {other:?}; a flag action says state = \"on\" or \"off\"")),
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some("before") => None,
+                other => {
+                    return Err(format!(
+                        "{key}.state: {other:?}; a flag action says state = \"on\", \"off\" or \"before\""
+                    ))
+                }
             };
             levers.push(Lever::Flag { key: f.clone(), on });
         }
@@ -333,14 +342,32 @@ impl Drills {
         json!({"probe": p.name, "series": p.series, "stat": p.stat, "value": value, "min": p.min, "max": p.max, "ok": ok})
     }
 
-    async fn act(&self, lever: &Lever, name: &str, actor: &Actor, practice: &mut Vec<i64>) -> Result<String, String> {
+    async fn act(
+        &self,
+        lever: &Lever,
+        name: &str,
+        actor: &Actor,
+        practice: &mut Vec<i64>,
+        saved: &std::collections::HashMap<String, Option<Value>>,
+    ) -> Result<String, String> {
         let why = format!("DRILL {name}");
         let e = |e: ApiError| e.to_string();
         match lever {
-            Lever::Flag { key, on } => {
+            Lever::Flag { key, on: Some(on) } => {
                 let knob = if *on { crew_flags::knobs::Knob::On } else { crew_flags::knobs::Knob::Off };
                 self.flags.turn(key, &knob, true, &why, actor.clone()).await.map_err(e)?;
                 Ok(format!("{key} {}", if *on { "on" } else { "off" }))
+            }
+            Lever::Flag { key, on: None } => {
+                let before = saved.get(key).cloned().flatten();
+                let gone = before.is_none();
+                match self.flags.change(key, before, &why, actor.clone()).await {
+                    Ok(_) => {}
+                    // It did not exist before and does not now: nothing to put back.
+                    Err(ApiError::NotFound(_)) if gone => {}
+                    Err(err) => return Err(err.to_string()),
+                }
+                Ok(format!("{key} back as it was before the drill"))
             }
             Lever::Rollback(env) => {
                 let d = self.deploys.rollback(env, None, actor.clone()).await.map_err(e)?;
@@ -395,10 +422,20 @@ impl Drills {
         for p in &probes {
             before.push(self.probe(p).await);
         }
+        // The flags the drill touches, as they are now: `state = "before"` puts them back.
+        let mut saved = std::collections::HashMap::new();
+        for lever in method.iter().chain(&rollbacks) {
+            if let Lever::Flag { key, .. } = lever {
+                if !saved.contains_key(key) {
+                    let def = self.flags.show(key, 0).await.ok().map(|(f, _)| f.definition);
+                    saved.insert(key.clone(), def);
+                }
+            }
+        }
         let mut practice = Vec::new();
         let mut journal = Vec::new();
         for (i, (lever, a)) in method.iter().zip(&file.method).enumerate() {
-            let r = self.act(lever, &name, &actor, &mut practice).await;
+            let r = self.act(lever, &name, &actor, &mut practice, &saved).await;
             let (ok, said) = match &r {
                 Ok(s) => (true, s.clone()),
                 Err(s) => (false, s.clone()),
@@ -432,7 +469,7 @@ impl Drills {
         let mut rolled = Vec::new();
         for (lever, a) in rollbacks.iter().zip(&file.rollbacks) {
             let mut none = Vec::new();
-            let r = self.act(lever, &name, &actor, &mut none).await;
+            let r = self.act(lever, &name, &actor, &mut none, &saved).await;
             rolled.push(json!({"action": a.name, "ok": r.is_ok(), "result": r.unwrap_or_else(|e| e)}));
         }
         let mut after = Vec::new();
