@@ -661,16 +661,34 @@ async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
     );
     let broken = "title = \"x\"\n[[method]]\nname = \"two\"\nwait = \"1s\"\nlock = \"staging\"\n";
     crate::deploy::commit(&a.repo, "drills/broken.toml", broken, "a broken drill");
+    let prod = "title = \"x\"\n[[method]]\nname = \"lock it\"\nlock = \"production\"\n";
+    crate::deploy::commit(&a.repo, "drills/prod.toml", prod, "a drill on production");
+    let deviates = "title = \"Errors must be negative\"\n\
+         [steady-state-hypothesis]\ntitle = \"impossible\"\n\
+         [[steady-state-hypothesis.probes]]\nname = \"errors\"\nseries = \"www.errors\"\nstat = \"count\"\nmax = -1\n\
+         [[method]]\nname = \"search off\"\nflag = \"search\"\nstate = \"off\"\n\
+         [[rollbacks]]\nname = \"search back\"\nflag = \"search\"\nstate = \"before\"\n";
+    crate::deploy::commit(&a.repo, "drills/deviates.toml", deviates, "a drill that deviates");
     let scratch = tempfile::tempdir().unwrap();
     let people = std::fs::read_to_string(config(scratch.path(), &smtp.addr(), "10m")).unwrap();
-    let path = a.with(&people);
-    let s = Server::start_with_config(&path).await;
+    let path = a.with(&format!("{people}\n[metrics]\nflush = \"1s\"\n"));
+    let s = Server::start_with_statsd(&path).await;
+    // The series the probes read exists once StatsD has had a line of it.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"www.errors:1|c\n", s.statsd.as_deref().unwrap()).unwrap();
+    let known = eventually(Duration::from_secs(10), || async {
+        s.get_json("/api/v1/metrics", &s.admin).await.to_string().contains("www.errors")
+    })
+    .await;
+    assert!(known);
     let knob = json!({"knob": "rollout", "percent": 25, "reason": "ramping"});
     let res = s.req(Method::POST, "/api/v1/flags/search/knob", &s.admin).json(&knob).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let ramped = s.get_json("/api/v1/flags/search", &s.admin).await["definition"].clone();
     let list = s.get_json("/api/v1/drills", &s.admin).await;
     let broken = list["drills"].as_array().unwrap().iter().find(|d| d["name"] == "broken").unwrap().clone();
+    let prod = list["drills"].as_array().unwrap().iter().find(|d| d["name"] == "prod").unwrap().clone();
+    assert!(prod["error"].as_str().unwrap().contains("drills/prod.toml: method[0]: touches production"), "{prod}");
     assert!(
         broken["error"].as_str().unwrap().contains("drills/broken.toml: method[0]: one lever per action"),
         "{broken}"
@@ -713,6 +731,18 @@ async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
     assert_eq!(j["method"].as_array().unwrap().len(), 3);
     assert_eq!(j["responders"][0]["acked_by"], "alice");
     assert!(j["responders"][0]["tta_seconds"].as_i64().unwrap() >= 0);
+    // A hypothesis that fails is recorded as deviated, and the rollbacks still run.
+    let out = s.cli(&s.admin).args(["drill", "run", "deviates"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hypothesis deviated"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let runs = s.get_json("/api/v1/drills", &s.admin).await["runs"].clone();
+    assert_eq!(runs[0]["data"]["deviated"], true);
+    assert_eq!(runs[0]["data"]["rollbacks"][0]["ok"], true);
+    assert_eq!(s.get_json("/api/v1/flags/search", &s.admin).await["definition"], ramped);
     let closed = s.get_json(&format!("/api/v1/incidents/{}", practice["id"]), &s.admin).await;
     assert_eq!(closed["status"], "resolved", "the drill resolves its practice incident");
     assert!(closed["timeline"][0]["summary"].as_str().unwrap().starts_with("DRILL"), "{closed}");

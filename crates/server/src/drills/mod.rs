@@ -31,6 +31,9 @@ pub struct DrillFile {
     pub method: Vec<Action>,
     #[serde(default)]
     pub rollbacks: Vec<Action>,
+    /// A drill that touches the `production` environment (a rollback, a lock) must say so.
+    #[serde(default)]
+    pub allow_production: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,7 +277,57 @@ impl Drills {
             .git(&["show", &format!("{}:drills/{name}.toml", self.branch())])
             .await
             .map_err(|_| ApiError::NotFound(format!("no drills/{name}.toml on {}", self.branch())))?;
-        parse(name, &text).map_err(ApiError::Unprocessable)
+        let (d, method, rollbacks) = parse(name, &text).map_err(ApiError::Unprocessable)?;
+        self.check_names(name, &d, &method, &rollbacks).map_err(ApiError::Unprocessable)?;
+        Ok((d, method, rollbacks))
+    }
+
+    /// Every flag, environment, policy and series a drill names must exist, and production is touched only with
+    /// `allow_production = true`: checked before anything runs.
+    fn check_names(&self, name: &str, d: &DrillFile, method: &[Lever], rollbacks: &[Lever]) -> Result<(), String> {
+        let file = format!("drills/{name}.toml");
+        let flags = self.flags.current();
+        let series = self.metrics.names();
+        if let Some(h) = &d.hypothesis {
+            for (i, p) in h.probes.iter().enumerate() {
+                if !series.iter().any(|s| s == &p.series) {
+                    return Err(format!(
+                        "{file}: steady-state-hypothesis.probes[{i}].series: crew has no series `{}`",
+                        p.series
+                    ));
+                }
+            }
+        }
+        let levers = method.iter().enumerate().map(|(i, l)| (format!("method[{i}]"), l));
+        let levers = levers.chain(rollbacks.iter().enumerate().map(|(i, l)| (format!("rollbacks[{i}]"), l)));
+        for (key, lever) in levers {
+            let env = match lever {
+                Lever::Flag { key: f, .. } => {
+                    if !flags.stored.iter().any(|s| &s.key == f) {
+                        return Err(format!("{file}: {key}.flag: no flag `{f}`"));
+                    }
+                    None
+                }
+                Lever::Rollback(e) | Lever::Lock(e) | Lever::Unlock(e) => Some(e),
+                Lever::Page(p) => {
+                    if !self.incidents.oncall.config.escalations.contains_key(p) {
+                        return Err(format!("{file}: {key}.page: no escalation policy `{p}`"));
+                    }
+                    None
+                }
+                Lever::Wait(_) => None,
+            };
+            if let Some(e) = env {
+                let known = self.deploys.configured().is_some_and(|c| c.environment(e).is_ok());
+                if !known {
+                    return Err(format!("{file}: {key}: no environment `{e}`"));
+                }
+                if e == "production" && !d.allow_production {
+                    return Err(format!("{file}: {key}: touches production; say allow_production = true to mean it"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Why a drill may not start now: an open (real) incident or a running deploy.

@@ -47,6 +47,19 @@ const CHANGES: &[&str] = &[
     kind::LOCK_TAKEN,
 ];
 
+/// The most events of the window read, and the most changes listed.
+const MAX_SCANNED: usize = 20_000;
+const MAX_CHANGES: usize = 500;
+
+/// The changes among `events` in [at − window, at], newest first: the one rule of what an incident's context is.
+pub fn select(events: &[Event], at: DateTime<Utc>, window: chrono::Duration) -> Vec<&Event> {
+    let from = at - window;
+    let mut out: Vec<&Event> =
+        events.iter().filter(|e| e.at >= from && e.at <= at && CHANGES.contains(&e.kind.as_str())).collect();
+    out.sort_by(|a, b| b.at.cmp(&a.at).then(b.seq.cmp(&a.seq)));
+    out
+}
+
 impl Incidents {
     /// The changes in the `context` window before `at`, newest first.
     pub async fn changes_before(&self, at: DateTime<Utc>, incident: Option<i64>) -> Result<Vec<Change>, ApiError> {
@@ -56,10 +69,9 @@ impl Incidents {
         f.since = Some(at - window);
         // `until` is exclusive: the trigger's own instant is in the window.
         f.until = Some(at + chrono::Duration::milliseconds(1));
-        f.limit = 1000;
-        let events = self.timeline.query(&f).await?.events;
+        let events = self.timeline.query_all(&f, MAX_SCANNED).await?;
         let mut out = Vec::new();
-        for e in events.iter().filter(|e| CHANGES.contains(&e.kind.as_str())) {
+        for e in select(&events, at, window).into_iter().take(MAX_CHANGES) {
             out.push(self.change(e, at, incident).await);
         }
         Ok(out)
@@ -148,4 +160,100 @@ impl Incidents {
 /// `3m20s before`.
 pub fn before_text(secs: i64) -> String {
     format!("{} before", super::human_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crew_core::Via;
+
+    fn event(seq: i64, kind: &str, at_ms: i64) -> Event {
+        Event {
+            id: format!("e{seq}"),
+            seq,
+            at: DateTime::from_timestamp_millis(at_ms).unwrap(),
+            actor: Actor::new("a", Via::Api),
+            kind: kind.into(),
+            subject: "s".into(),
+            summary: "x".into(),
+            data: serde_json::Value::Null,
+            links: vec![],
+        }
+    }
+
+    #[test]
+    fn the_window_is_exactly_from_the_context_to_the_trigger() {
+        let at = DateTime::from_timestamp_millis(10_000_000).unwrap();
+        let w = chrono::Duration::minutes(30);
+        let start = 10_000_000 - 30 * 60_000;
+        let table = [
+            (kind::DEPLOY_FINISHED, start - 1, false),
+            (kind::DEPLOY_FINISHED, start, true),
+            (kind::FLAG_CHANGED, start + 1, true),
+            (kind::LOCK_TAKEN, 9_999_999, true),
+            (kind::INFRA_APPLIED, 10_000_000, true),
+            (kind::INFRA_DRIFT, 10_000_001, false),
+            (kind::DEPLOY_STARTED, 9_000_000, false),
+            (kind::ALERT_FIRED, 9_000_000, false),
+            ("note", 9_000_000, false),
+            (kind::DEPLOY_ROLLED_BACK, 9_500_000, true),
+        ];
+        let events: Vec<Event> = table.iter().enumerate().map(|(i, (k, t, _))| event(i as i64, k, *t)).collect();
+        let got: Vec<&str> = select(&events, at, w).iter().map(|e| e.id.as_str()).collect();
+        let mut want: Vec<(i64, String)> =
+            table.iter().enumerate().filter(|(_, r)| r.2).map(|(i, r)| (r.1, format!("e{i}"))).collect();
+        want.sort_by(|a, b| b.0.cmp(&a.0));
+        assert_eq!(got, want.iter().map(|w| w.1.as_str()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn generated_timelines_list_exactly_their_window_newest_first() {
+        // A small PRNG (no new dependency): generated timelines of every kind around the window.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let kinds = [
+            kind::DEPLOY_FINISHED,
+            kind::DEPLOY_STARTED,
+            kind::FLAG_CHANGED,
+            kind::LOCK_TAKEN,
+            kind::LOCK_RELEASED,
+            kind::INFRA_APPLIED,
+            kind::INFRA_DRIFT,
+            kind::ALERT_FIRED,
+            kind::DEPLOY_ROLLED_BACK,
+            "note",
+        ];
+        for round in 0..300 {
+            let at_ms = 1_000_000_000 + (next() % 1_000_000) as i64;
+            let w_ms = 1 + (next() % 3_600_000) as i64;
+            let n = (next() % 60) as usize;
+            let events: Vec<Event> = (0..n)
+                .map(|i| {
+                    let t = at_ms - 2 * w_ms + (next() % (3 * w_ms as u64 + 1)) as i64;
+                    event(i as i64, kinds[(next() % kinds.len() as u64) as usize], t)
+                })
+                .collect();
+            let at = DateTime::from_timestamp_millis(at_ms).unwrap();
+            let got = select(&events, at, chrono::Duration::milliseconds(w_ms));
+            let change = |k: &str| {
+                k.starts_with("deploy.f")
+                    || k == kind::DEPLOY_ROLLED_BACK
+                    || k == kind::FLAG_CHANGED
+                    || k == kind::LOCK_TAKEN
+                    || k.starts_with("infra.")
+            };
+            let expected = events.iter().filter(|e| {
+                let t = e.at.timestamp_millis();
+                t >= at_ms - w_ms && t <= at_ms && change(&e.kind)
+            });
+            assert_eq!(got.len(), expected.count(), "round {round}");
+            assert!(got.windows(2).all(|p| p[0].at >= p[1].at), "round {round}: newest first");
+            assert!(got.iter().all(|e| change(&e.kind)), "round {round}");
+        }
+    }
 }

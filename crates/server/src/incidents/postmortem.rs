@@ -298,8 +298,7 @@ impl Incidents {
         let mut f = EventFilter::new();
         f.since = Some(start);
         f.until = Some(end + chrono::Duration::seconds(1));
-        f.limit = 1000;
-        let mut events = self.timeline.query(&f).await?.events;
+        let mut events = self.timeline.query_all(&f, 50_000).await?;
         events.reverse();
         let room = self.oncall.config.room.clone().or_else(|| self.notifier_room());
         let said = self.chat_status().said_in(room.as_deref(), start, end + chrono::Duration::seconds(1));

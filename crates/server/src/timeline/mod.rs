@@ -43,6 +43,23 @@ impl Timeline {
     }
 
     /// One event by id.
+    /// Every event the filter matches, newest first, page after page, at most `max`.
+    pub async fn query_all(&self, filter: &EventFilter, max: usize) -> Result<Vec<Event>, ApiError> {
+        let mut f = filter.clone();
+        f.limit = 1000;
+        let mut out = Vec::new();
+        loop {
+            let page = self.query(&f).await?;
+            out.extend(page.events);
+            match page.next {
+                Some(c) if out.len() < max => f.before = Some(c),
+                _ => break,
+            }
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
     pub async fn one(&self, id: &str) -> Result<Event, ApiError> {
         let found = if id.chars().any(char::is_control) { None } else { self.store.event(id).await? };
         found.ok_or_else(|| ApiError::NotFound(format!("no event with id `{}`", id.escape_debug())))
