@@ -481,3 +481,64 @@ async fn a_member_acknowledges_and_resolves_an_incident_from_its_page_and_sees_w
     assert!(bars.len() >= 14, "two weeks of daily shifts: {}", bars.len());
     c.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_incident_page_lists_the_changes_before_it_and_undoes_them_with_one_click() {
+    let a = crate::deploy::app();
+    let s = Server::start_with_config(&a.repo.join("crew.toml")).await;
+    let mo = s.token("mo", "member").await;
+    let first = crate::deploy::deploy_staging(&s, &mo).await;
+    crate::deploy::commit(&a.repo, "index.html", "<h1>v2</h1>\n", "v2");
+    crate::deploy::deploy_staging(&s, &mo).await;
+    let knob = json!({"knob": "rollout", "percent": 40, "reason": "ramp"});
+    s.req(reqwest::Method::POST, "/api/v1/flags/search/knob", &mo).json(&knob).send().await.unwrap();
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/incidents", &mo)
+        .json(&json!({"summary": "staging broke", "severity": "ticket"}))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<serde_json::Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    let (_driver, c) = driver().await;
+    let wait = |c: &fantoccini::Client, css: &'static str| {
+        let c = c.clone();
+        async move { c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(css)).await.unwrap() }
+    };
+    c.goto(&format!("{}/signin?next=/incidents/{id}", s.url)).await.unwrap();
+    wait(&c, "#token").await.send_keys(&mo).await.unwrap();
+    c.find(Locator::Css("#signin")).await.unwrap().click().await.unwrap();
+    let changes = wait(&c, "ul.changes").await.text().await.unwrap();
+    assert!(
+        changes.contains(&format!("Roll staging back to #{first}")) && changes.contains("Switch search back"),
+        "{changes}"
+    );
+    c.find(Locator::Css("li[data-kind='deploy.finished'] button.undo")).await.unwrap().click().await.unwrap();
+    let rolled = eventually(Duration::from_secs(30), || async {
+        let d = s.get_json("/api/v1/deploys?limit=1", &mo).await;
+        d["deploys"][0]["action"] == "rollback" && d["deploys"][0]["status"] == "succeeded"
+    })
+    .await;
+    assert!(rolled, "the click rolled staging back");
+    c.goto(&format!("{}/incidents/{id}", s.url)).await.unwrap();
+    wait(&c, "li[data-kind='flag.changed'] button.undo").await.click().await.unwrap();
+    let gone = eventually(Duration::from_secs(10), || async {
+        s.req(reqwest::Method::GET, "/api/v1/flags/search", &mo).send().await.unwrap().status() == 404
+    })
+    .await;
+    assert!(gone, "the flag is back as it was before the change (it did not exist)");
+    let v = s.get_json(&format!("/api/v1/events?kind=incident.undo&subject=incident:{id}"), &mo).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["events"].as_array().unwrap().iter().all(|e| e["actor"]["via"] == "web"));
+    // The robot's door: `!rollback staging` (after shipping v2 again) is recorded on the open incident too.
+    crate::deploy::deploy_staging(&s, &mo).await;
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/chat/command", &mo)
+        .json(&json!({"text": "!rollback staging"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let v = s.get_json(&format!("/api/v1/events?kind=incident.undo&subject=incident:{id}"), &mo).await;
+    assert_eq!(v["events"].as_array().unwrap().len(), 3, "{v}");
+    c.close().await.unwrap();
+}

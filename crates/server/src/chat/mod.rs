@@ -589,7 +589,12 @@ pub(crate) async fn run(
             let d = if inv.name == "deploy" {
                 robot.deploys.start(env, arg(1), &format!("from {room}"), actor).await?
             } else {
-                robot.deploys.rollback(env, None, actor).await?
+                let d = robot.deploys.rollback(env, None, actor.clone()).await?;
+                // The rollback undoes a deploy listed before an open incident: it goes on that incident's timeline.
+                if let Err(e) = robot.incidents.rolled_back(env, d.id, &actor).await {
+                    tracing::warn!(error = %e, "the rollback was not recorded on the open incidents");
+                }
+                d
             };
             // The outcome is reported in this room when the deploy's final event arrives.
             let (base, out2, room2, id) = (robot.platform.base_url(), out.clone(), room.to_string(), d.id);

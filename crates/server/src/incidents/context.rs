@@ -157,6 +157,31 @@ impl Incidents {
     }
 }
 
+impl Incidents {
+    /// A rollback started elsewhere (`!rollback production` in chat) undoes a deploy listed before an open
+    /// incident: record it on each such incident.
+    pub async fn rolled_back(&self, environment: &str, rollback: i64, actor: &Actor) -> Result<usize, ApiError> {
+        let mut n = 0;
+        for inc in self.list(true, 50).await? {
+            let changes = self.changes_before(inc.triggered_at, Some(inc.id)).await?;
+            let Some(c) = changes.iter().find(|c| c.detail["environment"].as_str() == Some(environment)) else {
+                continue;
+            };
+            let e = NewEvent::new(
+                actor.clone(),
+                kind::INCIDENT_UNDO,
+                &subject(inc.id),
+                format!("#{}: {} rolled {environment} back (rollback #{rollback})", inc.id, actor.name),
+            )
+            .with_data(json!({"incident": inc.id, "change": c.event, "undo": {"rollback": rollback, "environment": environment}}))
+            .with_link("incident", &format!("/incidents/{}", inc.id));
+            self.store.note_incident(inc.id, e).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 /// `3m20s before`.
 pub fn before_text(secs: i64) -> String {
     format!("{} before", super::human_secs(secs))
