@@ -12,5 +12,6 @@ mod hardening;
 mod harness;
 mod incidents;
 mod infra;
+mod judge;
 mod metrics;
 mod runbooks;
