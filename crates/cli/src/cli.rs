@@ -149,6 +149,23 @@ pub enum Command {
         #[command(subcommand)]
         action: IncidentAction,
     },
+    /// Judge a canary against a baseline by hand, here (no server): two files of numbers, one a line (blank
+    /// lines and `#` comments ignored). Prints Mann-Whitney U, its p-value, the Hodges-Lehmann shift canary −
+    /// baseline with its 98% interval, the classification and the verdict, as a deploy's judge would.
+    Judge(JudgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    /// The baseline's numbers, one a line.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// The canary's numbers, one a line.
+    #[arg(long, value_name = "FILE")]
+    pub canary: PathBuf,
+    /// The bad direction: increase (latency, errors), decrease (throughput), or either.
+    #[arg(long, default_value = "either", value_parser = ["increase", "decrease", "either"])]
+    pub direction: String,
 }
 
 #[derive(Debug, Args)]

@@ -112,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Drill { action } => {
             crate::oncall::drill(&Client::new(&cli.global.server, &data_dir)?, action, cli.global.json).await
         }
+        Command::Judge(args) => crate::judge::run(&args, cli.global.json),
         Command::Incident { action } => {
             crate::oncall::incident(&Client::new(&cli.global.server, &data_dir)?, action, cli.global.json).await
         }

@@ -9,6 +9,7 @@ mod deploy;
 mod flags;
 mod graph;
 mod infra;
+mod judge;
 mod oncall;
 mod output;
 mod serve;

@@ -12,6 +12,7 @@ mod hardening;
 mod harness;
 mod incidents;
 mod infra;
+mod judge;
 mod metrics;
 mod oncall_feed;
 mod runbooks;
