@@ -65,11 +65,16 @@ impl Incidents {
     pub async fn changes_before(&self, at: DateTime<Utc>, incident: Option<i64>) -> Result<Vec<Change>, ApiError> {
         let window =
             chrono::Duration::from_std(self.oncall.config.context).unwrap_or_else(|_| chrono::Duration::minutes(30));
-        let mut f = EventFilter::new();
-        f.since = Some(at - window);
-        // `until` is exclusive: the trigger's own instant is in the window.
-        f.until = Some(at + chrono::Duration::milliseconds(1));
-        let events = self.timeline.query_all(&f, MAX_SCANNED).await?;
+        // One query per area of change, so a window full of other events (notes, pages) is not read at all.
+        let mut events = Vec::new();
+        for area in [kind::DEPLOY, kind::FLAG, kind::INFRA, kind::LOCK] {
+            let mut f = EventFilter::new();
+            f.kind = Some(area.to_string());
+            f.since = Some(at - window);
+            // `until` is exclusive: the trigger's own instant is in the window.
+            f.until = Some(at + chrono::Duration::milliseconds(1));
+            events.extend(self.timeline.query_all(&f, MAX_SCANNED).await?);
+        }
         let mut out = Vec::new();
         for e in select(&events, at, window).into_iter().take(MAX_CHANGES) {
             out.push(self.change(e, at, incident).await);
