@@ -13,3 +13,4 @@ mod harness;
 mod incidents;
 mod infra;
 mod metrics;
+mod paging;

@@ -249,10 +249,7 @@ impl Notifier {
                         None => return (Delivery::Refused, Some("nobody to message".into())),
                     }
                 }
-                match self.chat.say(&page.to, &page.text).await {
-                    Ok(()) => (Delivery::Delivered, None),
-                    Err(e) => (Delivery::Failed, Some(e)),
-                }
+                self.chat.page(&page.to, &page.text).await
             }
             Channel::Room => {
                 if page.text.contains("{nick}") {
@@ -262,10 +259,7 @@ impl Notifier {
                     };
                     page.text = page.text.replace("{nick}", &nick);
                 }
-                match self.chat.say(&page.to, &page.text).await {
-                    Ok(()) => (Delivery::Delivered, None),
-                    Err(e) => (Delivery::Failed, Some(e)),
-                }
+                self.chat.page(&page.to, &page.text).await
             }
         }
     }
