@@ -1,7 +1,8 @@
 //! The IRC connection: registration (`CAP LS 302`, SASL PLAIN, `CAP END`), PING/PONG both ways with a timeout,
 //! alternate nicks on 433/432 and regaining the wanted one later, reconnect with capped exponential backoff and
 //! jitter, rejoining the channels, and every outgoing line through the [`Outbox`] (flood rule, PONG first,
-//! bounded announcements). Messages go out as NOTICE for announcements and PRIVMSG for replies.
+//! bounded announcements). Messages go out as NOTICE for announcements and PRIVMSG for replies and pages; a page's
+//! outcome is the server's (a `PING` token behind it comes back, or a 401/403/404 names its target first).
 //!
 //! Written on `irc-proto` (message parsing and serialising) rather than wrapping the `irc` crate: that crate's
 //! flood control, SASL and reconnect are missing or broken (its issues say so), and they are the parts a robot
@@ -83,7 +84,65 @@ pub enum Outgoing {
     Announce { room: String, kind: String, text: String },
     /// A reply to a person (PRIVMSG).
     Reply { room: String, text: String },
+    /// A page (PRIVMSG to a nick or a room) whose outcome is reported through `done`: `Delivered` once the
+    /// server has processed it (a `PING` with a token goes out right behind it, and its `PONG` comes back),
+    /// `Refused` with the server's words when it answered 401/403/404 (no such nick or channel, cannot send).
+    Page { to: String, text: String, done: Confirm },
 }
+
+/// What became of a page, as the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// The server processed the message without complaint.
+    Delivered,
+    /// The server refused it: its numeric's text (`carol: No such nick or channel name`).
+    Refused(String),
+    /// It could not be sent whole (the robot's queue was full).
+    Failed(String),
+}
+
+/// The one-shot answer to a page, cloneable so that [`Outgoing`] stays `Clone` (only the first answer counts).
+#[derive(Clone)]
+pub struct Confirm(Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<PageOutcome>>>>);
+
+impl std::fmt::Debug for Confirm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Confirm")
+    }
+}
+
+impl Confirm {
+    /// A confirmation and the receiver its outcome arrives on.
+    pub fn new() -> (Confirm, tokio::sync::oneshot::Receiver<PageOutcome>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Confirm(Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
+    }
+
+    fn answer(&self, outcome: PageOutcome) {
+        if let Some(tx) = self.0.lock().expect("confirm").take() {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+/// A page sent and not yet answered: its token (in the `PING` behind it) and target.
+struct Pending {
+    token: u64,
+    to: String,
+    done: Confirm,
+    since: Instant,
+}
+
+/// Pages waiting for the server's answer, kept across reconnects with the outbox (their lines may still be
+/// queued there); given up after [`PENDING_FOR`] (the caller has stopped waiting by then).
+#[derive(Default)]
+struct Pages {
+    next: u64,
+    pending: std::collections::VecDeque<Pending>,
+}
+
+const PENDING_FOR: Duration = Duration::from_secs(120);
+const PAGE_TOKEN: &str = "crew-page-";
 
 /// The connection as the status page shows it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -128,12 +187,13 @@ async fn run(
 ) {
     let mut outbox = Outbox::new(cfg.rate, Instant::now());
     outbox.timeline_url = timeline_url;
+    let mut pages = Pages::default();
     let mut failures: u32 = 0;
     loop {
         let started = Instant::now();
         let result = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = session(&cfg, &mut outbox, &mut out, &incoming, &state, &shutdown) => r,
+            r = session(&cfg, &mut outbox, &mut pages, &mut out, &incoming, &state, &shutdown) => r,
         };
         state.send_modify(|s| {
             s.connected = false;
@@ -275,6 +335,7 @@ impl Encoder<String> for Lines {
 async fn session(
     cfg: &IrcConfig,
     outbox: &mut Outbox,
+    pages: &mut Pages,
     out: &mut mpsc::Receiver<Outgoing>,
     incoming: &mpsc::Sender<Incoming>,
     state: &watch::Sender<State>,
@@ -413,6 +474,31 @@ async fn session(
                             outbox.urgent("CAP END".into());
                         }
                     }
+                    // The token of a page's PING: the server processed the page without complaint.
+                    Command::PONG(a, b) => {
+                        let token = [b.as_deref(), Some(a.as_str())]
+                            .into_iter()
+                            .flatten()
+                            .find_map(|t| t.strip_prefix(PAGE_TOKEN)?.parse::<u64>().ok());
+                        if let Some(token) = token {
+                            if let Some(i) = pages.pending.iter().position(|p| p.token == token) {
+                                let p = pages.pending.remove(i).expect("found");
+                                p.done.answer(PageOutcome::Delivered);
+                            }
+                        }
+                    }
+                    // A page the server refused (`<me> <target> :<reason>`): the oldest pending one to that target.
+                    Command::Response(
+                        Response::ERR_NOSUCHNICK | Response::ERR_NOSUCHCHANNEL | Response::ERR_CANNOTSENDTOCHAN,
+                        args,
+                    ) if args.len() >= 2 => {
+                        let target = &args[1];
+                        if let Some(i) = pages.pending.iter().position(|p| p.to.eq_ignore_ascii_case(target)) {
+                            let p = pages.pending.remove(i).expect("found");
+                            let why = args.get(2).map(String::as_str).unwrap_or("refused");
+                            p.done.answer(PageOutcome::Refused(format!("the IRC server says {target}: {why}")));
+                        }
+                    }
                     Command::Response(Response::RPL_WELCOME, args) => {
                         registered = true;
                         if let Some(n) = args.first() { nick = n.clone(); }
@@ -504,11 +590,28 @@ async fn session(
                             outbox.reply(Line::Privmsg { target: room.clone(), text: piece });
                         }
                     }
+                    Outgoing::Page { to, text, done } => {
+                        let mut whole = true;
+                        for piece in text::split(&text, text::budget("PRIVMSG", &to)).into_iter().take(5) {
+                            whole &= outbox.reply(Line::Privmsg { target: to.clone(), text: piece });
+                        }
+                        pages.next += 1;
+                        let token = pages.next;
+                        whole &= outbox.reply(Line::Raw(format!("PING :{PAGE_TOKEN}{token}")));
+                        if whole {
+                            pages.pending.push_back(Pending { token, to, done, since: Instant::now() });
+                        } else {
+                            done.answer(PageOutcome::Failed("the robot's reply queue is full".into()));
+                        }
+                    }
                 }
             }
             _ = tokio::time::sleep(wait) => {}
             _ = wake.tick() => {
                 let now = Instant::now();
+                while pages.pending.front().is_some_and(|p| now.duration_since(p.since) > PENDING_FOR) {
+                    pages.pending.pop_front();
+                }
                 if let Some(at) = ping_sent {
                     if now.duration_since(at) > cfg.ping_timeout {
                         return Err(IrcError::PingTimeout(cfg.ping_timeout));

@@ -117,9 +117,13 @@ impl Outbox {
         self.urgent.push_back(raw);
     }
 
-    pub fn reply(&mut self, line: Line) {
+    /// Queues a reply; `false` when the queue is full and it was dropped.
+    pub fn reply(&mut self, line: Line) -> bool {
         if self.replies.len() < self.max_replies {
             self.replies.push_back(line);
+            true
+        } else {
+            false
         }
     }
 

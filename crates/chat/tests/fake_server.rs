@@ -302,3 +302,39 @@ async fn the_services_account_comes_from_account_tag_or_whois() {
     assert_eq!(m.sender.account.as_deref(), Some("alice"));
     stop.cancel();
 }
+
+/// A page's outcome comes from the server: the PING sent right behind it comes back (delivered), or the
+/// server answers 401 for the nick first (refused, with its words). The server's own PING token and other
+/// PONGs are not mistaken for a page's.
+#[tokio::test]
+async fn a_page_is_delivered_when_the_server_has_processed_it_and_refused_for_an_unknown_nick() {
+    let (l, port) = fake().await;
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(config(port), String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("").await;
+    c.until("CAP END").await;
+    c.welcome("crew").await;
+    c.until("JOIN").await;
+    state_until(&h, |s| s.connected).await;
+
+    let (done, answer) = irc::Confirm::new();
+    h.out.send(Outgoing::Page { to: "alice".into(), text: "#1 the site is down".into(), done }).await.unwrap();
+    assert_eq!(c.until("PRIVMSG").await, "PRIVMSG alice :#1 the site is down");
+    let ping = c.until("PING").await;
+    let token = ping.strip_prefix("PING :").expect("a token").to_string();
+    c.send(":fake PONG fake :unrelated").await;
+    c.send(&format!(":fake PONG fake :{token}")).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), answer).await.unwrap().unwrap();
+    assert_eq!(got, irc::PageOutcome::Delivered);
+
+    let (done, answer) = irc::Confirm::new();
+    h.out.send(Outgoing::Page { to: "Carol".into(), text: "#2 backups failed".into(), done }).await.unwrap();
+    c.until("PRIVMSG Carol").await;
+    let ping = c.until("PING").await;
+    c.send(":fake 401 crew carol :No such nick or channel name").await;
+    c.send(&format!(":fake PONG fake :{}", ping.strip_prefix("PING :").unwrap())).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), answer).await.unwrap().unwrap();
+    assert_eq!(got, irc::PageOutcome::Refused("the IRC server says carol: No such nick or channel name".into()));
+    stop.cancel();
+}

@@ -23,7 +23,8 @@ async fn fill(s: &Server, n: usize) {
             let http = reqwest::Client::new();
             for i in 0..per {
                 let body = json!({"kind": "note", "subject": "load", "summary": format!("note {w}-{i}")});
-                let res = http.post(format!("{url}/api/v1/events")).bearer_auth(&token).json(&body).send().await.unwrap();
+                let res =
+                    http.post(format!("{url}/api/v1/events")).bearer_auth(&token).json(&body).send().await.unwrap();
                 assert_eq!(res.status(), 201);
             }
         }));
@@ -36,7 +37,10 @@ async fn fill(s: &Server, n: usize) {
 fn report(what: &str, mut ms: Vec<f64>, goal: f64) {
     ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let (median, worst) = (ms[ms.len() / 2], ms[ms.len() - 1]);
-    println!("{what}: median {median:.1} ms, worst {worst:.1} ms (goal ≤ {goal} ms) {}", if worst <= goal { "ok" } else { "MISSED" });
+    println!(
+        "{what}: median {median:.1} ms, worst {worst:.1} ms (goal ≤ {goal} ms) {}",
+        if worst <= goal { "ok" } else { "MISSED" }
+    );
 }
 
 #[tokio::main]
@@ -52,7 +56,8 @@ async fn main() {
     let mut draft = Vec::new();
     for round in 0..5 {
         let body = json!({"summary": format!("bench {round}"), "severity": "ticket"});
-        let v: Value = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap().json().await.unwrap();
         let id = v["incident"]["id"].as_i64().unwrap();
         let t = Instant::now();
         let res = s.req(Method::POST, &format!("/api/v1/incidents/{id}/resolve"), &s.admin).send().await.unwrap();
@@ -67,11 +72,13 @@ async fn main() {
     // 500 flag changes in the context of one incident.
     for i in 0..500 {
         let body = json!({"knob": "rollout", "percent": i % 100, "reason": "bench"});
-        let res = s.req(Method::POST, &format!("/api/v1/flags/f{}/knob", i % 50), &s.admin).json(&body).send().await.unwrap();
+        let res =
+            s.req(Method::POST, &format!("/api/v1/flags/f{}/knob", i % 50), &s.admin).json(&body).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
     let body = json!({"summary": "many changes", "severity": "ticket"});
-    let v: Value = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap().json().await.unwrap();
+    let v: Value =
+        s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap().json().await.unwrap();
     let id = v["incident"]["id"].as_i64().unwrap();
     let view = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
     assert_eq!(view["changes"].as_array().unwrap().len(), 500);

@@ -1,6 +1,7 @@
-//! On-call and incidents end to end with real peers: a real Alertmanager routing alerts to crew's webhook, a
-//! real SMTP server (aiosmtpd) receiving the pages, PagerDuty-shaped events, acknowledgements that stop the
-//! paging, an SMTP server that is down, the schedules' API and iCal feeds, and configuration mistakes.
+//! On-call and incidents end to end with real peers: a real Alertmanager routing alerts to crew's webhook (and a
+//! real Prometheus rule feeding it), a real SMTP server (aiosmtpd) receiving the pages, PagerDuty-shaped
+//! events, acknowledgements that stop the paging and that time out, reopening within `[incidents] reopen`, an
+//! SMTP server that is down, the schedules' API and iCal feeds, and configuration mistakes.
 
 use crate::harness::{eventually, Server};
 use crew_testkit::{Alertmanager, SmtpSink};
@@ -746,4 +747,178 @@ async fn a_fire_drill_rehearses_through_the_real_pager_and_keeps_its_journal() {
     let closed = s.get_json(&format!("/api/v1/incidents/{}", practice["id"]), &s.admin).await;
     assert_eq!(closed["status"], "resolved", "the drill resolves its practice incident");
     assert!(closed["timeline"][0]["summary"].as_str().unwrap().starts_with("DRILL"), "{closed}");
+}
+
+/// A real rule in a real Prometheus fires, its Alertmanager sends the group to crew's webhook, and crew opens
+/// one incident and pages the person on call by email (through the real SMTP server). Prometheus resends the
+/// firing alert every second; the group stays one incident.
+#[tokio::test]
+async fn a_prometheus_rule_fires_through_alertmanager_and_crew_pages_by_email() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), &smtp.addr(), "10m")).await;
+    let am_token = s.token("alertmanager", "alert").await;
+    let hook = format!("{}/api/v1/integrations/alertmanager?escalation=www", s.url);
+    let am = Alertmanager::start(&hook, &am_token).unwrap();
+    let rules = "groups:\n  - name: crew\n    rules:\n      - alert: SiteDown\n        expr: vector(1)\n\
+                 \x20       labels:\n          severity: page\n          service: www\n\
+                 \x20       annotations:\n          summary: the site is down (Prometheus says so)\n";
+    let prom = crew_testkit::Prometheus::start_with(&am.prometheus_alerting(), &[rules]).unwrap();
+
+    let mail = smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(60)).await;
+    assert!(mail.contains("the site is down (Prometheus says so)"), "{mail}");
+    let list = s.get_json("/api/v1/incidents", &s.admin).await;
+    let incidents = list["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{list}");
+    let inc = &incidents[0];
+    let id = inc["id"].as_i64().unwrap();
+    assert!(mail.contains(&format!("#{id}")), "{mail}");
+    assert_eq!(inc["source"], "alertmanager");
+    assert_eq!(inc["severity"], "page");
+    assert_eq!(inc["escalation"], "www");
+    assert_eq!(inc["opened_by"], "alertmanager");
+    assert_eq!(inc["details"]["common_labels"]["alertname"], "SiteDown", "{inc}");
+    assert_eq!(inc["details"]["common_labels"]["service"], "www", "{inc}");
+    // The alert names the Prometheus that evaluated the rule.
+    let generator = inc["details"]["alerts"][0]["generator_url"].as_str().unwrap();
+    // (Prometheus names itself by the machine's host name.)
+    assert!(generator.contains(&format!(":{}/graph?", prom.port)) && generator.contains("vector"), "{generator}");
+    let notified = events(&s, &s.admin, "incident.notified").await;
+    assert!(
+        notified.iter().any(|e| e["data"]["incident"] == id
+            && e["data"]["person"] == "alice"
+            && e["data"]["channel"] == "email"
+            && e["data"]["result"] == "delivered"),
+        "{notified:?}"
+    );
+    // Prometheus keeps resending the firing alert: still one incident, one page.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let list = s.get_json("/api/v1/incidents", &s.admin).await;
+    assert_eq!(list["incidents"].as_array().unwrap().len(), 1, "{list}");
+    let pages = smtp.messages().iter().filter(|m| m.contains("alice@example.com")).count();
+    assert_eq!(pages, 1, "alice is paged once for the group");
+}
+
+/// `[incidents] reopen`: the key fires again soon after its resolution and the same incident reopens,
+/// escalating from its first step again; fired after the window, it is a new incident. PagerDuty-shaped
+/// events drive it.
+#[tokio::test]
+async fn a_key_that_fires_again_within_the_reopen_window_reopens_and_after_it_opens_a_new_incident() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), &smtp.addr(), "2s");
+    let text = std::fs::read_to_string(&path).unwrap().replace("ack_timeout = \"1h\"", "reopen = \"5s\"");
+    std::fs::write(&path, text).unwrap();
+    let s = Server::start_with_config(&path).await;
+    let tok = s.token("monitor", "alert").await;
+    let send = |action: &str| {
+        let body = json!({"routing_key": "www", "event_action": action, "dedup_key": "db-primary",
+            "payload": {"summary": "the primary database is down", "source": "db1", "severity": "critical"}});
+        s.req(Method::POST, "/api/v1/integrations/pagerduty/enqueue", &tok).json(&body).send()
+    };
+    let pages_to = |who: &str| smtp.messages().iter().filter(|m| m.contains(&format!("{who}@example.com"))).count();
+    let res = send("trigger").await.unwrap();
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.unwrap()["incident"].as_i64().unwrap();
+    smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(10)).await;
+    // Nobody acknowledges: the second step pages bob.
+    smtp.wait_for(|m| m.contains("bob@example.com"), Duration::from_secs(10)).await;
+    assert_eq!(send("resolve").await.unwrap().status(), 202);
+    assert_eq!(s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await["status"], "resolved");
+
+    // Within the window: the same incident, reopened, paging from step 1 (alice) again, then step 2.
+    let res = send("trigger").await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["incident"], id, "the same incident");
+    let v = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
+    assert_eq!(v["status"], "triggered", "{v}");
+    assert!(v["resolved_at"].is_null() && v["resolved_by"].is_null(), "{v}");
+    let reopened = events(&s, &s.admin, "incident.reopened").await;
+    assert_eq!(reopened.len(), 1, "{reopened:?}");
+    assert_eq!(reopened[0]["data"]["incident"], id);
+    assert!(
+        eventually(Duration::from_secs(10), || async { pages_to("alice") == 2 }).await,
+        "alice is paged again on the reopen"
+    );
+    assert!(eventually(Duration::from_secs(10), || async { pages_to("bob") == 2 }).await, "and bob after the wait");
+    let steps: Vec<i64> = events(&s, &s.admin, "incident.escalated")
+        .await
+        .iter()
+        .rev()
+        .filter(|e| e["data"]["incident"] == id)
+        .map(|e| e["data"]["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 1, 0, 1], "the reopened incident escalates from its first step again");
+    let triggered = events(&s, &s.admin, "incident.triggered").await;
+    assert_eq!(triggered.len(), 1, "a reopen is not a new trigger: {triggered:?}");
+
+    // After the window: a new incident with the same key.
+    assert_eq!(send("resolve").await.unwrap().status(), 202);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let res = send("trigger").await.unwrap();
+    let newer = res.json::<Value>().await.unwrap()["incident"].as_i64().unwrap();
+    assert_ne!(newer, id, "a key fired after the reopen window opens a new incident");
+    let v = s.get_json(&format!("/api/v1/incidents/{newer}"), &s.admin).await;
+    assert_eq!(v["status"], "triggered");
+    assert_eq!(v["key"], "pagerduty:db-primary");
+    assert_eq!(s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await["status"], "resolved");
+    assert_eq!(events(&s, &s.admin, "incident.triggered").await.len(), 2);
+    assert_eq!(events(&s, &s.admin, "incident.reopened").await.len(), 1);
+}
+
+/// `[incidents] ack_timeout`: an acknowledgement that is not followed by a resolution in time re-arms the
+/// escalation: `incident.escalated` with `rearmed`, and the first step pages again.
+#[tokio::test]
+async fn an_acknowledgement_that_times_out_rearms_the_escalation() {
+    let smtp = SmtpSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), &smtp.addr(), "1m");
+    let text = std::fs::read_to_string(&path).unwrap().replace("ack_timeout = \"1h\"", "ack_timeout = \"2s\"");
+    std::fs::write(&path, text).unwrap();
+    let s = Server::start_with_config(&path).await;
+    let body = json!({"summary": "queue is backing up", "escalation": "www", "key": "queue-depth"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let id = res.json::<Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    smtp.wait_for(|m| m.contains("alice@example.com"), Duration::from_secs(10)).await;
+    let res = s.req(Method::POST, &format!("/api/v1/incidents/{id}/ack"), &s.admin).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let acked_at = std::time::Instant::now();
+
+    let rearmed = eventually(Duration::from_secs(10), || async {
+        events(&s, &s.admin, "incident.escalated").await.iter().any(|e| e["data"]["rearmed"] == true)
+    })
+    .await;
+    assert!(rearmed, "the acknowledgement timed out");
+    assert!(acked_at.elapsed() >= Duration::from_millis(1500), "re-armed before the timeout: {:?}", acked_at.elapsed());
+    let pages = || smtp.messages().iter().filter(|m| m.contains("alice@example.com")).count();
+    assert!(eventually(Duration::from_secs(10), || async { pages() == 2 }).await, "alice is paged again");
+    let v = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
+    assert_eq!(v["status"], "triggered", "{v}");
+    let esc: Vec<&Value> =
+        v["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == "incident.escalated").collect();
+    let shape: Vec<(bool, Option<i64>)> =
+        esc.iter().map(|e| (e["data"]["rearmed"] == true, e["data"]["step"].as_i64())).collect();
+    assert_eq!(shape, [(false, Some(0)), (true, None), (false, Some(0))], "{esc:?}");
+    // Acknowledged again, it holds again for the timeout.
+    let res = s.req(Method::POST, &format!("/api/v1/incidents/{id}/ack"), &s.admin).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await["status"], "acknowledged");
+
+    // A ticket names a policy but never pages: its acknowledgement timing out pages nobody and leaves it
+    // acknowledged.
+    let body = json!({"summary": "certificate expires in 20 days", "escalation": "www", "severity": "ticket"});
+    let res = s.req(Method::POST, "/api/v1/incidents", &s.admin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    let ticket = res.json::<Value>().await.unwrap()["incident"]["id"].as_i64().unwrap();
+    let res = s.req(Method::POST, &format!("/api/v1/incidents/{ticket}/ack"), &s.admin).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let v = s.get_json(&format!("/api/v1/incidents/{ticket}"), &s.admin).await;
+    assert_eq!(v["status"], "acknowledged", "{v}");
+    assert!(on_timeline_kind(&v, "incident.escalated").is_empty(), "a ticket never escalates: {v}");
+    assert!(!smtp.messages().iter().any(|m| m.contains("certificate expires")), "a ticket never pages");
+}
+
+fn on_timeline_kind<'v>(v: &'v Value, kind: &str) -> Vec<&'v Value> {
+    v["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).collect()
 }

@@ -15,4 +15,5 @@ mod infra;
 mod judge;
 mod metrics;
 mod oncall_feed;
+mod paging;
 mod runbooks;

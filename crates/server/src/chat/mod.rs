@@ -22,7 +22,7 @@ use crew_chat::commands::{self, Invocation, Limiter};
 use crew_chat::irc::{self, Incoming, IrcConfig, Outgoing};
 use crew_chat::mask::Sender;
 use crew_chat::{announce, mask};
-use crew_core::{kind, Actor, Event, EventFilter, NewEvent, Role, Via};
+use crew_core::{kind, Actor, Delivery, Event, EventFilter, NewEvent, Role, Via};
 use crew_flags::knobs::{self, Knob};
 use crew_store::{ChatLink, Store};
 use serde::Serialize;
@@ -39,6 +39,9 @@ pub struct Chat {
     config: Option<Arc<ChatSection>>,
     tokens: Tokens,
 }
+
+/// How long a page waits for the IRC server's answer before it counts as failed.
+pub const PAGE_ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 /// A link as `GET /api/v1/chat/links` lists it: from crew.toml or made with `crew chat link`.
 #[derive(Debug, Clone, Serialize)]
@@ -116,21 +119,36 @@ impl Chat {
         Ok(e)
     }
 
-    /// Says `text` to a room or a nick over the robot's IRC connection: handed over, or why not.
-    pub async fn say(&self, to: &str, text: &str) -> Result<(), String> {
+    /// Pages `to` (a nick or a room) over the robot's IRC connection and waits for the server's answer: the
+    /// outcome as a delivery result and its reason. `Delivered` means the server processed the message (a
+    /// `PING` sent behind it came back); a nick nobody holds is `Refused` with the server's words; no
+    /// connection, or no answer within [`PAGE_ANSWER_WITHIN`], is `Failed` (and retried by the caller).
+    pub async fn page(&self, to: &str, text: &str) -> (Delivery, Option<String>) {
         let Some(out) = self.status.out.get() else {
-            return Err("crew.toml has no [chat.irc]: the robot is not on IRC".into());
+            return (Delivery::Failed, Some("crew.toml has no [chat.irc]: the robot is not on IRC".into()));
         };
         let connected = self.status.state.get().is_some_and(|s| s.borrow().connected);
         if !connected {
-            return Err("the robot is not connected to IRC right now".into());
+            return (Delivery::Failed, Some("the robot is not connected to IRC right now".into()));
         }
         let text = text.replace(['\r', '\n'], " ");
-        self.status.remember(to, "crew", &text);
-        out.send(Outgoing::Reply { room: to.to_string(), text })
-            .await
-            .map_err(|_| "the IRC connection stopped".to_string())?;
-        Ok(())
+        let (done, answer) = irc::Confirm::new();
+        if out.send(Outgoing::Page { to: to.to_string(), text: text.clone(), done }).await.is_err() {
+            return (Delivery::Failed, Some("the IRC connection stopped".into()));
+        }
+        match tokio::time::timeout(PAGE_ANSWER_WITHIN, answer).await {
+            Ok(Ok(irc::PageOutcome::Delivered)) => {
+                self.status.remember(to, "crew", &text);
+                (Delivery::Delivered, None)
+            }
+            Ok(Ok(irc::PageOutcome::Refused(why))) => (Delivery::Refused, Some(why)),
+            Ok(Ok(irc::PageOutcome::Failed(why))) => (Delivery::Failed, Some(why)),
+            Ok(Err(_)) => (Delivery::Failed, Some("the IRC connection stopped before the server answered".into())),
+            Err(_) => (
+                Delivery::Failed,
+                Some(format!("the IRC server did not answer within {}s", PAGE_ANSWER_WITHIN.as_secs())),
+            ),
+        }
     }
 
     /// Posts a page to every IM webhook, mentioning the person; how many took it, or why none did.
@@ -696,8 +714,8 @@ pub(crate) async fn run(
             Ok(format!("#{} resolved by {}", inc.id, actor.name))
         }
         "page" => {
-            let all = arg(0).unwrap_or_default();
-            let Some((who, text)) = all.split_once(' ') else {
+            // The parser hands `!page` two arguments: WHO, then the rest of the line as TEXT.
+            let (Some(who), Some(text)) = (arg(0), arg(1)) else {
                 return Err(ApiError::BadRequest("usage: !page WHO TEXT".into()));
             };
             let escalation = if robot.oncall.config.escalations.contains_key(who) {

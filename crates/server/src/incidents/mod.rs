@@ -316,7 +316,9 @@ impl Incidents {
     /// Acknowledges: nobody is paged from now on (until the acknowledgement times out).
     pub async fn ack(&self, id: i64, actor: Actor) -> Result<Incident, ApiError> {
         let now = Utc::now();
-        let until = self.oncall.config.ack_timeout.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
+        // Only what pages has an escalation to re-arm when the acknowledgement times out.
+        let timeout = if pages(&self.get(id).await?) { self.oncall.config.ack_timeout } else { None };
+        let until = timeout.map(|d| now + chrono::Duration::from_std(d).unwrap_or_default());
         let a = actor.clone();
         let (inc, _) = self
             .store
@@ -487,12 +489,21 @@ impl Incidents {
     }
 }
 
+/// Whether an incident pages: severity `page` with an escalation policy (a `ticket` opens without paging).
+fn pages(inc: &Incident) -> bool {
+    inc.severity == Severity::Page && inc.policy.is_some()
+}
+
 /// What a due incident becomes: an acknowledgement that timed out starts the escalation again; a triggered
 /// incident fires its due step, and at once every following step that reaches nobody.
 fn decide(oncall: &Oncall, overrides: &[crew_store::StoredOverride], inc: &Incident, now: DateTime<Utc>) -> Advance {
     let system = Actor::new("crew", Via::Scheduler);
     let tag = if inc.drill { "DRILL " } else { "" };
     if inc.status == IncidentStatus::Acknowledged {
+        if !pages(inc) {
+            // A ticket (or an incident without a policy) never pages: its acknowledgement just holds.
+            return Advance { status: inc.status, step: inc.step, due_at: None, events: vec![] };
+        }
         let e = NewEvent::new(
             system,
             kind::INCIDENT_ESCALATED,

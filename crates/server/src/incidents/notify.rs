@@ -353,10 +353,7 @@ impl Notifier {
                         None => return (Delivery::Refused, Some("nobody to message".into())),
                     }
                 }
-                match self.chat.say(&page.to, &page.text).await {
-                    Ok(()) => (Delivery::Delivered, None),
-                    Err(e) => (Delivery::Failed, Some(e)),
-                }
+                self.chat.page(&page.to, &page.text).await
             }
             Channel::Im => match self.chat.page_im(&page.to, &page.text) {
                 Ok(_) => (Delivery::Delivered, None),
@@ -370,10 +367,7 @@ impl Notifier {
                     };
                     page.text = page.text.replace("{nick}", &nick);
                 }
-                match self.chat.say(&page.to, &page.text).await {
-                    Ok(()) => (Delivery::Delivered, None),
-                    Err(e) => (Delivery::Failed, Some(e)),
-                }
+                self.chat.page(&page.to, &page.text).await
             }
         }
     }
