@@ -472,7 +472,14 @@ impl<B: Backend> IncidentStore for B {
         let mut all_events = Vec::new();
         for inc in claimed {
             let adv = decide(&inc);
-            query("UPDATE incidents SET status = $2, step = $3, due_ms = $4 WHERE id = $1")
+            // An acknowledgement that timed out is undone: the incident is nobody's again (its events keep it).
+            let rearmed = inc.status == IncidentStatus::Acknowledged && adv.status == IncidentStatus::Triggered;
+            let sql = if rearmed {
+                "UPDATE incidents SET status = $2, step = $3, due_ms = $4, acked_ms = NULL, acked_by = NULL WHERE id = $1"
+            } else {
+                "UPDATE incidents SET status = $2, step = $3, due_ms = $4 WHERE id = $1"
+            };
+            query(sql)
                 .bind(inc.id)
                 .bind(adv.status.as_str())
                 .bind(adv.step)
