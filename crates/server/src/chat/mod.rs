@@ -695,7 +695,7 @@ pub(crate) async fn run(
         }
         "ack" => {
             let id = match arg(0) {
-                Some(a) => crate::incidents::api::incident_id(a)?,
+                Some(a) => crate::incidents::incident_id(a)?,
                 None => match robot.incidents.newest_open().await? {
                     Some(i) => i.id,
                     None => return Ok("nothing to acknowledge: no incident is triggered".into()),
@@ -710,7 +710,7 @@ pub(crate) async fn run(
                 Some((id, note)) => (id, Some(note)),
                 None => (all, None),
             };
-            let inc = robot.incidents.resolve(crate::incidents::api::incident_id(id)?, note, actor.clone()).await?;
+            let inc = robot.incidents.resolve(crate::incidents::incident_id(id)?, note, actor.clone()).await?;
             Ok(format!("#{} resolved by {}", inc.id, actor.name))
         }
         "page" => {

@@ -12,13 +12,7 @@ use crew_core::Severity;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn incident_id(id: &str) -> Result<i64, ApiError> {
-    id.trim_start_matches('#')
-        .parse()
-        .ok()
-        .filter(|n: &i64| *n > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("no incident `{id}`")))
-}
+pub use super::incident_id;
 
 pub async fn list(_: Viewer, State(incidents): State<Incidents>, RawQuery(q): RawQuery) -> Answer {
     let (mut open_only, mut limit) = (false, 100u32);

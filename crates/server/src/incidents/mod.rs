@@ -67,6 +67,15 @@ pub struct IncidentView {
     pub timeline: Vec<Event>,
 }
 
+/// An incident's number as people write it (`12`, `#12`); anything else is no incident.
+pub fn incident_id(id: &str) -> Result<i64, ApiError> {
+    id.trim_start_matches('#')
+        .parse()
+        .ok()
+        .filter(|n: &i64| *n > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no incident `{id}`")))
+}
+
 pub fn subject(id: i64) -> String {
     format!("incident:{id}")
 }
