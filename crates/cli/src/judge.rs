@@ -127,28 +127,11 @@ fn numbers(path: &Path) -> Result<Vec<f64>> {
 
 /// 6 significant digits, no trailing zeros; scientific notation when very small or large.
 fn fmt(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    if !(-4..9).contains(&magnitude) {
-        return format!("{v:.4e}");
-    }
-    let decimals = (5 - magnitude).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    crew_judge::judge::figure(v, 6, 9, 4)
 }
 
 fn signed(v: f64) -> String {
-    if v > 0.0 {
-        format!("+{}", fmt(v))
-    } else {
-        fmt(v)
-    }
+    crew_judge::judge::signed_figure(v, 6, 9, 4)
 }
 
 #[cfg(test)]

@@ -657,6 +657,12 @@ fn decide(
 
 /// A figure in few characters: 4 significant digits, no trailing zeros.
 pub(crate) fn num(v: f64) -> String {
+    figure(v, 4, 6, 3)
+}
+
+/// A figure with `digits` significant digits and no trailing zeros; scientific notation (with `sci_decimals`)
+/// below 1e-4 and from 10^`sci_from` up. The judge's explanations and `crew judge` print their figures with it.
+pub fn figure(v: f64, digits: i32, sci_from: i32, sci_decimals: usize) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -664,10 +670,10 @@ pub(crate) fn num(v: f64) -> String {
         return v.to_string();
     }
     let magnitude = v.abs().log10().floor() as i32;
-    if !(-4..6).contains(&magnitude) {
-        return format!("{v:.3e}");
+    if !(-4..sci_from).contains(&magnitude) {
+        return format!("{v:.sci_decimals$e}");
     }
-    let decimals = (3 - magnitude).max(0) as usize;
+    let decimals = (digits - 1 - magnitude).max(0) as usize;
     let s = format!("{v:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -676,10 +682,15 @@ pub(crate) fn num(v: f64) -> String {
     }
 }
 
-fn signed(v: f64) -> String {
+/// [`figure`] with a `+` before a positive one: a change.
+pub fn signed_figure(v: f64, digits: i32, sci_from: i32, sci_decimals: usize) -> String {
     if v > 0.0 {
-        format!("+{}", num(v))
+        format!("+{}", figure(v, digits, sci_from, sci_decimals))
     } else {
-        num(v)
+        figure(v, digits, sci_from, sci_decimals)
     }
+}
+
+fn signed(v: f64) -> String {
+    signed_figure(v, 4, 6, 3)
 }

@@ -366,6 +366,13 @@ impl<B: Backend> IncidentStore for B {
             .transpose()
     }
 
+    async fn open_incidents_by(&self, opened_by: &str) -> Result<i64> {
+        Ok(query("SELECT COUNT(*) FROM incidents WHERE opened_by = $1 AND status <> 'resolved'")
+            .bind(opened_by)
+            .fetch_scalar(self.reader())
+            .await?)
+    }
+
     async fn mark_source(&self, source_id: &str, incident: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let n = query(

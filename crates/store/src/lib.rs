@@ -319,6 +319,9 @@ pub trait IncidentStore: Send + Sync + 'static {
     /// The newest incident with this key.
     async fn incident_by_key(&self, key: &str) -> Result<Option<Incident>>;
 
+    /// How many incidents `opened_by` opened that are not resolved.
+    async fn open_incidents_by(&self, opened_by: &str) -> Result<i64>;
+
     /// Remembers that `source_id` (a used acknowledgement link) reached `incident`; false if it had already.
     async fn mark_source(&self, source_id: &str, incident: i64) -> Result<bool>;
 

@@ -85,7 +85,7 @@ const SUMMARY_MAX: usize = 300;
 /// The most bytes of `details` (labels, annotations, custom details) an incident keeps.
 const DETAILS_MAX: usize = 16 * 1024;
 /// Open incidents one sender may have before the rest fold into one `overflow:` incident.
-const OPEN_PER_SENDER: usize = 50;
+const OPEN_PER_SENDER: i64 = 1000;
 
 fn clip(s: &str, max: usize) -> String {
     let one_line: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -190,12 +190,11 @@ impl Incidents {
         if size > DETAILS_MAX {
             t.details = json!({"truncated": true, "bytes": size});
         }
+        // Whether this opens an incident (no open one has its key): only then does crew look for what changed
+        // before it and count the sender's open incidents, so a stream of repeats stays cheap.
+        let opening = self.store.incident_by_key(&t.key).await?.is_none_or(|i| i.status == IncidentStatus::Resolved);
         // A flood of distinct keys from one sender becomes one incident that pages once and counts the rest.
-        let opened_by_them =
-            self.store.incidents(true, 1000).await?.iter().filter(|i| i.opened_by == actor.name).count();
-        if opened_by_them >= OPEN_PER_SENDER
-            && self.store.incident_by_key(&t.key).await?.is_none_or(|i| i.status == IncidentStatus::Resolved)
-        {
+        if opening && self.store.open_incidents_by(&actor.name).await? >= OPEN_PER_SENDER {
             t.key = format!("overflow:{}", actor.name);
             t.summary = format!(
                 "{} opened more than {OPEN_PER_SENDER} incidents at once; the latest: {}",
@@ -209,7 +208,11 @@ impl Incidents {
         }
         let drill = t.drill;
         // What crew changed just before: listed on the first announcement; a deploy's author is paged first.
-        let changes = if t.severity == Severity::Info { vec![] } else { self.changes_before(Utc::now(), None).await? };
+        let changes = if t.severity == Severity::Info || !opening {
+            vec![]
+        } else {
+            self.changes_before(Utc::now(), None).await?
+        };
         let brief: Vec<serde_json::Value> = changes
             .iter()
             .take(10)
@@ -311,7 +314,9 @@ impl Incidents {
             self.store.note_incident(inc.id, e).await?;
             self.notifier.send(&inc, -1, recipients);
         }
-        if matches!(what, Triggered::Opened | Triggered::Reopened | Triggered::Joined) && inc.due_at.is_some() {
+        if matches!(what, Triggered::Opened | Triggered::Reopened | Triggered::Joined)
+            && inc.due_at.is_some_and(|d| d <= Utc::now())
+        {
             // The first step is due now: run it without waiting for the worker's next turn.
             self.tick(Utc::now()).await?;
         }

@@ -29,6 +29,7 @@ CREATE TABLE incidents (
 CREATE INDEX incidents_key ON incidents (key, id);
 CREATE INDEX incidents_due ON incidents (due_ms);
 CREATE INDEX incidents_status ON incidents (status, id);
+CREATE INDEX incidents_opened_by ON incidents (opened_by, status);
 
 -- Which source event (an alert.fired, an Alertmanager notification) already reached which incident, so that a
 -- replica that hears it too, or a sender that retries, does not add it twice.
