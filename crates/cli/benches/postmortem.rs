@@ -83,7 +83,6 @@ async fn main() {
     let view = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
     assert_eq!(view["changes"].as_array().unwrap().len(), 500);
     // The page, signed in.
-    let res = http.post(format!("{}/signin", s.url)).form(&[("token", s.admin.as_str())]);
     let res = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let signin = res.post(format!("{}/signin", s.url)).form(&[("token", s.admin.as_str())]).send().await.unwrap();
     let cookie = signin.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
