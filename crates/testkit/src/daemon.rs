@@ -39,11 +39,16 @@ pub(crate) fn wait_ready(
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        if ready() {
-            return Ok(());
-        }
         if let Some(status) = child.try_wait()? {
             bail!("{what} exited ({status}) before it was ready; its log {}:\n{}", log.display(), tail(log, 30));
+        }
+        if ready() {
+            // Ours, not another test's that took the same free port: it must still be running a moment later.
+            std::thread::sleep(Duration::from_millis(300));
+            if let Some(status) = child.try_wait()? {
+                bail!("{what} exited ({status}) before it was ready; its log {}:\n{}", log.display(), tail(log, 30));
+            }
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("{what} is not ready after {timeout:?}; its log {}:\n{}", log.display(), tail(log, 30));
