@@ -320,10 +320,7 @@ impl Notifier {
         match page.channel {
             Channel::Email => match &self.mailer {
                 None => (Delivery::Failed, Some("crew.toml has no working [smtp]".into())),
-                Some(m) if page.to.is_empty() => {
-                    let _ = m;
-                    (Delivery::Refused, Some("the person has no email".into()))
-                }
+                Some(_) if page.to.is_empty() => (Delivery::Refused, Some("the person has no email".into())),
                 Some(m) => {
                     let mut text = page.text.clone();
                     if let (Some(p), Some(id)) = (page.person.as_deref(), page.incident) {

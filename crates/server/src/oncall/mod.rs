@@ -87,13 +87,7 @@ impl Oncall {
 
     /// The overrides of a schedule that end after `after`, as the pure rules take them.
     async fn overrides_of(&self, name: &str, after: DateTime<Utc>) -> Result<Vec<Override>, ApiError> {
-        Ok(self
-            .store
-            .overrides(Some(name), after)
-            .await?
-            .into_iter()
-            .map(|o| Override { user: o.user, from: o.from, until: o.until })
-            .collect())
+        Ok(self.store.overrides(Some(name), after).await?.into_iter().map(|o| pure(&o)).collect())
     }
 
     /// Who is on call at `at` and who is next, for one schedule or all.
@@ -106,11 +100,7 @@ impl Oncall {
         let all = self.store.overrides(None, at - Span::days(schedule::REACH_DAYS)).await?;
         let mut out = Vec::new();
         for s in schedules {
-            let ov: Vec<Override> = all
-                .iter()
-                .filter(|o| o.schedule == s.name)
-                .map(|o| Override { user: o.user.clone(), from: o.from, until: o.until })
-                .collect();
+            let ov: Vec<Override> = all.iter().filter(|o| o.schedule == s.name).map(pure).collect();
             let now = schedule::on_call_at(s, &ov, at);
             let next = schedule::next_change(s, &ov, at, Span::days(NEXT_HORIZON_DAYS));
             out.push(WhoNow { schedule: s.name.clone(), zone: s.zone.name().to_string(), now, next });
@@ -134,8 +124,7 @@ impl Oncall {
         }
         let stored: Vec<StoredOverride> =
             self.store.overrides(Some(name), from).await?.into_iter().filter(|o| o.from < to).collect();
-        let ov: Vec<Override> =
-            stored.iter().map(|o| Override { user: o.user.clone(), from: o.from, until: o.until }).collect();
+        let ov: Vec<Override> = stored.iter().map(pure).collect();
         Ok((schedule::final_schedule(s, &ov, from, to), stored))
     }
 
@@ -178,10 +167,7 @@ impl Oncall {
                 until,
                 &actor.name,
                 Box::new(move |existing: &[StoredOverride]| {
-                    let ov: Vec<Override> = existing
-                        .iter()
-                        .map(|o| Override { user: o.user.clone(), from: o.from, until: o.until })
-                        .collect();
+                    let ov: Vec<Override> = existing.iter().map(pure).collect();
                     schedule::check_override(&ov, &new)?;
                     let fmt = |t: DateTime<Utc>| crew_core::time::rfc3339(t);
                     Ok(NewEvent::new(
@@ -250,11 +236,7 @@ impl Oncall {
                 Target::Room(r) => Recipient::Room { name: r.clone() },
                 Target::Schedule(s) => {
                     let Some(sched) = self.config.schedules.iter().find(|x| &x.name == s) else { continue };
-                    let ov: Vec<Override> = overrides
-                        .iter()
-                        .filter(|o| &o.schedule == s)
-                        .map(|o| Override { user: o.user.clone(), from: o.from, until: o.until })
-                        .collect();
+                    let ov: Vec<Override> = overrides.iter().filter(|o| &o.schedule == s).map(pure).collect();
                     match schedule::on_call_at(sched, &ov, at).user {
                         Some(u) => Recipient::Person { name: u, via: Some(format!("schedule:{s}")) },
                         None => continue,
@@ -434,6 +416,11 @@ impl Oncall {
         }
         out
     }
+}
+
+/// A stored override as the pure rules take it.
+fn pure(o: &StoredOverride) -> Override {
+    Override { user: o.user.clone(), from: o.from, until: o.until }
 }
 
 /// Runs the gap check every 10 minutes on one replica at a time.
