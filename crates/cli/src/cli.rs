@@ -63,6 +63,17 @@ pub enum Command {
         #[arg(short = 'm', long = "message", value_name = "MSG", default_value = "")]
         message: String,
     },
+    /// Decide a deploy the judge holds (a marginal or failing canary with on_fail = page or pause): go on, or
+    /// switch back.
+    Decide {
+        /// The deploy's number.
+        deploy: String,
+        /// `proceed` (switch the rest) or `switch-back`.
+        decision: String,
+        /// Why, for the timeline.
+        #[arg(short = 'm', long = "message", value_name = "MSG", default_value = "")]
+        message: String,
+    },
     /// Switch an environment back to the previous release still on its hosts (or --to a deploy). No build.
     Rollback {
         environment: String,

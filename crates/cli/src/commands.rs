@@ -41,6 +41,28 @@ pub async fn run(cli: Cli) -> Result<()> {
             let d = client.json(Method::POST, "/api/v1/deploys", Some(&body)).await?;
             crate::deploy::follow(&client, &d, cli.global.json).await
         }
+        Command::Decide { deploy, decision, message } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            let decision = match decision.as_str() {
+                "proceed" => "proceed",
+                "switch-back" | "switch_back" => "switch_back",
+                other => return Err(Exit::new(2, format!("`{other}`: decide proceed or switch-back")).into()),
+            };
+            let id = deploy.trim_start_matches('#');
+            let e = client
+                .json(
+                    Method::POST,
+                    &path(&["api", "v1", "deploys", id, "decision"]),
+                    Some(&json!({"decision": decision, "reason": message})),
+                )
+                .await?;
+            if cli.global.json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                println!("{}", e["summary"].as_str().unwrap_or_default());
+            }
+            Ok(())
+        }
         Command::Rollback { environment, to } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
             let to = match to {

@@ -55,7 +55,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     crew_server::cancel_on_signal(shutdown.clone());
     let server = tokio::spawn(app.run(shutdown.clone()));
     if let Some(addr) = statsd_addr {
-        tokio::spawn(send_traffic(addr, shutdown.clone()));
+        tokio::spawn(send_traffic(addr, dir.path().join("hosts"), shutdown.clone()));
     }
 
     // Real events, through the API, as a team would make them.
@@ -125,6 +125,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // postmortem is drafted; then a fire drill rehearses a page, which alice acknowledges too.
     {
         let alice = alice.clone();
+        let repo_dir = repo.clone();
         tokio::spawn(async move {
             let wait_triggered = || async {
                 for _ in 0..120 {
@@ -150,6 +151,30 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             if alice.json(Method::POST, "/api/v1/drills/search-dark/run", None).await.is_err() {
                 return;
             }
+            if let Some(id) = wait_triggered().await {
+                tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+                let _ = alice.json(Method::POST, &format!("/api/v1/incidents/{id}/ack"), None).await;
+                let _ = alice
+                    .json(
+                        Method::POST,
+                        &format!("/api/v1/incidents/{id}/resolve"),
+                        Some(&json!({"note": "practice over"})),
+                    )
+                    .await;
+            }
+            // A release whose search cache makes pages slower: staging takes it (nothing watches staging), then
+            // production's canary web1 gets it, the judge compares web1's p99 with web2's, fails it, and switches
+            // web1 back by itself; alice, who deployed, is paged and acknowledges.
+            if commit(&repo_dir, "SLOW", "search cache: every page looks it up first\n", "Cache search results")
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if deploy(&alice, "staging", "search cache").await.is_err() {
+                return;
+            }
+            let _ = deploy(&alice, "production", "search cache").await;
             if let Some(id) = wait_triggered().await {
                 tokio::time::sleep(std::time::Duration::from_secs(4)).await;
                 let _ = alice.json(Method::POST, &format!("/api/v1/incidents/{id}/ack"), None).await;
@@ -190,6 +215,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew incident show 1                      # the deploys just before it, and their undo\n    \
          crew postmortem 1                         # the blameless postmortem, drafted at resolve\n    \
          crew drill list                           # the fire drill the demo ran after it\n    \
+         crew events --kind deploy.judged          # then a slower canary, switched back by the judge itself\n    \
          crew status\n\n\
          The Metrics page ({url}/graphs) has the sample app's dashboard; StatsD is on udp://{statsd}.\n\
          The sample app's repository is {}; its hosts are folders under {}.\n\
@@ -236,7 +262,7 @@ repo = "."
 branch = "main"
 
 [build]
-command = "mkdir -p dist && cp *.html dist/ && echo $CREW_REVISION > dist/REVISION"
+command = "mkdir -p dist && cp *.html dist/ && if [ -e SLOW ]; then cp SLOW dist/; fi && echo $CREW_REVISION > dist/REVISION"
 artifact = "dist"
 
 [environments.staging]
@@ -247,6 +273,14 @@ hosts = ["local:{h}/web1", "local:{h}/web2"]
 canary = 1
 requires = "staging"
 restart = "echo restarted >> ../../restarts.log"
+
+# The judge watches the canary (web1) against the baseline (web2) on each host's p99 latency (the app tags its
+# timings with `host:web1`): every 4 s for 20 s; a slower canary is switched back by itself and its deployer paged.
+[environments.production.watch]
+window = "20s"
+interval = "4s"
+on_fail = "rollback"
+series = [{{ name = "www.latency", stat = "p99", direction = "increase" }}]
 
 # The same machines' own state, kept in roles (roles/web.toml); the server checks them for drift hourly.
 [[hosts]]
@@ -267,7 +301,7 @@ vars = {{ port = 8081 }}
 check = "1h"
 
 [metrics]
-flush = "10s"
+flush = "2s"
 
 [[dashboards]]
 name = "www"
@@ -372,7 +406,7 @@ description = \"Switch search-v2 off as its contingency would, and page the on-c
 
 /// The runbook of the demo's page alert.
 const WWW_ERRORS: &str = "# www errors\n\n\
-## Meaning\nwww answered more than 50 errors in ten seconds.\n\n\
+## Meaning\nwww answered more than 50 errors in two seconds.\n\n\
 ## Impact\nVisitors see error pages; logins may fail.\n\n\
 ## Diagnosis\n- Look at [errors](/graphs?q=www.errors) next to the deploys and flag changes on the graph.\n\
 - `crew incident show ID` lists what happened around it.\n\n\
@@ -391,6 +425,7 @@ async fn deploy(client: &Client, environment: &str, message: &str) -> Result<()>
         match d["status"].as_str() {
             Some("running") => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             Some("succeeded") => return Ok(()),
+            Some("rolled_back") if d["error"].as_str().is_some_and(|e| e.contains("judge")) => return Ok(()),
             other => anyhow::bail!("the demo's deploy #{id} to {environment} ended {other:?}: {}", d["error"]),
         }
     }
@@ -429,32 +464,34 @@ impl Traffic {
                 Point { sum: n, count: n, ..Point::default() },
             ));
         }
-        let mut lat: Vec<f64> = (0..200)
-            .map(|_| {
-                let x: f64 = self.rng.random_range(0.0..1.0);
-                if x < 0.97 {
-                    40.0 + 80.0 * x
-                } else {
-                    300.0 + 1200.0 * (x - 0.97) / 0.03 * self.rng.random_range(0.3..1.0)
-                }
-            })
-            .collect();
-        lat.sort_by(f64::total_cmp);
-        let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
-        out.push((
-            "www.latency".into(),
-            Kind::Timer,
-            Point {
-                count: lat.len() as f64,
-                sum: lat.iter().sum(),
-                min: lat[0],
-                max: lat[lat.len() - 1],
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                last: 0.0,
-            },
-        ));
+        for host in ["web1", "web2"] {
+            let mut lat: Vec<f64> = (0..100)
+                .map(|_| {
+                    let x: f64 = self.rng.random_range(0.0..1.0);
+                    if x < 0.97 {
+                        40.0 + 80.0 * x
+                    } else {
+                        300.0 + 1200.0 * (x - 0.97) / 0.03 * self.rng.random_range(0.3..1.0)
+                    }
+                })
+                .collect();
+            lat.sort_by(f64::total_cmp);
+            let q = |p: f64| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1];
+            out.push((
+                format!("www.latency{{host={host}}}").into(),
+                Kind::Timer,
+                Point {
+                    count: lat.len() as f64,
+                    sum: lat.iter().sum(),
+                    min: lat[0],
+                    max: lat[lat.len() - 1],
+                    p50: q(0.5),
+                    p90: q(0.9),
+                    p99: q(0.99),
+                    last: 0.0,
+                },
+            ));
+        }
         let errors =
             if self.rng.random_range(0.0..1.0) < 0.2 { self.rng.random_range(1.0..4.0_f64).round() } else { 0.0 };
         out.push(("www.errors".into(), Kind::Counter, Point { sum: errors, count: errors, ..Point::default() }));
@@ -476,7 +513,7 @@ async fn lines_spike(sock: &tokio::net::UdpSocket, addr: std::net::SocketAddr) {
 }
 
 /// Live traffic to the demo's own StatsD port, as the sample app would send it, until the demo stops.
-async fn send_traffic(addr: std::net::SocketAddr, stop: CancellationToken) {
+async fn send_traffic(addr: std::net::SocketAddr, hosts: PathBuf, stop: CancellationToken) {
     use rand::{Rng, SeedableRng};
     let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else { return };
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -489,8 +526,11 @@ async fn send_traffic(addr: std::net::SocketAddr, stop: CancellationToken) {
         if tick <= 200 {
             lines_spike(&sock, addr).await;
         }
+        // A host whose live release carries SLOW (the demo's "search cache" commit) answers three times slower.
+        let slow = |host: &str| hosts.join(host).join("current/SLOW").exists();
+        let slower = [("web1", if slow("web1") { 3 } else { 1 }), ("web2", if slow("web2") { 3 } else { 1 })];
         let mut lines = String::new();
-        for _ in 0..7 {
+        for i in 0..14 {
             let pick = rng.random_range(0..72);
             let route = if pick < 40 {
                 "/"
@@ -501,7 +541,11 @@ async fn send_traffic(addr: std::net::SocketAddr, stop: CancellationToken) {
             };
             let ms =
                 if rng.random_range(0.0..1.0) < 0.97 { rng.random_range(40..120) } else { rng.random_range(300..1400) };
-            lines.push_str(&format!("www.requests:1|c|#route:{route}\nwww.latency:{ms}|ms\n"));
+            let (host, factor) = slower[i % 2];
+            if i % 2 == 0 {
+                lines.push_str(&format!("www.requests:1|c|#route:{route}\n"));
+            }
+            lines.push_str(&format!("www.latency:{}|ms|#host:{host}\n", ms * factor));
         }
         if rng.random_range(0.0..1.0) < 0.005 {
             lines.push_str("www.errors:1|c\n");

@@ -30,6 +30,11 @@ pub const DEPLOY_FINISHED: &str = "deploy.finished";
 pub const DEPLOY_FAILED: &str = "deploy.failed";
 pub const DEPLOY_ROLLED_BACK: &str = "deploy.rolled_back";
 pub const DEPLOY_INTERRUPTED: &str = "deploy.interrupted";
+/// The judge's verdict on a deploy's canary (or on its window after against the window before), metric by
+/// metric.
+pub const DEPLOY_JUDGED: &str = "deploy.judged";
+/// A person's decision on a deploy the judge held (go on, or switch back).
+pub const DEPLOY_DECIDED: &str = "deploy.decided";
 
 // Locks on an environment.
 pub const LOCK_TAKEN: &str = "lock.taken";
@@ -37,6 +42,8 @@ pub const LOCK_RELEASED: &str = "lock.released";
 
 // Flags.
 pub const FLAG_CHANGED: &str = "flag.changed";
+/// The judge's verdict on a step of a flag's ramp, metric by metric.
+pub const FLAG_JUDGED: &str = "flag.judged";
 
 // Tokens and browser sessions.
 pub const TOKEN_CREATED: &str = "token.created";

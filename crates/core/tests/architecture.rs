@@ -118,6 +118,7 @@ fn domains_use_services_not_handlers() {
         "oncall",
         "incidents",
         "drills",
+        "feedback",
         "system",
     ];
     let mut found = vec![];

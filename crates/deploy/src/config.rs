@@ -144,6 +144,92 @@ pub struct Environment {
     /// Refuse (rather than warn about) a deploy while nobody is on call.
     #[serde(default)]
     pub require_oncall: bool,
+    /// The series the judge compares during and after a deploy (PRODUCT.md §10).
+    pub watch: Option<Watch>,
+}
+
+/// `[environments.NAME.watch]`: the canary hosts' series judged against the baseline hosts' every `interval`
+/// for `window` (or, without canaries, the window after the switch against the window before it).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watch {
+    /// How long the canary is judged before the rest switch (`"10m"`).
+    #[serde(default = "ten_minutes")]
+    pub window: String,
+    /// How often it is judged meanwhile (`"1m"`); a failing verdict acts at once.
+    #[serde(default = "one_minute")]
+    pub interval: String,
+    /// What a failing verdict does.
+    #[serde(default)]
+    pub on_fail: OnFail,
+    /// Judge and record, but never act.
+    #[serde(default)]
+    pub dry_run: bool,
+    pub series: Vec<crew_judge::WatchSeries>,
+}
+
+/// What a failing canary verdict does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFail {
+    /// Switch every switched host back by itself, then page the deployer.
+    #[default]
+    Rollback,
+    /// Page the deployer and hold the canary for their decision (switched back if none comes within the
+    /// window).
+    Page,
+    /// Hold the canary for a decision, announced but not paged (switched back if none comes within the window).
+    Pause,
+}
+
+impl OnFail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFail::Rollback => "rollback",
+            OnFail::Page => "page",
+            OnFail::Pause => "pause",
+        }
+    }
+}
+
+fn ten_minutes() -> String {
+    "10m".into()
+}
+fn one_minute() -> String {
+    "1m".into()
+}
+
+impl Watch {
+    pub fn window(&self) -> Duration {
+        span(&self.window)
+    }
+    pub fn interval(&self) -> Duration {
+        span(&self.interval)
+    }
+
+    /// Checks spans (whole seconds, the interval within the window) and the series; `at` names the table.
+    pub fn check(&self, at: &str) -> Result<(), String> {
+        let parse = |key: &str, v: &str| {
+            crew_core::time::parse_span(v)
+                .map_err(|e| format!("{at}.{key}: {e}"))
+                .and_then(|d| d.to_std().map_err(|_| format!("{at}.{key}: `{v}` is not a positive span")))
+        };
+        let window = parse("window", &self.window)?;
+        let interval = parse("interval", &self.interval)?;
+        if interval < Duration::from_secs(1) {
+            return Err(format!("{at}.interval: `{}` is under 1s", self.interval));
+        }
+        if interval > window {
+            return Err(format!(
+                "{at}.interval: `{}` is longer than the window (`{}`): the canary would never be judged",
+                self.interval, self.window
+            ));
+        }
+        if window > Duration::from_secs(24 * 3600) {
+            return Err(format!("{at}.window: `{}` is over a day: a deploy holds its lock that long", self.window));
+        }
+        crew_judge::watch::check_all(&self.series, &format!("{at}.series"))
+    }
 }
 
 fn four() -> usize {
@@ -224,6 +310,17 @@ impl Host {
         match self {
             Host::Local { .. } => "localhost",
             Host::Ssh { host, .. } => host,
+        }
+    }
+
+    /// The host's name in its series' `host` tag: the host part of an `ssh://` URL, the last folder of a
+    /// `local:` path (`local:/srv/www-2` is `www-2`).
+    pub fn tag(&self) -> String {
+        match self {
+            Host::Local { path } => {
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "localhost".into())
+            }
+            Host::Ssh { host, .. } => host.clone(),
         }
     }
 
@@ -308,6 +405,9 @@ impl DeployConfig {
                 if !environments.contains_key(r) || r == name {
                     return Err(format!("environments.{name}.requires: `{r}` is not another environment"));
                 }
+            }
+            if let Some(w) = &env.watch {
+                w.check(&format!("environments.{name}.watch"))?;
             }
             crew_core::time::parse_span(&env.restart_timeout)
                 .map_err(|e| format!("environments.{name}.restart_timeout: {e}"))?;
@@ -411,11 +511,30 @@ mod tests {
         let mut bad = envs.clone();
         bad.get_mut("production").unwrap().canary = 3;
         assert!(DeployConfig::check(app.clone(), build.clone(), bad, Path::new("/")).unwrap_err().contains("canary"));
-        let mut bad = envs;
+        let mut bad = envs.clone();
         bad.get_mut("staging").unwrap().hosts = vec!["nowhere".into()];
-        assert!(DeployConfig::check(app, build, bad, Path::new("/"))
+        assert!(DeployConfig::check(app.clone(), build.clone(), bad, Path::new("/"))
             .unwrap_err()
             .contains("environments.staging.hosts"));
+        for (watch, says) in [
+            (
+                "interval = \"20m\"\nseries = [{ name = \"a\" }]",
+                "environments.production.watch.interval: `20m` is longer than the window",
+            ),
+            ("window = \"soon\"\nseries = [{ name = \"a\" }]", "environments.production.watch.window"),
+            (
+                "series = [{ name = \"a\", stat = \"p42\" }]",
+                "environments.production.watch.series[0].stat: unknown stat `p42`",
+            ),
+            ("series = []", "environments.production.watch.series: name at least one"),
+        ] {
+            let mut bad = envs.clone();
+            bad.get_mut("production").unwrap().watch = Some(toml::from_str(watch).unwrap());
+            let e = DeployConfig::check(app.clone(), build.clone(), bad, Path::new("/")).unwrap_err();
+            assert!(e.contains(says), "{watch}: {e}");
+        }
+        let w: Result<Watch, _> = toml::from_str("on_fail = \"shrug\"\nseries = []");
+        assert!(w.unwrap_err().to_string().contains("unknown variant `shrug`"));
         let unknown: Result<Environment, _> = toml::from_str("hosts = []\ncanaries = 1");
         assert!(unknown.unwrap_err().to_string().contains("unknown field `canaries`"));
     }

@@ -12,7 +12,7 @@ pub mod git;
 pub mod host;
 pub mod run;
 
-pub use config::{BuildUser, DeployConfig, Environment, Host};
+pub use config::{BuildUser, DeployConfig, Environment, Host, OnFail, Watch};
 
 /// Where a deploy reports its progress: log lines and each host's state.
 pub trait Journal: Send + Sync {
@@ -24,6 +24,39 @@ pub trait Journal: Send + Sync {
     /// step that touches hosts; a deploy that must stop touches no further host.
     fn stopped(&self) -> Option<String> {
         None
+    }
+}
+
+/// What a deploy has switched when it asks the [`Gate`] whether to go on (hosts by their `host` tag).
+#[derive(Debug, Clone, Copy)]
+pub enum Stage<'a> {
+    /// The canary hosts run the new release; the baseline hosts still run the old one.
+    Canary { canaries: &'a [String], baseline: &'a [String] },
+    /// Every host runs the new release (an environment without canaries): after against before.
+    Whole { hosts: &'a [String] },
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proceed {
+    /// Go on (switch the rest, or finish).
+    Yes,
+    /// Switch every switched host back; the reason ends the deploy.
+    SwitchBack(String),
+}
+
+/// Asked after the canaries switch (and, without canaries, after every host switched): the server judges the
+/// hosts' series here (`[environments.NAME.watch]`) and may hold the deploy while it does.
+pub trait Gate: Send + Sync {
+    fn judge<'a>(&'a self, stage: Stage<'a>, journal: &'a dyn Journal) -> futures_util::future::BoxFuture<'a, Proceed>;
+}
+
+/// A gate that always lets the deploy go on (no watch, benchmarks).
+pub struct Open;
+
+impl Gate for Open {
+    fn judge<'a>(&'a self, _: Stage<'a>, _: &'a dyn Journal) -> futures_util::future::BoxFuture<'a, Proceed> {
+        Box::pin(async { Proceed::Yes })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::config::{DeployConfig, Environment, Host};
 use crate::host::{health, Target};
-use crate::{build, DeployError, Journal};
+use crate::{build, DeployError, Gate, Journal, Proceed, Stage};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -151,6 +151,7 @@ pub async fn deploy(
     release: &str,
     builds: &Path,
     journal: &dyn Journal,
+    gate: &dyn Gate,
 ) -> Outcome {
     let env = cfg.environment(env_name).expect("checked by the caller");
     let targets = targets(env);
@@ -224,6 +225,20 @@ pub async fn deploy(
             }
             if failure.is_some() {
                 break;
+            }
+            if env.canary > 0 && g == 0 {
+                let tags: Vec<String> = targets.iter().map(|t| t.host.tag()).collect();
+                let (canaries, baseline) = tags.split_at(env.canary);
+                if let Proceed::SwitchBack(why) = gate.judge(Stage::Canary { canaries, baseline }, journal).await {
+                    failure = Some(why);
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && env.canary == 0 {
+            let hosts: Vec<String> = targets.iter().map(|t| t.host.tag()).collect();
+            if let Proceed::SwitchBack(why) = gate.judge(Stage::Whole { hosts: &hosts }, journal).await {
+                failure = Some(why);
             }
         }
     }

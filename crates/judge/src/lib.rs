@@ -13,6 +13,7 @@ pub mod proportions;
 mod rank;
 pub mod rank_sum;
 pub mod shift;
+pub mod watch;
 mod zeroin;
 
 pub use clean::{clean, percentile, remove_outliers, Cleaned, NanStrategy};
@@ -23,6 +24,7 @@ pub use judge::{
 pub use proportions::{two_proportions, Proportions};
 pub use rank_sum::{auto_method, mann_whitney_u, mann_whitney_u_with, MannWhitney};
 pub use shift::{hodges_lehmann, hodges_lehmann_with, Shift};
+pub use watch::WatchSeries;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! `crew serve`: the HTTP API, the web UI and the live event stream in one process, over one [`Store`].
 //!
 //! A thin platform (`state`, `config`, `auth`, `error`, `http`, `web`) and one module per domain (timeline,
-//! tokens, deploys, flags, metrics, alerts, chat, infra, runbooks, oncall, incidents, system), each with its service in
+//! tokens, deploys, flags, metrics, feedback, alerts, chat, infra, runbooks, oncall, incidents, drills, system), each with its service in
 //! `mod.rs` (one
 //! function per action), its `api.rs` and its `web.rs`. [`App::build`] is shared by `main` and the tests: it
 //! opens the store, makes sure an admin token exists and binds the listener; [`App::run`] serves until the
@@ -16,6 +16,7 @@ pub mod config;
 pub mod deploys;
 pub mod drills;
 pub mod error;
+pub mod feedback;
 pub mod flags;
 pub mod http;
 pub mod incidents;

@@ -62,6 +62,7 @@ pub struct AppState {
     pub deploys: Deploys,
     pub flags: Flags,
     pub metrics: Metrics,
+    pub feedback: crate::feedback::Feedback,
     pub chat: Chat,
     pub infra: Infra,
     pub oncall: Oncall,
@@ -90,10 +91,11 @@ impl AppState {
         let timeline = Timeline::new(store.clone(), platform.shutdown.clone());
         let tokens = Tokens::new(store.clone(), cache);
         let oncall = Oncall::new(&platform, timeline.clone());
-        let deploys = Deploys::new(&platform, oncall.clone());
-        let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()));
         let live = Arc::new(Live::new(settings.metrics.clone()));
         let metrics = Metrics::new(&platform, live, timeline.clone());
+        let feedback = crate::feedback::Feedback::new(metrics.clone());
+        let deploys = Deploys::new(&platform, oncall.clone(), feedback.clone());
+        let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()));
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
@@ -124,6 +126,7 @@ impl AppState {
             deploys,
             flags,
             metrics,
+            feedback,
             chat,
             infra,
             runbooks,

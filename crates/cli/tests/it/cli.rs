@@ -215,7 +215,7 @@ async fn demo_serves_real_events_until_interrupted() {
     let (mut url, mut token, mut folder) = (None, None, None);
     while url.is_none() || token.is_none() || folder.is_none() {
         let line =
-            tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("demo output").expect("demo running");
+            tokio::time::timeout(Duration::from_secs(90), rx.recv()).await.expect("demo output").expect("demo running");
         if let Some(rest) = line.strip_prefix("crew demo is running at ") {
             url = Some(rest.trim().to_string());
         } else if line.trim().starts_with("crew_") {
@@ -349,6 +349,21 @@ async fn demo_serves_real_events_until_interrupted() {
     assert!(drilled, "the demo runs its fire drill after the incident");
     let pm = get(format!("{url}/api/v1/incidents/1/postmortem")).await;
     assert_eq!(pm["state"], "draft", "{pm}");
+    // Then a slower release reaches production's canary, and the judge switches it back without a person.
+    let failed = |v: Value| v["events"].as_array().unwrap().iter().find(|e| e["data"]["verdict"] == "fail").cloned();
+    let switched_back = crate::harness::eventually(Duration::from_secs(120), || async {
+        failed(get(format!("{url}/api/v1/events?kind=deploy.judged")).await).is_some()
+    })
+    .await;
+    assert!(switched_back, "the demo's slow canary is judged");
+    let judged = failed(get(format!("{url}/api/v1/events?kind=deploy.judged")).await).unwrap();
+    assert_eq!(judged["data"]["action"], "switch_back", "{judged}");
+    let id = judged["data"]["deploy"].as_i64().unwrap();
+    let rolled = crate::harness::eventually(Duration::from_secs(30), || async {
+        get(format!("{url}/api/v1/deploys/{id}")).await["status"] == "rolled_back"
+    })
+    .await;
+    assert!(rolled, "the slow canary's deploy ends switched back");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status}");

@@ -3,6 +3,7 @@
 
 mod api;
 mod browser;
+mod canary;
 mod chat;
 mod cli;
 mod deploy;

@@ -171,3 +171,18 @@ pub async fn log_stream(
     });
     Ok(Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decide {
+    decision: super::Decision,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A person's decision on a deploy the judge holds: `{"decision": "proceed" | "switch_back", "reason": ...}`.
+pub async fn decide(Member(by): Member, State(s): State<Deploys>, Path(id): Path<String>, body: Bytes) -> Created {
+    let req: Decide = parse_json(&body)?;
+    let e = s.decide(deploy_id(&id)?, req.decision, &req.reason, by.actor()).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(e))))
+}

@@ -4,6 +4,7 @@
 //! deploy itself runs in the background (`runner.rs`).
 
 pub mod api;
+mod judged;
 mod runner;
 pub mod web;
 
@@ -31,6 +32,29 @@ pub struct Deploys {
     shutdown: CancellationToken,
     /// Who is on call, for the deploy gate (`[environments.*] oncall`).
     oncall: crate::oncall::Oncall,
+    /// The judge's reading of the series, for `[environments.*.watch]`.
+    feedback: crate::feedback::Feedback,
+}
+
+/// A person's decision on a deploy the judge held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Switch the rest of the hosts.
+    Proceed,
+    /// Switch every switched host back.
+    SwitchBack,
+}
+
+impl std::str::FromStr for Decision {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Self, ApiError> {
+        match s {
+            "proceed" => Ok(Decision::Proceed),
+            "switch_back" | "switch-back" => Ok(Decision::SwitchBack),
+            _ => Err(ApiError::BadRequest(format!("`decision`: `{s}` is not proceed or switch-back"))),
+        }
+    }
 }
 
 /// What is pending on an environment: the commits on trunk not live there, and (with `requires`) what the
@@ -122,8 +146,9 @@ fn git_fault(e: crew_deploy::DeployError) -> ApiError {
 }
 
 impl Deploys {
-    pub fn new(p: &Platform, oncall: crate::oncall::Oncall) -> Self {
+    pub fn new(p: &Platform, oncall: crate::oncall::Oncall, feedback: crate::feedback::Feedback) -> Self {
         Deploys {
+            feedback,
             store: p.store.clone(),
             config: p.settings.deploy.clone().map(Arc::new),
             builds: p.settings.data_dir.join("builds"),
@@ -441,8 +466,79 @@ impl Deploys {
                 }),
             )
             .await?;
-        tokio::spawn(runner::run(self.store.clone(), cfg, self.builds.clone(), deploy.clone(), self.shutdown.clone()));
+        let watch = match deploy.action {
+            DeployAction::Deploy => cfg.environment(&deploy.environment).ok().and_then(|e| e.watch.clone()),
+            DeployAction::Rollback => None,
+        };
+        let gate = judged::Judged {
+            feedback: self.feedback.clone(),
+            store: self.store.clone(),
+            deploy: deploy.clone(),
+            watch,
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(runner::run(
+            self.store.clone(),
+            cfg,
+            self.builds.clone(),
+            deploy.clone(),
+            self.shutdown.clone(),
+            gate,
+        ));
         Ok(deploy)
+    }
+
+    /// A person's decision on a running deploy the judge holds: its `deploy.decided` event, which the
+    /// deploy's replica hears on the bus. `Conflict` when the deploy is not running.
+    pub async fn decide(&self, id: i64, decision: Decision, reason: &str, actor: Actor) -> Result<Event, ApiError> {
+        check_message(reason)?;
+        let d = self.get(id).await?;
+        if d.status != DeployStatus::Running || d.action != DeployAction::Deploy {
+            return Err(ApiError::Conflict(format!("deploy #{id} is not running ({}): nothing to decide", d.status)));
+        }
+        let word = match decision {
+            Decision::Proceed => judged::PROCEED,
+            Decision::SwitchBack => judged::SWITCH_BACK,
+        };
+        let summary = format!(
+            "{} decided deploy #{id} of {} to {}: {}{}",
+            actor.name,
+            d.app,
+            d.environment,
+            word.replace('_', " "),
+            if reason.is_empty() { String::new() } else { format!(" ({reason})") }
+        );
+        let event = NewEvent::new(actor, kind::DEPLOY_DECIDED, &format!("{}/{}", d.app, d.environment), summary)
+            .with_data(json!({"deploy": id, "decision": word, "reason": reason}))
+            .with_link("deploy", &format!("/deploys/{id}"));
+        Ok(self.store.append(vec![event]).await?.remove(0))
+    }
+
+    /// The judge's verdicts on a deploy (`deploy.judged`), oldest first.
+    pub async fn verdicts(&self, d: &Deploy) -> Result<Vec<Event>, ApiError> {
+        let mut f = crew_core::EventFilter::new().limit(200);
+        f.kind = Some(kind::DEPLOY_JUDGED.into());
+        f.subject = Some(format!("{}/{}", d.app, d.environment));
+        f.since = Some(d.started_at);
+        let mut out: Vec<Event> = self
+            .store
+            .query(&f)
+            .await?
+            .events
+            .into_iter()
+            .filter(|e| e.data["deploy"].as_i64() == Some(d.id))
+            .collect();
+        out.sort_by_key(|e| e.seq);
+        Ok(out)
+    }
+
+    /// The watch of an environment, if it has one (shown on the deploy's page), and the series in it crew has
+    /// never received.
+    pub fn watch(&self, environment: &str) -> Option<(crew_deploy::Watch, Vec<String>)> {
+        let cfg = self.config.as_ref()?;
+        let w = cfg.environment(environment).ok()?.watch.clone()?;
+        let unseen = self.feedback.unseen(&w.series);
+        Some((w, unseen))
     }
 
     /// Whether a lock is a running deploy's.

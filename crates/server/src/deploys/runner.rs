@@ -89,6 +89,7 @@ pub(super) async fn run(
     builds: PathBuf,
     d: Deploy,
     shutdown: CancellationToken,
+    gate: super::judged::Judged,
 ) {
     let (journal, flusher) = journal(store.clone(), d.id);
     let beat = {
@@ -117,7 +118,7 @@ pub(super) async fn run(
         crew_deploy::run::rollback(&cfg, &d.environment, &d.release, &journal).await
     } else {
         journal.line(format!("deploy #{}: {} {} to {}", d.id, cfg.app.name, git::short(&d.revision), d.environment));
-        crew_deploy::run::deploy(&cfg, &d.environment, &d.revision, &d.release, &builds, &journal).await
+        crew_deploy::run::deploy(&cfg, &d.environment, &d.revision, &d.release, &builds, &journal, &gate).await
     };
     let secs = started.elapsed().as_secs_f64();
     let (status, kind, error) = match &outcome.status {

@@ -121,6 +121,10 @@ pub async fn show(
     let tail = after >= next;
     let earlier = (from > first).then(|| (from - PAGE_LINES).max(first));
     let hosts = d.hosts.as_array().cloned().unwrap_or_default();
+    let watch = if d.action == crew_core::DeployAction::Deploy { deploys.watch(&d.environment) } else { None };
+    let verdicts = deploys.verdicts(&d).await?;
+    let held =
+        d.status == crew_core::DeployStatus::Running && verdicts.last().is_some_and(|e| e.data["action"] == "hold");
     let body = html! {
         h1 { "Deploy #" (d.id) }
         p.summary { (log_line(&d)) }
@@ -132,6 +136,46 @@ pub async fn show(
                     td { (h["host"].as_str().unwrap_or("")) } td { (h["state"].as_str().unwrap_or("")) }
                     td { (h["previous"].as_str().unwrap_or("")) } td { (h["error"].as_str().unwrap_or("")) }
                 } } }
+            }
+        }
+        @if let Some((w, unseen)) = &watch {
+            section.watch {
+                h2 { "Watched by the judge" }
+                p { "Every " (w.interval) " for " (w.window) "; on a failing verdict: " strong { (w.on_fail.as_str()) }
+                    @if w.dry_run { " (dry run: records, never acts)" } }
+                ul { @for s in &w.series {
+                    li { code { (s.label()) } " — bad when it " (s.direction.as_str()) "s" @if s.critical { " (critical)" } }
+                } }
+                @for u in unseen { p.warning { "crew has never received " code { (u) } ": no data, so the judge holds" } }
+            }
+        }
+        @for v in &verdicts {
+            section.verdict {
+                h3 { "Verdict: " (v.data["verdict"].as_str().unwrap_or("")) " — " (v.data["action"].as_str().unwrap_or("").replace('_', " ")) }
+                p { (v.data["why"].as_str().unwrap_or("")) }
+                @if let Some(ms) = v.data["metrics"].as_array().filter(|m| !m.is_empty()) {
+                    table.verdict {
+                        thead { tr { th { "Series" } th { "Class" } th { "Baseline" } th { "Canary" } th { "Effect" } th { "p" } th { "Why" } } }
+                        tbody { @for m in ms { tr {
+                            td { (m["name"].as_str().unwrap_or("")) }
+                            td { (m["classification"].as_str().unwrap_or("")) }
+                            td { (side(&m["baseline"])) }
+                            td { (side(&m["canary"])) }
+                            td { (m["effect"].as_f64().map(|e| format!("{e:.3}×")).unwrap_or_default()) }
+                            td { (m["test"]["p_value"].as_f64().map(|p| crew_judge::judge::figure(p, 3, 6, 2)).unwrap_or_default()) }
+                            td { (m["why"].as_str().unwrap_or("")) }
+                        } } }
+                    }
+                }
+            }
+        }
+        @if held && user.role.allows(crew_core::Role::Member) {
+            form.decide method="post" action="/deploys/decide" {
+                input type="hidden" name="csrf" value=(user.csrf);
+                input type="hidden" name="deploy" value=(d.id);
+                button name="decision" value="proceed" { "Go on: switch the rest" }
+                " "
+                button name="decision" value="switch_back" { "Switch back" }
             }
         }
         @if let Some(e) = earlier {
@@ -151,6 +195,16 @@ pub async fn show(
         script src="/static/deploy.js" {}
     };
     Ok(layout(&format!("Deploy #{id}"), Some(&user), "/deploys", body).into_response())
+}
+
+/// One side of a metric's verdict: `n=60 median 82.1 (errors 3/6000)`.
+fn side(s: &serde_json::Value) -> String {
+    let n = s["count"].as_u64().unwrap_or(0);
+    match (s["median"].as_f64(), s["events"].as_u64()) {
+        (_, Some(ev)) => format!("{ev}/{n}"),
+        (Some(m), None) => format!("n={n}, median {}", crew_metrics::query::short(m)),
+        _ => format!("n={n}"),
+    }
 }
 
 /// What a form's action answers: to the deploy's page, or the Deploys page again with the refusal.
@@ -185,4 +239,13 @@ pub async fn unlock(State(deploys): State<Deploys>, f: Form) -> Response {
     let admin = f.user.role.allows(Role::Admin);
     let r = deploys.unlock(f.get("environment"), f.user.actor(), admin, None).await;
     answer(&deploys, &f, r, |_| "/deploys".into()).await
+}
+
+pub async fn decide(State(deploys): State<Deploys>, f: Form) -> Response {
+    let id = f.get("deploy").parse::<i64>().unwrap_or(0);
+    let r = match f.get("decision").parse::<super::Decision>() {
+        Ok(d) => deploys.decide(id, d, "", f.user.actor()).await,
+        Err(e) => Err(e),
+    };
+    answer(&deploys, &f, r, move |_| format!("/deploys/{id}")).await
 }

@@ -379,3 +379,58 @@ pub async fn follow_alerts(incidents: Incidents, mut bus: tokio::sync::broadcast
         }
     }
 }
+
+/// Pages whoever answers for a change the judge failed: a deploy's author when its canary was switched back or
+/// held (`deploy.judged` with `page`), a flag's plan owner when a ramp step failed (`flag.judged` with `page`).
+/// Someone crew.toml's `[people]` does not know gets a ticket (recorded, not paged). Every replica hears each
+/// verdict; the store opens the incident once (the event is its source).
+pub async fn follow_verdicts(incidents: Incidents, mut bus: tokio::sync::broadcast::Receiver<Arc<Event>>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let stop = incidents.platform.shutdown.clone();
+    loop {
+        let e = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = bus.recv() => match e {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the verdict follower fell behind the timeline");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        if !(e.kind == kind::DEPLOY_JUDGED || e.kind == kind::FLAG_JUDGED) || e.data["page"] != json!(true) {
+            continue;
+        }
+        let (who, key) = if e.kind == kind::DEPLOY_JUDGED {
+            let Some(id) = e.data["deploy"].as_i64() else { continue };
+            (e.data["deployer"].as_str(), format!("judge:deploy:{id}"))
+        } else {
+            let Some(flag) = e.data["flag"].as_str() else { continue };
+            let step = e.data["ramp"].as_i64().unwrap_or_default();
+            (e.data["owner"].as_str(), format!("judge:flag:{flag}:{step}"))
+        };
+        let Some(who) = who.map(str::to_string) else { continue };
+        let t = Trigger {
+            key,
+            summary: e.summary.clone(),
+            severity: Severity::Page,
+            source: "judge",
+            escalation: None,
+            runbook: e.data["runbook"].as_str().map(str::to_string),
+            details: json!({"event": e.id, "verdict": e.data["verdict"], "why": e.data["why"]}),
+            source_id: Some(format!("event:{}", e.id)),
+            drill: false,
+        };
+        let actor = Actor::new("crew", Via::Scheduler);
+        let result = if incidents.oncall.person(&who).is_some() {
+            incidents.trigger_to(t, &who, actor).await
+        } else {
+            tracing::warn!(person = %who, "the judge failed their change but [people] does not know them: a ticket");
+            incidents.trigger(Trigger { severity: Severity::Ticket, ..t }, actor).await
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, event = %e.id, "a failed verdict did not reach its incident");
+        }
+    }
+}

@@ -628,5 +628,6 @@ pub fn start(incidents: &Incidents, bus: tokio::sync::broadcast::Receiver<Arc<Ev
         }
     });
     let inc = incidents.clone();
+    tokio::spawn(integrations::follow_verdicts(inc.clone(), inc.store.subscribe()));
     tokio::spawn(integrations::follow_alerts(inc, bus));
 }

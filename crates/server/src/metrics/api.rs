@@ -98,10 +98,16 @@ pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw
         .await?;
     let mut out = vec![];
     for e in events {
-        let tag = if e.kind == kind::FLAG_CHANGED {
+        let tag = if e.kind == kind::FLAG_CHANGED || e.kind == kind::FLAG_JUDGED {
             kind::FLAG
-        } else if [kind::DEPLOY_STARTED, kind::DEPLOY_FINISHED, kind::DEPLOY_FAILED, kind::DEPLOY_ROLLED_BACK]
-            .contains(&e.kind.as_str())
+        } else if [
+            kind::DEPLOY_STARTED,
+            kind::DEPLOY_FINISHED,
+            kind::DEPLOY_FAILED,
+            kind::DEPLOY_ROLLED_BACK,
+            kind::DEPLOY_JUDGED,
+        ]
+        .contains(&e.kind.as_str())
         {
             kind::DEPLOY
         } else {

@@ -292,7 +292,7 @@ impl Metrics {
         exposition::exposition(&self.live)
     }
 
-    /// The deploy events and flag changes in [from, to] (Unix ms), oldest first: what graphs and annotations
+    /// The deploy events, flag changes and the judge's verdicts in [from, to] (Unix ms), oldest first: what graphs and annotations
     /// mark (each chooses which deploy events it draws).
     pub async fn markers(
         &self,
@@ -303,7 +303,7 @@ impl Metrics {
     ) -> Result<Vec<crew_core::Event>, ApiError> {
         use crew_core::kind;
         let mut out = vec![];
-        for (wanted, area) in [(deploys, kind::DEPLOY), (flags, kind::FLAG_CHANGED)] {
+        for (wanted, area) in [(deploys, kind::DEPLOY), (flags, kind::FLAG_CHANGED), (flags, kind::FLAG_JUDGED)] {
             if !wanted {
                 continue;
             }

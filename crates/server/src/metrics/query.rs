@@ -127,6 +127,19 @@ pub struct QueryOut {
 }
 
 impl Metrics {
+    /// One series' points of one tier within [from, to] (Unix ms), every replica's merged: what the judge
+    /// compares (`feedback`).
+    pub(crate) async fn points(
+        &self,
+        key: &str,
+        kind: Kind,
+        tier: u8,
+        from: i64,
+        to: i64,
+    ) -> ApiResult<Vec<(i64, Point)>> {
+        points(self, key, kind, tier, from, to).await
+    }
+
     /// The answer to a query: every matching series' points of the stat.
     pub async fn query(&self, q: &Query) -> ApiResult<QueryOut> {
         let series = self.series();

@@ -72,6 +72,15 @@ async fn markers(metrics: &Metrics, from: i64, to: i64) -> Vec<Marker> {
                     let key = e.subject.strip_prefix("flag:").unwrap_or(&e.subject).to_string();
                     ("flag", format!("/flags/{key}"))
                 }
+                // The judge's verdicts: a canary's or a ramp step's, drawn in their own colour.
+                kind::DEPLOY_JUDGED => {
+                    let href = e.data["deploy"].as_i64().map(|id| format!("/deploys/{id}")).unwrap_or_default();
+                    ("judged", href)
+                }
+                kind::FLAG_JUDGED => {
+                    let key = e.subject.strip_prefix("flag:").unwrap_or(&e.subject).to_string();
+                    ("judged", format!("/flags/{key}"))
+                }
                 _ => continue,
             };
             out.push(Marker { t: e.at.timestamp(), kind: class, label: e.summary.clone(), href });
