@@ -177,7 +177,7 @@ async fn the_judge_lets_a_healthy_canary_through_and_switches_a_slow_one_back_by
     assert!(paged, "an incident pages the deployer");
 
     // The verdicts are drawn on the graphs.
-    let ann = s.get_json("/api/v1/metrics/annotations?from=-1h&tags=deploy", &alice).await;
+    let ann = s.get_json("/api/v1/annotations?tags=deploy", &alice).await;
     assert!(ann.as_array().unwrap().iter().any(|a| a["title"] == "deploy.judged"), "{ann}");
     // And the deploy's page explains the verdict metric by metric.
     let session = crate::domains::sign_in(&s, &alice).await;
