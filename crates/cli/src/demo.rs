@@ -54,8 +54,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     crew_server::cancel_on_signal(shutdown.clone());
     let server = tokio::spawn(app.run(shutdown.clone()));
+    let burst = std::sync::Arc::new(tokio::sync::Notify::new());
     if let Some(addr) = statsd_addr {
-        tokio::spawn(send_traffic(addr, dir.path().join("hosts"), shutdown.clone()));
+        tokio::spawn(send_traffic(addr, dir.path().join("hosts"), burst.clone(), shutdown.clone()));
     }
 
     // Real events, through the API, as a team would make them.
@@ -123,6 +124,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // The error burst pages the person on call (the incident lists the deploys just before it, each with its
     // undo); alice, on call this week, acknowledges it. The burst ends, the alert resolves the incident and its
     // postmortem is drafted; then a fire drill rehearses a page, which alice acknowledges too.
+    burst.notify_one();
     {
         let alice = alice.clone();
         let repo_dir = repo.clone();
@@ -513,18 +515,30 @@ async fn lines_spike(sock: &tokio::net::UdpSocket, addr: std::net::SocketAddr) {
 }
 
 /// Live traffic to the demo's own StatsD port, as the sample app would send it, until the demo stops.
-async fn send_traffic(addr: std::net::SocketAddr, hosts: PathBuf, stop: CancellationToken) {
+async fn send_traffic(
+    addr: std::net::SocketAddr,
+    hosts: PathBuf,
+    burst: std::sync::Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
     use rand::{Rng, SeedableRng};
     let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else { return };
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     // The same shape as the history: about 72 requests a second, 40 : 12 : 20 over the routes, and some thirty
-    // signed-in people. The first 20 seconds are a burst of errors (the login fix was not one): the alert
+    // signed-in people. Once the demo is set up, 20 seconds of errors come (the login fix was not one): the alert
     // "login errors" fires and pages whoever is on call.
+    // The burst starts once the demo is set up (its judged deploy takes a window), so alice is there to answer.
     let mut tick = 0u32;
+    let mut bursting = false;
     loop {
-        tick += 1;
-        if tick <= 200 {
-            lines_spike(&sock, addr).await;
+        if !bursting && futures_util::FutureExt::now_or_never(burst.notified()).is_some() {
+            bursting = true;
+        }
+        if bursting {
+            tick += 1;
+            if tick <= 200 {
+                lines_spike(&sock, addr).await;
+            }
         }
         // A host whose live release carries SLOW (the demo's "search cache" commit) answers three times slower.
         let slow = |host: &str| hosts.join(host).join("current/SLOW").exists();
