@@ -46,7 +46,7 @@ pub fn remove_outliers(values: &[f64], factor: f64) -> Vec<f64> {
         return Vec::new();
     }
     let mut s = values.to_vec();
-    s.sort_by(f64::total_cmp);
+    s.sort_unstable_by(f64::total_cmp);
     let (q1, q3) = (percentile(&s, 25.0), percentile(&s, 75.0));
     let iqr = q3 - q1;
     let low = percentile(&s, 1.0).min(q1 - factor * iqr);

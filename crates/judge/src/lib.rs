@@ -115,10 +115,12 @@ pub(crate) fn check_exact_size(x: &[f64], y: &[f64], method: Method) -> Result<(
     Ok(())
 }
 
-/// A sorted copy.
+/// A sorted copy (values already in order, as the judge passes them, are only checked).
 pub(crate) fn sorted(v: &[f64]) -> Vec<f64> {
     let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
+    if !s.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+        s.sort_unstable_by(f64::total_cmp);
+    }
     s
 }
 

@@ -38,11 +38,18 @@ impl<'a> Pooled<'a> {
         let (mut lt, mut le) = (0usize, 0usize);
         let mut twice_u = 0u64;
         let mut ties = self.y_ties;
+        let n = xs.len();
         let mut i = 0;
-        while i < xs.len() {
-            let v = xs[i] - shift;
+        // Each shifted value is computed once: the look-ahead for a group of equal values keeps the next one.
+        let mut next = xs.first().map(|x| x - shift).unwrap_or_default();
+        while i < n {
+            let v = next;
             let mut a = 1;
-            while i + a < xs.len() && xs[i + a] - shift == v {
+            while i + a < n {
+                next = xs[i + a] - shift;
+                if next != v {
+                    break;
+                }
                 a += 1;
             }
             while lt < ys.len() && ys[lt] < v {
@@ -56,7 +63,9 @@ impl<'a> Pooled<'a> {
             // Each of the a values beats lt values of y and ties b of them.
             twice_u += a as u64 * (2 * lt as u64 + b);
             // The group of v is a + b strong; the y part of it was counted alone.
-            ties += tie(a as u64 + b) - tie(b);
+            if a > 1 || b > 0 {
+                ties += tie(a as u64 + b) - tie(b);
+            }
             i += a;
         }
         (twice_u as f64 / 2.0, ties as f64)

@@ -28,9 +28,12 @@ pub struct MannWhitney {
 
 /// R's choice: exact when both samples have fewer than 50 values and there are no ties.
 pub fn auto_method(x: &[f64], y: &[f64]) -> Method {
+    if x.len() >= 50 || y.len() >= 50 {
+        return Method::Asymptotic;
+    }
     let mut pooled = sorted(x);
     pooled.extend_from_slice(y);
-    pooled.sort_by(f64::total_cmp);
+    pooled.sort_unstable_by(f64::total_cmp);
     if x.len() < 50 && y.len() < 50 && !has_ties(&pooled) {
         Method::Exact
     } else {

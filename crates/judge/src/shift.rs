@@ -102,7 +102,7 @@ pub fn hodges_lehmann_with(x: &[f64], y: &[f64], conf_level: f64, method: Method
 fn exact(xs: &[f64], ys: &[f64], conf_level: f64) -> Shift {
     let (m, n) = (xs.len(), ys.len());
     let mut diffs: Vec<f64> = xs.iter().flat_map(|x| ys.iter().map(move |y| x - y)).collect();
-    diffs.sort_by(f64::total_cmp);
+    diffs.sort_unstable_by(f64::total_cmp);
     let alpha = 1.0 - conf_level;
     let d = UDistribution::new(m, n);
     let qu = d.quantile(alpha / 2.0).max(1);
