@@ -922,3 +922,69 @@ async fn an_acknowledgement_that_times_out_rearms_the_escalation() {
 fn on_timeline_kind<'v>(v: &'v Value, kind: &str) -> Vec<&'v Value> {
     v["timeline"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).collect()
 }
+
+/// A drill's `command` runs on a `[[hosts]]` host (here a `local` one, in its root, with the builds' clean
+/// environment and user): its output is in the journal, a failing command fails the action and stops the method while the
+/// rollbacks still run, and a command naming a host crew.toml lacks is refused before anything runs.
+#[tokio::test]
+async fn a_drill_runs_commands_on_its_hosts_and_names_an_unknown_one() {
+    let a = crate::deploy::app();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(a.repo.join("drills")).unwrap();
+    crate::deploy::commit(
+        &a.repo,
+        "drills/restart.toml",
+        "title = \"Restart the workers\"\n\
+         [[method]]\nname = \"stop a worker\"\nhost = \"web1\"\ncommand = \"echo stopped > worker.state && echo worker 7 stopped\"\n\
+         [[method]]\nname = \"a step that fails\"\nhost = \"web1\"\ncommand = \"echo broken >&2; exit 3\"\n\
+         [[method]]\nname = \"never reached\"\nhost = \"web1\"\ncommand = \"echo reached > reached\"\n\
+         [[rollbacks]]\nname = \"start it again\"\nhost = \"web1\"\ncommand = \"echo started > worker.state\"\ntimeout = \"5s\"\n",
+        "a drill with commands",
+    );
+    crate::deploy::commit(
+        &a.repo,
+        "drills/nowhere.toml",
+        "title = \"x\"\n[[method]]\nname = \"on a stranger\"\nhost = \"db9\"\ncommand = \"true\"\n",
+        "a drill on an unknown host",
+    );
+    crate::deploy::commit(
+        &a.repo,
+        "drills/hostless.toml",
+        "title = \"x\"\n[[method]]\nname = \"where?\"\ncommand = \"true\"\n",
+        "a command without a host",
+    );
+    let hosts = format!(
+        "[[hosts]]\nname = \"web1\"\naddress = \"local\"\nroles = [\"web\"]\nroot = \"{}\"\n",
+        root.path().display()
+    );
+    let path = a.with(&hosts);
+    let s = Server::start_with_config(&path).await;
+    let list = s.get_json("/api/v1/drills", &s.admin).await;
+    let error =
+        |name: &str| list["drills"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap()["error"].clone();
+    assert!(
+        error("nowhere").as_str().unwrap().contains("drills/nowhere.toml: method[0].host: no host `db9`"),
+        "{list}"
+    );
+    assert!(error("hostless").as_str().unwrap().contains("method[0].host: a command runs on a host"), "{list}");
+    let res = s.req(Method::POST, "/api/v1/drills/nowhere/run", &s.admin).send().await.unwrap();
+    assert_eq!(res.status(), 422);
+
+    let res = s.req(Method::POST, "/api/v1/drills/restart/run", &s.admin).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let done =
+        eventually(Duration::from_secs(20), || async { !events(&s, &s.admin, "drill.finished").await.is_empty() })
+            .await;
+    assert!(done);
+    let j = events(&s, &s.admin, "drill.finished").await.remove(0);
+    let method = j["data"]["method"].as_array().unwrap();
+    assert_eq!(method.len(), 2, "the method stops at the failing command: {method:?}");
+    assert_eq!(method[0]["ok"], true);
+    let said = method[0]["result"].as_str().unwrap();
+    assert!(said.contains("worker 7 stopped"), "the command's output is in the journal: {said}");
+    assert_eq!(method[1]["ok"], false);
+    assert!(method[1]["result"].as_str().unwrap().contains("broken"), "{method:?}");
+    assert_eq!(j["data"]["rollbacks"][0]["ok"], true, "{j}");
+    assert_eq!(std::fs::read_to_string(root.path().join("worker.state")).unwrap(), "started\n");
+    assert!(!root.path().join("reached").exists());
+}

@@ -74,9 +74,12 @@ pub struct Action {
     pub page: Option<String>,
     /// `wait = "30s"`.
     pub wait: Option<String>,
-    /// `command = "..."` on `host`: not run by crew yet (refused when the file is read).
+    /// `command = "..."` on `host` (a `[[hosts]]` name): run with `sh -c` there — over SSH for an `ssh://`
+    /// address; for a `local` host on the crew server in the host's root, with the builds' clean environment and
+    /// `[build] user` — stopped after `timeout` (default 60 s, at most 10 min); a non-zero exit fails it.
     pub command: Option<String>,
     pub host: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// The lever of an action, checked.
@@ -92,7 +95,17 @@ pub enum Lever {
     Unlock(String),
     Page(String),
     Wait(Duration),
+    Command {
+        host: String,
+        command: String,
+        timeout: Duration,
+    },
 }
+
+/// The longest a drill's command may run.
+const MAX_COMMAND_TIME: Duration = Duration::from_secs(600);
+/// The longest command a drill may give.
+const MAX_COMMAND_BYTES: usize = 4096;
 
 /// The longest wait an action may ask (a drill is a rehearsal, not a siege).
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -137,15 +150,37 @@ impl Action {
             }
             levers.push(Lever::Wait(d));
         }
-        if self.command.is_some() || self.host.is_some() {
-            return Err(format!("{key}.command: commands on hosts are not run by drills yet; use crew infra"));
+        match (&self.command, &self.host) {
+            (Some(c), Some(h)) => {
+                if c.trim().is_empty() || c.len() > MAX_COMMAND_BYTES || c.contains('\0') {
+                    return Err(format!("{key}.command: a shell command of 1 to {MAX_COMMAND_BYTES} bytes"));
+                }
+                let timeout = match &self.timeout {
+                    None => Duration::from_secs(60),
+                    Some(t) => {
+                        let d = humantime::parse_duration(t).map_err(|e| format!("{key}.timeout = \"{t}\": {e}"))?;
+                        if d.is_zero() || d > MAX_COMMAND_TIME {
+                            return Err(format!("{key}.timeout = \"{t}\": from 1s to 10m"));
+                        }
+                        d
+                    }
+                };
+                levers.push(Lever::Command { host: h.clone(), command: c.clone(), timeout });
+            }
+            (Some(_), None) => return Err(format!("{key}.host: a command runs on a host: name one of [[hosts]]")),
+            (None, Some(_)) => return Err(format!("{key}.command: a host needs the command to run there")),
+            (None, None) => {
+                if self.timeout.is_some() {
+                    return Err(format!("{key}.timeout: only with command = \"...\""));
+                }
+            }
         }
         if self.state.is_some() && self.flag.is_none() {
             return Err(format!("{key}.state: only with flag = \"KEY\""));
         }
         match levers.len() {
             1 => Ok(levers.remove(0)),
-            0 => Err(format!("{key}: no lever: one of flag, rollback, lock, unlock, page, wait")),
+            0 => Err(format!("{key}: no lever: one of flag, rollback, lock, unlock, page, wait, command")),
             _ => Err(format!("{key}: one lever per action, not several")),
         }
     }
@@ -316,6 +351,12 @@ impl Drills {
                     None
                 }
                 Lever::Wait(_) => None,
+                Lever::Command { host, .. } => {
+                    if !self.platform.settings.file.hosts.iter().any(|h| &h.name == host) {
+                        return Err(format!("{file}: {key}.host: no host `{host}` in crew.toml's [[hosts]]"));
+                    }
+                    None
+                }
             };
             if let Some(e) = env {
                 let known = self.deploys.configured().is_some_and(|c| c.environment(e).is_ok());
@@ -450,12 +491,58 @@ impl Drills {
                 practice.push(inc.id);
                 Ok(format!("practice incident #{} paging through {policy}", inc.id))
             }
+            Lever::Command { host, command, timeout } => self.command(host, command, *timeout).await,
             Lever::Wait(d) => {
                 tokio::select! {
                     _ = self.platform.shutdown.cancelled() => return Err("the server stopped".into()),
                     _ = tokio::time::sleep(*d) => {}
                 }
                 Ok(format!("waited {}", humantime::format_duration(*d)))
+            }
+        }
+    }
+
+    /// Runs a drill's command on a `[[hosts]]` host; the result is its last lines of output.
+    async fn command(&self, host: &str, command: &str, timeout: Duration) -> Result<String, String> {
+        let h = self
+            .platform
+            .settings
+            .file
+            .hosts
+            .iter()
+            .find(|h| h.name == host)
+            .ok_or_else(|| format!("no host `{host}` in [[hosts]]"))?;
+        if h.address == "local" {
+            let cfg = self.platform.settings.deploy.as_ref().ok_or("this server's crew.toml has no [app]")?;
+            let shell = crew_deploy::build::Shell::new(cfg, "", "drill");
+            let lines = Lines::default();
+            let root = std::path::Path::new(&h.root);
+            let r = crew_deploy::build::run_logged(command, root, &shell, timeout, host, &lines).await;
+            let tail = lines.tail();
+            return match r {
+                Ok(()) => Ok(format!("{host}: `{command}` ok{tail}")),
+                Err(e) => Err(format!("{host}: {e}{tail}")),
+            };
+        }
+        let u = url::Url::parse(&h.address).map_err(|e| format!("{host}: address `{}`: {e}", h.address))?;
+        let name =
+            u.host_str().filter(|n| !n.is_empty()).ok_or_else(|| format!("{host}: no host in `{}`", h.address))?;
+        let user = Some(u.username().to_string()).filter(|u| !u.is_empty());
+        if name.starts_with('-') || user.as_deref().is_some_and(|u| u.starts_with('-')) {
+            return Err(format!("{host}: a host or user name cannot start with `-`"));
+        }
+        let target = crew_deploy::host::Target {
+            host: crew_deploy::Host::Ssh { user, host: name.to_string(), port: u.port(), path: h.root.clone() },
+            ssh_options: h.ssh_options.clone(),
+        };
+        match tokio::time::timeout(timeout, target.run(command)).await {
+            Err(_) => Err(format!("{host}: `{command}` did not finish in {}s and was stopped", timeout.as_secs())),
+            Ok(Err(e)) => Err(e.0),
+            Ok(Ok(out)) => {
+                let tail: Vec<&str> = out.lines().rev().take(5).collect();
+                let tail: String =
+                    tail.into_iter().rev().map(|l| format!("\n{}", l.chars().take(200).collect::<String>())).collect();
+                Ok(format!("{host}: `{command}` ok{tail}"))
             }
         }
     }
@@ -579,5 +666,29 @@ impl Drills {
             "run": run, "drill": started.data["drill"], "started": started, "actions": actions,
             "finished": finished, "state": if finished.is_some() { "finished" } else { "running" },
         }))
+    }
+}
+
+/// A command's output as the drill keeps it: its last 5 lines, each cut at 200 bytes.
+#[derive(Default)]
+struct Lines(std::sync::Mutex<std::collections::VecDeque<String>>);
+
+impl crew_deploy::Journal for Lines {
+    fn line(&self, text: String) {
+        let mut l = self.0.lock().expect("not poisoned");
+        let mut end = text.len().min(200);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        l.push_back(text[..end].to_string());
+        if l.len() > 5 {
+            l.pop_front();
+        }
+    }
+}
+
+impl Lines {
+    fn tail(&self) -> String {
+        self.0.lock().expect("not poisoned").iter().map(|l| format!("\n{l}")).collect()
     }
 }
