@@ -1,7 +1,8 @@
 //! Pages over IRC with a real ngircd: a person with `notify = ["chat"]` gets the robot's private message and a
 //! highlight in the incident room, answers with `!ack` (the newest, or by number), and the robot's incident
 //! commands (`!oncall`, `!incidents`, `!resolve`, `!page`) act as the crew user the nick maps to, via chat.
-//! With IRC down the chat page is recorded as failed, with the reason.
+//! With IRC down the chat page is recorded as failed, with the reason. A fire drill pages through the same path
+//! (and email), and an `!ack` in the channel is the responder's time to acknowledge in its journal.
 
 use crate::harness::{eventually, Server};
 use crew_testkit::Ngircd;
@@ -348,4 +349,61 @@ async fn with_irc_down_a_chat_page_is_recorded_as_failed_with_the_reason() {
     let v = incident(&s, id).await;
     assert_eq!(v["status"], "triggered");
     assert!(on_timeline(&v, "incident.escalated").is_some(), "{v}");
+}
+
+/// A fire drill through the real pager: its practice page reaches alice by email (aiosmtpd) and on IRC
+/// (ngircd), both marked DRILL; she acknowledges it by saying `!ack` in the channel, and the drill's journal has
+/// her time to acknowledge.
+#[tokio::test]
+async fn a_drill_pages_by_email_and_irc_and_an_ack_in_the_channel_is_its_tta() {
+    let irc = Ngircd::start().unwrap();
+    let smtp = crew_testkit::SmtpSink::start().unwrap();
+    let a = crate::deploy::app();
+    std::fs::create_dir_all(a.repo.join("drills")).unwrap();
+    crate::deploy::commit(
+        &a.repo,
+        "drills/practice.toml",
+        "title = \"Practice page\"\n\
+         [[method]]\nname = \"page the on-call\"\npage = \"www\"\n\
+         [[method]]\nname = \"give them time\"\nwait = \"6s\"\n",
+        "a drill",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let chat = std::fs::read_to_string(config(dir.path(), irc.port)).unwrap();
+    let chat = chat.replace(
+        "[people.alice]\nnotify = [\"chat\"]",
+        "[people.alice]\nnotify = [\"chat\", \"email\"]\nemail = \"alice@example.com\"",
+    );
+    let smtp_section = format!("[smtp]\nserver = \"{}\"\ntls = \"none\"\nfrom = \"crew@example.com\"\n", smtp.addr());
+    let path = a.with(&format!("{chat}\n{smtp_section}"));
+    let s = Server::start_with_config(&path).await;
+    s.token("alice", "member").await;
+    let joined = eventually(Duration::from_secs(10), || async {
+        s.get_json("/api/v1/chat", &s.admin).await["irc"]["connected"] == true
+    })
+    .await;
+    assert!(joined, "the robot joins #ops");
+    let mut alice = Person::join(irc.port, "alicenick", "#ops").await;
+
+    let res = s.req(Method::POST, "/api/v1/drills/practice/run", &s.admin).send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let pm = alice.wait(|l| l.starts_with(":crew!") && l.contains("PRIVMSG alicenick :"), "the practice page").await;
+    assert!(pm.contains("DRILL"), "the page says it is a drill: {pm}");
+    let mail = smtp.wait_for(|m| m.contains("alice@example.com") && m.contains("DRILL"), Duration::from_secs(10)).await;
+    assert!(mail.contains("practice page"), "{mail}");
+    alice.command("!ack").await;
+    alice.answer("#").await;
+
+    let done = eventually(Duration::from_secs(30), || async {
+        let v = s.get_json("/api/v1/events?kind=drill.finished", &s.admin).await;
+        !v["events"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert!(done, "the drill finishes");
+    let j = s.get_json("/api/v1/events?kind=drill.finished", &s.admin).await["events"][0].clone();
+    let r = &j["data"]["responders"][0];
+    assert_eq!(r["acked_by"], "alice", "{j}");
+    let tta = r["tta_seconds"].as_i64().unwrap();
+    assert!((0..=10).contains(&tta), "{j}");
+    assert!(j["summary"].as_str().unwrap().contains("acknowledged in"), "{j}");
 }
