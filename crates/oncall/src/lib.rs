@@ -1,9 +1,10 @@
 //! crew's on-call core, with no IO: schedules of layered rotations on a zone's wall clock with restrictions,
 //! overrides and gaps (`schedule`), escalation policies and their timing as a state machine (`escalation`), and
-//! the final schedule as an iCalendar feed (`ical`). Time is always an argument: the server owns the clock, the
+//! the final schedule as an iCalendar feed (`ical`), and working hours with when an unannounced drill is due (`hours`). Time is always an argument: the server owns the clock, the
 //! store and the notifications.
 
 pub mod escalation;
+pub mod hours;
 pub mod ical;
 pub mod schedule;
 

@@ -66,6 +66,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub escalations: Vec<crate::oncall::config::EscalationSection>,
     pub incidents: Option<crate::oncall::config::IncidentsSection>,
+    pub drills: Option<crate::drills::DrillsSection>,
 }
 
 /// `[server]`: the same settings as `crew serve`'s flags, for a team that keeps them in the repository.
@@ -250,6 +251,10 @@ impl Settings {
             if let Some(s) = &env.oncall {
                 references.push((format!("environments.{name}.oncall"), s.clone(), "schedule"));
             }
+        }
+        if let Some(d) = &file.drills {
+            d.check().map_err(invalid)?;
+            references.push(("drills.schedule".into(), d.schedule.clone(), "schedule"));
         }
         let oncall = crate::oncall::config::check(
             &file.people,

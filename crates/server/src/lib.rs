@@ -153,6 +153,7 @@ impl App {
         infra::start(&state.infra);
         oncall::start(&state.oncall, &p, replica_id(&p.settings.data_dir)?);
         incidents::start(&state.incidents, alert_events);
+        drills::start_schedule(&state.drills);
         let rules = p.settings.alerts.clone();
         let metrics_task = metrics::flush::start(&state.metrics, state.timeline.clone(), rules, statsd);
         tracing::info!(addr = %p.addr, store = p.store.engine().as_str(), "crew is serving");

@@ -18,6 +18,109 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// `[drills]`: unannounced drills, within working hours of an on-call schedule (off without the section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillsSection {
+    /// The on-call schedule whose people are paged and whose zone the hours are in.
+    pub schedule: String,
+    /// About one unannounced drill per this span (`"14d"`, the default), never two within half of it.
+    #[serde(default = "fortnight")]
+    pub every: String,
+    /// The working hours on the schedule's wall clock: days and `HH:MM-HH:MM` (`"mon-fri 10:00-16:00"`).
+    #[serde(default = "office_hours")]
+    pub hours: String,
+    /// The drills to choose from (by name); all of `drills/` when left out.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+fn fortnight() -> String {
+    "14d".into()
+}
+fn office_hours() -> String {
+    "mon-fri 10:00-16:00".into()
+}
+
+impl DrillsSection {
+    /// The hours and the span, checked; errors name the key.
+    pub fn parsed(&self) -> Result<(crew_oncall::Restriction, chrono::Duration), String> {
+        let (days, times) = self.hours.trim().split_once(' ').ok_or_else(|| {
+            format!("drills.hours = \"{}\": write days and times, like \"mon-fri 10:00-16:00\"", self.hours)
+        })?;
+        let (from, to) = times
+            .trim()
+            .split_once('-')
+            .ok_or_else(|| format!("drills.hours = \"{}\": the times are HH:MM-HH:MM", self.hours))?;
+        let r = crew_oncall::Restriction::parse(days, from, to).map_err(|e| format!("drills.hours: {e}"))?;
+        let every = crew_oncall::parse_span(&self.every).map_err(|e| format!("drills.every: {e}"))?;
+        if every < chrono::Duration::hours(1) {
+            return Err(format!("drills.every = \"{}\": at least an hour", self.every));
+        }
+        if crew_oncall::hours::weekly_minutes(&r) == 0 {
+            return Err(format!("drills.hours = \"{}\": no minute of the week is inside", self.hours));
+        }
+        Ok((r, every))
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        self.parsed()?;
+        if let Some(n) = self.names.iter().find(|n| !valid_name(n)) {
+            return Err(format!("drills.names: `{n}` is not a drill's name (letters, digits, - and _)"));
+        }
+        Ok(())
+    }
+}
+
+/// Runs unannounced drills (`[drills]`): once a minute, on the replica holding the lease, `hours::drill_due`
+/// decides; a due drill is one of `names` (or of `drills/`) at random, run as `crew` by the scheduler; one
+/// that is refused (an open incident, a deploy) waits for the next chance.
+pub fn start_schedule(drills: &Drills) {
+    let Some(section) = drills.platform.settings.file.drills.clone() else { return };
+    let Ok((hours, every)) = section.parsed() else { return };
+    let Some(zone) =
+        drills.incidents.oncall.config.schedules.iter().find(|s| s.name == section.schedule).map(|s| s.zone)
+    else {
+        return;
+    };
+    let weekly = crew_oncall::hours::weekly_minutes(&hours);
+    let me = drills.clone();
+    let holder = format!("{}-{}", std::process::id(), rand::random::<u64>());
+    tokio::spawn(async move {
+        loop {
+            let now = Utc::now();
+            tokio::select! {
+                _ = me.platform.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(crew_oncall::hours::to_next_minute(now))) => {}
+            }
+            let store = &me.platform.store;
+            if !store.try_lease("drills-unannounced", &holder, Duration::from_secs(120)).await.unwrap_or(false) {
+                continue;
+            }
+            let last = me.last_unannounced().await;
+            if !crew_oncall::hours::drill_due(&hours, weekly, zone, every, last, Utc::now(), rand::random::<f64>()) {
+                continue;
+            }
+            let names: Vec<String> = if section.names.is_empty() {
+                me.list().await.unwrap_or_default().into_iter().filter(|l| l.error.is_none()).map(|l| l.name).collect()
+            } else {
+                section.names.clone()
+            };
+            if names.is_empty() {
+                continue;
+            }
+            let name = &names[rand::random_range(0..names.len())];
+            match me.run(name, Actor::new(UNANNOUNCED, Via::Scheduler)).await {
+                Ok(_) => tracing::info!(drill = %name, "an unannounced drill started"),
+                Err(e) => tracing::info!(drill = %name, error = %e, "an unannounced drill waits for its next chance"),
+            }
+        }
+    });
+}
+
+/// The actor of unannounced drills: the scheduler, so the Drills page and the last run's time can tell them.
+pub const UNANNOUNCED: &str = "crew-drills";
+
 /// A drill file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -641,6 +744,14 @@ impl Drills {
             .await;
     }
 
+    /// When the last unannounced drill started.
+    async fn last_unannounced(&self) -> Option<chrono::DateTime<Utc>> {
+        let mut f = EventFilter::new().limit(200);
+        f.kind = Some(kind::DRILL_STARTED.to_string());
+        let page = self.timeline.query(&f).await.ok()?;
+        page.events.iter().find(|e| e.actor.name == UNANNOUNCED).map(|e| e.at)
+    }
+
     /// Finished runs, newest first (their journals).
     pub async fn runs(&self, limit: u32) -> Result<Vec<crew_core::Event>, ApiError> {
         let mut f = EventFilter::new();
@@ -690,5 +801,36 @@ impl crew_deploy::Journal for Lines {
 impl Lines {
     fn tail(&self) -> String {
         self.0.lock().expect("not poisoned").iter().map(|l| format!("\n{l}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unannounced_schedule_is_checked_naming_the_key() {
+        let parse = |text: &str| -> Result<(), String> {
+            let d: DrillsSection = toml::from_str(text).map_err(|e| e.to_string())?;
+            d.check()
+        };
+        assert_eq!(parse("schedule = \"ops\""), Ok(()));
+        assert_eq!(
+            parse("schedule = \"ops\"\nhours = \"sat,sun 22:00-06:00\"\nevery = \"30d\"\nnames = [\"a-b\"]"),
+            Ok(())
+        );
+        for (text, says) in [
+            ("schedule = \"ops\"\nhours = \"weekdays\"", "drills.hours = \"weekdays\": write days and times"),
+            ("schedule = \"ops\"\nhours = \"mon-fri 10-16\"", "drills.hours: from: expected a time of day"),
+            ("schedule = \"ops\"\nhours = \"mon-fri 10:00\"", "drills.hours = \"mon-fri 10:00\": the times"),
+            ("schedule = \"ops\"\nhours = \"moon 10:00-16:00\"", "drills.hours: days:"),
+            ("schedule = \"ops\"\nevery = \"10m\"", "drills.every = \"10m\": at least an hour"),
+            ("schedule = \"ops\"\nevery = \"soon\"", "drills.every"),
+            ("schedule = \"ops\"\nnames = [\"../x\"]", "drills.names: `../x`"),
+            ("schedule = \"ops\"\nschedul = 1", "unknown field `schedul`"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 }
