@@ -150,7 +150,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                     break;
                 }
             }
-            if alice.json(Method::POST, "/api/v1/drills/search-dark/run", None).await.is_err() {
+            // The drill is refused while an incident is open (a slow-pages ticket, say): it tries again for a while.
+            let mut drilled = false;
+            for _ in 0..30 {
+                if alice.json(Method::POST, "/api/v1/drills/search-dark/run", None).await.is_ok() {
+                    drilled = true;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            if !drilled {
                 return;
             }
             if let Some(id) = wait_triggered().await {

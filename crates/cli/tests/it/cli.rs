@@ -351,11 +351,13 @@ async fn demo_serves_real_events_until_interrupted() {
     assert_eq!(pm["state"], "draft", "{pm}");
     // Then a slower release reaches production's canary, and the judge switches it back without a person.
     let failed = |v: Value| v["events"].as_array().unwrap().iter().find(|e| e["data"]["verdict"] == "fail").cloned();
-    let switched_back = crate::harness::eventually(Duration::from_secs(120), || async {
+    let switched_back = crate::harness::eventually(Duration::from_secs(200), || async {
         failed(get(format!("{url}/api/v1/events?kind=deploy.judged")).await).is_some()
     })
     .await;
-    assert!(switched_back, "the demo's slow canary is judged");
+    let seen = get(format!("{url}/api/v1/events?limit=60")).await;
+    let seen: Vec<&str> = seen["events"].as_array().unwrap().iter().filter_map(|e| e["summary"].as_str()).collect();
+    assert!(switched_back, "the demo's slow canary is judged; the newest events:\n{}", seen.join("\n"));
     let judged = failed(get(format!("{url}/api/v1/events?kind=deploy.judged")).await).unwrap();
     assert_eq!(judged["data"]["action"], "switch_back", "{judged}");
     let id = judged["data"]["deploy"].as_i64().unwrap();
