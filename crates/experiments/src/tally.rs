@@ -77,10 +77,10 @@ pub struct Analysis {
 pub fn analyse(variants: &[Variant], units: impl IntoIterator<Item = Unit>, o: &Options) -> Analysis {
     let k = variants.len();
     let points = o.points.clamp(1, 500);
-    let span = (o.end - o.start).max(1) as i128;
+    let span = (o.end - o.start).max(1) as u64;
     let step_of = |t: i64| -> usize {
-        let d = (t.max(o.start) - o.start) as i128;
-        ((d * points as i128 / span) as usize).min(points - 1)
+        let d = (t.max(o.start) - o.start) as u64;
+        ((d.saturating_mul(points as u64) / span) as usize).min(points - 1)
     };
     // Per variant and step: users first exposed in that step, conversions attributed in it.
     let mut users = vec![0u64; k * points];
@@ -113,7 +113,7 @@ pub fn analyse(variants: &[Variant], units: impl IntoIterator<Item = Unit>, o: &
                 high: interval.map(|i| i.1),
             });
         }
-        let at = o.start + ((span * (s as i128 + 1)) / points as i128) as i64;
+        let at = o.start + ((span as u128 * (s as u128 + 1)) / points as u128) as i64;
         series.push(Point { at, variants: pv });
     }
     let control = totals.first().copied().unwrap_or((0, 0));
