@@ -102,6 +102,7 @@ pub(crate) enum Arg<'q> {
     NullableInt(Option<i64>),
     Int4(i32),
     Bytes(&'q [u8]),
+    Float(f64),
 }
 
 impl<'q> From<&'q str> for Arg<'q> {
@@ -143,6 +144,12 @@ impl From<i64> for Arg<'_> {
 impl From<Option<i64>> for Arg<'_> {
     fn from(v: Option<i64>) -> Self {
         Arg::NullableInt(v)
+    }
+}
+
+impl From<f64> for Arg<'_> {
+    fn from(v: f64) -> Self {
+        Arg::Float(v)
     }
 }
 
@@ -235,6 +242,7 @@ where
     Option<i64>: Encode<'q, DB> + Type<DB>,
     i32: Encode<'q, DB> + Type<DB>,
     &'q [u8]: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
 {
     args.into_iter().fold(sqlx::query(sql), |q, arg| match arg {
         Arg::Text(v) => q.bind(v),
@@ -243,6 +251,7 @@ where
         Arg::Int(v) => q.bind(v),
         Arg::NullableInt(v) => q.bind(v),
         Arg::Int4(v) => q.bind(v),
+        Arg::Float(v) => q.bind(v),
         Arg::Bytes(v) => q.bind(v),
     })
 }

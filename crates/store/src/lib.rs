@@ -11,13 +11,14 @@
 //! - Both engines pass the same conformance suite (`tests/conformance/`, a module per domain).
 //!
 //! Each domain has its trait ([`TimelineStore`], [`AccessStore`], [`DeployStore`], [`FlagStore`], [`ChatStore`],
-//! [`MetricStore`], [`LeaseStore`], [`IncidentStore`], [`OncallStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
+//! [`MetricStore`], [`LeaseStore`], [`IncidentStore`], [`OncallStore`], [`ExperimentStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
 //! ...), written against the engine-neutral executor of `db.rs`. [`Store`] is their sum; [`prelude`] has them all.
 
 mod access;
 mod chat;
 mod db;
 pub mod deploys;
+mod experiments;
 mod flags;
 mod incidents;
 mod leases;
@@ -37,6 +38,7 @@ use tokio::sync::broadcast;
 pub use access::{Session, TokenInfo};
 pub use chat::ChatLink;
 pub use deploys::{Deploy, Lock, NewDeploy};
+pub use experiments::{Exposure, Recorded, StoredUnit};
 pub use flags::StoredFlag;
 pub use incidents::{Advance, Incident, NewIncident, Postmortem, Triggered};
 pub use metrics::{MetricChunk, MetricWal};
@@ -380,6 +382,23 @@ pub trait OncallStore: Send + Sync + 'static {
     async fn feed_key(&self, name: &str) -> Result<Option<String>>;
 }
 
+/// Experiments: exposures of split flags and conversions. No events: the results are read, not changes.
+#[async_trait]
+pub trait ExperimentStore: Send + Sync + 'static {
+    /// Stores first exposures in one transaction: a user already exposed in the experiment (flag, phase) is a
+    /// duplicate; past `max_users` users an experiment takes no new ones (dropped).
+    async fn record_exposures(&self, exposures: &[Exposure], max_users: u64) -> Result<Recorded>;
+
+    /// Records a conversion of `user` on `metric` at `at_ms` with its value (1 when none was given).
+    async fn record_conversion(&self, metric: &str, user: &str, at_ms: i64, value: f64) -> Result<()>;
+
+    /// How many users an experiment has.
+    async fn experiment_users(&self, flag: &str, phase: i64) -> Result<u64>;
+
+    /// Every exposed user of an experiment with its conversion on `metric`, if it converted after exposure.
+    async fn experiment_units(&self, flag: &str, phase: i64, metric: &str) -> Result<Vec<StoredUnit>>;
+}
+
 /// The storage every part of crew uses: every domain's trait. Implemented by [`SqliteStore`] and [`PgStore`].
 /// An `Arc<dyn Store>` converts to the `Arc<dyn …Store>` of any one domain.
 pub trait Store:
@@ -392,6 +411,7 @@ pub trait Store:
     + LeaseStore
     + IncidentStore
     + OncallStore
+    + ExperimentStore
 {
 }
 
@@ -405,6 +425,7 @@ impl<S> Store for S where
         + LeaseStore
         + IncidentStore
         + OncallStore
+        + ExperimentStore
 {
 }
 
@@ -412,7 +433,7 @@ impl<S> Store for S where
 /// concrete store or a generic `S: Store`, its domain's trait must be in scope.
 pub mod prelude {
     pub use crate::{
-        AccessStore, ChatStore, DeployStore, FlagStore, IncidentStore, LeaseStore, MetricStore, OncallStore, Store,
+        AccessStore, ChatStore, DeployStore, ExperimentStore, FlagStore, IncidentStore, LeaseStore, MetricStore, OncallStore, Store,
         TimelineStore,
     };
 }

@@ -39,6 +39,7 @@ macro_rules! conformance {
 mod access;
 mod chat;
 mod deploys;
+mod experiments;
 mod flags;
 mod incidents;
 mod leases;

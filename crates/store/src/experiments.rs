@@ -1,0 +1,144 @@
+//! Experiments: exposures (first per user per experiment, capped per experiment) and conversions (per metric
+//! and user), and the units the statistics read.
+
+use crate::db::{query, Backend};
+use crate::{ExperimentStore, Result};
+use async_trait::async_trait;
+
+/// One user seen on one variant of a split flag's phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposure {
+    pub flag: String,
+    pub phase: i64,
+    pub user: String,
+    pub variant: String,
+    pub at_ms: i64,
+}
+
+/// What a batch of exposures did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// First exposures, stored.
+    pub new: u64,
+    /// Users already exposed in that experiment: ignored.
+    pub duplicates: u64,
+    /// Past the experiment's cap of users: not stored.
+    pub dropped: u64,
+}
+
+/// An exposed user as the results read it: variant, exposure time, and the time its conversion is attributed
+/// at (the later of the first conversion and the exposure), if it converted after its exposure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUnit {
+    pub variant: String,
+    pub exposed_ms: i64,
+    pub converted_ms: Option<i64>,
+}
+
+#[async_trait]
+impl<B: Backend> ExperimentStore for B {
+    async fn record_exposures(&self, exposures: &[Exposure], max_users: u64) -> Result<Recorded> {
+        let mut r = Recorded::default();
+        if exposures.is_empty() {
+            return Ok(r);
+        }
+        let mut tx = self.begin_write().await?;
+        for e in exposures {
+            tx.serialize_on(&format!("experiment:{}:{}", e.flag, e.phase)).await?;
+            let users: Option<i64> = query("SELECT users FROM experiment_sizes WHERE flag = $1 AND phase = $2")
+                .bind(e.flag.as_str())
+                .bind(e.phase)
+                .fetch_optional_scalar(&mut tx)
+                .await?;
+            let inserted_if_room = users.unwrap_or(0) < max_users as i64;
+            if !inserted_if_room {
+                let seen: Option<i64> = query(
+                    "SELECT phase FROM experiment_exposures WHERE flag = $1 AND phase = $2 AND user_key = $3",
+                )
+                .bind(e.flag.as_str())
+                .bind(e.phase)
+                .bind(e.user.as_str())
+                .fetch_optional_scalar(&mut tx)
+                .await?;
+                if seen.is_some() { r.duplicates += 1 } else { r.dropped += 1 }
+                continue;
+            }
+            let n = query(
+                "INSERT INTO experiment_exposures (flag, phase, user_key, variant, exposed_ms) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (flag, phase, user_key) DO NOTHING",
+            )
+            .bind(e.flag.as_str())
+            .bind(e.phase)
+            .bind(e.user.as_str())
+            .bind(e.variant.as_str())
+            .bind(e.at_ms)
+            .execute(&mut tx)
+            .await?;
+            if n == 0 {
+                r.duplicates += 1;
+                continue;
+            }
+            r.new += 1;
+            query(
+                "INSERT INTO experiment_sizes (flag, phase, users) VALUES ($1, $2, 1) \
+                 ON CONFLICT (flag, phase) DO UPDATE SET users = experiment_sizes.users + 1",
+            )
+            .bind(e.flag.as_str())
+            .bind(e.phase)
+            .execute(&mut tx)
+            .await?;
+        }
+        tx.commit(&[]).await?;
+        Ok(r)
+    }
+
+    async fn record_conversion(&self, metric: &str, user: &str, at_ms: i64, value: f64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        query(
+            "INSERT INTO experiment_conversions (metric, user_key, first_ms, last_ms, count, value_sum) \
+             VALUES ($1, $2, $3, $3, 1, $4) ON CONFLICT (metric, user_key) DO UPDATE SET \
+             first_ms = CASE WHEN excluded.first_ms < experiment_conversions.first_ms THEN excluded.first_ms \
+                        ELSE experiment_conversions.first_ms END, \
+             last_ms = CASE WHEN excluded.last_ms > experiment_conversions.last_ms THEN excluded.last_ms \
+                       ELSE experiment_conversions.last_ms END, \
+             count = experiment_conversions.count + 1, \
+             value_sum = experiment_conversions.value_sum + excluded.value_sum",
+        )
+        .bind(metric)
+        .bind(user)
+        .bind(at_ms)
+        .bind(value)
+        .execute(&mut tx)
+        .await?;
+        tx.commit(&[]).await?;
+        Ok(())
+    }
+
+    async fn experiment_users(&self, flag: &str, phase: i64) -> Result<u64> {
+        let n: Option<i64> = query("SELECT users FROM experiment_sizes WHERE flag = $1 AND phase = $2")
+            .bind(flag)
+            .bind(phase)
+            .fetch_optional_scalar(self.reader())
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn experiment_units(&self, flag: &str, phase: i64, metric: &str) -> Result<Vec<StoredUnit>> {
+        let rows = query(
+            "SELECT e.variant, e.exposed_ms, \
+             CASE WHEN c.last_ms >= e.exposed_ms THEN \
+               CASE WHEN c.first_ms > e.exposed_ms THEN c.first_ms ELSE e.exposed_ms END END \
+             FROM experiment_exposures e LEFT JOIN experiment_conversions c \
+               ON c.metric = $3 AND c.user_key = e.user_key \
+             WHERE e.flag = $1 AND e.phase = $2",
+        )
+        .bind(flag)
+        .bind(phase)
+        .bind(metric)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| Ok(StoredUnit { variant: r.try_get(0)?, exposed_ms: r.try_get(1)?, converted_ms: r.try_get(2)? }))
+            .collect()
+    }
+}

@@ -1,0 +1,31 @@
+//! Experiments: first exposures only, the cap of users per experiment, conversions attributed after exposure.
+
+use crate::Engine;
+use crew_store::Exposure;
+
+conformance!(experiment_exposures_conversions_and_cap);
+
+fn x(user: &str, variant: &str, at_ms: i64) -> Exposure {
+    Exposure { flag: "checkout".into(), phase: 7, user: user.into(), variant: variant.into(), at_ms }
+}
+
+async fn experiment_exposures_conversions_and_cap(e: Engine) {
+    let s = &e.store;
+    let r = s.record_exposures(&[x("u1", "a", 100), x("u2", "b", 200), x("u1", "b", 300)], 3).await.unwrap();
+    assert_eq!((r.new, r.duplicates, r.dropped), (2, 1, 0));
+    let r = s.record_exposures(&[x("u3", "a", 400), x("u4", "a", 500), x("u2", "a", 600)], 3).await.unwrap();
+    assert_eq!((r.new, r.duplicates, r.dropped), (1, 1, 1));
+    assert_eq!(s.experiment_users("checkout", 7).await.unwrap(), 3);
+    assert_eq!(s.experiment_users("checkout", 8).await.unwrap(), 0);
+    // u1 converts before and after exposure (attributed at its exposure); u2 only before (not attributed); u3 after.
+    s.record_conversion("buy", "u1", 50, 1.0).await.unwrap();
+    s.record_conversion("buy", "u1", 900, 2.5).await.unwrap();
+    s.record_conversion("buy", "u2", 150, 1.0).await.unwrap();
+    s.record_conversion("buy", "u3", 450, 1.0).await.unwrap();
+    s.record_conversion("other", "u3", 450, 1.0).await.unwrap();
+    let mut units = s.experiment_units("checkout", 7, "buy").await.unwrap();
+    units.sort_by_key(|u| u.exposed_ms);
+    let got: Vec<(&str, i64, Option<i64>)> =
+        units.iter().map(|u| (u.variant.as_str(), u.exposed_ms, u.converted_ms)).collect();
+    assert_eq!(got, vec![("a", 100, Some(100)), ("b", 200, None), ("a", 400, Some(450))]);
+}
