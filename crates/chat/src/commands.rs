@@ -99,11 +99,12 @@ pub const COMMANDS: &[Spec] = &[
     },
     Spec {
         name: "flag",
-        usage: "KEY on|off|rollout N",
-        help: "switch a flag or ramp its rollout",
+        usage: "KEY on|off|rollout N|ramp 1,5,25 every 10m WHY|ramp cancel WHY",
+        help: "switch a flag, set its rollout, or ramp it with the judge",
         role: Role::Member,
         min_args: 2,
-        max_args: Some(3),
+        // The rest of the line after the key: a ramp's reason is words.
+        max_args: None,
         limit: (10, MINUTE),
         long_running: false,
     },
@@ -363,7 +364,7 @@ mod tests {
             ("lock".into(), vec!["production".into(), "db migration now".into()])
         );
         assert_eq!(ok("!search login   error"), ("search".into(), vec!["login error".into()]));
-        assert_eq!(ok("!flag video rollout 10"), ("flag".into(), vec!["video".into(), "rollout".into(), "10".into()]));
+        assert_eq!(ok("!flag video rollout 10"), ("flag".into(), vec!["video".into(), "rollout 10".into()]));
         assert_eq!(ok("!status"), ("status".into(), vec![]));
         assert_eq!(ok("!runbook db/failover"), ("runbook".into(), vec!["db/failover".into()]));
         assert_eq!(parse("!runbook").unwrap().unwrap_err(), "usage: !runbook NAME");
@@ -384,7 +385,11 @@ mod tests {
     #[test]
     fn help_lists_and_explains() {
         assert!(help(None).contains("!deploy") && help(None).contains("!search"));
-        assert_eq!(help(Some("!flag")), "!flag KEY on|off|rollout N: switch a flag or ramp its rollout (needs member)");
+        assert_eq!(
+            help(Some("!flag")),
+            "!flag KEY on|off|rollout N|ramp 1,5,25 every 10m WHY|ramp cancel WHY: switch a flag, set its rollout, or \
+             ramp it with the judge (needs member)"
+        );
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub enum Command {
     ///   crew flag KEY beta --users a,b --groups staff    a private beta
     ///   crew flag KEY dark N                   a dark launch: N% get variant `dark`; beta users keep `on`
     ///   crew flag KEY split control=50,new=50  a bucket test
+    ///   crew flag KEY plan [--file plan.toml]  show or set its launch plan (owner, risks, contingency, runbook, [[watch]])
+    ///   crew flag KEY ramp 1,5,25,50,100 --every 10m -r WHY   ramp it, each step judged against the control
+    ///   crew flag KEY ramp [cancel -r WHY]     show its ramp, or cancel it (the flag stays where it is)
     ///   crew flag eval KEY --user U [--attr k=v]         evaluate as a user would be
     #[command(verbatim_doc_comment)]
     Flag(FlagArgs),
@@ -333,8 +336,15 @@ pub enum TokenCommand {
 pub struct FlagArgs {
     /// The flag's key, or `eval` followed by a key.
     pub key: String,
-    /// on | off | rollout N | beta | dark N | split SPEC (nothing: show the flag). After `eval`: the key.
+    /// on | off | rollout N | beta | dark N | split SPEC | plan | ramp STEPS | ramp cancel (nothing: show the
+    /// flag). After `eval`: the key.
     pub action: Vec<String>,
+    /// plan: the plan file (TOML) to set.
+    #[arg(long, value_name = "FILE", env = "CREW_PLAN_FILE")]
+    pub file: Option<PathBuf>,
+    /// ramp: the time between steps (`10m`); each step is judged after it.
+    #[arg(long, value_name = "DURATION", env = "CREW_RAMP_EVERY")]
+    pub every: Option<String>,
     /// Why: every change needs one (asked for when missing and a terminal is there).
     #[arg(long, short = 'r', value_name = "WHY")]
     pub reason: Option<String>,

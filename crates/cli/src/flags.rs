@@ -1,4 +1,5 @@
-//! The flag commands' client side: list, show, turn a knob (with a reason), evaluate as a user would be.
+//! The flag commands' client side: list, show, turn a knob (with a reason), a launch plan, a judged ramp,
+//! evaluate as a user would be.
 
 use crate::cli::FlagArgs;
 use crate::client::path;
@@ -63,6 +64,11 @@ pub async fn flag(client: &Client, args: FlagArgs, as_json: bool) -> Result<()> 
     }
     let key = &args.key;
     let Some(word) = args.action.first() else { return show(client, key, as_json).await };
+    match word.as_str() {
+        "plan" => return plan(client, &args, as_json).await,
+        "ramp" => return ramp(client, &args, as_json).await,
+        _ => {}
+    }
     let mut body = json!({"knob": word});
     match word.as_str() {
         "on" | "off" => {}
@@ -96,6 +102,100 @@ pub async fn flag(client: &Client, args: FlagArgs, as_json: bool) -> Result<()> 
     Ok(())
 }
 
+/// `crew flag KEY plan [--file plan.toml]`: shows the plan, or sets it from the file.
+async fn plan(client: &Client, args: &FlagArgs, as_json: bool) -> Result<()> {
+    let key = &args.key;
+    let at = path(&["api", "v1", "flags", key, "plan"]);
+    let v = match &args.file {
+        None => client.json(Method::GET, &at, None).await?,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Exit::new(2, format!("cannot read {}: {e}", file.display())))?;
+            let doc: Value = toml::from_str(&text)
+                .map_err(|e| Exit::new(2, format!("{}: not TOML: {}", file.display(), e.message())))?;
+            client.json(Method::PUT, &at, Some(&doc)).await.map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        }
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    print_plan(key, &v);
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn print_plan(key: &str, v: &Value) {
+    let p = &v["plan"];
+    println!("{key}'s launch plan: owner {}, contingency {}", s(p, "owner"), s(p, "contingency"));
+    if !s(p, "risks").is_empty() {
+        println!("risks: {}", s(p, "risks"));
+    }
+    if !s(p, "runbook").is_empty() {
+        println!("runbook: {}", s(p, "runbook"));
+    }
+    for w in p["watch"].as_array().into_iter().flatten() {
+        let stat = w["stat"].as_str().map(|st| format!(" {st}")).unwrap_or_default();
+        let over = w["over"].as_str().map(|o| format!("/{o}")).unwrap_or_default();
+        println!("watch: {}{over}{stat} (bad: {})", s(w, "name"), w["direction"].as_str().unwrap_or("either"));
+    }
+}
+
+fn print_ramp(key: &str, r: &Value) {
+    let steps: Vec<String> =
+        r["steps"].as_array().into_iter().flatten().map(|p| format!("{}%", p.as_u64().unwrap_or(0))).collect();
+    println!(
+        "{key}: ramp {} {} at {}% (step {} of {}: {}), every {}",
+        r["id"],
+        s(r, "status"),
+        r["percent"],
+        r["step"],
+        steps.len(),
+        steps.join(" → "),
+        s(r, "every")
+    );
+    if let Some(last) = r["last"].as_object() {
+        println!(
+            "last verdict: {} — {} → {}",
+            last.get("verdict").and_then(Value::as_str).unwrap_or(""),
+            last.get("why").and_then(Value::as_str).unwrap_or(""),
+            last.get("note").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    if let Some(due) = r["due_at"].as_str() {
+        println!("judged next at {due}; series tagged {}:on against {}:off", s(r, "tag"), s(r, "tag"));
+    }
+}
+
+/// `crew flag KEY ramp STEPS --every D -r WHY`, `crew flag KEY ramp` (show), `crew flag KEY ramp cancel -r WHY`.
+async fn ramp(client: &Client, args: &FlagArgs, as_json: bool) -> Result<()> {
+    let key = &args.key;
+    let at = path(&["api", "v1", "flags", key, "ramp"]);
+    let v = match args.action.get(1).map(String::as_str) {
+        None => client.json(Method::GET, &at, None).await?,
+        Some("cancel") => client.json(Method::DELETE, &at, Some(&json!({"reason": reason(args)?}))).await?,
+        Some(steps) => {
+            let every = args
+                .every
+                .clone()
+                .ok_or_else(|| Exit::new(2, "a ramp needs --every, the time between steps (like --every 10m)"))?;
+            let body = json!({"steps": steps, "every": every, "reason": reason(args)?});
+            client.json(Method::POST, &at, Some(&body)).await?
+        }
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    print_ramp(key, &v);
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or(""));
+    }
+    Ok(())
+}
+
 async fn show(client: &Client, key: &str, as_json: bool) -> Result<()> {
     let v = client.json(Method::GET, &path(&["api", "v1", "flags", key]), None).await?;
     if as_json {
@@ -116,6 +216,16 @@ async fn show(client: &Client, key: &str, as_json: bool) -> Result<()> {
             e["actor"]["name"].as_str().unwrap_or(""),
             e["summary"].as_str().unwrap_or("")
         );
+    }
+    let plan = client.send_allowing(Method::GET, &path(&["api", "v1", "flags", key, "plan"]), None, &[404]).await?;
+    if plan.status().is_success() {
+        print_plan(key, &plan.json().await?);
+    } else {
+        println!("no launch plan (crew flag {key} plan --file plan.toml)");
+    }
+    let ramp = client.send_allowing(Method::GET, &path(&["api", "v1", "flags", key, "ramp"]), None, &[404]).await?;
+    if ramp.status().is_success() {
+        print_ramp(key, &ramp.json().await?);
     }
     Ok(())
 }

@@ -44,6 +44,12 @@ pub const LOCK_RELEASED: &str = "lock.released";
 pub const FLAG_CHANGED: &str = "flag.changed";
 /// The judge's verdict on a step of a flag's ramp, metric by metric.
 pub const FLAG_JUDGED: &str = "flag.judged";
+/// A flag's launch plan set, replaced or removed (before and after).
+pub const FLAG_PLAN: &str = "flag.plan";
+/// A flag's ramp started (its steps, its interval, why).
+pub const FLAG_RAMP: &str = "flag.ramp";
+/// A flag's running ramp cancelled by a person (or because the flag is gone).
+pub const FLAG_RAMP_CANCELLED: &str = "flag.ramp_cancelled";
 
 // Tokens and browser sessions.
 pub const TOKEN_CREATED: &str = "token.created";

@@ -1,7 +1,7 @@
 //! Results over 3,000,000 exposures (two variants, 10% conversions, a 100-point series): the target is ≤ 100 ms.
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use crew_experiments::{analyse, Method, Options, Unit, Variant};
+use criterion::{criterion_group, criterion_main, Criterion};
 
 fn results(c: &mut Criterion) {
     let variants = vec![Variant { name: "control".into(), weight: 50.0 }, Variant { name: "new".into(), weight: 50.0 }];

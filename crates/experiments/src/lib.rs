@@ -16,4 +16,4 @@ mod stats;
 mod tally;
 
 pub use stats::{compare, rate_interval, srm, Comparison, Method, Srm, SRM_MIN_USERS, SRM_P};
-pub use tally::{analyse, Analysis, Options, Point, PointVariant, Unit, VariantResult, Variant};
+pub use tally::{analyse, Analysis, Options, Point, PointVariant, Unit, Variant, VariantResult};

@@ -59,7 +59,8 @@ pub fn compare(control: (u64, u64), variant: (u64, u64), method: Method, alpha: 
             if na < 2.0 || nb < 2.0 {
                 return None;
             }
-            let dof = (vb / nb + va / na).powi(2) / (vb * vb / (nb * nb * (nb - 1.0)) + va * va / (na * na * (na - 1.0)));
+            let dof =
+                (vb / nb + va / na).powi(2) / (vb * vb / (nb * nb * (nb - 1.0)) + va * va / (na * na * (na - 1.0)));
             let t = StudentsT::new(0.0, 1.0, dof).ok()?;
             let width = t_quantile(&t, 1.0 - alpha / 2.0) * variance.sqrt();
             let stat = lift / variance.sqrt();

@@ -123,6 +123,17 @@ pub struct Flag {
     pub definition: Value,
 }
 
+/// The DogStatsD tag key that says which variant of flag `key` a measurement was made under: `flag_` and the
+/// key with every character other than an ASCII letter or digit as `_` (`search-v2` → `flag_search_v2`), so
+/// it is a valid Prometheus label name too. Applications tag their series with it (the SDK's `tags`) and a
+/// flag's ramp compares the series tagged `flag_KEY:on` with those tagged `flag_KEY:off`.
+pub fn tag_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 5);
+    out.push_str("flag_");
+    out.extend(key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
+    out
+}
+
 /// The flags of a flagd document with every `{"$ref": name}` replaced by its evaluator's rule, each checked as
 /// it would be stored: what `crew flags apply` sends, one definition per flag.
 pub fn inline_document(doc: &Value) -> Result<Map<String, Value>, DefinitionError> {
@@ -405,6 +416,13 @@ impl Flag {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tag_keys() {
+        for (key, tag) in [("video", "flag_video"), ("search-v2", "flag_search_v2"), ("a.b_C9", "flag_a_b_C9")] {
+            assert_eq!(tag_key(key), tag);
+        }
+    }
 
     fn rollout(weights: &[(&str, u64)]) -> FlagSet {
         let buckets: Vec<Value> = weights.iter().map(|(v, w)| json!([v, w])).collect();

@@ -148,6 +148,7 @@ impl App {
         let router = router(state.clone());
         tokio::spawn(deploys::sweep(p.store.clone(), p.shutdown.clone()));
         tokio::spawn(flags::follow_changes(state.flags.clone(), p.shutdown.clone(), flag_changes));
+        tokio::spawn(flags::ramp::run(state.flags.clone(), p.shutdown.clone()));
         tokio::spawn(auth::follow_tokens(state.auth.cache.clone(), p.shutdown.clone(), token_changes));
         chat::start(state.robot(), chat_events).context("the chat robot")?;
         infra::start(&state.infra);

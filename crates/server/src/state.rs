@@ -95,7 +95,11 @@ impl AppState {
         let metrics = Metrics::new(&platform, live, timeline.clone());
         let feedback = crate::feedback::Feedback::new(metrics.clone());
         let deploys = Deploys::new(&platform, oncall.clone(), feedback.clone());
-        let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()));
+        let flags_config = crate::flags::FlagsConfig {
+            require_plan_above: settings.file.flags.as_ref().and_then(|f| f.require_plan_above),
+            flush: settings.metrics.flush,
+        };
+        let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()), feedback.clone(), flags_config);
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());

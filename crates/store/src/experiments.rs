@@ -52,15 +52,18 @@ impl<B: Backend> ExperimentStore for B {
                 .await?;
             let inserted_if_room = users.unwrap_or(0) < max_users as i64;
             if !inserted_if_room {
-                let seen: Option<i64> = query(
-                    "SELECT phase FROM experiment_exposures WHERE flag = $1 AND phase = $2 AND user_key = $3",
-                )
-                .bind(e.flag.as_str())
-                .bind(e.phase)
-                .bind(e.user.as_str())
-                .fetch_optional_scalar(&mut tx)
-                .await?;
-                if seen.is_some() { r.duplicates += 1 } else { r.dropped += 1 }
+                let seen: Option<i64> =
+                    query("SELECT phase FROM experiment_exposures WHERE flag = $1 AND phase = $2 AND user_key = $3")
+                        .bind(e.flag.as_str())
+                        .bind(e.phase)
+                        .bind(e.user.as_str())
+                        .fetch_optional_scalar(&mut tx)
+                        .await?;
+                if seen.is_some() {
+                    r.duplicates += 1
+                } else {
+                    r.dropped += 1
+                }
                 continue;
             }
             let n = query(

@@ -11,7 +11,7 @@
 //! - Both engines pass the same conformance suite (`tests/conformance/`, a module per domain).
 //!
 //! Each domain has its trait ([`TimelineStore`], [`AccessStore`], [`DeployStore`], [`FlagStore`], [`ChatStore`],
-//! [`MetricStore`], [`LeaseStore`], [`IncidentStore`], [`OncallStore`], [`ExperimentStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
+//! [`MetricStore`], [`LeaseStore`], [`IncidentStore`], [`OncallStore`], [`ExperimentStore`], [`RampStore`]) and its module whose SQL serves both engines (`timeline.rs`, `access.rs`,
 //! ...), written against the engine-neutral executor of `db.rs`. [`Store`] is their sum; [`prelude`] has them all.
 
 mod access;
@@ -25,6 +25,7 @@ mod leases;
 mod metrics;
 mod oncall;
 mod postgres;
+mod ramps;
 mod sql;
 mod sqlite;
 mod timeline;
@@ -44,6 +45,7 @@ pub use incidents::{Advance, Incident, NewIncident, Postmortem, Triggered};
 pub use metrics::{MetricChunk, MetricWal};
 pub use oncall::StoredOverride;
 pub use postgres::PgStore;
+pub use ramps::{NewRamp, Ramp, RampAdvance, RampStatus, StoredPlan};
 pub use sqlite::SqliteStore;
 pub use timeline::{Counts, Page};
 
@@ -399,6 +401,52 @@ pub trait ExperimentStore: Send + Sync + 'static {
     async fn experiment_units(&self, flag: &str, phase: i64, metric: &str) -> Result<Vec<StoredUnit>>;
 }
 
+/// Flags' launch plans and ramps.
+#[async_trait]
+pub trait RampStore: Send + Sync + 'static {
+    async fn flag_plan(&self, flag: &str) -> Result<Option<StoredPlan>>;
+
+    /// Sets (or, with `None`, removes: `NotFound` if there is none) a flag's launch plan and records the event
+    /// `event(before)` makes, in one transaction. Returns the plan before.
+    async fn put_flag_plan(
+        &self,
+        flag: &str,
+        plan: Option<serde_json::Value>,
+        actor: &str,
+        event: Box<dyn for<'b> FnOnce(Option<&'b serde_json::Value>) -> NewEvent + Send>,
+    ) -> Result<(Option<serde_json::Value>, Event)>;
+
+    /// Starts a ramp on its first step, due for judgement `every_ms` later, with its event. `Conflict` if the
+    /// flag has a running ramp (one per flag, across replicas).
+    async fn start_ramp(
+        &self,
+        n: NewRamp,
+        event: Box<dyn for<'r> FnOnce(&'r Ramp) -> NewEvent + Send>,
+    ) -> Result<(Ramp, Event)>;
+
+    async fn ramp(&self, id: i64) -> Result<Option<Ramp>>;
+
+    /// A flag's ramps, newest first.
+    async fn ramps(&self, flag: &str, limit: u32) -> Result<Vec<Ramp>>;
+
+    /// Claims the running ramps whose judgement is due (at most `limit`): each one's due time moves `lease` on
+    /// and its claim count up, so that no other claim takes it while it is judged. Across replicas on one
+    /// PostgreSQL each due ramp is claimed once (`FOR UPDATE SKIP LOCKED`). Returns them as claimed.
+    async fn claim_due_ramps(&self, now: DateTime<Utc>, lease: std::time::Duration, limit: u32) -> Result<Vec<Ramp>>;
+
+    /// Records what a claimed ramp became — step, status, next due time, last verdict — with its events, in one
+    /// transaction; `Conflict` (and nothing recorded) if the ramp was claimed again, cancelled or ended since
+    /// claim `claim`.
+    async fn advance_ramp(&self, id: i64, claim: i64, a: RampAdvance) -> Result<(Ramp, Vec<Event>)>;
+
+    /// Cancels a flag's running ramp with its event. `NotFound` if there is none.
+    async fn cancel_ramp(
+        &self,
+        flag: &str,
+        event: Box<dyn for<'r> FnOnce(&'r Ramp) -> NewEvent + Send>,
+    ) -> Result<(Ramp, Event)>;
+}
+
 /// The storage every part of crew uses: every domain's trait. Implemented by [`SqliteStore`] and [`PgStore`].
 /// An `Arc<dyn Store>` converts to the `Arc<dyn …Store>` of any one domain.
 pub trait Store:
@@ -412,6 +460,7 @@ pub trait Store:
     + IncidentStore
     + OncallStore
     + ExperimentStore
+    + RampStore
 {
 }
 
@@ -426,6 +475,7 @@ impl<S> Store for S where
         + IncidentStore
         + OncallStore
         + ExperimentStore
+        + RampStore
 {
 }
 
@@ -433,8 +483,8 @@ impl<S> Store for S where
 /// concrete store or a generic `S: Store`, its domain's trait must be in scope.
 pub mod prelude {
     pub use crate::{
-        AccessStore, ChatStore, DeployStore, ExperimentStore, FlagStore, IncidentStore, LeaseStore, MetricStore, OncallStore, Store,
-        TimelineStore,
+        AccessStore, ChatStore, DeployStore, ExperimentStore, FlagStore, IncidentStore, LeaseStore, MetricStore,
+        OncallStore, RampStore, Store, TimelineStore,
     };
 }
 

@@ -17,4 +17,5 @@ mod judge;
 mod metrics;
 mod oncall_feed;
 mod paging;
+mod ramps;
 mod runbooks;

@@ -644,15 +644,49 @@ pub(crate) async fn run(
         }
         "flag" => {
             let key = arg(0).unwrap_or_default();
-            let knob = match (arg(1), arg(2)) {
-                (Some("on"), None) => Knob::On,
-                (Some("off"), None) => Knob::Off,
-                (Some("rollout"), Some(n)) => Knob::Rollout(
+            // The rest of the line after the key, as words.
+            let words: Vec<&str> = inv.args.iter().skip(1).flat_map(|a| a.split_whitespace()).collect();
+            let knob = match (words.first().copied(), words.get(1).copied(), words.len()) {
+                (Some("on"), None, _) => Knob::On,
+                (Some("off"), None, _) => Knob::Off,
+                (Some("rollout"), Some(n), 2) => Knob::Rollout(
                     n.trim_end_matches('%')
                         .parse()
                         .map_err(|_| ApiError::BadRequest(format!("rollout takes a percent, not `{n}`")))?,
                 ),
-                _ => return Err(ApiError::BadRequest("usage: !flag KEY on|off|rollout N".into())),
+                (Some("ramp"), Some("cancel"), _) => {
+                    let why = match words[2..].join(" ") {
+                        w if w.is_empty() => format!("from {room}"),
+                        w => w,
+                    };
+                    let r = robot.flags.cancel_ramp(key, &why, actor).await?;
+                    return Ok(format!("{key}: ramp {} cancelled at {}%", r.id, r.percent()));
+                }
+                (Some("ramp"), Some(steps), n) if n >= 4 && words[2] == "every" => {
+                    let steps = crate::flags::ramp::parse_steps_text(steps).map_err(ApiError::BadRequest)?;
+                    let why = match words[4..].join(" ") {
+                        w if w.is_empty() => format!("from {room}"),
+                        w => w,
+                    };
+                    let (r, warnings) = robot.flags.start_ramp(key, &steps, words[3], &why, actor).await?;
+                    let warn = if warnings.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (warning: {})", warnings.join("; "))
+                    };
+                    return Ok(format!(
+                        "{key}: ramp {} at {}%, judged every {} ({}){warn}",
+                        r.id,
+                        r.percent(),
+                        words[3],
+                        r.steps.iter().map(|s| format!("{s}%")).collect::<Vec<_>>().join(" → ")
+                    ));
+                }
+                _ => {
+                    return Err(ApiError::BadRequest(
+                        "usage: !flag KEY on|off|rollout N|ramp 1,5,25 every 10m WHY|ramp cancel WHY".into(),
+                    ))
+                }
             };
             let (_, after) = robot.flags.turn(key, &knob, true, &format!("from {room}"), actor).await?;
             Ok(format!("{key}: {}", after.as_ref().map(knobs::describe).unwrap_or_default()))

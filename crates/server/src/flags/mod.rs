@@ -1,10 +1,13 @@
 //! The flags domain: the compiled set every evaluation uses, rebuilt whenever a `flag.changed` event
 //! reaches the bus (so a change on any replica reaches every replica's evaluations), and one function per
-//! action: list, show, set or remove a definition, turn a knob (Flickr's words), evaluate. Every change is an
-//! event with before, after and reason.
+//! action: list, show, set or remove a definition, turn a knob (Flickr's words), evaluate; a flag's launch plan
+//! (`plan.rs`) and its ramps (`ramp.rs`, with the worker that judges them). Every change is an event with
+//! before, after and reason.
 
 pub mod api;
 pub mod ofrep;
+pub mod plan;
+pub mod ramp;
 pub mod web;
 
 use crate::error::ApiError;
@@ -77,11 +80,50 @@ impl FlagCache {
     }
 }
 
-/// The flags service: the store and this replica's compiled set.
+/// `[flags]` of crew.toml.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsSection {
+    /// A rollout or a ramp past this percent needs a launch plan (none required when absent).
+    pub require_plan_above: Option<u8>,
+}
+
+impl FlagsSection {
+    pub fn check(&self) -> Result<(), String> {
+        match self.require_plan_above {
+            Some(n) if n > 100 => Err(format!("[flags] require_plan_above = {n}: a percent from 0 to 100")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the flags service needs of the settings.
+#[derive(Debug, Clone)]
+pub struct FlagsConfig {
+    /// `[flags] require_plan_above`.
+    pub require_plan_above: Option<u8>,
+    /// The metrics flush interval: a ramp's steps are no shorter.
+    pub flush: std::time::Duration,
+}
+
+/// The flags service: the store, this replica's compiled set, and the judge's reading of the series (ramps).
 #[derive(Clone)]
 pub struct Flags {
     store: Arc<dyn Store>,
     cache: Arc<FlagCache>,
+    feedback: crate::feedback::Feedback,
+    config: FlagsConfig,
+}
+
+/// A reason for a change: one line of at most 300 characters.
+pub fn check_reason(reason: &str) -> Result<(), ApiError> {
+    if reason.trim().is_empty() {
+        return Err(ApiError::BadRequest("a flag change needs a reason (--reason), so the timeline says why".into()));
+    }
+    if reason.chars().count() > 300 || reason.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest("reason: one line of at most 300 characters".into()));
+    }
+    Ok(())
 }
 
 /// Flag keys: letters, digits, `-`, `_`, `.`.
@@ -122,8 +164,80 @@ pub fn knob(
 }
 
 impl Flags {
-    pub fn new(store: Arc<dyn Store>, cache: Arc<FlagCache>) -> Self {
-        Flags { store, cache }
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<FlagCache>,
+        feedback: crate::feedback::Feedback,
+        config: FlagsConfig,
+    ) -> Self {
+        Flags { store, cache, feedback, config }
+    }
+
+    /// A flag's launch plan, parsed.
+    pub async fn plan_of(&self, key: &str) -> Result<Option<plan::Plan>, ApiError> {
+        check_key(key)?;
+        match self.store.flag_plan(key).await? {
+            None => Ok(None),
+            Some(p) => plan::Plan::from_json(&p.plan)
+                .map(Some)
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("flag `{key}`'s stored plan: {e}"))),
+        }
+    }
+
+    /// A flag's launch plan as stored, and its warnings (watched series crew has never received).
+    pub async fn show_plan(&self, key: &str) -> Result<(crew_store::StoredPlan, plan::Plan, Vec<String>), ApiError> {
+        check_key(key)?;
+        let stored = self
+            .store
+            .flag_plan(key)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` has no launch plan")))?;
+        let p = plan::Plan::from_json(&stored.plan)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("flag `{key}`'s stored plan: {e}")))?;
+        let warnings = self.unseen_warnings(&p);
+        Ok((stored, p, warnings))
+    }
+
+    /// Sets (replaces) a flag's launch plan, checked, with its `flag.plan` event (before and after). Returns the
+    /// plan before, the plan now, and warnings.
+    pub async fn set_plan(
+        &self,
+        key: &str,
+        plan: plan::Plan,
+        actor: Actor,
+    ) -> Result<(Option<Value>, Value, Vec<String>), ApiError> {
+        check_key(key)?;
+        plan.check().map_err(ApiError::Unprocessable)?;
+        if !self.current().stored.iter().any(|f| f.key == key)
+            && !self.store.flags().await?.iter().any(|f| f.key == key)
+        {
+            return Err(ApiError::NotFound(format!("no flag `{key}`: make it first (crew flag {key} off -r why)")));
+        }
+        let warnings = self.unseen_warnings(&plan);
+        let after = serde_json::to_value(&plan).map_err(|e| ApiError::Internal(e.into()))?;
+        let (a, k, w, words) = (actor.clone(), key.to_string(), warnings.clone(), plan.describe());
+        let after_e = after.clone();
+        let event = Box::new(move |before: Option<&Value>| {
+            let verb = if before.is_some() { "replaced" } else { "set" };
+            let summary = format!("{} {verb} the launch plan of flag {k}: {words}", a.name);
+            NewEvent::new(a, kind::FLAG_PLAN, &format!("flag:{k}"), summary.chars().take(480).collect::<String>())
+                .with_data(json!({"flag": k, "before": before, "after": after_e, "warnings": w}))
+                .with_link("flag", &format!("/flags/{k}"))
+        });
+        let (before, _) = self.store.put_flag_plan(key, Some(after.clone()), &actor.name, event).await?;
+        Ok((before, after, warnings))
+    }
+
+    /// `[flags] require_plan_above`: a rollout past it needs a launch plan.
+    async fn check_plan_required(&self, key: &str, knob: &Knob) -> Result<(), ApiError> {
+        let (Some(limit), Knob::Rollout(n)) = (self.config.require_plan_above, knob) else { return Ok(()) };
+        if *n > limit && self.store.flag_plan(key).await?.is_none() {
+            return Err(ApiError::Conflict(format!(
+                "flag `{key}` has no launch plan: [flags] require_plan_above = {limit} refuses a rollout past {limit}% \
+                 without one (crew flag {key} plan --file plan.toml)"
+            )));
+        }
+        Ok(())
     }
 
     /// The compiled set evaluations use now.
@@ -169,6 +283,7 @@ impl Flags {
             let what = if *knob == Knob::Off { " to switch off" } else { "" };
             return Err(ApiError::NotFound(format!("no flag `{key}`{what}")));
         }
+        self.check_plan_required(key, knob).await?;
         let next = knobs::apply(current.as_ref(), knob).map_err(ApiError::BadRequest)?;
         self.change(key, Some(next), reason, actor).await
     }
@@ -182,14 +297,7 @@ impl Flags {
         actor: Actor,
     ) -> Result<(Option<Value>, Option<Value>), ApiError> {
         check_key(key)?;
-        if reason.trim().is_empty() {
-            return Err(ApiError::BadRequest(
-                "a flag change needs a reason (--reason), so the timeline says why".into(),
-            ));
-        }
-        if reason.chars().count() > 300 || reason.chars().any(char::is_control) {
-            return Err(ApiError::BadRequest("reason: one line of at most 300 characters".into()));
-        }
+        check_reason(reason)?;
         if let Some(def) = &definition {
             Flag::compile(key, def, &Map::new()).map_err(|e| ApiError::Unprocessable(e.0))?;
         }

@@ -45,6 +45,7 @@ mod incidents;
 mod leases;
 mod metrics;
 mod oncall;
+mod ramps;
 mod timeline;
 
 pub fn ev(actor: &str, kind: &str, subject: &str, summary: &str) -> NewEvent {
