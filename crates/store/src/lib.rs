@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 
 pub use access::{Session, TokenInfo};
-pub use chat::ChatLink;
+pub use chat::{ChatLine, ChatLink};
 pub use deploys::{Deploy, Lock, NewDeploy};
 pub use experiments::{Exposure, Recorded, StoredUnit};
 pub use flags::StoredFlag;
@@ -240,6 +240,20 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Links a chat identity to a crew user (replacing its link), or with `None` removes the link (`NotFound`
     /// if there is none), with its event in the same transaction.
     async fn put_chat_link(&self, identity: &str, user: Option<&str>, actor: &str, event: NewEvent) -> Result<Event>;
+
+    /// Keeps one line said in a room; in the same transaction drops the lines older than `keep_since` and all
+    /// but the newest `keep_max` (so the table stays bounded however much is said). Records no event.
+    async fn add_chat_line(&self, line: &ChatLine, keep_since: DateTime<Utc>, keep_max: i64) -> Result<()>;
+
+    /// The lines said in `room` (case-insensitive; every room when `None`) in `[from, to]`, oldest first, at
+    /// most `limit`.
+    async fn chat_lines(
+        &self,
+        room: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ChatLine>>;
 }
 
 /// Metrics: each replica's write-ahead rows and the chunks of every series.
