@@ -103,15 +103,14 @@ impl AppState {
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());
-        let incidents = Incidents::new(
-            &platform,
-            timeline.clone(),
-            oncall.clone(),
-            chat.clone(),
-            deploys.clone(),
-            flags.clone(),
-            runbooks.clone(),
-        );
+        let peers = crate::incidents::Peers {
+            chat: chat.clone(),
+            deploys: deploys.clone(),
+            flags: flags.clone(),
+            runbooks: runbooks.clone(),
+            metrics: metrics.clone(),
+        };
+        let incidents = Incidents::new(&platform, timeline.clone(), oncall.clone(), peers);
         let drills = Drills::new(
             &platform,
             timeline.clone(),

@@ -988,3 +988,109 @@ async fn a_drill_runs_commands_on_its_hosts_and_names_an_unknown_one() {
     assert_eq!(std::fs::read_to_string(root.path().join("worker.state")).unwrap(), "started\n");
     assert!(!root.path().join("reached").exists());
 }
+
+/// The page of a signed-in person: signs in with `token` (no browser) and reads `path`.
+async fn page(s: &Server, token: &str, path: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = http.post(format!("{}/signin", s.url)).form(&[("token", token)]).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let res = http.get(format!("{}{path}", s.url)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.unwrap()
+}
+
+/// A `ticket` alert (it pages nobody) on a series that staging's watch judges, just after mo's deploy there:
+/// mo alone is emailed, saying which deploy; at resolve the postmortem carries the series as an SVG graph with
+/// the deploy's marker and the threshold, and its page lets that graph through its allow-list but nothing a
+/// person writes into the Markdown.
+#[tokio::test]
+async fn an_alert_on_a_watched_series_tells_the_deployer_and_the_postmortem_draws_the_series() {
+    let smtp = SmtpSink::start().unwrap();
+    let a = crate::deploy::app();
+    let scratch = tempfile::tempdir().unwrap();
+    let people = std::fs::read_to_string(config(scratch.path(), &smtp.addr(), "1m")).unwrap();
+    let path = a.with(&format!(
+        "{people}\n[people.mo]\nemail = \"mo@example.com\"\nnotify = [\"email\"]\n\n[metrics]\nflush = \"1s\"\n\n\
+         [[alerts]]\nname = \"errors\"\nseries = \"shop.errors\"\nstat = \"count\"\nop = \">\"\nthreshold = 5\n\
+         for = \"1s\"\nseverity = \"ticket\"\nsummary = \"shop errors <b>high</b>\"\n\n\
+         [environments.staging.watch]\nwindow = \"2s\"\ninterval = \"1s\"\ndry_run = true\nseries = [{{ name = \"shop.errors\" }}]\n"
+    ));
+    let s = Server::start_with_statsd(&path).await;
+    let mo = s.token("mo", "member").await;
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let statsd = s.statsd.clone().unwrap();
+    // A quiet series, then mo's deploy, then errors over the threshold.
+    for _ in 0..4 {
+        udp.send_to(b"shop.errors:1|c", &statsd).unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    let deploy = crate::deploy::deploy_staging(&s, &mo).await;
+    for _ in 0..16 {
+        udp.send_to(b"shop.errors:4|c\nshop.errors:4|c", &statsd).unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let opened = eventually(Duration::from_secs(15), || async {
+        !s.get_json("/api/v1/incidents", &s.admin).await["incidents"].as_array().unwrap().is_empty()
+    })
+    .await;
+    assert!(opened, "the alert opened an incident");
+    let inc = s.get_json("/api/v1/incidents", &s.admin).await["incidents"][0].clone();
+    let id = inc["id"].as_i64().unwrap();
+    assert_eq!(inc["severity"], "ticket");
+
+    // The deployer is told, with the deploy; nobody on call is paged for a ticket.
+    let mail = smtp.wait_for(|m| m.contains("mo@example.com"), Duration::from_secs(10)).await;
+    assert!(mail.contains(&format!("deploy #{deploy} to staging")) && mail.contains("shop.errors"), "{mail}");
+    let esc = events(&s, &s.admin, "incident.escalated").await;
+    let told = esc.iter().find(|e| e["data"]["deployer"] == "mo").expect("the deployer is told");
+    assert_eq!(told["data"]["deploy"], deploy);
+    assert_eq!(told["data"]["watched"], "shop.errors");
+    assert!(told["summary"].as_str().unwrap().contains(&format!("deploy #{deploy} to staging")), "{told}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!smtp.messages().iter().any(|m| m.contains("alice@example.com")), "a ticket pages nobody on call");
+
+    // Resolved: the draft draws the series over its window.
+    let res = s.req(Method::POST, &format!("/api/v1/incidents/{id}/resolve"), &s.admin).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let pm_path = format!("/api/v1/incidents/{id}/postmortem");
+    let md = s.get_json(&pm_path, &s.admin).await["markdown"].as_str().unwrap().to_string();
+    let svg = md.split("\n<svg").nth(1).map(|r| format!("<svg{}", r.split("</svg>").next().unwrap())).expect(&md);
+    let points = svg.split("<polyline").nth(1).and_then(|p| p.split("points=\"").nth(1)).expect(&svg);
+    let n = points.split('"').next().unwrap().split(' ').count();
+    // Each point of the line is a circle whose title is its value: the series' own figures, as the metrics API
+    // gives them over the same window (the incident's context, 30 minutes by default, so the same buckets).
+    let drawn: Vec<f64> = svg
+        .split("<circle")
+        .skip(1)
+        .filter_map(|c| c.split("<title>").nth(1)?.split(" at ").next()?.parse().ok())
+        .collect();
+    let stored = s.get_json("/api/v1/metrics/query?name=shop.errors&stat=count&from=-30m", &s.admin).await;
+    let real: Vec<f64> =
+        stored["series"][0]["points"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
+    assert_eq!(drawn.len(), n, "a circle for each point of the line: {svg}");
+    assert!(n >= 4 && n <= real.len(), "{n} points drawn, {} stored: {svg}", real.len());
+    let max = |v: &[f64]| v.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(max(&drawn), max(&real), "the peak is the series' own: {drawn:?} {real:?}");
+    assert!(max(&drawn) > 5.0);
+    assert!(svg.contains("class=\"marker deploy\"") && svg.contains(&format!("href=\"/deploys/{deploy}\"")), "{svg}");
+    assert!(svg.contains("class=\"threshold\""), "{svg}");
+
+    // The page shows the graph as markup, and what people write into the Markdown as text.
+    let html = page(&s, &s.admin, &format!("/incidents/{id}/postmortem")).await;
+    let shown = html.split("class=\"markdown postmortem\"").nth(1).unwrap();
+    assert!(shown.contains("<svg ") && shown.contains("class=\"graph\"") && shown.contains("<polyline"), "{shown}");
+    let edited = format!(
+        "{md}\n<svg onload=\"alert(1)\">\n<text>hi</text></svg>\n\n<svg class=\"graph\">\n<title>&lt;script&gt;x</title><a href=\"javascript:alert(2)\"></a></svg>\n\n<script>alert(3)</script>\n"
+    );
+    let res = s.req(Method::PUT, &pm_path, &s.admin).json(&json!({"markdown": edited})).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = page(&s, &s.admin, &format!("/incidents/{id}/postmortem")).await;
+    let shown = html.split("class=\"markdown postmortem\"").nth(1).unwrap().split("<form").next().unwrap();
+    assert!(shown.contains("<polyline"), "crew's graph still shows");
+    for bad in ["<svg onload", "<script", "<a href=\"javascript:"] {
+        assert!(!shown.contains(bad), "{bad} reached the page: {shown}");
+    }
+    assert!(shown.contains("&lt;svg onload=") && shown.contains("&lt;script&gt;alert(3)"), "shown as text: {shown}");
+    assert!(!html.contains("<b>high</b>"), "the alert's summary is text everywhere");
+}

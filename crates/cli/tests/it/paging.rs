@@ -407,3 +407,44 @@ async fn a_drill_pages_by_email_and_irc_and_an_ack_in_the_channel_is_its_tta() {
     assert!((0..=10).contains(&tta), "{j}");
     assert!(j["summary"].as_str().unwrap().contains("acknowledged in"), "{j}");
 }
+
+/// Everything said in the incident's room while it was open is in its postmortem's timeline, however much: 120
+/// lines (more than the 50 the status page remembers) from a person on ngircd, and the robot's own answers;
+/// the robot keeps them in the store (30 days, 100,000 lines at most).
+#[tokio::test]
+async fn every_line_said_in_the_room_during_an_incident_is_in_its_postmortem() {
+    let irc = Ngircd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with_config(&config(dir.path(), irc.port)).await;
+    s.token("alice", "member").await;
+    let joined = eventually(Duration::from_secs(10), || async {
+        s.get_json("/api/v1/chat", &s.admin).await["irc"]["channels"] == json!(["#ops"])
+    })
+    .await;
+    assert!(joined, "the robot joins #ops");
+    let mut alice = Person::join(irc.port, "alicenick", "#ops").await;
+    let id = open(&s, "search is slow").await;
+    alice.page(id).await;
+    for i in 0..120 {
+        alice.command(&format!("tried thing {i} <b>bold</b>")).await;
+    }
+    // The robot reads the room in order: once it answers this, it has kept every line before it.
+    alice.command("!incidents").await;
+    alice.answer(&format!("#{id} ")).await;
+    let res = s
+        .req(Method::POST, &format!("/api/v1/incidents/{id}/resolve"), &s.admin)
+        .json(&json!({"note": "reindexed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let pm = s.get_json(&format!("/api/v1/incidents/{id}/postmortem"), &s.admin).await;
+    let md = pm["markdown"].as_str().unwrap();
+    let said: Vec<&str> = md.lines().filter(|l| l.contains(" #ops <alicenick> tried thing ")).collect();
+    assert_eq!(said.len(), 120, "every line, not the last 50:\n{md}");
+    for (i, l) in said.iter().enumerate() {
+        assert!(l.ends_with(&format!("tried thing {i} <b>bold</b>")), "in the order said: {l}");
+    }
+    assert!(md.contains("#ops <alicenick> !incidents"), "commands too:\n{md}");
+    assert!(md.contains(&format!("#ops <crew> #{id} ")), "and the robot's answers:\n{md}");
+}

@@ -1,8 +1,9 @@
 //! The chat domain: the robot in the server. `[chat]` of crew.toml (`config.rs`), the IRC connection started
 //! with `crew serve`, the timeline announced to rooms by their filters, who is speaking (crew.toml's
 //! `[[chat.users]]` and the links `crew chat link` makes), and chat commands run as the crew user the speaker
-//! maps to (with that user's role, `via chat`) by calling the other domains' services. The protocol and the
-//! command registry live in `crew-chat`.
+//! maps to (with that user's role, `via chat`) by calling the other domains' services; and the lines said in
+//! its channels, people's and its own, kept in the store (30 days, at most 100,000) for postmortems. The
+//! protocol and the command registry live in `crew-chat`.
 
 pub mod api;
 pub mod config;
@@ -24,7 +25,7 @@ use crew_chat::mask::Sender;
 use crew_chat::{announce, mask};
 use crew_core::{kind, Actor, Delivery, Event, EventFilter, NewEvent, Role, Via};
 use crew_flags::knobs::{self, Knob};
-use crew_store::{ChatLink, Store};
+use crew_store::{ChatLine, ChatLink, Store};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -38,6 +39,15 @@ pub struct Chat {
     store: Arc<dyn Store>,
     config: Option<Arc<ChatSection>>,
     tokens: Tokens,
+}
+
+/// How long the lines said in channels are kept, and how many at most.
+pub const LINES_KEPT_FOR: Duration = Duration::from_secs(30 * 86_400);
+pub const LINES_KEPT_MAX: i64 = 100_000;
+
+/// Whether an IRC target is a channel (`#ops`, `&local`, `+modeless`, `!safe`) rather than a nick.
+fn is_channel(room: &str) -> bool {
+    room.starts_with(['#', '&', '+', '!'])
 }
 
 /// How long a page waits for the IRC server's answer before it counts as failed.
@@ -138,7 +148,7 @@ impl Chat {
         }
         match tokio::time::timeout(PAGE_ANSWER_WITHIN, answer).await {
             Ok(Ok(irc::PageOutcome::Delivered)) => {
-                self.status.remember(to, "crew", &text);
+                self.said(to, "crew", &text).await;
                 (Delivery::Delivered, None)
             }
             Ok(Ok(irc::PageOutcome::Refused(why))) => (Delivery::Refused, Some(why)),
@@ -165,6 +175,34 @@ impl Chat {
             return Err("every webhook's queue is full".into());
         }
         Ok(n)
+    }
+
+    /// A line said in `room` by `who` (`crew` for the robot): remembered for the status page and, in a channel
+    /// (never a private message), kept in the store for [`LINES_KEPT_FOR`], at most [`LINES_KEPT_MAX`] lines in
+    /// all. A store that fails loses the line, never the conversation.
+    pub async fn said(&self, room: &str, who: &str, text: &str) {
+        let at = chrono::Utc::now();
+        self.status.remember(room, who, text, at);
+        if !is_channel(room) {
+            return;
+        }
+        let line = ChatLine { at, room: room.to_string(), who: who.to_string(), text: text.to_string() };
+        let since = at - chrono::Duration::from_std(LINES_KEPT_FOR).expect("30 days fit");
+        if let Err(e) = self.store.add_chat_line(&line, since, LINES_KEPT_MAX).await {
+            tracing::warn!(error = %e, room, "a chat line was not kept");
+        }
+    }
+
+    /// The lines said in `room` (every channel when `None`) in [from, to], oldest first, at most `limit`: what
+    /// every replica's robot kept.
+    pub async fn lines(
+        &self,
+        room: Option<&str>,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<ChatLine>, ApiError> {
+        Ok(self.store.chat_lines(room, from, to, limit).await?)
     }
 
     /// The robot's first channel, where incidents are highlighted unless `[incidents] room` says otherwise.
@@ -275,26 +313,12 @@ impl ChatStatus {
         }
     }
 
-    fn remember(&self, room: &str, who: &str, text: &str) {
+    fn remember(&self, room: &str, who: &str, text: &str, at: chrono::DateTime<chrono::Utc>) {
         let mut r = self.recent.lock().expect("recent");
         if r.len() >= 50 {
             r.pop_front();
         }
-        r.push_back(Said { at: chrono::Utc::now(), room: room.into(), who: who.into(), text: text.into() });
-    }
-
-    /// The lines said in `room` (every room when `None`) in [from, to] that this replica still remembers.
-    pub fn said_in(
-        &self,
-        room: Option<&str>,
-        from: chrono::DateTime<chrono::Utc>,
-        to: chrono::DateTime<chrono::Utc>,
-    ) -> Vec<Said> {
-        let r = self.recent.lock().expect("recent");
-        r.iter()
-            .filter(|s| s.at >= from && s.at <= to && room.is_none_or(|room| s.room.eq_ignore_ascii_case(room)))
-            .cloned()
-            .collect()
+        r.push_back(Said { at, room: room.into(), who: who.into(), text: text.into() });
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -424,7 +448,7 @@ async fn announcer(
                 let filters =
                     irc.announce.iter().find(|(r, _)| r.eq_ignore_ascii_case(room)).map(|(_, f)| f.as_slice());
                 if announce::wanted(filters.unwrap_or(&[]), &e.kind) {
-                    status.remember(room, "crew", &text);
+                    robot.chat.said(room, "crew", &text).await;
                     let _ = out
                         .send(Outgoing::Announce { room: room.clone(), kind: e.kind.clone(), text: text.clone() })
                         .await;
@@ -446,8 +470,9 @@ async fn listen(
 ) {
     let mut limiter = Limiter::default();
     while let Some(m) = incoming.recv().await {
+        // Every line said in a channel is kept, commands or not: a postmortem's timeline shows what was said.
+        robot.chat.said(&m.room, &m.sender.nick, &m.text).await;
         let Some(parsed) = commands::parse(&m.text) else { continue };
-        robot.chat.status.remember(&m.room, &m.sender.nick, &m.text);
         let reply = |text: String| Outgoing::Reply { room: m.room.clone(), text };
         // Refusals and errors are rate limited per person too (known or not), so bad commands cannot make the
         // robot flood a room.
@@ -499,7 +524,7 @@ async fn listen(
             Ok(t) => t,
             Err(e) => format!("{}: {e}", m.sender.nick),
         };
-        robot.chat.status.remember(&m.room, "crew", &text);
+        robot.chat.said(&m.room, "crew", &text).await;
         let _ = out.send(reply(text)).await;
     }
 }

@@ -34,6 +34,26 @@ pub struct Incidents {
     flags: crate::flags::Flags,
     runbooks: crate::runbooks::Runbooks,
     chat: crate::chat::Chat,
+    metrics: crate::metrics::Metrics,
+}
+
+/// The other domains' services the incidents service calls.
+pub struct Peers {
+    pub chat: crate::chat::Chat,
+    pub deploys: crate::deploys::Deploys,
+    pub flags: crate::flags::Flags,
+    pub runbooks: crate::runbooks::Runbooks,
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// A deploy's author to page before the escalation: which deploy, how long before, and the environment and
+/// series when its watch names the alert's series.
+#[derive(Debug, Clone)]
+struct Deployer {
+    author: String,
+    deploy: i64,
+    before: i64,
+    watched: Option<(String, String)>,
 }
 
 /// What opens an incident.
@@ -101,15 +121,8 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 impl Incidents {
-    pub fn new(
-        p: &Platform,
-        timeline: Timeline,
-        oncall: Oncall,
-        chat: crate::chat::Chat,
-        deploys: crate::deploys::Deploys,
-        flags: crate::flags::Flags,
-        runbooks: crate::runbooks::Runbooks,
-    ) -> Self {
+    pub fn new(p: &Platform, timeline: Timeline, oncall: Oncall, peers: Peers) -> Self {
+        let Peers { chat, deploys, flags, runbooks, metrics } = peers;
         let notifier = notify::Notifier::new(p, timeline.clone(), chat.clone());
         Incidents {
             store: p.store.clone(),
@@ -121,6 +134,7 @@ impl Incidents {
             flags,
             runbooks,
             chat,
+            metrics,
         }
     }
 
@@ -234,10 +248,21 @@ impl Incidents {
                 if changes.len() > 1 { format!(" (+{} more changes)", changes.len() - 1) } else { String::new() }
             )
         });
-        let deployer = changes.iter().find_map(|c| {
-            let author = c.detail.get("author")?.as_str()?;
-            self.oncall.person(author)?;
-            Some((author.to_string(), c.detail["deploy"].as_i64().unwrap_or_default(), c.before_seconds))
+        // The deployer first: the author of the newest deploy in the window whose environment's watch names the
+        // alert's series (whatever the alert's severity), else, for a page, the author of the newest deploy.
+        let series = if t.source == "alert" { t.details.get("series").and_then(|s| s.as_str()) } else { None };
+        let watched = series.and_then(|s| self.watching_deploy(&changes, s));
+        let deployer = watched.clone().or_else(|| {
+            changes.iter().find_map(|c| {
+                let author = c.detail.get("author")?.as_str()?;
+                self.oncall.person(author)?;
+                Some(Deployer {
+                    author: author.to_string(),
+                    deploy: c.detail["deploy"].as_i64().unwrap_or_default(),
+                    before: c.before_seconds,
+                    watched: None,
+                })
+            })
         });
         let n = NewIncident {
             key: t.key.clone(),
@@ -299,20 +324,39 @@ impl Incidents {
                 }),
             )
             .await?;
-        if let (Some((author, deploy, before)), true) =
-            (deployer, matches!(what, Triggered::Opened | Triggered::Reopened) && inc.due_at.is_some())
-        {
-            // The deployer first: their deploy went out just before this page.
+        let opened = matches!(what, Triggered::Opened | Triggered::Reopened);
+        // A page goes to the deployer of any deploy in the window; an alert on a series their deploy watched
+        // reaches them even when it pages nobody (a ticket).
+        if let Some(d) = deployer.filter(|d| opened && (inc.due_at.is_some() || d.watched.is_some())) {
+            let Deployer { author, deploy, before, watched } = d;
+            let why = match &watched {
+                Some((env, s)) => format!(
+                    "their deploy #{deploy} to {env} went out {} before, and {env}'s watch judges {s}",
+                    human_secs(before)
+                ),
+                None => format!("their deploy #{deploy} went out {} before", human_secs(before)),
+            };
             let recipients = vec![Recipient::Person { name: author.clone(), via: Some(format!("deploy #{deploy}")) }];
             let e = NewEvent::new(
                 Actor::new("crew", Via::Scheduler),
                 kind::INCIDENT_ESCALATED,
                 &subject(inc.id),
-                format!("#{} paging {author} first: their deploy #{deploy} went out {} before", inc.id, human_secs(before)),
+                if inc.due_at.is_some() {
+                    format!("#{} paging {author} first: {why}", inc.id)
+                } else {
+                    format!("#{} notifying {author}, though it pages nobody: {why}", inc.id)
+                },
             )
-            .with_data(json!({"incident": inc.id, "step": null, "deployer": author, "deploy": deploy, "recipients": recipients}));
+            .with_data(json!({"incident": inc.id, "step": null, "deployer": author, "deploy": deploy,
+                              "watched": watched.as_ref().map(|(_, s)| s), "recipients": recipients}));
             self.store.note_incident(inc.id, e).await?;
-            self.notifier.send(&inc, -1, recipients);
+            let because = if inc.due_at.is_some() { "You are paged first" } else { "You are told" };
+            self.notifier.send_because(
+                &inc,
+                -1,
+                recipients,
+                Some(&format!("{because}: {}.", why.replacen("their", "your", 1))),
+            );
         }
         if matches!(what, Triggered::Opened | Triggered::Reopened | Triggered::Joined)
             && inc.due_at.is_some_and(|d| d <= Utc::now())
@@ -321,6 +365,26 @@ impl Incidents {
             self.tick(Utc::now()).await?;
         }
         Ok((inc, what))
+    }
+
+    /// The newest deploy among `changes` whose environment's `[environments.NAME.watch]` names `series` (a
+    /// key such as `www.errors{host=a}`, matched by its name, as the watch's `name` or `over`), if its author is
+    /// someone crew.toml's `[people]` knows.
+    fn watching_deploy(&self, changes: &[context::Change], series: &str) -> Option<Deployer> {
+        let name = crate::metrics::split_key(series).0;
+        changes.iter().find_map(|c| {
+            let env = c.detail.get("environment")?.as_str()?;
+            let author = c.detail.get("author")?.as_str()?;
+            let (watch, _) = self.deploys.watch(env)?;
+            let s = watch.series.iter().find(|w| w.name == name || w.over.as_deref() == Some(name))?;
+            self.oncall.person(author)?;
+            Some(Deployer {
+                author: author.to_string(),
+                deploy: c.detail["deploy"].as_i64().unwrap_or_default(),
+                before: c.before_seconds,
+                watched: Some((env.to_string(), s.name.clone())),
+            })
+        })
     }
 
     pub async fn get(&self, id: i64) -> Result<Incident, ApiError> {

@@ -193,6 +193,11 @@ impl Notifier {
 
     /// Sends step `step`'s pages for `inc` to `recipients`, each in its own task.
     pub fn send(&self, inc: &Incident, step: i64, recipients: Vec<Recipient>) {
+        self.send_because(inc, step, recipients, None)
+    }
+
+    /// As [`Notifier::send`], each page saying `because` (why this person: "your deploy #12 ...").
+    pub fn send_because(&self, inc: &Incident, step: i64, recipients: Vec<Recipient>, because: Option<&str>) {
         let tag = if inc.drill { "DRILL " } else { "" };
         let url = format!("{}/incidents/{}", self.base, inc.id);
         let runbook = inc.runbook.as_deref().map(|r| {
@@ -203,10 +208,11 @@ impl Notifier {
                 h
             }
         });
-        let line = format!("{tag}#{} [{}] {}", inc.id, inc.severity, inc.summary);
+        let mut line = format!("{tag}#{} [{}] {}", inc.id, inc.severity, inc.summary);
         let subject = format!("[crew] {tag}#{} {}", inc.id, inc.summary);
+        let why = because.map(|b| format!("{b}\n")).unwrap_or_default();
         let body = format!(
-            "{line}\n\nTriggered: {}\nSource: {}\nIncident: {url}\n{}\nAcknowledge: open the incident's page, \
+            "{line}\n\n{why}Triggered: {}\nSource: {}\nIncident: {url}\n{}\nAcknowledge: open the incident's page, \
              run `crew incident ack {}`, or say `!ack {}` in chat. Nobody else is paged once you do.\n",
             crew_core::time::rfc3339(inc.triggered_at),
             inc.source,
@@ -214,6 +220,9 @@ impl Notifier {
             inc.id,
             inc.id,
         );
+        if let Some(b) = because {
+            line = format!("{line} ({})", b.trim_end_matches('.'));
+        }
         let room = self.config.room.clone().or_else(|| self.chat.first_channel());
         let mut pages = Vec::new();
         for r in recipients {

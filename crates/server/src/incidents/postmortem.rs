@@ -1,6 +1,8 @@
-//! Blameless postmortems: drafted at resolve from the real timeline — summary, impact (the alert's series and
-//! how long it was over its threshold), TTD, TTA, TTR, the changes before it, every event of any kind in
-//! `[start − context, end]` and the lines said in the incident's room — with sections for people (contributing
+//! Blameless postmortems: drafted at resolve from the real timeline — summary, impact (the alert's series as
+//! an SVG graph with the deploy and flag markers and the threshold, drawn by the metrics service, and how long
+//! it was over its threshold), TTD, TTA, TTR, the changes before it, every event of any kind in
+//! `[start − context, end]` and the lines said in the incident's room (as the chat service kept them, at most
+//! [`ROOM_LINES_MAX`]) — with sections for people (contributing
 //! factors, what made sense at the time, what went well, action items). No field asks who is to blame. States
 //! draft → in review → published, each an event. Action items are Markdown checklist lines; those crew can check
 //! ("runbook NAME exists", "an alert rule covers SERIES") close themselves when they come true.
@@ -15,6 +17,9 @@ use serde_json::json;
 
 /// The longest postmortem kept.
 pub const MARKDOWN_MAX: usize = 256 * 1024;
+
+/// The most lines said in the incident's room that a draft lists.
+pub const ROOM_LINES_MAX: i64 = 10_000;
 
 /// One action item, as its checklist line says.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -257,11 +262,24 @@ impl Incidents {
                 let name = crate::metrics::split_key(s).0;
                 let q = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>();
                 md.push_str(&format!(
-                    "- The alert **{a}** on `{s}` ({} {} {}): over its threshold for {over}.\n- The graph, with the deploys and flag changes on it: [/graphs?q={q}](/graphs?q={q}&range=6h)\n",
+                    "- The alert **{a}** on `{s}` ({} {} {}): over its threshold for {over}.\n- The graph, live: [/graphs?q={q}](/graphs?q={q}&range=6h)\n",
                     inc.details["stat"].as_str().unwrap_or(""),
                     inc.details["op"].as_str().unwrap_or(""),
                     inc.details["threshold"],
                 ));
+                // The series over the whole window, with crew's changes on it and the threshold: an HTML block
+                // (its own lines, blank lines around it) that the postmortem page lets through its SVG allow-list.
+                let stat = inc.details["stat"].as_str();
+                let threshold = inc.details["threshold"].as_f64();
+                match self.metrics.graph(s, stat, start.timestamp(), end.timestamp(), threshold).await {
+                    Ok(Some(svg)) => {
+                        let svg = svg.replace(['\r', '\n'], " ");
+                        let (open, rest) = svg.split_once('>').unwrap_or((&svg, ""));
+                        md.push_str(&format!("\n{open}>\n{rest}\n\n"));
+                    }
+                    Ok(None) => md.push_str(&format!("- No points of `{s}` are stored for the window.\n")),
+                    Err(e) => md.push_str(&format!("- The graph of `{s}` could not be drawn: {e}\n")),
+                }
             }
             _ => md.push_str("- _Who and what was affected, and for how long?_\n"),
         }
@@ -301,7 +319,7 @@ impl Incidents {
         let mut events = self.timeline.query_all(&f, 50_000).await?;
         events.reverse();
         let room = self.oncall.config.room.clone().or_else(|| self.notifier_room());
-        let said = self.chat_status().said_in(room.as_deref(), start, end + chrono::Duration::seconds(1));
+        let said = self.chat.lines(room.as_deref(), start, end + chrono::Duration::seconds(1), ROOM_LINES_MAX).await?;
         let mut lines: Vec<(DateTime<Utc>, String)> = events
             .iter()
             .map(|e| (e.at, format!("- {} `{}` {} — {}", e.at.format("%H:%M:%S"), e.kind, e.actor.name, e.summary)))
@@ -348,9 +366,5 @@ impl Incidents {
 
     fn notifier_room(&self) -> Option<String> {
         self.chat.first_channel()
-    }
-
-    fn chat_status(&self) -> &crate::chat::ChatStatus {
-        &self.chat.status
     }
 }

@@ -168,7 +168,7 @@ pub async fn postmortem(
     let n = incident_id(&id)?;
     let pm = incidents.postmortem(n).await?;
     let p = &pm.postmortem;
-    let html = crate::runbooks::markdown::render(&p.markdown, "runbooks/postmortem.md");
+    let html = crate::runbooks::markdown::render_with_graphs(&p.markdown, "runbooks/postmortem.md");
     let member = user.role.allows(Role::Member);
     let editable = member && p.state != crew_core::PostmortemState::Published;
     let body = html! {

@@ -1,12 +1,13 @@
 //! The metrics domain: `[metrics]` of crew.toml, this replica's live state (heads, totals, exposition), and
 //! the service every reader calls — the series list, queries (`query.rs`), the receive path's status,
-//! annotations of deploys and flag changes. The StatsD receive path (`statsd.rs`), the flush task
+//! annotations of deploys and flag changes, graphs as SVG (`graph.rs`). The StatsD receive path (`statsd.rs`), the flush task
 //! (`flush.rs`), remote write and the Prometheus exposition live beside it; the Metrics page is `web.rs`.
 
 pub mod api;
 pub mod dashboards;
 pub mod exposition;
 pub mod flush;
+pub mod graph;
 pub mod query;
 pub mod remote_write;
 pub mod statsd;

@@ -22,6 +22,17 @@ fn options() -> Options {
 /// pages (`/…`); others are rendered as their alt text. Headings get ids (`mitigation`, `step-2`), unique in
 /// the page.
 pub fn render(md: &str, path: &str) -> String {
+    render_inner(md, path, false)
+}
+
+/// As [`render`], but an HTML block that is one SVG graph such as crew draws (a postmortem's impact graph) is
+/// kept, rewritten through `web::svg`'s allow-list; any other raw HTML, or a graph with anything off the list,
+/// is shown as text.
+pub fn render_with_graphs(md: &str, path: &str) -> String {
+    render_inner(md, path, true)
+}
+
+fn render_inner(md: &str, path: &str, graphs: bool) -> String {
     let folder = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     let mut events: Vec<Event> = Vec::new();
     // For every open link and image: whether it was kept (its end must then be kept too).
@@ -30,8 +41,35 @@ pub fn render(md: &str, path: &str) -> String {
     // The heading being read: where its start is in `events`, and its text so far.
     let mut heading: Option<(usize, String)> = None;
     let mut ids: HashMap<String, usize> = HashMap::new();
+    // An HTML block being read, when graphs may pass.
+    let mut block: Option<String> = None;
     for ev in Parser::new_ext(md, options()) {
+        if let Some(b) = &mut block {
+            match ev {
+                Event::Html(t) => {
+                    b.push_str(&t);
+                    continue;
+                }
+                Event::End(TagEnd::HtmlBlock) => {
+                    let raw = block.take().unwrap_or_default();
+                    match crate::web::svg::sanitise(&raw) {
+                        Some(svg) => events.push(Event::Html(format!("{svg}\n").into())),
+                        None => {
+                            events.push(Event::Start(Tag::Paragraph));
+                            events.push(Event::Text(raw.into()));
+                            events.push(Event::End(TagEnd::Paragraph));
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+        }
         let ev = match ev {
+            Event::Start(Tag::HtmlBlock) if graphs => {
+                block = Some(String::new());
+                continue;
+            }
             Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
             Event::Start(Tag::HtmlBlock) => Event::Start(Tag::Paragraph),
             Event::End(TagEnd::HtmlBlock) => Event::End(TagEnd::Paragraph),

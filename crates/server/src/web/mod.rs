@@ -6,6 +6,7 @@
 //! Content-Security-Policy: scripts and styles only from crew itself, never inline.
 
 pub mod layout;
+pub mod svg;
 
 use crate::auth::{cookie, hash_secret, random_id, Auth, SESSION_COOKIE};
 use crate::http::Route;
