@@ -108,7 +108,7 @@ impl Parser {
         let colon = line.iter().position(|&b| b == b':').ok_or(BadLine::NoColon)?;
         let (name, rest) = (&line[..colon], &line[colon + 1..]);
         let pipe = rest.iter().position(|&b| b == b'|').ok_or(BadLine::NoType)?;
-        let (values, mut opts) = (&rest[..pipe], &rest[pipe + 1..]);
+        let (values, opts) = (&rest[..pipe], &rest[pipe + 1..]);
         let end = opts.iter().position(|&b| b == b'|').unwrap_or(opts.len());
         let kind = match &opts[..end] {
             b"c" => Kind::Counter,
@@ -117,10 +117,11 @@ impl Parser {
             b"s" => Kind::Set,
             _ => return Err(BadLine::UnknownType),
         };
-        opts = opts.get(end + 1..).unwrap_or(&[]);
+        // Every `|` after the type starts a field, an empty one too (`k:1|c|` is a bad line, as in Etsy's StatsD).
+        let mut fields = opts.get(end + 1..);
         let mut rate = 1.0;
         self.tags.clear();
-        while !opts.is_empty() {
+        while let Some(opts) = fields {
             let end = opts.iter().position(|&b| b == b'|').unwrap_or(opts.len());
             let opt = &opts[..end];
             if let Some(r) = opt.strip_prefix(b"@") {
@@ -149,7 +150,7 @@ impl Parser {
                 // and ignored; anything else is a mistake, as Etsy's StatsD counts it.
                 return Err(BadLine::UnknownField);
             }
-            opts = opts.get(end + 1..).unwrap_or(&[]);
+            fields = opts.get(end + 1..);
         }
         self.key.clear();
         sanitize_into(name, &mut self.key);
@@ -286,6 +287,8 @@ mod tests {
             ("a:1:-2|ms", BadLine::NegativeTimer),
             ("a:1|c|0.1", BadLine::UnknownField),
             ("a:1|c|x", BadLine::UnknownField),
+            ("a:1|c|", BadLine::UnknownField),
+            ("a:1|c|#t:v|", BadLine::UnknownField),
             ("a:1|c|T12a", BadLine::UnknownField),
             ("a:1|c|@-1", BadLine::BadRate),
             ("!!!:1|c", BadLine::EmptyName),

@@ -144,6 +144,54 @@ async fn every_statsd_type_from_a_real_client_is_aggregated_and_queryable() {
     }
 }
 
+/// Etsy StatsD's own cases of `is_valid_packet` (statsd/statsd's test/helpers_tests.js), line → valid?, the
+/// table `crates/metrics/tests/etsy.rs` checks the parser with.
+fn etsy_cases() -> Vec<(bool, &'static str)> {
+    include_str!("../../../metrics/tests/etsy/is_valid_packet.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (v, line) = l.split_once('\t').expect("`valid` or `bad`, a tab, the line");
+            (v == "valid", line)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_running_crew_counts_the_lines_etsy_statsd_refuses() {
+    let (_d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let cases = etsy_cases();
+    let etsy_bad = cases.iter().filter(|(valid, _)| !valid).count() as u64;
+    assert!(etsy_bad >= 15 && cases.len() >= 40, "the table is read");
+    // Every case in its own datagram, as a client sends them, each line under its own name.
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, (_, line)) in cases.iter().enumerate() {
+        let line = line.replacen("foo:", &format!("etsy.case{i}:"), 1);
+        raw.send_to(line.as_bytes(), statsd(&s)).unwrap();
+    }
+    let want = cases.len() as u64;
+    let all_in = eventually(Duration::from_secs(20), || async {
+        s.get_json("/api/v1/metrics/status", &s.admin).await["lines"].as_u64() == Some(want)
+    })
+    .await;
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    assert!(all_in, "every line arrived: {status}");
+    assert_eq!(status["bad_lines"].as_u64(), Some(etsy_bad), "crew's bad lines are Etsy's: {status}");
+    // And each valid case is a series of its own; no refused one is.
+    let ok = eventually(Duration::from_secs(20), || async {
+        let list = s.get_json("/api/v1/metrics?name=etsy.case", &s.admin).await;
+        list["series"].as_array().map(|a| a.len() as u64) == Some(want - etsy_bad)
+    })
+    .await;
+    let list = s.get_json("/api/v1/metrics?name=etsy.case", &s.admin).await;
+    assert!(ok, "{list}");
+    for (i, (valid, line)) in cases.iter().enumerate() {
+        let listed = list["series"].as_array().unwrap().iter().any(|x| x["name"] == format!("etsy.case{i}"));
+        assert_eq!(listed, *valid, "{line}: {list}");
+    }
+}
+
 #[tokio::test]
 async fn a_real_prometheus_scrapes_crew() {
     let (_d, cfg) = config("");
