@@ -295,10 +295,11 @@ fn parse_loop(rx: Receiver<Msg>, pool: SyncSender<Vec<u8>>, m: Arc<Live>, port: 
                 }
                 sent = now;
                 agg.add_internal("crew.metrics.series", Kind::Gauge, agg.len() as f64);
+                // In base units, as Prometheus names them (`crew_metrics_flush_seconds`).
                 agg.add_internal(
-                    "crew.metrics.flush_ms",
+                    "crew.metrics.flush_seconds",
                     Kind::Gauge,
-                    t.last_flush_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                    t.last_flush_us.load(Ordering::Relaxed) as f64 / 1_000_000.0,
                 );
                 t.series.store(agg.len() as u64, Ordering::Relaxed);
                 let mut out = Vec::with_capacity(agg.len());
