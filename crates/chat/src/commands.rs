@@ -189,6 +189,16 @@ pub const COMMANDS: &[Spec] = &[
         long_running: false,
     },
     Spec {
+        name: "experiment",
+        usage: "KEY [METRIC]",
+        help: "a bucket test's results: each variant's rate, its lift on the control, the winner",
+        role: Role::Viewer,
+        min_args: 1,
+        max_args: Some(2),
+        limit: (10, MINUTE),
+        long_running: false,
+    },
+    Spec {
         name: "help",
         usage: "[CMD]",
         help: "the commands, or one command's usage",

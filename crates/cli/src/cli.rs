@@ -63,6 +63,21 @@ pub enum Command {
         #[arg(short = 'm', long = "message", value_name = "MSG", default_value = "")]
         message: String,
     },
+    /// A bucket test's results: per variant its users, conversions and rate, the lift against the control with
+    /// its interval (sequential: safe to look at any time) and p-value, the sample-ratio check, the winner.
+    Experiment {
+        /// The split flag.
+        key: String,
+        /// The tracking event counted as a conversion (the flag's own key by default).
+        #[arg(long, value_name = "NAME")]
+        metric: Option<String>,
+        /// `sequential` (the default) or `fixed` (Welch, for one look at a fixed horizon).
+        #[arg(long, value_name = "METHOD")]
+        method: Option<String>,
+        /// Every phase, not only the current one.
+        #[arg(long)]
+        all: bool,
+    },
     /// Decide a deploy the judge holds (a marginal or failing canary with on_fail = page or pause): go on, or
     /// switch back.
     Decide {

@@ -41,6 +41,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             let d = client.json(Method::POST, "/api/v1/deploys", Some(&body)).await?;
             crate::deploy::follow(&client, &d, cli.global.json).await
         }
+        Command::Experiment { key, metric, method, all } => {
+            let client = Client::new(&cli.global.server, &data_dir)?;
+            let mut q: Vec<(&str, &str)> = vec![];
+            if let Some(m) = &metric {
+                q.push(("metric", m));
+            }
+            if let Some(m) = &method {
+                q.push(("method", m));
+            }
+            let p = crate::client::path_query(&["api", "v1", "flags", &key, "results"], &q);
+            let r = client.json(Method::GET, &p, None).await?;
+            if cli.global.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", crate::output::experiment(&r, all));
+            }
+            Ok(())
+        }
         Command::Decide { deploy, decision, message } => {
             let client = Client::new(&cli.global.server, &data_dir)?;
             let decision = match decision.as_str() {

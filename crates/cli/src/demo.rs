@@ -100,6 +100,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for (key, body) in knobs {
         alice.json(Method::POST, &format!("/api/v1/flags/{key}/knob"), Some(&body)).await?;
     }
+    bucket_test(&alice, "button-color").await?;
 
     // The hosts' machine state, converged from their roles; then someone edits web2 by hand, and a check finds it.
     let infra = |mode| {
@@ -216,6 +217,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew flags                                # the flags, in words\n    \
          crew flag video-uploads on -r \"storage ok\"   # flip the contingency switch back\n    \
          crew flag eval search-v2 --user bob       # what bob gets, and why\n    \
+         crew experiment button-color              # the bucket test: blue converts better (and its interval)\n    \
          crew infra plan web2                      # web2 drifted: the hand edit, as a diff\n    \
          crew infra apply web2                     # and back to its role\n    \
          crew graph www.requests --since 1h        # the traffic, deploys marked under it\n    \
@@ -583,4 +585,32 @@ async fn send_traffic(
             _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
         }
     }
+}
+
+/// The bucket test's traffic: 4,000 visitors bucketed by crew's own split (evaluated here, as the SDK does,
+/// and reported as one batch of exposures), of whom 8% of `control` and 13% of `blue` buy (OpenFeature tracking
+/// events), so the Results page (`/flags/KEY/results`) shows `blue` winning.
+async fn bucket_test(client: &Client, key: &str) -> Result<()> {
+    let flag = client.json(Method::GET, &crate::client::path(&["api", "v1", "flags", key]), None).await?;
+    let set = crew_flags::FlagSet::from_value(&json!({"flags": {key: flag["definition"]}}))?;
+    let mut exposures = vec![];
+    let mut buyers = vec![];
+    for i in 0..4000u64 {
+        let user = format!("visitor-{i}");
+        let r = set.evaluate(key, &json!({"targetingKey": user}), 0);
+        let Some(variant) = r.variant else { continue };
+        // A fixed scatter of buyers: the same demo every time.
+        let rate = if variant == "blue" { 13 } else { 8 };
+        if (i * 7919 + 13) % 100 < rate {
+            buyers.push(user.clone());
+        }
+        exposures.push(json!({"key": key, "targetingKey": user, "variant": variant}));
+    }
+    client.json(Method::POST, "/api/v1/exposures", Some(&json!({"exposures": exposures}))).await?;
+    // Each conversion is stamped when crew takes it, after its visitor's exposure: attributed.
+    for user in buyers {
+        let body = json!({"key": key, "context": {"targetingKey": user}});
+        client.json(Method::POST, "/api/v1/track", Some(&body)).await?;
+    }
+    Ok(())
 }

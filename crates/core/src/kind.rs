@@ -88,6 +88,10 @@ pub const DRILL_STARTED: &str = "drill.started";
 pub const DRILL_ACTION: &str = "drill.action";
 pub const DRILL_FINISHED: &str = "drill.finished";
 
+// Experiments (bucket tests).
+/// A split's users per variant are off its weights (chi-square p < 0.001): raised once per phase.
+pub const EXPERIMENT_SRM: &str = "experiment.srm";
+
 // On-call schedules.
 pub const ONCALL_OVERRIDE: &str = "oncall.override";
 pub const ONCALL_GAP: &str = "oncall.gap";

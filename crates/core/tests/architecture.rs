@@ -118,6 +118,7 @@ fn domains_use_services_not_handlers() {
         "oncall",
         "incidents",
         "drills",
+        "experiments",
         "feedback",
         "system",
     ];

@@ -134,6 +134,31 @@ pub fn parse_split(s: &str) -> Result<Vec<(String, u64)>, String> {
         .collect()
 }
 
+/// The variants of a split and their weights, control first: a definition switched on whose targeting is one
+/// `fractional` (what `crew flag KEY split` writes, or the same by hand, with or without a bucketing expression
+/// first). A bucket without a weight weighs 1 and a negative weight counts as 0, as flagd does. `None` for any
+/// other definition, and for what `rollout` and `dark` write (`on`/`off`, `dark`/`off`: a ramp, not a test).
+pub fn split_of(def: &Value) -> Option<Vec<(String, f64)>> {
+    if def.get("state").and_then(Value::as_str) != Some("ENABLED") {
+        return None;
+    }
+    let args = def.get("targeting")?.as_object().filter(|t| t.len() == 1)?.get("fractional")?.as_array()?;
+    let buckets = args.iter().skip_while(|a| !a.is_array());
+    let mut out = Vec::new();
+    for b in buckets {
+        let b = b.as_array()?;
+        let name = b.first()?.as_str()?;
+        let weight = match b.get(1) {
+            None => 1.0,
+            Some(w) => w.as_f64()?.max(0.0),
+        };
+        out.push((name.to_string(), weight));
+    }
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    let ramp = names.len() == 2 && names.contains(&"off") && (names.contains(&"on") || names.contains(&"dark"));
+    (out.len() >= 2 && !ramp).then_some(out)
+}
+
 /// The rules of a definition in words, for `crew flag KEY`.
 pub fn describe(def: &Value) -> String {
     let state = def.get("state").and_then(Value::as_str).unwrap_or("?");
@@ -197,6 +222,14 @@ mod tests {
         let all = apply(Some(&on), &Knob::Rollout(100)).unwrap();
         assert_eq!(eval(&all, json!({"targetingKey": "x"})).0.as_deref(), Some("on"));
         let split = apply(None, &Knob::Split(parse_split("control=50,new=50").unwrap())).unwrap();
+        assert_eq!(split_of(&split), Some(vec![("control".into(), 50.0), ("new".into(), 50.0)]));
+        assert_eq!(split_of(&on), None);
+        assert_eq!(split_of(&beta), None);
+        assert_eq!(split_of(&apply(Some(&on), &Knob::Rollout(30)).unwrap()), None, "a rollout is not a test");
+        let by_hand = json!({"state": "ENABLED", "variants": {"a": 1, "b": 2, "c": 3}, "defaultVariant": "a",
+            "targeting": {"fractional": [{"var": "org"}, ["a"], ["b", 2], ["c", -3]]}});
+        assert_eq!(split_of(&by_hand), Some(vec![("a".into(), 1.0), ("b".into(), 2.0), ("c".into(), 0.0)]));
+        assert_eq!(split_of(&json!({"state": "DISABLED", "targeting": split["targeting"]})), None);
         let v = eval(&split, json!({"targetingKey": "x"})).0.unwrap();
         assert!(v == "control" || v == "new");
         assert!(apply(None, &Knob::Rollout(101)).is_err());

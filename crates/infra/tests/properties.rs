@@ -153,9 +153,15 @@ proptest! {
         let made = folders_made(&apply);
         prop_assert_eq!(made.len(), expect_folders.len(), "each folder made once: {:?}", made);
         prop_assert_eq!(made.into_iter().collect::<BTreeSet<_>>(), expect_folders.clone());
+        // Owned as pyinfra makes them: root's when crew is root, else the user crew runs as (who made `root`).
+        let me = std::fs::metadata(&root).unwrap();
         for d in &expect_folders {
             let m = std::fs::symlink_metadata(root.join(d.trim_start_matches('/'))).unwrap();
             prop_assert!(m.is_dir() && m.mode() & 0o7777 == 0o755, "{} is {:o}", d, m.mode());
+            prop_assert_eq!(m.uid(), me.uid(), "{} is owned by crew's user", d);
+            if me.uid() == 0 {
+                prop_assert_eq!(m.gid(), 0, "{} is root's group", d);
+            }
         }
         let again = run(&rs, &t, true).unwrap();
         prop_assert_eq!(again.summary.changed, 0, "a second apply changes nothing: {:?}", changed(&again));

@@ -2,7 +2,7 @@
 //! several values in one line (`k:1:2:3|ms`). Types: `c` counters, `g` gauges (a leading `+`/`-` is a delta),
 //! `ms`, `h` and `d` timers, `s` sets. Names are sanitised as Etsy's StatsD does (whitespace runs → `_`, `/` →
 //! `-`, other characters outside `[A-Za-z0-9_.-]` dropped); tags become labels, sorted, so a series key is
-//! canonical: `name` or `name{k1=v1,k2=v2}`. Parsing writes the key into a caller's buffer and allocates nothing.
+//! canonical: `name` or `name{k1=v1,k2=v2}`, label names sanitised as names are, values kept as sent (UTF-8). Parsing writes the key into a caller's buffer and allocates nothing.
 //!
 //! Hand-written because no crate parses StatsD without allocating per line, which the receive path needs.
 
@@ -74,13 +74,13 @@ pub fn sanitize_into(name: &[u8], out: &mut String) {
     }
 }
 
-/// A label value: printable ASCII without the characters that delimit keys (`,{}="\`); others dropped.
-fn label_value_into(v: &[u8], out: &mut String) {
-    for &b in v {
-        if (0x21..0x7f).contains(&b) && !matches!(b, b',' | b'{' | b'}' | b'=' | b'"' | b'\\') {
-            out.push(b as char);
-        }
-    }
+/// A label value as sent: any UTF-8 (a value that is not UTF-8 makes the line bad), control characters dropped
+/// (a NUL cannot be stored). It cannot hold `,` (which ends a tag), so the key stays unambiguous: the name ends
+/// at the first `{`, the labels at the last `}`, each label name at its first `=`.
+fn label_value_into(v: &[u8], out: &mut String) -> Result<(), BadLine> {
+    let v = std::str::from_utf8(v).map_err(|_| BadLine::NotText)?;
+    out.extend(v.chars().filter(|c| !c.is_control()));
+    Ok(())
 }
 
 fn number(s: &[u8]) -> Option<f64> {
@@ -108,7 +108,7 @@ impl Parser {
         let colon = line.iter().position(|&b| b == b':').ok_or(BadLine::NoColon)?;
         let (name, rest) = (&line[..colon], &line[colon + 1..]);
         let pipe = rest.iter().position(|&b| b == b'|').ok_or(BadLine::NoType)?;
-        let (values, mut opts) = (&rest[..pipe], &rest[pipe + 1..]);
+        let (values, opts) = (&rest[..pipe], &rest[pipe + 1..]);
         let end = opts.iter().position(|&b| b == b'|').unwrap_or(opts.len());
         let kind = match &opts[..end] {
             b"c" => Kind::Counter,
@@ -117,10 +117,11 @@ impl Parser {
             b"s" => Kind::Set,
             _ => return Err(BadLine::UnknownType),
         };
-        opts = opts.get(end + 1..).unwrap_or(&[]);
+        // Every `|` after the type starts a field, an empty one too (`k:1|c|` is a bad line, as in Etsy's StatsD).
+        let mut fields = opts.get(end + 1..);
         let mut rate = 1.0;
         self.tags.clear();
-        while !opts.is_empty() {
+        while let Some(opts) = fields {
             let end = opts.iter().position(|&b| b == b'|').unwrap_or(opts.len());
             let opt = &opts[..end];
             if let Some(r) = opt.strip_prefix(b"@") {
@@ -149,7 +150,7 @@ impl Parser {
                 // and ignored; anything else is a mistake, as Etsy's StatsD counts it.
                 return Err(BadLine::UnknownField);
             }
-            opts = opts.get(end + 1..).unwrap_or(&[]);
+            fields = opts.get(end + 1..);
         }
         self.key.clear();
         sanitize_into(name, &mut self.key);
@@ -173,7 +174,7 @@ impl Parser {
                 self.key.push_str(&self.label);
                 self.key.push('=');
                 if ve > vs {
-                    label_value_into(&line[vs..ve], &mut self.key);
+                    label_value_into(&line[vs..ve], &mut self.key)?;
                 } else {
                     // A tag without a value (`#canary`) is a label whose value is `true`.
                     self.key.push_str("true");
@@ -262,7 +263,11 @@ mod tests {
         assert_eq!(got[0].0, "req{canary=true,env=prod,route=/home}");
         assert_eq!(all("req:1|c|@1|#b:2,a:1").unwrap()[0].0, "req{a=1,b=2}");
         assert_eq!(all("req:1|c|#,").unwrap()[0].0, "req");
-        assert_eq!(all("req:1|c|#x:a=b{c}").unwrap()[0].0, "req{x=abc}");
+        // Values as sent: UTF-8, quotes, backslashes, `=` and braces (the key is still read back whole).
+        assert_eq!(all("req:1|c|#x:a=b{c}").unwrap()[0].0, "req{x=a=b{c}}");
+        assert_eq!(all("req:1|c|#city:Zürich,path:/a\"b\\c").unwrap()[0].0, "req{city=Zürich,path=/a\"b\\c}");
+        assert_eq!(all("req:1|c|#sp:a b\tc\0").unwrap()[0].0, "req{sp=a bc}", "control characters dropped");
+        assert_eq!(all("req:1|c|#x:\u{7f}").unwrap()[0].0, "req{x=}");
     }
 
     #[test]
@@ -286,6 +291,8 @@ mod tests {
             ("a:1:-2|ms", BadLine::NegativeTimer),
             ("a:1|c|0.1", BadLine::UnknownField),
             ("a:1|c|x", BadLine::UnknownField),
+            ("a:1|c|", BadLine::UnknownField),
+            ("a:1|c|#t:v|", BadLine::UnknownField),
             ("a:1|c|T12a", BadLine::UnknownField),
             ("a:1|c|@-1", BadLine::BadRate),
             ("!!!:1|c", BadLine::EmptyName),
@@ -293,6 +300,10 @@ mod tests {
         ] {
             assert_eq!(all(line), Err(why), "{line}");
         }
+        // A tag value that is not UTF-8; a tag name that is not is sanitised like a name.
+        let mut p = Parser::new();
+        assert_eq!(p.parse(b"a:1|c|#t:\xff", |_, _, _, _| panic!("a bad line gives nothing")), Err(BadLine::NotText));
+        assert_eq!(p.parse(b"a:1|c|#t\xff:v", |k, _, _, _| assert_eq!(k, "a{t=v}")), Ok(1));
         assert_eq!(all(&format!("a:1|c|#t:{}", "x".repeat(MAX_LINE))), Err(BadLine::TooLong));
     }
 }

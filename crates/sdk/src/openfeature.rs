@@ -20,6 +20,18 @@ impl Provider {
     pub fn new(client: Client) -> Self {
         Provider { client, metadata: ProviderMetadata::new("crew") }
     }
+
+    /// OpenFeature's `track(trackingEventName, context, details)`: a conversion for a bucket test. The Rust
+    /// `open-feature` crate (0.2) has no tracking API on its provider trait yet, so it is offered here with the
+    /// specification's shape; it calls [`Client::track`].
+    pub async fn track(
+        &self,
+        event: &str,
+        ctx: &EvaluationContext,
+        value: Option<f64>,
+    ) -> Result<(), crate::TrackError> {
+        self.client.track(event, &context(ctx), value).await
+    }
 }
 
 fn context(ctx: &EvaluationContext) -> Value {

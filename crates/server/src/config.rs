@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub drills: Option<crate::drills::DrillsSection>,
     /// `[flags]`: `require_plan_above`.
     pub flags: Option<crate::flags::FlagsSection>,
+    /// `[experiments]`: `max_users`, `metrics`.
+    pub experiments: Option<crate::experiments::ExperimentsSection>,
 }
 
 /// `[server]`: the same settings as `crew serve`'s flags, for a team that keeps them in the repository.
@@ -239,6 +241,7 @@ impl Settings {
         let alerts = crate::alerts::check(&file.alerts).map_err(invalid)?;
         let limits = file.server.limits().map_err(invalid)?;
         file.flags.as_ref().map(crate::flags::FlagsSection::check).transpose().map_err(invalid)?;
+        file.experiments.as_ref().map(crate::experiments::ExperimentsSection::check).transpose().map_err(invalid)?;
         crate::metrics::dashboards::check(&file.dashboards).map_err(invalid)?;
         let metrics = file.metrics.clone().unwrap_or_default().check().map_err(|message| ConfigError::Invalid {
             path: config_path.clone().unwrap_or_else(|| PathBuf::from("crew.toml")),

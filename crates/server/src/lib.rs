@@ -16,6 +16,7 @@ pub mod config;
 pub mod deploys;
 pub mod drills;
 pub mod error;
+pub mod experiments;
 pub mod feedback;
 pub mod flags;
 pub mod http;
@@ -155,12 +156,15 @@ impl App {
         oncall::start(&state.oncall, &p, replica_id(&p.settings.data_dir)?);
         incidents::start(&state.incidents, alert_events);
         drills::start_schedule(&state.drills);
+        let experiments_task = experiments::start(&state.experiments, p.shutdown.clone());
         let rules = p.settings.alerts.clone();
         let metrics_task = metrics::flush::start(&state.metrics, state.timeline.clone(), rules, statsd);
         tracing::info!(addr = %p.addr, store = p.store.engine().as_str(), "crew is serving");
         serve(listener, router, p.shutdown.clone(), &p.settings.limits).await;
         // The metrics task stores its open chunks on the way out.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), metrics_task).await;
+        // And the experiments task its waiting exposures and conversions.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), experiments_task).await;
         tracing::info!("crew stopped");
         Ok(())
     }

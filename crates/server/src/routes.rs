@@ -3,7 +3,10 @@
 //! saying who may call it.
 
 use crate::http::{Least, Route};
-use crate::{chat, deploys, drills, flags, incidents, infra, metrics, oncall, runbooks, system, timeline, tokens, web};
+use crate::{
+    chat, deploys, drills, experiments, flags, incidents, infra, metrics, oncall, runbooks, system, timeline, tokens,
+    web,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::response::Redirect;
 use crew_core::Role::{Admin, Alert, Evaluate, Member, Viewer};
@@ -41,6 +44,10 @@ pub fn api() -> Vec<Route> {
         Route::delete("/api/v1/flags/{key}", Token(Member), flags::api::delete),
         Route::post("/api/v1/flags/{key}/knob", Token(Member), flags::api::knob),
         Route::get("/api/v1/flags/{key}/plan", Token(Viewer), flags::api::plan),
+        Route::get("/api/v1/flags/{key}/results", Token(Viewer), experiments::api::results),
+        Route::post("/api/v1/exposures", Token(Evaluate), experiments::api::exposures)
+            .map(|m| m.layer(DefaultBodyLimit::max(experiments::api::EXPOSURES_BODY_MAX))),
+        Route::post("/api/v1/track", Token(Evaluate), experiments::api::track).map(ofrep_limit),
         Route::put("/api/v1/flags/{key}/plan", Token(Member), flags::api::put_plan),
         Route::get("/api/v1/flags/{key}/ramp", Token(Viewer), flags::api::ramp),
         Route::post("/api/v1/flags/{key}/ramp", Token(Member), flags::api::start_ramp),
@@ -110,6 +117,7 @@ pub fn web() -> Vec<Route> {
         Route::post("/deploys/decide", Form(Member), deploys::web::decide),
         Route::get("/flags", Page(Viewer), flags::web::index),
         Route::get("/flags/{key}", Page(Viewer), flags::web::show),
+        Route::get("/flags/{key}/results", Page(Viewer), experiments::web::show),
         Route::post("/flags/{key}/knob", Form(Member), flags::web::knob),
         Route::post("/flags/{key}/ramp", Form(Member), flags::web::ramp),
         Route::post("/flags/{key}/ramp/cancel", Form(Member), flags::web::cancel_ramp),

@@ -7,6 +7,7 @@ use crate::chat::{Chat, ChatStatus, Robot};
 use crate::config::Settings;
 use crate::deploys::Deploys;
 use crate::drills::Drills;
+use crate::experiments::Experiments;
 use crate::flags::{FlagCache, Flags};
 use crate::incidents::Incidents;
 use crate::infra::Infra;
@@ -68,6 +69,7 @@ pub struct AppState {
     pub oncall: Oncall,
     pub incidents: Incidents,
     pub drills: Drills,
+    pub experiments: Experiments,
     pub runbooks: Runbooks,
     pub system: System,
 }
@@ -119,6 +121,8 @@ impl AppState {
             flags.clone(),
             metrics.clone(),
         );
+        let experiments =
+            Experiments::new(&platform, flags.clone(), timeline.clone(), feedback.clone(), metrics.clone());
         let system =
             System { platform: platform.clone(), chat: status, runbooks: runbooks.clone(), oncall: oncall.clone() };
         AppState {
@@ -136,6 +140,7 @@ impl AppState {
             oncall,
             incidents,
             drills,
+            experiments,
             system,
         }
     }

@@ -15,6 +15,15 @@ pub struct Exposure {
     pub at_ms: i64,
 }
 
+/// A user's tracking event (OpenFeature `track`) on a metric, with its value (1 when none was given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversion {
+    pub metric: String,
+    pub user: String,
+    pub at_ms: i64,
+    pub value: f64,
+}
+
 /// What a batch of exposures did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recorded {
@@ -42,77 +51,112 @@ impl<B: Backend> ExperimentStore for B {
         if exposures.is_empty() {
             return Ok(r);
         }
+        // One experiment at a time: its size is read and written once, whatever the batch holds of it.
+        let mut order: Vec<&Exposure> = exposures.iter().collect();
+        order.sort_by(|a, b| (a.flag.as_str(), a.phase).cmp(&(b.flag.as_str(), b.phase)));
         let mut tx = self.begin_write().await?;
-        for e in exposures {
-            tx.serialize_on(&format!("experiment:{}:{}", e.flag, e.phase)).await?;
+        for group in order.chunk_by(|a, b| a.flag == b.flag && a.phase == b.phase) {
+            let (flag, phase) = (group[0].flag.as_str(), group[0].phase);
+            tx.serialize_on(&format!("experiment:{flag}:{phase}")).await?;
             let users: Option<i64> = query("SELECT users FROM experiment_sizes WHERE flag = $1 AND phase = $2")
-                .bind(e.flag.as_str())
-                .bind(e.phase)
+                .bind(flag)
+                .bind(phase)
                 .fetch_optional_scalar(&mut tx)
                 .await?;
-            let inserted_if_room = users.unwrap_or(0) < max_users as i64;
-            if !inserted_if_room {
-                let seen: Option<i64> =
-                    query("SELECT phase FROM experiment_exposures WHERE flag = $1 AND phase = $2 AND user_key = $3")
-                        .bind(e.flag.as_str())
-                        .bind(e.phase)
-                        .bind(e.user.as_str())
-                        .fetch_optional_scalar(&mut tx)
-                        .await?;
-                if seen.is_some() {
-                    r.duplicates += 1
-                } else {
-                    r.dropped += 1
+            let mut room = (max_users as i64).saturating_sub(users.unwrap_or(0)).max(0);
+            let mut added = 0i64;
+            for e in group {
+                if room == 0 {
+                    let seen: Option<i64> = query(
+                        "SELECT phase FROM experiment_exposures WHERE flag = $1 AND phase = $2 AND user_key = $3",
+                    )
+                    .bind(flag)
+                    .bind(phase)
+                    .bind(e.user.as_str())
+                    .fetch_optional_scalar(&mut tx)
+                    .await?;
+                    if seen.is_some() {
+                        r.duplicates += 1
+                    } else {
+                        r.dropped += 1
+                    }
+                    continue;
                 }
-                continue;
+                let n = query(
+                    "INSERT INTO experiment_exposures (flag, phase, user_key, variant, exposed_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (flag, phase, user_key) DO NOTHING",
+                )
+                .bind(flag)
+                .bind(phase)
+                .bind(e.user.as_str())
+                .bind(e.variant.as_str())
+                .bind(e.at_ms)
+                .execute(&mut tx)
+                .await?;
+                if n == 0 {
+                    r.duplicates += 1;
+                } else {
+                    r.new += 1;
+                    added += 1;
+                    room -= 1;
+                }
             }
-            let n = query(
-                "INSERT INTO experiment_exposures (flag, phase, user_key, variant, exposed_ms) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (flag, phase, user_key) DO NOTHING",
-            )
-            .bind(e.flag.as_str())
-            .bind(e.phase)
-            .bind(e.user.as_str())
-            .bind(e.variant.as_str())
-            .bind(e.at_ms)
-            .execute(&mut tx)
-            .await?;
-            if n == 0 {
-                r.duplicates += 1;
-                continue;
+            if added > 0 {
+                query(
+                    "INSERT INTO experiment_sizes (flag, phase, users) VALUES ($1, $2, $3) \
+                     ON CONFLICT (flag, phase) DO UPDATE SET users = experiment_sizes.users + excluded.users",
+                )
+                .bind(flag)
+                .bind(phase)
+                .bind(added)
+                .execute(&mut tx)
+                .await?;
             }
-            r.new += 1;
-            query(
-                "INSERT INTO experiment_sizes (flag, phase, users) VALUES ($1, $2, 1) \
-                 ON CONFLICT (flag, phase) DO UPDATE SET users = experiment_sizes.users + 1",
-            )
-            .bind(e.flag.as_str())
-            .bind(e.phase)
-            .execute(&mut tx)
-            .await?;
         }
         tx.commit(&[]).await?;
         Ok(r)
     }
 
-    async fn record_conversion(&self, metric: &str, user: &str, at_ms: i64, value: f64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        query(
-            "INSERT INTO experiment_conversions (metric, user_key, first_ms, last_ms, count, value_sum) \
-             VALUES ($1, $2, $3, $3, 1, $4) ON CONFLICT (metric, user_key) DO UPDATE SET \
-             first_ms = CASE WHEN excluded.first_ms < experiment_conversions.first_ms THEN excluded.first_ms \
-                        ELSE experiment_conversions.first_ms END, \
-             last_ms = CASE WHEN excluded.last_ms > experiment_conversions.last_ms THEN excluded.last_ms \
-                       ELSE experiment_conversions.last_ms END, \
-             count = experiment_conversions.count + 1, \
-             value_sum = experiment_conversions.value_sum + excluded.value_sum",
+    async fn experiment_counts(&self, flag: &str, phase: i64) -> Result<Vec<(String, u64)>> {
+        let rows = query(
+            "SELECT variant, COUNT(*) FROM experiment_exposures WHERE flag = $1 AND phase = $2 \
+             GROUP BY variant ORDER BY variant",
         )
-        .bind(metric)
-        .bind(user)
-        .bind(at_ms)
-        .bind(value)
-        .execute(&mut tx)
+        .bind(flag)
+        .bind(phase)
+        .fetch_all(self.reader())
         .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<i64>(1)?.max(0) as u64))).collect()
+    }
+
+    async fn record_conversion(&self, metric: &str, user: &str, at_ms: i64, value: f64) -> Result<()> {
+        let c = Conversion { metric: metric.to_string(), user: user.to_string(), at_ms, value };
+        self.record_conversions(std::slice::from_ref(&c)).await
+    }
+
+    async fn record_conversions(&self, conversions: &[Conversion]) -> Result<()> {
+        if conversions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for c in conversions {
+            query(
+                "INSERT INTO experiment_conversions (metric, user_key, first_ms, last_ms, count, value_sum) \
+                 VALUES ($1, $2, $3, $3, 1, $4) ON CONFLICT (metric, user_key) DO UPDATE SET \
+                 first_ms = CASE WHEN excluded.first_ms < experiment_conversions.first_ms THEN excluded.first_ms \
+                            ELSE experiment_conversions.first_ms END, \
+                 last_ms = CASE WHEN excluded.last_ms > experiment_conversions.last_ms THEN excluded.last_ms \
+                           ELSE experiment_conversions.last_ms END, \
+                 count = experiment_conversions.count + 1, \
+                 value_sum = experiment_conversions.value_sum + excluded.value_sum",
+            )
+            .bind(c.metric.as_str())
+            .bind(c.user.as_str())
+            .bind(c.at_ms)
+            .bind(c.value)
+            .execute(&mut tx)
+            .await?;
+        }
         tx.commit(&[]).await?;
         Ok(())
     }

@@ -51,12 +51,15 @@ impl<B: Backend> FlagStore for B {
             query("SELECT definition FROM flags WHERE key = $1").bind(key).fetch_optional_scalar(&mut tx).await?;
         let before: Option<serde_json::Value> = before.as_deref().map(self::definition).transpose()?;
         let stamped = crate::stamp(vec![event(before.as_ref())])?;
+        // The definition's time is its flag.changed event's, to the millisecond: an experiment's phase is named
+        // by it, and the timeline finds the change that made the phase by it.
+        let at = stamped[0].1;
         query("DELETE FROM flags WHERE key = $1").bind(key).execute(&mut tx).await?;
         if let Some(def) = &definition {
             query("INSERT INTO flags (key, definition, updated_at, updated_by) VALUES ($1, $2, $3, $4)")
                 .bind(key)
                 .bind(def.to_string())
-                .bind(crate::to_millis(Utc::now()))
+                .bind(at)
                 .bind(actor)
                 .execute(&mut tx)
                 .await

@@ -39,7 +39,7 @@ use tokio::sync::broadcast;
 pub use access::{Session, TokenInfo};
 pub use chat::{ChatLine, ChatLink};
 pub use deploys::{Deploy, Lock, NewDeploy};
-pub use experiments::{Exposure, Recorded, StoredUnit};
+pub use experiments::{Conversion, Exposure, Recorded, StoredUnit};
 pub use flags::StoredFlag;
 pub use incidents::{Advance, Incident, NewIncident, Postmortem, Triggered};
 pub use metrics::{MetricChunk, MetricWal};
@@ -405,8 +405,14 @@ pub trait ExperimentStore: Send + Sync + 'static {
     /// duplicate; past `max_users` users an experiment takes no new ones (dropped).
     async fn record_exposures(&self, exposures: &[Exposure], max_users: u64) -> Result<Recorded>;
 
+    /// Users per variant of an experiment, by variant name.
+    async fn experiment_counts(&self, flag: &str, phase: i64) -> Result<Vec<(String, u64)>>;
+
     /// Records a conversion of `user` on `metric` at `at_ms` with its value (1 when none was given).
     async fn record_conversion(&self, metric: &str, user: &str, at_ms: i64, value: f64) -> Result<()>;
+
+    /// Records a batch of conversions in one transaction.
+    async fn record_conversions(&self, conversions: &[Conversion]) -> Result<()>;
 
     /// How many users an experiment has.
     async fn experiment_users(&self, flag: &str, phase: i64) -> Result<u64>;

@@ -258,6 +258,18 @@ async fn demo_serves_real_events_until_interrupted() {
         http.get(format!("{url}/api/v1/flags")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let keys: Vec<&str> = f["flags"].as_array().unwrap().iter().map(|f| f["key"].as_str().unwrap()).collect();
     assert_eq!(keys, ["button-color", "new-checkout", "recommendations", "search-v2", "video-uploads"]);
+    // The bucket test has traffic and conversions, and a winner.
+    let mut results = Value::Null;
+    for _ in 0..100 {
+        let res =
+            http.get(format!("{url}/api/v1/flags/button-color/results")).bearer_auth(&token).send().await.unwrap();
+        results = res.json().await.unwrap();
+        if results["phases"][0]["winner"] == "blue" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(results["phases"][0]["winner"], "blue", "{:#}", results["phases"][0]["variants"]);
     let switched = f["flags"].as_array().unwrap().iter().find(|f| f["key"] == "video-uploads").unwrap();
     assert_eq!(switched["definition"]["state"], "DISABLED");
     for host in ["web1", "web2"] {

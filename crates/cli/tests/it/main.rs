@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod deploy;
 mod domains;
+mod experiments;
 mod flags;
 mod hardening;
 mod harness;

@@ -144,6 +144,54 @@ async fn every_statsd_type_from_a_real_client_is_aggregated_and_queryable() {
     }
 }
 
+/// Etsy StatsD's own cases of `is_valid_packet` (statsd/statsd's test/helpers_tests.js), line → valid?, the
+/// table `crates/metrics/tests/etsy.rs` checks the parser with.
+fn etsy_cases() -> Vec<(bool, &'static str)> {
+    include_str!("../../../metrics/tests/etsy/is_valid_packet.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (v, line) = l.split_once('\t').expect("`valid` or `bad`, a tab, the line");
+            (v == "valid", line)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_running_crew_counts_the_lines_etsy_statsd_refuses() {
+    let (_d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let cases = etsy_cases();
+    let etsy_bad = cases.iter().filter(|(valid, _)| !valid).count() as u64;
+    assert!(etsy_bad >= 15 && cases.len() >= 40, "the table is read");
+    // Every case in its own datagram, as a client sends them, each line under its own name.
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (i, (_, line)) in cases.iter().enumerate() {
+        let line = line.replacen("foo:", &format!("etsy.case{i}:"), 1);
+        raw.send_to(line.as_bytes(), statsd(&s)).unwrap();
+    }
+    let want = cases.len() as u64;
+    let all_in = eventually(Duration::from_secs(20), || async {
+        s.get_json("/api/v1/metrics/status", &s.admin).await["lines"].as_u64() == Some(want)
+    })
+    .await;
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    assert!(all_in, "every line arrived: {status}");
+    assert_eq!(status["bad_lines"].as_u64(), Some(etsy_bad), "crew's bad lines are Etsy's: {status}");
+    // And each valid case is a series of its own; no refused one is.
+    let ok = eventually(Duration::from_secs(20), || async {
+        let list = s.get_json("/api/v1/metrics?name=etsy.case", &s.admin).await;
+        list["series"].as_array().map(|a| a.len() as u64) == Some(want - etsy_bad)
+    })
+    .await;
+    let list = s.get_json("/api/v1/metrics?name=etsy.case", &s.admin).await;
+    assert!(ok, "{list}");
+    for (i, (valid, line)) in cases.iter().enumerate() {
+        let listed = list["series"].as_array().unwrap().iter().any(|x| x["name"] == format!("etsy.case{i}"));
+        assert_eq!(listed, *valid, "{line}: {list}");
+    }
+}
+
 #[tokio::test]
 async fn a_real_prometheus_scrapes_crew() {
     let (_d, cfg) = config("");
@@ -170,6 +218,119 @@ async fn a_real_prometheus_scrapes_crew() {
     assert_eq!(orders["metric"]["region"], "eu", "{orders}");
     assert_eq!(orders["value"][1], "7", "{orders}");
     assert_eq!(latency.expect("the timer's count")["value"][1], "1");
+}
+
+/// What a hostile DogStatsD client sends: tags named as Prometheus' reserved labels and crew's own, tags that
+/// collide once sanitised or are given twice, values with UTF-8, quotes, backslashes and braces, and names that
+/// fall into another family.
+const HOSTILE: &str = "hostile.req:1|c|#__name__:evil,quantile:0.5,le:1,__reserved:z,city:Zürich,path:/a\"b\\c,a.b:1,a_b:2,env:a,env:b,5xx:yes,x:a=b{c}\n\
+hostile.lat:5|ms|#quantile:q,le:2,__name__:n\n\
+hostile.level:3|g|#__name__:x,tag___name__:y\n\
+hostile.dup:1|c\nhostile.dup_total:1|g\n\
+hostile.same.x:1|g\nhostile.same-x:2|g\n\
+hostile.ok:1|c|#region:eu\n";
+
+/// The `/metrics` body while a hostile client sends tags: `promtool check metrics` (parse and lint) reports
+/// nothing, Python's prometheus_client reads it with the values as sent, and a real Prometheus scraping crew
+/// keeps the target up and stores the series with their renamed labels.
+#[tokio::test]
+async fn hostile_tags_keep_the_exposition_valid_and_prometheus_scraping() {
+    let (d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.send_to(HOSTILE.as_bytes(), statsd(&s)).unwrap();
+    wait_for(&s, "hostile.ok", "count", 1.0).await;
+    let body = s.req(reqwest::Method::GET, "/metrics", &s.admin).send().await.unwrap().text().await.unwrap();
+
+    // Names, labels and values as Prometheus' rules say; crew's own in base units; renames and conflicts counted.
+    for line in [
+        r#"hostile_req_total{_5xx="yes",a_b="1",city="Zürich",env="a",path="/a\"b\\c",tag___name__="evil",tag___reserved="z",tag_a_b="2",tag_env="b",tag_le="1",tag_quantile="0.5",x="a=b{c}"} 1"#,
+        r#"hostile_lat{quantile="0.99",tag___name__="n",tag_le="2",tag_quantile="q"} 5"#,
+        r#"hostile_level{tag___name__="x",tag_tag___name__="y"} 3"#,
+        "# TYPE hostile_dup_total counter",
+        "hostile_dup_total 1",
+        "hostile_same_x 2", // `same-x` sorts first; `same.x` is the same series, left out
+        "crew_metrics_labels_renamed 11",
+        "crew_metrics_exposition_conflicts 2",
+        "# TYPE crew_metrics_flush_seconds gauge",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} in\n{body}");
+    }
+    assert!(!body.contains("_ms"), "no unit-abbreviated name:\n{body}");
+    let families: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+    for f in &families {
+        let name = f.split(' ').next().unwrap();
+        assert!(body.lines().any(|l| l.starts_with(&format!("# HELP {name} "))), "HELP for {name}");
+    }
+    let file = d.path().join("metrics.txt");
+    std::fs::write(&file, &body).unwrap();
+
+    // promtool: the text format's parser and Prometheus' lint.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("promtool check metrics < {}", file.display()))
+        .output()
+        .expect("promtool (Debian's prometheus package)");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
+
+    // Python's prometheus_client reads every family, with the values as sent.
+    let py = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(open(sys.argv[1], encoding="utf-8").read()):
+    for s in f.samples:
+        out.setdefault(s.name, []).append({"type": f.type, "labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", py, file.to_str().unwrap()])
+        .output()
+        .expect("python3 with prometheus_client (Debian's python3-prometheus-client)");
+    assert!(out.status.success(), "prometheus_client: {}", String::from_utf8_lossy(&out.stderr));
+    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let req = &parsed["hostile_req_total"][0];
+    assert_eq!(req["type"], "counter", "{parsed}");
+    assert_eq!(req["labels"]["city"], "Zürich", "{parsed}");
+    assert_eq!(req["labels"]["path"], "/a\"b\\c", "{parsed}");
+    assert_eq!(req["labels"]["x"], "a=b{c}", "{parsed}");
+    assert_eq!(req["labels"]["tag___name__"], "evil", "{parsed}");
+    assert_eq!(parsed["hostile_lat"].as_array().map(|a| a.len()), Some(3), "three quantiles: {parsed}");
+    assert_eq!(parsed["crew_metrics_flush_seconds"][0]["type"], "gauge", "{parsed}");
+
+    // A real Prometheus (2.42) scraping crew while the client goes on sending: the target stays up.
+    let viewer = s.token("prometheus", "viewer").await;
+    let url = url::Url::parse(&s.url).unwrap();
+    let scrape = format!(
+        "scrape_configs:\n  - job_name: crew\n    authorization:\n      credentials: {viewer}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        url.port().unwrap()
+    );
+    let prom = crew_testkit::Prometheus::start_with(&scrape, &[]).unwrap();
+    let port = prom.port;
+    let http = reqwest::Client::new();
+    let got = eventually(Duration::from_secs(60), || async {
+        raw.send_to(HOSTILE.as_bytes(), statsd(&s)).unwrap();
+        prom_query(&http, port, "hostile_req_total").await.is_some()
+    })
+    .await;
+    // Several scrapes later, still up, every one of them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let up = prom_query(&http, port, r#"min_over_time(up{job="crew"}[1m])"#).await;
+    let req = prom_query(&http, port, "hostile_req_total").await;
+    let targets: Value =
+        http.get(format!("http://127.0.0.1:{port}/api/v1/targets")).send().await.unwrap().json().await.unwrap();
+    drop(prom);
+    let target = &targets["data"]["activeTargets"][0];
+    assert!(got, "Prometheus stored the hostile series: {target}");
+    assert_eq!(target["health"], "up", "{target}");
+    assert_eq!(target["lastError"], "", "{target}");
+    assert_eq!(up.expect("up")["value"][1], "1", "the target was never down");
+    let req = req.unwrap();
+    assert_eq!(req["metric"]["city"], "Zürich", "{req}");
+    assert_eq!(req["metric"]["path"], "/a\"b\\c", "{req}");
+    assert_eq!(req["metric"]["tag___name__"], "evil", "{req}");
+    assert_eq!(req["metric"]["tag_quantile"], "0.5", "{req}");
 }
 
 #[tokio::test]

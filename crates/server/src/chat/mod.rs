@@ -261,6 +261,7 @@ pub struct Robot {
     pub oncall: crate::oncall::Oncall,
     pub incidents: crate::incidents::Incidents,
     pub runbooks: Runbooks,
+    pub experiments: crate::experiments::Experiments,
     pub platform: Platform,
 }
 
@@ -276,6 +277,7 @@ impl FromRef<AppState> for Robot {
             oncall: st.oncall.clone(),
             incidents: st.incidents.clone(),
             runbooks: st.runbooks.clone(),
+            experiments: st.experiments.clone(),
             platform: st.platform.clone(),
         }
     }
@@ -808,6 +810,38 @@ pub(crate) async fn run(
             }
             lines.push(link);
             Ok(lines.join("\n"))
+        }
+        "experiment" => {
+            let key = arg(0).unwrap_or_default();
+            let r = robot.experiments.results(key, arg(1), crew_experiments::Method::default()).await?;
+            let link = format!("{}/flags/{key}/results", robot.platform.base_url());
+            let Some(p) = r.phases.first() else {
+                return Ok(format!("{key} is not a bucket test (split it to start one) {link}"));
+            };
+            let parts: Vec<String> = p
+                .analysis
+                .variants
+                .iter()
+                .map(|v| match &v.comparison {
+                    None => format!("{} {:.2}% of {}", v.name, v.rate * 100.0, v.users),
+                    Some(c) => format!(
+                        "{} {:.2}% of {} ({:+.1}% [{:+.1}%, {:+.1}%], p {:.3})",
+                        v.name,
+                        v.rate * 100.0,
+                        v.users,
+                        c.lift * 100.0,
+                        c.low * 100.0,
+                        c.high * 100.0,
+                        c.p_value
+                    ),
+                })
+                .collect();
+            let verdict = match &p.winner {
+                Some(w) => format!("winner: {w}"),
+                None => "no winner yet".into(),
+            };
+            let srm = if p.analysis.srm.mismatch { " · SAMPLE RATIO MISMATCH: do not trust it" } else { "" };
+            Ok(format!("{key} on {}: {} · {verdict}{srm} {link}", r.metric, parts.join(" · ")))
         }
         other => Ok(format!("!{other} is not available here yet")),
     }

@@ -112,6 +112,23 @@ impl Feedback {
         Ok(total.max(0.0).round() as u64)
     }
 
+    /// One watched series read on one side without judging it, for a guardrail beside an experiment's
+    /// conversions: the mean of its interval points (an error ratio: its count over its trials' count), and how
+    /// many points (trials for a ratio) it stands on. `None` without data.
+    pub async fn reading(&self, w: &WatchSeries, side: &Side) -> Result<Option<(f64, u64)>, String> {
+        match &w.over {
+            Some(over) => {
+                let trials = self.count(over, side).await?;
+                let bad = self.count(&w.name, side).await?;
+                Ok((trials > 0).then(|| (bad as f64 / trials as f64, trials)))
+            }
+            None => {
+                let v = self.values(&w.name, w.stat.as_deref(), side).await?;
+                Ok((!v.is_empty()).then(|| (v.iter().sum::<f64>() / v.len() as f64, v.len() as u64)))
+            }
+        }
+    }
+
     /// Judges `canary` against `baseline` on every watched series.
     pub async fn judge(
         &self,

@@ -27,6 +27,16 @@ pub struct Compiled {
     pub version: String,
     /// Some rule reads `$flagd.timestamp`: answers change with time, so no ETag can promise they did not.
     pub uses_time: bool,
+    /// The split flags (bucket tests) by key: what an evaluation exposes a user to.
+    pub splits: std::collections::HashMap<String, Split>,
+}
+
+/// A split flag as an experiment sees it: the phase its definition makes (the time of that definition's
+/// `flag.changed` event, Unix ms) and its variants with their weights, control first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub phase: i64,
+    pub variants: Vec<(String, f64)>,
 }
 
 /// The current compiled set, and a way to hear of the next one.
@@ -43,6 +53,7 @@ impl Default for FlagCache {
             stored: Vec::new(),
             version: String::new(),
             uses_time: false,
+            splits: Default::default(),
         });
         FlagCache { current: tokio::sync::watch::Sender::new(empty), reloading: tokio::sync::Mutex::new(()) }
     }
@@ -68,13 +79,22 @@ impl FlagCache {
             flags.insert(f.key.clone(), f.definition.clone());
             hash.update(f.key.as_bytes());
             hash.update(f.definition.to_string().as_bytes());
+            // A definition set again anew starts a new experiment phase, so its time is part of the version.
+            hash.update(f.updated_at.timestamp_millis().to_le_bytes());
         }
         let set = FlagSet::from_value(&json!({ "flags": flags }))?;
         let version = format!("{:x}", hash.finalize())[..16].to_string();
         let uses_time = stored.iter().any(|f| f.definition.to_string().contains("$flagd.timestamp"));
+        let splits = stored
+            .iter()
+            .filter_map(|f| {
+                let variants = knobs::split_of(&f.definition)?;
+                Some((f.key.clone(), Split { phase: f.updated_at.timestamp_millis(), variants }))
+            })
+            .collect();
         let changed = self.current.borrow().version != version;
         if changed {
-            self.current.send_replace(Arc::new(Compiled { set, stored, version, uses_time }));
+            self.current.send_replace(Arc::new(Compiled { set, stored, version, uses_time, splits }));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! OFREP (https://openfeature.dev/specification/appendix-c): every OpenFeature SDK can evaluate crew's flags,
-//! one or all at once (with an ETag), and SDKs that evaluate locally follow the definitions stream.
+//! one or all at once (with an ETag), and SDKs that evaluate locally follow the definitions stream. A single-flag
+//! evaluation of a split for a user is handed to the experiments service as an exposure.
 
 use super::Flags;
 use crate::auth::Evaluator;
@@ -87,6 +88,7 @@ fn ofrep_json(key: &str, r: &Resolution) -> (StatusCode, Value) {
 pub async fn one(
     _: Evaluator,
     State(flags): State<Flags>,
+    State(experiments): State<crate::experiments::Experiments>,
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -94,7 +96,13 @@ pub async fn one(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let r = flags.current().set.evaluate(&key, &ctx, now());
+    let c = flags.current();
+    let r = c.set.evaluate(&key, &ctx, now());
+    // An evaluation of a split for a user is an exposure of the bucket test (the bulk call is a prefetch, not a
+    // look: SDKs that use it report what they show with `POST /api/v1/exposures`).
+    if c.splits.contains_key(&key) && r.error.is_none() {
+        experiments.evaluated(&c, &key, &ctx, r.variant.as_deref());
+    }
     let (status, body) = ofrep_json(&key, &r);
     (status, Json(body)).into_response()
 }

@@ -1,89 +1,175 @@
-//! The Prometheus exposition (`GET /metrics`, the text format 0.0.4) and the samples remote write sends.
+//! The Prometheus exposition (`GET /metrics`, the text format 0.0.4) and the samples remote write sends. Names
+//! and labels follow Prometheus' rules (`crew_metrics::prom`): a tag that would be a reserved label or one crew
+//! adds, or the same label twice, is renamed (`tag_quantile`) and counted (`crew_metrics_labels_renamed`); values
+//! are kept as sent and escaped. Every family has `# HELP` and `# TYPE`, and a family is one type: a series whose
+//! name would put it in another family's samples (a gauge `x_total` beside a counter `x`, say), or that repeats a
+//! series already written (`a.b` and `a-b`), is left out and counted (`crew_metrics_exposition_conflicts`), so
+//! Prometheus never sees a duplicate and never marks the target down.
 
 use super::{split_key, Exposed, Live};
-use crew_metrics::Kind;
-
-/// A Prometheus metric or label name: `.` and `-` become `_`, a leading digit gets a `_` before it.
-pub fn prom_name(s: &str) -> String {
-    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
-    }
-    out
-}
+use crew_metrics::{prom, Kind};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One Prometheus sample: metric name, labels (sorted, without `__name__`), value.
 pub type Sample = (String, Vec<(String, String)>, f64);
 
-/// A series as Prometheus samples, and its family's name and type: counters as `_total` running totals,
-/// gauges and set sizes as gauges, timers as summaries (the latest quantiles, running `_sum` and `_count`).
-pub fn prom_samples(key: &str, e: &Exposed) -> (String, &'static str, Vec<Sample>) {
-    let (name, labels) = split_key(key);
-    let base = prom_name(name);
-    let mut labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (prom_name(k), v.to_string())).collect();
-    labels.sort();
-    let with = |extra: (&str, &str)| {
+/// A series as Prometheus sees it: its family's name, type and help, its samples, and how many of its labels
+/// were renamed.
+pub struct Family {
+    pub name: String,
+    pub typ: &'static str,
+    pub help: String,
+    pub samples: Vec<Sample>,
+    pub renamed: usize,
+}
+
+/// What crew's own series mean (they are StatsD series of the receive path, named here in base units).
+const CREW_HELP: &[(&str, &str)] = &[
+    ("crew_statsd_packets_total", "StatsD datagrams crew received over UDP."),
+    ("crew_statsd_lines_total", "StatsD lines crew received over UDP and TCP."),
+    ("crew_statsd_bad_lines_total", "StatsD lines crew refused as malformed (counted and skipped)."),
+    ("crew_statsd_drops_total", "StatsD datagrams the kernel dropped on crew's UDP socket."),
+    ("crew_statsd_series_limited_total", "StatsD samples dropped because their new series was past max_series."),
+    ("crew_metrics_series", "Series aggregated in the last flush interval."),
+    ("crew_metrics_flush_seconds", "How long crew's last flush of metrics took."),
+];
+
+/// The families this exposition adds itself (never a StatsD series).
+const RENAMED: &str = "crew_metrics_labels_renamed";
+const CONFLICTS: &str = "crew_metrics_exposition_conflicts";
+
+/// A series as Prometheus samples, in its family: counters as `_total` running totals, gauges and set sizes as
+/// gauges, timers as summaries (the latest quantiles, running `_sum` and `_count`).
+pub fn family(key: &str, e: &Exposed) -> Family {
+    let (statsd_name, tags) = split_key(key);
+    let base = prom::name(statsd_name);
+    let (labels, renamed) = prom::labels(tags);
+    let with = |q: &str| {
         let mut l = labels.clone();
-        l.push((extra.0.to_string(), extra.1.to_string()));
+        l.push(("quantile".to_string(), q.to_string()));
         l.sort();
         l
     };
     let p = &e.last;
-    match e.kind {
+    let (name, typ, samples) = match e.kind {
         Kind::Counter => {
             let f = format!("{base}_total");
-            (f.clone(), "counter", vec![(f, labels.clone(), e.totals.0)])
+            (f.clone(), "counter", vec![(f, labels, e.totals.0)])
         }
-        Kind::Gauge | Kind::Set => (base.clone(), "gauge", vec![(base, labels.clone(), p.last)]),
+        Kind::Gauge | Kind::Set => (base.clone(), "gauge", vec![(base, labels, p.last)]),
         Kind::Timer => (
             base.clone(),
             "summary",
             vec![
-                (base.clone(), with(("quantile", "0.5")), p.p50),
-                (base.clone(), with(("quantile", "0.9")), p.p90),
-                (base.clone(), with(("quantile", "0.99")), p.p99),
+                (base.clone(), with("0.5"), p.p50),
+                (base.clone(), with("0.9"), p.p90),
+                (base.clone(), with("0.99"), p.p99),
                 (format!("{base}_sum"), labels.clone(), e.totals.1),
-                (format!("{base}_count"), labels.clone(), e.totals.0),
+                (format!("{base}_count"), labels, e.totals.0),
             ],
         ),
-    }
+    };
+    let help = match CREW_HELP.iter().find(|(n, _)| *n == name) {
+        Some((_, h)) => h.to_string(),
+        None => match e.kind {
+            Kind::Counter => format!("StatsD counter {statsd_name}: the total since crew started."),
+            Kind::Gauge => format!("StatsD gauge {statsd_name}: its last value."),
+            Kind::Set => format!("StatsD set {statsd_name}: distinct members in the last interval with data."),
+            Kind::Timer => format!(
+                "StatsD timer {statsd_name} as sent (ms for `ms`): quantiles of the last interval with data, sum and count since crew started."
+            ),
+        },
+    };
+    Family { name, typ, help, samples, renamed }
 }
 
-fn num(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
+/// Every family, sorted by name, with the series that may be exposed, and the two counts.
+struct Plan {
+    families: BTreeMap<String, (&'static str, String, Vec<Sample>)>,
+    renamed: usize,
+    conflicts: usize,
+}
+
+fn plan<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>) -> Plan {
+    let mut series: Vec<(&str, &Exposed)> = series.into_iter().collect();
+    series.sort_by_key(|(k, _)| *k);
+    let mut families: BTreeMap<String, (&'static str, String, Vec<Sample>)> = BTreeMap::new();
+    // Which family each sample name belongs to (the exposition's own: to none a series can be in), and every
+    // (name, labels) written.
+    let mut owner: HashMap<String, String> =
+        [RENAMED, CONFLICTS].iter().map(|n| (n.to_string(), String::new())).collect();
+    let mut written: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
+    let (mut renamed, mut conflicts) = (0, 0);
+    for (key, e) in series {
+        let f = family(key, e);
+        let same_type = families.get(&f.name).is_none_or(|(t, _, _)| *t == f.typ);
+        let names_free = f.samples.iter().all(|(n, _, _)| owner.get(n).is_none_or(|o| *o == f.name));
+        let new = f.samples.iter().all(|(n, l, _)| !written.contains(&(n.clone(), l.clone())));
+        if !(same_type && names_free && new) {
+            conflicts += 1;
+            continue;
         }
-    } else {
-        format!("{v}")
+        renamed += f.renamed;
+        for (n, l, _) in &f.samples {
+            owner.insert(n.clone(), f.name.clone());
+            written.insert((n.clone(), l.clone()));
+        }
+        families.entry(f.name).or_insert((f.typ, f.help, vec![])).2.extend(f.samples);
+    }
+    Plan { families, renamed, conflicts }
+}
+
+fn write_family(out: &mut String, name: &str, typ: &str, help: &str, samples: &[Sample]) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    prom::escape_help(help, out);
+    out.push('\n');
+    out.push_str(&format!("# TYPE {name} {typ}\n"));
+    for (n, labels, v) in samples {
+        out.push_str(n);
+        if !labels.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                prom::escape_value(v, out);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        out.push_str(&prom::number(*v));
+        out.push('\n');
     }
 }
 
-/// The Prometheus text format (0.0.4), one TYPE line per family.
+/// The Prometheus text format (0.0.4): every family with `# HELP` and `# TYPE`.
 pub fn exposition(m: &Live) -> String {
-    use std::collections::BTreeMap;
-    use std::fmt::Write;
     let ex = m.exposition.lock().expect("not poisoned");
-    let mut families: BTreeMap<String, (&'static str, Vec<Sample>)> = BTreeMap::new();
-    for (key, e) in &ex.series {
-        let (family, typ, samples) = prom_samples(key, e);
-        families.entry(family).or_insert((typ, vec![])).1.extend(samples);
-    }
+    let plan = plan(ex.series.iter().map(|(k, e)| (&**k, e)));
+    drop(ex);
     let mut out = String::new();
-    for (family, (typ, samples)) in families {
-        let _ = writeln!(out, "# TYPE {family} {typ}");
-        for (name, labels, v) in samples {
-            let labels: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
-                .collect();
-            let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
-            let _ = writeln!(out, "{name}{labels} {}", num(v));
-        }
+    for (name, (typ, help, samples)) in &plan.families {
+        write_family(&mut out, name, typ, help, samples);
+    }
+    let own = [
+        (
+            RENAMED,
+            "Labels of StatsD tags renamed in this exposition: reserved (__ prefix), one crew adds (quantile, le, __name__) or the same name twice after sanitising; each is written tag_NAME.",
+            plan.renamed,
+        ),
+        (
+            CONFLICTS,
+            "StatsD series left out of this exposition because their name falls in another family of another type, or repeats a series already written.",
+            plan.conflicts,
+        ),
+    ];
+    for (name, help, v) in own {
+        write_family(&mut out, name, "gauge", help, &[(name.to_string(), vec![], v as f64)]);
     }
     out
 }
@@ -91,12 +177,60 @@ pub fn exposition(m: &Live) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crew_metrics::Point;
+
+    fn exposed(kind: Kind) -> Exposed {
+        Exposed { kind, last: Point { last: 1.0, ..Default::default() }, totals: (2.0, 3.0), seen_ms: 0 }
+    }
 
     #[test]
-    fn keys_and_names_for_prometheus() {
-        assert_eq!(super::super::split_key("lat{env=prod,route=/a}"), ("lat", vec![("env", "prod"), ("route", "/a")]));
-        assert_eq!(super::super::split_key("hits"), ("hits", vec![]));
-        assert_eq!(prom_name("api.req-time"), "api_req_time");
-        assert_eq!(prom_name("5xx"), "_5xx");
+    fn keys_split_into_names_and_labels() {
+        assert_eq!(split_key("lat{env=prod,route=/a}"), ("lat", vec![("env", "prod"), ("route", "/a")]));
+        assert_eq!(split_key("hits"), ("hits", vec![]));
+        assert_eq!(split_key("x{v=a=b{c},w=/\"\\}"), ("x", vec![("v", "a=b{c}"), ("w", "/\"\\")]));
+    }
+
+    #[test]
+    fn hostile_tags_are_renamed_and_counted() {
+        let f = family("lat{__name__=x,quantile=q,le=1,city=Zürich}", &exposed(Kind::Timer));
+        assert_eq!(f.renamed, 3);
+        assert_eq!(f.typ, "summary");
+        let labels: Vec<&str> = f.samples[0].1.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(labels, ["city", "quantile", "tag___name__", "tag_le", "tag_quantile"]);
+        assert_eq!(f.samples[0].1[0].1, "Zürich");
+    }
+
+    #[test]
+    fn a_family_is_one_type_and_no_series_is_written_twice() {
+        let (c, g, t) = (exposed(Kind::Counter), exposed(Kind::Gauge), exposed(Kind::Timer));
+        let p = plan([
+            ("x", &c),
+            ("x_total", &g), // in the counter's family: left out
+            ("a.b", &g),
+            ("a-b", &g), // the same series as a.b: left out
+            ("lat", &t),
+            ("lat_count", &g), // one of the summary's samples: left out
+            ("lat{k=v}", &t),
+            ("crew.metrics.labels_renamed", &g), // the exposition's own: left out
+        ]);
+        assert_eq!(p.conflicts, 4);
+        assert_eq!(p.families.keys().collect::<Vec<_>>(), ["a_b", "lat", "x_total"]);
+        assert_eq!(p.families["lat"].2.len(), 10);
+        assert_eq!(p.families["x_total"].0, "counter");
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_crew_speaks_base_units() {
+        let f = family("crew.metrics.flush_seconds", &exposed(Kind::Gauge));
+        assert_eq!(f.help, "How long crew's last flush of metrics took.");
+        let mut out = String::new();
+        write_family(
+            &mut out,
+            "a_b",
+            "gauge",
+            "line\\one\ntwo",
+            &[("a_b".into(), vec![("p".into(), "/a\"b\\c\nd".into())], 0.5)],
+        );
+        assert_eq!(out, "# HELP a_b line\\\\one\\ntwo\n# TYPE a_b gauge\na_b{p=\"/a\\\"b\\\\c\\nd\"} 0.5\n");
     }
 }

@@ -295,10 +295,11 @@ fn parse_loop(rx: Receiver<Msg>, pool: SyncSender<Vec<u8>>, m: Arc<Live>, port: 
                 }
                 sent = now;
                 agg.add_internal("crew.metrics.series", Kind::Gauge, agg.len() as f64);
+                // In base units, as Prometheus names them (`crew_metrics_flush_seconds`).
                 agg.add_internal(
-                    "crew.metrics.flush_ms",
+                    "crew.metrics.flush_seconds",
                     Kind::Gauge,
-                    t.last_flush_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                    t.last_flush_us.load(Ordering::Relaxed) as f64 / 1_000_000.0,
                 );
                 t.series.store(agg.len() as u64, Ordering::Relaxed);
                 let mut out = Vec::with_capacity(agg.len());
@@ -336,4 +337,35 @@ pub fn kernel_drops(port: u16) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_is_a_port_free_for_udp_and_tcp() {
+        // Take 1,000 TCP ports from the range the kernel picks from: about one UDP port in 28 it picks is then
+        // taken for TCP, so 300 binds without picking again would almost surely fail once (p > 0.9999).
+        let taken: Vec<std::net::TcpListener> =
+            (0..1000).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a TCP port")).collect();
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        for i in 0..300 {
+            let s = bind(addr).unwrap_or_else(|e| panic!("bind {i}: {e}"));
+            assert_ne!(s.addr.port(), 0);
+            assert_eq!(s.tcp.local_addr().unwrap(), s.addr, "TCP on UDP's port");
+            assert_eq!(s.udp.local_addr().unwrap(), s.addr);
+        }
+        drop(taken);
+    }
+
+    #[test]
+    fn a_port_asked_for_is_not_changed() {
+        let s = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let busy = s.addr;
+        match bind(busy) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}"),
+            Ok(other) => panic!("{busy} was busy, yet bound {}", other.addr),
+        }
+    }
 }

@@ -17,6 +17,14 @@ async fn experiment_exposures_conversions_and_cap(e: Engine) {
     assert_eq!((r.new, r.duplicates, r.dropped), (1, 1, 1));
     assert_eq!(s.experiment_users("checkout", 7).await.unwrap(), 3);
     assert_eq!(s.experiment_users("checkout", 8).await.unwrap(), 0);
+    let counts = s.experiment_counts("checkout", 7).await.unwrap();
+    assert_eq!(counts, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+    // A batch over two experiments, with a duplicate inside it: each experiment's size is its own.
+    let mut other = x("u9", "a", 700);
+    other.phase = 8;
+    let r = s.record_exposures(&[other.clone(), x("u5", "b", 700), other], 3).await.unwrap();
+    assert_eq!((r.new, r.duplicates, r.dropped), (1, 1, 1));
+    assert_eq!(s.experiment_users("checkout", 8).await.unwrap(), 1);
     // u1 converts before and after exposure (attributed at its exposure); u2 only before (not attributed); u3 after.
     s.record_conversion("buy", "u1", 50, 1.0).await.unwrap();
     s.record_conversion("buy", "u1", 900, 2.5).await.unwrap();
