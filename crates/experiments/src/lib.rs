@@ -16,4 +16,6 @@ mod stats;
 mod tally;
 
 pub use stats::{compare, rate_interval, srm, Comparison, Method, Srm, SRM_MIN_USERS, SRM_P};
-pub use tally::{analyse, Analysis, Options, Point, PointVariant, Unit, Variant, VariantResult};
+pub use tally::{
+    analyse, analyse_tallies, Analysis, Bucket, Options, Point, PointVariant, Unit, Variant, VariantResult,
+};

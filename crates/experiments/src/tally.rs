@@ -73,8 +73,34 @@ pub struct Analysis {
     pub unknown: u64,
 }
 
+/// So many users of a variant exposed (or converted) at a time: what a store that keeps tallies gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub variant: u16,
+    pub at: i64,
+    pub users: u64,
+}
+
 /// Counts `units` (one pass, memory in `variants × points`) and computes the figures.
 pub fn analyse(variants: &[Variant], units: impl IntoIterator<Item = Unit>, o: &Options) -> Analysis {
+    let mut conversions = vec![];
+    let exposed = units.into_iter().map(|u| {
+        if let Some(c) = u.converted_at {
+            conversions.push(Bucket { variant: u.variant, at: c.max(u.exposed_at), users: 1 });
+        }
+        Bucket { variant: u.variant, at: u.exposed_at, users: 1 }
+    });
+    let exposed: Vec<Bucket> = exposed.collect();
+    analyse_tallies(variants, exposed, conversions, o)
+}
+
+/// The same figures from tallies: users first exposed, and users converted, per variant and time.
+pub fn analyse_tallies(
+    variants: &[Variant],
+    exposed: impl IntoIterator<Item = Bucket>,
+    converted: impl IntoIterator<Item = Bucket>,
+    o: &Options,
+) -> Analysis {
     let k = variants.len();
     let points = o.points.clamp(1, 500);
     let span = (o.end - o.start).max(1) as u64;
@@ -86,15 +112,18 @@ pub fn analyse(variants: &[Variant], units: impl IntoIterator<Item = Unit>, o: &
     let mut users = vec![0u64; k * points];
     let mut conversions = vec![0u64; k * points];
     let mut unknown = 0;
-    for u in units {
-        let v = u.variant as usize;
+    for b in exposed {
+        let v = b.variant as usize;
         if v >= k {
-            unknown += 1;
+            unknown += b.users;
             continue;
         }
-        users[v * points + step_of(u.exposed_at)] += 1;
-        if let Some(c) = u.converted_at {
-            conversions[v * points + step_of(c.max(u.exposed_at))] += 1;
+        users[v * points + step_of(b.at)] += b.users;
+    }
+    for b in converted {
+        let v = b.variant as usize;
+        if v < k {
+            conversions[v * points + step_of(b.at)] += b.users;
         }
     }
     let mut series = Vec::with_capacity(points);

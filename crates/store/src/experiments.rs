@@ -44,6 +44,51 @@ pub struct StoredUnit {
     pub converted_ms: Option<i64>,
 }
 
+/// Counts `user` (exposed on `variant`) as converted on `metric` at `at_ms`, once.
+async fn attribute(
+    tx: &mut crate::db::Tx<'_>,
+    flag: &str,
+    phase: i64,
+    metric: &str,
+    user: &str,
+    variant: &str,
+    at_ms: i64,
+) -> Result<()> {
+    let n = query(
+        "INSERT INTO experiment_attributed (flag, phase, metric, user_key) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (flag, phase, metric, user_key) DO NOTHING",
+    )
+    .bind(flag)
+    .bind(phase)
+    .bind(metric)
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    if n > 0 {
+        query(
+            "INSERT INTO experiment_converted (flag, phase, metric, variant, minute, users) \
+             VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (flag, phase, metric, variant, minute) \
+             DO UPDATE SET users = experiment_converted.users + 1",
+        )
+        .bind(flag)
+        .bind(phase)
+        .bind(metric)
+        .bind(variant)
+        .bind(at_ms.div_euclid(60_000))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// An experiment's figures by minute: users first exposed, and users converted on a metric, per variant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tallies {
+    /// (variant, minute start in Unix ms, users).
+    pub exposed: Vec<(String, i64, u64)>,
+    pub converted: Vec<(String, i64, u64)>,
+}
+
 #[async_trait]
 impl<B: Backend> ExperimentStore for B {
     async fn record_exposures(&self, exposures: &[Exposure], max_users: u64) -> Result<Recorded> {
@@ -65,6 +110,7 @@ impl<B: Backend> ExperimentStore for B {
                 .await?;
             let mut room = (max_users as i64).saturating_sub(users.unwrap_or(0)).max(0);
             let mut added = 0i64;
+            let mut tally: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
             for e in group {
                 if room == 0 {
                     let seen: Option<i64> = query(
@@ -99,7 +145,34 @@ impl<B: Backend> ExperimentStore for B {
                     r.new += 1;
                     added += 1;
                     room -= 1;
+                    *tally.entry((e.variant.as_str(), e.at_ms.div_euclid(60_000))).or_default() += 1;
+                    // Conversions that reached the store before this (late) exposure but happened after it.
+                    let rows = query(
+                        "SELECT metric, first_ms FROM experiment_conversions WHERE user_key = $1 AND last_ms >= $2",
+                    )
+                    .bind(e.user.as_str())
+                    .bind(e.at_ms)
+                    .fetch_all(&mut tx)
+                    .await?;
+                    for row in rows {
+                        let (metric, first): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+                        let at = first.max(e.at_ms);
+                        attribute(&mut tx, flag, phase, &metric, &e.user, &e.variant, at).await?;
+                    }
                 }
+            }
+            for ((variant, minute), n) in tally {
+                query(
+                    "INSERT INTO experiment_tally (flag, phase, variant, minute, users) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (flag, phase, variant, minute) DO UPDATE SET users = experiment_tally.users + excluded.users",
+                )
+                .bind(flag)
+                .bind(phase)
+                .bind(variant)
+                .bind(minute)
+                .bind(n)
+                .execute(&mut tx)
+                .await?;
             }
             if added > 0 {
                 query(
@@ -119,7 +192,7 @@ impl<B: Backend> ExperimentStore for B {
 
     async fn experiment_counts(&self, flag: &str, phase: i64) -> Result<Vec<(String, u64)>> {
         let rows = query(
-            "SELECT variant, COUNT(*) FROM experiment_exposures WHERE flag = $1 AND phase = $2 \
+            "SELECT variant, CAST(SUM(users) AS BIGINT) FROM experiment_tally WHERE flag = $1 AND phase = $2 \
              GROUP BY variant ORDER BY variant",
         )
         .bind(flag)
@@ -156,9 +229,43 @@ impl<B: Backend> ExperimentStore for B {
             .bind(c.value)
             .execute(&mut tx)
             .await?;
+            let rows =
+                query("SELECT flag, phase, variant FROM experiment_exposures WHERE user_key = $1 AND exposed_ms <= $2")
+                    .bind(c.user.as_str())
+                    .bind(c.at_ms)
+                    .fetch_all(&mut tx)
+                    .await?;
+            for row in rows {
+                let (flag, phase, variant): (String, i64, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                attribute(&mut tx, &flag, phase, &c.metric, &c.user, &variant, c.at_ms).await?;
+            }
         }
         tx.commit(&[]).await?;
         Ok(())
+    }
+
+    async fn experiment_tallies(&self, flag: &str, phase: i64, metric: &str) -> Result<Tallies> {
+        let read = |rows: Vec<crate::db::Row>| -> Result<Vec<(String, i64, u64)>> {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get::<i64>(1)? * 60_000, r.try_get::<i64>(2)?.max(0) as u64)))
+                .collect()
+        };
+        let exposed =
+            query("SELECT variant, minute, users FROM experiment_tally WHERE flag = $1 AND phase = $2 ORDER BY minute")
+                .bind(flag)
+                .bind(phase)
+                .fetch_all(self.reader())
+                .await?;
+        let converted = query(
+            "SELECT variant, minute, users FROM experiment_converted WHERE flag = $1 AND phase = $2 AND metric = $3 \
+             ORDER BY minute",
+        )
+        .bind(flag)
+        .bind(phase)
+        .bind(metric)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(Tallies { exposed: read(exposed)?, converted: read(converted)? })
     }
 
     async fn experiment_users(&self, flag: &str, phase: i64) -> Result<u64> {

@@ -39,7 +39,7 @@ use tokio::sync::broadcast;
 pub use access::{Session, TokenInfo};
 pub use chat::{ChatLine, ChatLink};
 pub use deploys::{Deploy, Lock, NewDeploy};
-pub use experiments::{Conversion, Exposure, Recorded, StoredUnit};
+pub use experiments::{Conversion, Exposure, Recorded, StoredUnit, Tallies};
 pub use flags::StoredFlag;
 pub use incidents::{Advance, Incident, NewIncident, Postmortem, Triggered};
 pub use metrics::{MetricChunk, MetricWal};
@@ -413,6 +413,9 @@ pub trait ExperimentStore: Send + Sync + 'static {
 
     /// Records a batch of conversions in one transaction.
     async fn record_conversions(&self, conversions: &[Conversion]) -> Result<()>;
+
+    /// An experiment's users and conversions on `metric` by variant and minute (what results read).
+    async fn experiment_tallies(&self, flag: &str, phase: i64, metric: &str) -> Result<Tallies>;
 
     /// How many users an experiment has.
     async fn experiment_users(&self, flag: &str, phase: i64) -> Result<u64>;

@@ -16,7 +16,7 @@ use crate::flags::{check_key, Compiled, Flags, Split};
 use crate::metrics::Metrics;
 use crate::timeline::Timeline;
 use crew_core::{kind, Actor, Event, EventFilter, NewEvent, Via};
-use crew_experiments::{analyse, Analysis, Method, Options, Unit, Variant};
+use crew_experiments::{analyse_tallies, Analysis, Bucket, Method, Options, Variant};
 use crew_store::{Conversion, Exposure, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -512,19 +512,19 @@ impl Experiments {
         let now = now_ms();
         let mut phases = vec![];
         for (phase, ended, variants, change) in self.phases(key).await? {
-            let stored = self.inner.store.experiment_units(key, phase, &metric).await?;
+            let t = self.inner.store.experiment_tallies(key, phase, &metric).await?;
             let index: HashMap<&str, u16> =
                 variants.iter().enumerate().map(|(i, (v, _))| (v.as_str(), i as u16)).collect();
-            let units = stored.iter().map(|u| Unit {
-                variant: index.get(u.variant.as_str()).copied().unwrap_or(u16::MAX),
-                exposed_at: u.exposed_ms,
-                converted_at: u.converted_ms,
-            });
+            let bucket = |(v, at, n): &(String, i64, u64)| Bucket {
+                variant: index.get(v.as_str()).copied().unwrap_or(u16::MAX),
+                at: *at,
+                users: *n,
+            };
             let end = ended.unwrap_or(now);
             let vs: Vec<Variant> = variants.iter().map(|(n, w)| Variant { name: n.clone(), weight: *w }).collect();
             let options = Options { method, alpha, start: phase, end, points: 60 };
-            let analysis = analyse(&vs, units, &options);
-            let users = stored.len() as u64;
+            let analysis = analyse_tallies(&vs, t.exposed.iter().map(bucket), t.converted.iter().map(bucket), &options);
+            let users: u64 = t.exposed.iter().map(|b| b.2).sum();
             let winner = winner(&analysis);
             let mut guardrails = vec![];
             for w in plan.iter().flat_map(|p| p.watch.iter()) {

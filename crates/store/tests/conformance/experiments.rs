@@ -36,4 +36,17 @@ async fn experiment_exposures_conversions_and_cap(e: Engine) {
     let got: Vec<(&str, i64, Option<i64>)> =
         units.iter().map(|u| (u.variant.as_str(), u.exposed_ms, u.converted_ms)).collect();
     assert_eq!(got, vec![("a", 100, Some(100)), ("b", 200, None), ("a", 400, Some(450))]);
+    // The tallies results read: a user converted once, at its first conversion after exposure; u1's conversion
+    // before its exposure does not count, its later one does; u2 converted only before.
+    let t = s.experiment_tallies("checkout", 7, "buy").await.unwrap();
+    assert_eq!(t.exposed, vec![("a".to_string(), 0, 2), ("b".to_string(), 0, 1)]);
+    assert_eq!(t.converted, vec![("a".to_string(), 0, 2)]);
+    assert!(s.experiment_tallies("checkout", 7, "other").await.unwrap().converted.len() == 1);
+    // An exposure stored after its user's conversion (an SDK's late batch) that happened before it is attributed.
+    s.record_conversion("buy", "late", 120_000, 1.0).await.unwrap();
+    let mut late = x("late", "b", 90_000);
+    late.phase = 9;
+    s.record_exposures(&[late], 3).await.unwrap();
+    let t = s.experiment_tallies("checkout", 9, "buy").await.unwrap();
+    assert_eq!((t.exposed, t.converted), (vec![("b".to_string(), 60_000, 1)], vec![("b".to_string(), 120_000, 1)]));
 }
