@@ -288,9 +288,9 @@ requires = "staging"
 restart = "echo restarted >> ../../restarts.log"
 
 # The judge watches the canary (web1) against the baseline (web2) on each host's p99 latency (the app tags its
-# timings with `host:web1`): every 4 s for 20 s; a slower canary is switched back by itself and its deployer paged.
+# timings with `host:web1`): every 4 s for 30 s; a slower canary is switched back by itself and its deployer paged.
 [environments.production.watch]
-window = "20s"
+window = "30s"
 interval = "4s"
 on_fail = "rollback"
 series = [{{ name = "www.latency", stat = "p99", direction = "increase" }}]

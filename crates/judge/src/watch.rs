@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The stats a watch may name (each applies to some kinds of series: which, the caller knows).
 pub const STATS: [&str; 11] = ["count", "rate", "sum", "mean", "min", "max", "p50", "p90", "p99", "value", "distinct"];
 
+/// Interval points a side a watched series needs before the judge says anything of it.
+pub const WATCH_MIN_POINTS: usize = 3;
+
 /// One series to watch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +59,9 @@ impl WatchSeries {
         }
     }
 
-    /// The judge's rule for this series.
+    /// The judge's rule for this series. A watched series needs [`WATCH_MIN_POINTS`] interval points a side
+    /// to be judged: one or two points can never differ significantly, so they would pass any canary (a loaded
+    /// server that flushes late must hold, not pass).
     pub fn rule(&self) -> MetricRule {
         let d = MetricRule::default();
         MetricRule {
@@ -65,6 +70,7 @@ impl WatchSeries {
             weight: self.weight.unwrap_or(d.weight),
             allowed_increase: self.allowed_increase.unwrap_or(d.allowed_increase),
             allowed_decrease: self.allowed_decrease.unwrap_or(d.allowed_decrease),
+            min_points: if self.over.is_some() { d.min_points } else { WATCH_MIN_POINTS },
             ..d
         }
     }

@@ -307,3 +307,49 @@ async fn a_52_48_split_of_100000_users_raises_a_sample_ratio_mismatch_and_50_50_
     assert_eq!(srm("broken").await.len(), 1);
     assert!(srm("fair").await.is_empty());
 }
+
+/// The launch plan's series, per variant, beside the conversions: an application tags its latency with the
+/// variant each request got (`crew_sdk::Client::tags`), and the results show each variant's mean.
+#[tokio::test]
+async fn guardrails_show_the_launch_plan_series_per_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("crew.toml");
+    std::fs::write(&config, "[metrics]\nflush = \"1s\"\n\n[people.ann]\nemail = \"ann@example.com\"\n").unwrap();
+    let s = Server::start_with_statsd(&config).await;
+    let member = s.token("ann", "member").await;
+    split(&s, &member, "checkout", "control=50,blue=50").await;
+    let plan = "owner = \"ann\"\nrisks = \"the new button may be slower\"\ncontingency = \"off\"\n\n\
+                [[watch]]\nseries = \"www.latency\"\ndirection = \"increase\"\n";
+    let res = s
+        .req(Method::PUT, "/api/v1/flags/checkout/plan", &member)
+        .header("content-type", "text/plain")
+        .body(plan)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let statsd = s.statsd.clone().unwrap();
+    let mut guardrail = Value::Null;
+    let mut seen = false;
+    for _ in 0..200 {
+        let _ =
+            udp.send_to(b"www.latency:10|ms|#flag_checkout:control\nwww.latency:30|ms|#flag_checkout:blue\n", &statsd);
+        guardrail = s.get_json("/api/v1/flags/checkout/results", &s.admin).await["phases"][0]["guardrails"][0].clone();
+        if guardrail["variants"][0][1].is_f64() && guardrail["variants"][1][1].is_f64() {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "{guardrail}");
+    assert_eq!(guardrail["series"], "www.latency");
+    assert_eq!(
+        (guardrail["variants"][0][0].as_str(), guardrail["variants"][0][1].as_f64()),
+        (Some("control"), Some(10.0))
+    );
+    assert_eq!(
+        (guardrail["variants"][1][0].as_str(), guardrail["variants"][1][1].as_f64()),
+        (Some("blue"), Some(30.0))
+    );
+}

@@ -232,7 +232,7 @@ mod tests {
         let got: Vec<&str> = select(&events, at, w).iter().map(|e| e.id.as_str()).collect();
         let mut want: Vec<(i64, String)> =
             table.iter().enumerate().filter(|(_, r)| r.2).map(|(i, r)| (r.1, format!("e{i}"))).collect();
-        want.sort_by(|a, b| b.0.cmp(&a.0));
+        want.sort_by_key(|w| std::cmp::Reverse(w.0));
         assert_eq!(got, want.iter().map(|w| w.1.as_str()).collect::<Vec<_>>());
     }
 
