@@ -96,7 +96,9 @@ async fn ramps_are_claimed_once_and_advance_under_their_claim(e: Engine) {
     let (cancelled, event) = s
         .cancel_ramp(
             "search",
-            Box::new(|r| NewEvent::new(Actor::system(), crew_core::kind::FLAG_RAMP_CANCELLED, "flag:search", format!("{}", r.id))),
+            Box::new(|r| {
+                NewEvent::new(Actor::system(), crew_core::kind::FLAG_RAMP_CANCELLED, "flag:search", format!("{}", r.id))
+            }),
         )
         .await
         .unwrap();
