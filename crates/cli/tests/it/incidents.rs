@@ -1050,10 +1050,22 @@ async fn an_alert_on_a_watched_series_tells_the_deployer_and_the_postmortem_draw
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!smtp.messages().iter().any(|m| m.contains("alice@example.com")), "a ticket pages nobody on call");
 
-    // Resolved: the draft draws the series over its window.
+    // Resolved (by hand, or already by the alert itself once the errors stopped: a loaded machine takes longer
+    // to get here): the draft draws the series over its window.
     let res = s.req(Method::POST, &format!("/api/v1/incidents/{id}/resolve"), &s.admin).send().await.unwrap();
-    assert_eq!(res.status(), 200);
+    let status = res.status().as_u16();
+    if status == 409 {
+        let inc = s.get_json(&format!("/api/v1/incidents/{id}"), &s.admin).await;
+        assert_eq!(inc["status"], "resolved", "409 only because the alert resolved it first: {inc}");
+    } else {
+        assert_eq!(status, 200);
+    }
     let pm_path = format!("/api/v1/incidents/{id}/postmortem");
+    let drafted = eventually(Duration::from_secs(10), || async {
+        s.req(Method::GET, &pm_path, &s.admin).send().await.unwrap().status() == 200
+    })
+    .await;
+    assert!(drafted, "a postmortem is drafted at resolve");
     let md = s.get_json(&pm_path, &s.admin).await["markdown"].as_str().unwrap().to_string();
     let svg = md.split("\n<svg").nth(1).map(|r| format!("<svg{}", r.split("</svg>").next().unwrap())).expect(&md);
     let points = svg.split("<polyline").nth(1).and_then(|p| p.split("points=\"").nth(1)).expect(&svg);
