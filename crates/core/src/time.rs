@@ -1,4 +1,5 @@
-//! Times as users write them: RFC 3339, Unix seconds, or a span back from now (`90s`, `15m`, `1h`, `7d`, `-6h`).
+//! Times as users write them: RFC 3339, Unix seconds, or a span back from now (`90s`, `15m`, `1h`, `7d`, `-6h`,
+//! and Grafana's `now` and `now-6h`).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -24,11 +25,16 @@ fn parse_unbounded(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Str
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
+    if s == "now" {
+        return Ok(now);
+    }
     if s.bytes().all(|b| b.is_ascii_digit()) {
         let secs: i64 = s.parse().map_err(|_| format!("bad time `{s}`: number too large"))?;
         return Utc.timestamp_opt(secs, 0).single().ok_or_else(|| format!("bad time `{s}`: out of range"));
     }
-    let span = parse_span(s.strip_prefix('-').unwrap_or(s)).map_err(|e| {
+    // Grafana writes a span back as `now-6h`.
+    let back = s.strip_prefix("now-").or_else(|| s.strip_prefix('-')).unwrap_or(s);
+    let span = parse_span(back).map_err(|e| {
         format!("bad time `{s}`: {e}; expected RFC 3339 (2026-11-26T16:03:57Z), Unix seconds or a span like 1h")
     })?;
     now.checked_sub_signed(span).ok_or_else(|| format!("bad time `{s}`: too far back"))
@@ -87,6 +93,11 @@ mod tests {
         let table = [
             ("1h", Some("2026-11-26T11:00:00Z")),
             ("-6h", Some("2026-11-26T06:00:00Z")),
+            ("now-6h", Some("2026-11-26T06:00:00Z")),
+            ("now", Some("2026-11-26T12:00:00Z")),
+            ("now-", None),
+            ("now+1h", None),
+            ("now-now-1h", None),
             ("1h30m", Some("2026-11-26T10:30:00Z")),
             ("2d", Some("2026-11-24T12:00:00Z")),
             ("2026-11-26T16:03:57Z", Some("2026-11-26T16:03:57Z")),

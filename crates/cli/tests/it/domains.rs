@@ -96,6 +96,8 @@ fn table() -> BTreeMap<(&'static str, &'static str), Least> {
         (("GET", "/api/v1/metrics/query"), v),
         (("GET", "/api/v1/metrics/status"), v),
         (("GET", "/api/v1/annotations"), v),
+        (("POST", "/api/v1/annotations"), v),
+        (("GET", "/api/v1"), v),
         (("GET", "/metrics"), v),
         (("GET", "/api/v1/chat"), v),
         (("POST", "/api/v1/chat/command"), v),

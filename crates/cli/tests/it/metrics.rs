@@ -5,7 +5,7 @@
 use crate::harness::{eventually, Server};
 use cadence::prelude::*;
 use cadence::{BufferedUdpMetricSink, StatsdClient};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::Write;
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -459,9 +459,76 @@ async fn remote_write_reaches_a_real_victoria_metrics() {
     assert!(status["remote_write"]["sent_samples"].as_u64().unwrap() >= 3, "{status}");
 }
 
-/// A receiver that answers 429 (Retry-After: 1), then 503, then accepts: the faults a real store cannot be
-/// made to show on demand. Returns the bodies it accepted.
-async fn flaky_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u16, Vec<u8>)>>>) {
+/// Remote write of the hostile client's series to a real Prometheus (2.42, `--web.enable-remote-write-receiver`)
+/// and a real VictoriaMetrics: each takes every batch (none refused), with the labels renamed as in the
+/// exposition and the series that would repeat another left out as there (sent twice, the receiver would keep
+/// whichever came first: not what `/metrics` says), and a series sent after the hostile ones arrives too.
+#[tokio::test]
+async fn remote_write_of_hostile_tags_is_taken_by_real_prometheus_and_victoria_metrics() {
+    let prom = crew_testkit::Prometheus::start_with("", &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vm_port = crew_testkit::free_port();
+    let mut vm = std::process::Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
+        .arg("-search.latencyOffset=0s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("victoria-metrics (Debian's victoria-metrics package; scripts/test installs it)");
+    let http = reqwest::Client::new();
+    let up = eventually(Duration::from_secs(20), || async {
+        http.get(format!("http://127.0.0.1:{vm_port}/health")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(up, "victoria-metrics started");
+    let mut servers = vec![];
+    for (name, url) in [
+        ("prometheus", format!("{}/api/v1/write", prom.url())),
+        ("victoria-metrics", format!("http://127.0.0.1:{vm_port}/api/v1/write")),
+    ] {
+        let (d, cfg) = config(&format!("[metrics.remote_write]\nurl = \"{url}\"\n"));
+        servers.push((name, d, Server::start_with_statsd(&cfg).await));
+    }
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for (_, _, s) in &servers {
+        raw.send_to(HOSTILE.as_bytes(), statsd(s)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (_, _, s) in &servers {
+        raw.send_to(b"after.hostile:3|c", statsd(s)).unwrap();
+    }
+    for (name, _, s) in &servers {
+        let port = if *name == "prometheus" { prom.port } else { vm_port };
+        let q = |query: &'static str| prom_query(&http, port, query);
+        let got = eventually(Duration::from_secs(40), || async {
+            q("after_hostile_total").await.is_some() && q("hostile_req_total").await.is_some()
+        })
+        .await;
+        let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+        let rw = &status["remote_write"];
+        assert!(got, "{name} has the series sent after the hostile ones: {rw}");
+        assert_eq!(rw["dropped_batches"], 0, "{name} refused nothing: {rw}");
+        let req = q("hostile_req_total").await.unwrap();
+        assert_eq!(req["metric"]["city"], "Zürich", "{name}: {req}");
+        assert_eq!(req["metric"]["path"], "/a\"b\\c", "{name}: {req}");
+        assert_eq!(req["metric"]["tag___name__"], "evil", "{name}: {req}");
+        assert_eq!(req["metric"]["tag_quantile"], "0.5", "{name}: {req}");
+        let lat = q(r#"hostile_lat{quantile="0.99"}"#).await.expect("the summary's quantiles");
+        assert_eq!(lat["metric"]["tag_quantile"], "q", "{name}: {lat}");
+        // `same-x` sorts first and is sent; `same.x` is the same series and is left out, as in the exposition.
+        assert_eq!(q("hostile_same_x").await.unwrap()["value"][1], "2", "{name}");
+        assert_eq!(q("hostile_dup_total").await.unwrap()["value"][1], "1", "{name}: the counter, not the gauge");
+    }
+    let _ = vm.kill();
+    let _ = vm.wait();
+}
+
+/// A receiver answering each request with the status `script` gives it (by the request's number and the time
+/// since the first), 429s with `Retry-After: 1`: the faults a real store cannot be made to show on demand.
+/// Returns its port and the (status, body) of every request.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u16, Vec<u8>)>>>;
+async fn scripted_receiver(script: impl Fn(usize, Duration) -> u16 + Send + 'static) -> (u16, Seen) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -469,6 +536,7 @@ async fn flaky_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u16, Vec
     let log = seen.clone();
     tokio::spawn(async move {
         let mut n = 0;
+        let first = std::time::Instant::now();
         loop {
             let (mut c, _) = listener.accept().await.unwrap();
             let mut buf = Vec::new();
@@ -496,17 +564,16 @@ async fn flaky_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u16, Vec
                 }
                 buf.extend_from_slice(&chunk[..k]);
             }
-            let status = match n {
-                0 => 429,
-                1 => 503,
-                _ => 204,
-            };
+            let status = script(n, first.elapsed());
             n += 1;
-            log.lock().unwrap().push((status, buf[head_end..].to_vec()));
+            log.lock().unwrap().push((status, buf[head_end.min(buf.len())..].to_vec()));
             let reply = match status {
-                429 => "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n",
-                503 => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
-                _ => "HTTP/1.1 204 No Content\r\n\r\n",
+                429 => {
+                    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                }
+                204 => "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n".to_string(),
+                s => format!("HTTP/1.1 {s} Nope\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"),
             };
             let _ = c.write_all(reply.as_bytes()).await;
         }
@@ -514,9 +581,58 @@ async fn flaky_receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(u16, Vec
     (port, seen)
 }
 
+/// The series named in a remote write body.
+fn names_in(body: &[u8]) -> String {
+    String::from_utf8_lossy(&snap::raw::Decoder::new().decompress_vec(body).unwrap()).into_owned()
+}
+
+/// A batch the receiver refuses (400) is dropped at once and counted; one it keeps failing on (503) is retried
+/// for `retry_for`, then dropped and counted, and the newer batches behind it go out.
+#[tokio::test]
+async fn remote_write_drops_refused_and_long_failing_batches_and_newer_data_goes_out() {
+    // 400 to the first request; then 503 for four seconds; then everything is taken.
+    let (port, seen) = scripted_receiver(|n, since| match (n, since.as_secs_f64()) {
+        (0, _) => 400,
+        (_, s) if s < 4.0 => 503,
+        _ => 204,
+    })
+    .await;
+    let (_d, cfg) =
+        config(&format!("[metrics.remote_write]\nurl = \"http://127.0.0.1:{port}/write\"\nretry_for = \"2s\"\n"));
+    let s = Server::start_with_statsd(&cfg).await;
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"first.batch:1|c", statsd(&s)).unwrap();
+    let refused = eventually(Duration::from_secs(10), || async { seen.lock().unwrap().len() >= 2 }).await;
+    assert!(refused, "tried again after the 400");
+    udp.send_to(b"second.batch:1|c", statsd(&s)).unwrap();
+    let delivered = eventually(Duration::from_secs(30), || async {
+        udp.send_to(b"later.batch:1|c", statsd(&s)).unwrap();
+        seen.lock().unwrap().iter().any(|(st, b)| *st == 204 && names_in(b).contains("later_batch_total"))
+    })
+    .await;
+    let status = s.get_json("/api/v1/metrics/status", &s.admin).await;
+    let rw = &status["remote_write"];
+    let log: Vec<(u16, String)> = seen.lock().unwrap().iter().map(|(st, b)| (*st, names_in(b))).collect();
+    assert!(delivered, "newer data went out: {rw} {:?}", log.iter().map(|x| x.0).collect::<Vec<_>>());
+    assert!(log[0].1.contains("first_batch_total"), "{log:?}");
+    let tries_of_first = log.iter().filter(|(_, b)| b.contains("first_batch_total")).count();
+    assert_eq!(tries_of_first, 1, "the refused batch is not tried again: {log:?}");
+    assert_eq!(rw["dropped"]["refused"], 1, "{rw}");
+    assert!(rw["dropped"]["failing"].as_u64().unwrap() >= 1, "a batch failing past retry_for is dropped: {rw}");
+    assert_eq!(rw["dropped"]["queue_full"], 0, "{rw}");
+    assert!(rw["dropped_samples"].as_u64().unwrap() >= 2, "{rw}");
+    assert!(rw["last_error"].as_str().unwrap_or("").contains("503"), "{rw}");
+}
+
 #[tokio::test]
 async fn remote_write_retries_429_and_5xx_then_delivers_the_same_batch() {
-    let (port, seen) = flaky_receiver().await;
+    // 429 (Retry-After: 1), then 503, then accepted.
+    let (port, seen) = scripted_receiver(|n, _| match n {
+        0 => 429,
+        1 => 503,
+        _ => 204,
+    })
+    .await;
     let (_d, cfg) = config(&format!("[metrics.remote_write]\nurl = \"http://127.0.0.1:{port}/write\"\n"));
     let s = Server::start_with_statsd(&cfg).await;
     UdpSocket::bind("127.0.0.1:0").unwrap().send_to(b"retry.me:5|c", statsd(&s)).unwrap();
@@ -652,4 +768,138 @@ async fn replicas_receiving_the_same_series_keep_both_and_a_query_sums_them() {
     assert!(b.terminate(Duration::from_secs(15)).is_some_and(|s| s.success()));
     a.restart();
     assert_eq!(total(&a, "shared.hits", "count").await, 12.0);
+}
+
+/// Grafana's ways to read crew: the JSON/SimpleJSON data sources (`POST <url>/annotations` with `{range,
+/// annotation}`, and `GET <url>` as their connection test), Infinity (`GET` with `from`/`to` as `${__from}` ms or
+/// `now-6h`), and `docs/grafana/crew.json`, whose every panel query a real Prometheus scraping crew answers and
+/// whose annotation queries, made as Infinity makes them, show the flag change. (Grafana itself is not packaged
+/// for Debian; the requests are made here as its data sources make them.)
+#[tokio::test]
+async fn grafana_reads_annotations_and_the_dashboard_in_docs_works_against_crew_and_prometheus() {
+    let (_d, cfg) = config("");
+    let s = Server::start_with_statsd(&cfg).await;
+    let mo = s.token("mo", "member").await;
+    let viewer = s.token("grafana", "viewer").await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let res = s
+        .req(reqwest::Method::POST, "/api/v1/flags/grafana-beta/knob", &mo)
+        .json(&json!({"knob": "on", "reason": "for the graphs"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let after = chrono::Utc::now() + chrono::Duration::seconds(5);
+
+    // JSON / SimpleJSON: the connection test, then the annotation query for flags, answered with it.
+    assert_eq!(s.get_json("/api/v1", &viewer).await["name"], "crew");
+    let annotation = json!({"name": "Flags", "enable": true, "iconColor": "red", "query": "flag"});
+    let body = json!({
+        "range": {"from": before.to_rfc3339(), "to": after.to_rfc3339(), "raw": {"from": "now-5m", "to": "now"}},
+        "rangeRaw": {"from": "now-5m", "to": "now"},
+        "annotation": annotation,
+    });
+    let res = s.req(reqwest::Method::POST, "/api/v1/annotations", &viewer).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let got: Value = res.json().await.unwrap();
+    let a = got.as_array().unwrap().iter().find(|a| a["tags"][1] == "flag:grafana-beta");
+    let a = a.unwrap_or_else(|| panic!("the flag change in {got}"));
+    assert_eq!(a["annotation"], annotation, "{a}");
+    assert_eq!(a["tags"][0], "flag");
+    assert!(a["time"].as_i64().unwrap() >= before.timestamp_millis(), "{a}");
+    assert!(a["text"].as_str().unwrap().contains("for the graphs") || a["title"] == "flag.changed", "{a}");
+    // Deploys only: the flag change is not among them.
+    let mut deploys = body.clone();
+    deploys["annotation"]["query"] = json!("deploy");
+    let got: Value = s
+        .req(reqwest::Method::POST, "/api/v1/annotations", &viewer)
+        .json(&deploys)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, json!([]));
+    // What a data source could send wrong is a 400 naming it.
+    for (bad, says) in [
+        (json!({"range": {"from": "yesterday", "to": "now"}, "annotation": {}}), "range.from"),
+        (json!({"range": {"from": "now-1h", "to": "now"}, "annotation": {"query": "alerts"}}), "annotation.query"),
+        (json!({"range": {"from": "now", "to": "now-1h"}, "annotation": {}}), "after"),
+        (json!({"annotation": {}}), "range"),
+        (json!({"range": {"from": "now-1h", "to": "now"}, "annotation": "x"}), "annotation"),
+    ] {
+        let res = s.req(reqwest::Method::POST, "/api/v1/annotations", &viewer).json(&bad).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        let text = res.text().await.unwrap();
+        assert!(text.contains(says), "{bad}: {text}");
+    }
+
+    // Infinity: from/to as Grafana's relative times.
+    let got = s.get_json("/api/v1/annotations?from=now-1h&to=now&tags=flag", &viewer).await;
+    assert!(got.to_string().contains("grafana-beta"), "{got}");
+
+    // The dashboard in docs/: Infinity's annotation requests as it makes them, with ${__from}/${__to} in ms.
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/grafana/crew.json")).unwrap(),
+    )
+    .unwrap();
+    let list = dash["annotations"]["list"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let mut flags_seen = false;
+    for a in list {
+        let t = &a["target"];
+        assert_eq!(a["datasource"]["type"], "yesoreyeram-infinity-datasource");
+        let url = t["url"].as_str().unwrap().replace("${crew_url}", &s.url);
+        let mut req = s.client().get(&url).bearer_auth(&viewer);
+        for p in t["url_options"]["params"].as_array().unwrap() {
+            let v = p["value"]
+                .as_str()
+                .unwrap()
+                .replace("${__from}", &(before.timestamp_millis() - 3_600_000).to_string())
+                .replace("${__to}", &after.timestamp_millis().to_string());
+            req = req.query(&[(p["key"].as_str().unwrap(), v)]);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "{url}");
+        let rows: Value = res.json().await.unwrap();
+        for c in t["columns"].as_array().unwrap() {
+            for r in rows.as_array().unwrap() {
+                assert!(!r[c["selector"].as_str().unwrap()].is_null(), "column {c} in {r}");
+            }
+        }
+        flags_seen |= rows.to_string().contains("grafana-beta");
+    }
+    assert!(flags_seen, "the dashboard's flag annotations show the flag change");
+
+    // Its panels, through a real Prometheus scraping crew: every query has data.
+    let url = url::Url::parse(&s.url).unwrap();
+    let scrape = format!(
+        "scrape_configs:\n  - job_name: crew\n    authorization:\n      credentials: {viewer}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+        url.port().unwrap()
+    );
+    let prom = crew_testkit::Prometheus::start_with(&scrape, &[]).unwrap();
+    let http = reqwest::Client::new();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(exprs.len() >= 4);
+    let mut missing = exprs.clone();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() && std::time::Instant::now() < end {
+        udp.send_to(b"grafana.lines:1|c\nbad line\n", statsd(&s)).unwrap();
+        let mut still = vec![];
+        for e in missing {
+            if prom_query(&http, prom.port, &e).await.is_none() {
+                still.push(e);
+            }
+        }
+        missing = still;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(missing.is_empty(), "Prometheus has no data for the dashboard's {missing:?}");
 }

@@ -56,39 +56,37 @@ pub async fn prometheus(_: Viewer, State(metrics): State<Metrics>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.exposition()).into_response()
 }
 
-/// `GET /api/v1/annotations?from=&to=&tags=`: deploys and flag changes in range, as Grafana's JSON and
-/// Infinity data sources read annotations (`time`/`timeEnd` in ms, `title`, `text`, `tags`).
-pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw): RawQuery) -> Answer {
-    let now = chrono::Utc::now();
-    let mut since = now - chrono::Duration::hours(6);
-    let mut until = now;
-    let mut tags: Vec<String> = vec!["deploy".into(), "flag".into()];
-    for (k, v) in query_pairs(raw.as_deref()) {
-        let time = |v: &str| {
-            // Grafana sends milliseconds; people send what the rest of the API takes.
-            if v.len() >= 13 && v.bytes().all(|b| b.is_ascii_digit()) {
-                // Milliseconds up to the end of the year 9999, as every other time crew reads.
-                v.parse::<i64>()
-                    .ok()
-                    .filter(|ms| *ms <= 253_402_300_799_999)
-                    .and_then(chrono::DateTime::from_timestamp_millis)
-                    .ok_or_else(|| ApiError::BadRequest(format!("`{k}`: `{v}` is out of range")))
-            } else {
-                crew_core::time::parse_time(v, now).map_err(|e| ApiError::BadRequest(format!("`{k}`: {e}")))
-            }
-        };
-        match k.as_str() {
-            "from" => since = time(&v)?,
-            "to" => until = time(&v)?,
-            "tags" => {
-                tags = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-                if let Some(bad) = tags.iter().find(|t| !matches!(t.as_str(), kind::DEPLOY | kind::FLAG)) {
-                    return Err(ApiError::BadRequest(format!("`tags`: `{bad}` is not deploy or flag")));
-                }
-            }
-            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected from, to, tags"))),
-        }
+/// Grafana's time as its data sources send it: Unix milliseconds (13 digits or more), or what the rest of the
+/// API takes (RFC 3339, Unix seconds, `now`, `now-6h`, `6h`).
+fn grafana_time(k: &str, v: &str, now: chrono::DateTime<chrono::Utc>) -> ApiResult<chrono::DateTime<chrono::Utc>> {
+    if v.len() >= 13 && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Milliseconds up to the end of the year 9999, as every other time crew reads.
+        v.parse::<i64>()
+            .ok()
+            .filter(|ms| *ms <= 253_402_300_799_999)
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .ok_or_else(|| ApiError::BadRequest(format!("`{k}`: `{v}` is out of range")))
+    } else {
+        crew_core::time::parse_time(v, now).map_err(|e| ApiError::BadRequest(format!("`{k}`: {e}")))
     }
+}
+
+/// Tags as a list (`deploy,flag`), each deploy or flag; none means both.
+fn annotation_tags(field: &str, v: &str) -> ApiResult<Vec<String>> {
+    let tags: Vec<String> = v.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    if let Some(bad) = tags.iter().find(|t| !matches!(t.as_str(), kind::DEPLOY | kind::FLAG)) {
+        return Err(ApiError::BadRequest(format!("`{field}`: `{bad}` is not deploy or flag")));
+    }
+    Ok(if tags.is_empty() { vec![kind::DEPLOY.into(), kind::FLAG.into()] } else { tags })
+}
+
+/// Deploys and flag changes from `since` to `until` as Grafana annotations, oldest first.
+async fn annotations_in(
+    metrics: &Metrics,
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    tags: &[String],
+) -> ApiResult<Vec<Value>> {
     if since > until {
         return Err(ApiError::BadRequest("`from` is after `to`".into()));
     }
@@ -115,6 +113,7 @@ pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw
         };
         out.push(json!({
             "time": e.at.timestamp_millis(),
+            "timeEnd": e.at.timestamp_millis(),
             "title": e.kind,
             "text": e.summary,
             "tags": [tag, e.subject],
@@ -123,5 +122,71 @@ pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw
         }));
     }
     out.sort_by_key(|a| a["time"].as_i64());
+    Ok(out)
+}
+
+/// `GET /api/v1/annotations?from=&to=&tags=`: deploys and flag changes in range, as Grafana's Infinity data
+/// source reads annotations (`time`/`timeEnd` in ms, `title`, `text`, `tags`); `from` and `to` as Grafana's
+/// `${__from}` (ms) or `now-6h`.
+pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw): RawQuery) -> Answer {
+    let now = chrono::Utc::now();
+    let mut since = now - chrono::Duration::hours(6);
+    let mut until = now;
+    let mut tags: Vec<String> = annotation_tags("tags", "")?;
+    for (k, v) in query_pairs(raw.as_deref()) {
+        match k.as_str() {
+            "from" => since = grafana_time(&k, &v, now)?,
+            "to" => until = grafana_time(&k, &v, now)?,
+            "tags" => tags = annotation_tags("tags", &v)?,
+            other => return Err(ApiError::BadRequest(format!("unknown parameter `{other}`: expected from, to, tags"))),
+        }
+    }
+    Ok(Json(Value::Array(annotations_in(&metrics, since, until, &tags).await?)))
+}
+
+/// What Grafana's JSON and SimpleJSON data sources post to `<url>/annotations`: the dashboard's range and the
+/// annotation query (its `query` text names the tags: `deploy`, `flag` or both; empty is both).
+#[derive(serde::Deserialize)]
+struct AnnotationRequest {
+    range: AnnotationRange,
+    annotation: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct AnnotationRange {
+    from: String,
+    to: String,
+}
+
+/// `POST /api/v1/annotations` (`{range: {from, to}, annotation: {query, ...}}`): the same annotations for the
+/// JSON (simpod-json-datasource) and SimpleJSON data sources, each carrying back the annotation it answers.
+pub async fn annotations_post(_: Viewer, State(metrics): State<Metrics>, body: axum::body::Bytes) -> Answer {
+    let req: AnnotationRequest = crate::http::parse_json(&body)?;
+    let now = chrono::Utc::now();
+    let since = grafana_time("range.from", &req.range.from, now)?;
+    let until = grafana_time("range.to", &req.range.to, now)?;
+    let query = match &req.annotation {
+        Value::Object(a) => match a.get("query") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(q)) => q.clone(),
+            Some(_) => return Err(ApiError::BadRequest("`annotation.query`: a string of tags".into())),
+        },
+        _ => return Err(ApiError::BadRequest("`annotation`: an object".into())),
+    };
+    let tags = annotation_tags("annotation.query", &query)?;
+    let mut out = annotations_in(&metrics, since, until, &tags).await?;
+    for a in &mut out {
+        a["annotation"] = req.annotation.clone();
+    }
     Ok(Json(Value::Array(out)))
+}
+
+/// `GET /api/v1`: what answers here, so a Grafana data source pointed at `<crew>/api/v1` passes its test.
+pub async fn index(_: Viewer) -> Json<Value> {
+    Json(json!({
+        "name": "crew",
+        "version": env!("CARGO_PKG_VERSION"),
+        "annotations": "/api/v1/annotations",
+        "prometheus": "/metrics",
+    }))
 }

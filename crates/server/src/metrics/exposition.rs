@@ -91,6 +91,18 @@ struct Plan {
 }
 
 fn plan<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>) -> Plan {
+    plan_with(series, |_| true)
+}
+
+/// The samples of the series seen in the flush at `t`, as remote write sends them: the same names and labels
+/// as the exposition, and the same series left out (a receiver refuses a batch with a duplicate series, or
+/// whose name is another family's, as Prometheus refuses a scrape).
+pub fn fresh_samples<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>, t: i64) -> Vec<Sample> {
+    plan_with(series, |e| e.seen_ms == t).families.into_values().flat_map(|(_, _, s)| s).collect()
+}
+
+/// The plan of every series, judged against all of them, keeping the samples of those `keep` says.
+fn plan_with<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>, keep: impl Fn(&Exposed) -> bool) -> Plan {
     let mut series: Vec<(&str, &Exposed)> = series.into_iter().collect();
     series.sort_by_key(|(k, _)| *k);
     let mut families: BTreeMap<String, (&'static str, String, Vec<Sample>)> = BTreeMap::new();
@@ -114,7 +126,10 @@ fn plan<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>) -> Plan {
             owner.insert(n.clone(), f.name.clone());
             written.insert((n.clone(), l.clone()));
         }
-        families.entry(f.name).or_insert((f.typ, f.help, vec![])).2.extend(f.samples);
+        let family = families.entry(f.name).or_insert((f.typ, f.help, vec![]));
+        if keep(e) {
+            family.2.extend(f.samples);
+        }
     }
     Plan { families, renamed, conflicts }
 }

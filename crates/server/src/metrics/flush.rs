@@ -3,7 +3,7 @@
 //! transaction; alert rules are evaluated after each flush. Also the replay of the write-ahead rows at start
 //! and retention. A crash loses at most the flush being made.
 
-use super::exposition::{family, Sample};
+use super::exposition::{fresh_samples, Sample};
 use super::{Exposed, Live, EXPOSE_IDLE_MS};
 use crate::alerts::Alerts;
 use crate::timeline::Timeline;
@@ -205,8 +205,7 @@ pub async fn store_points(
         }
         ex.series.retain(|_, e| t - e.seen_ms <= EXPOSE_IDLE_MS);
         if m.config.remote_write.is_some() {
-            let samples: Vec<Sample> =
-                ex.series.iter().filter(|(_, e)| e.seen_ms == t).flat_map(|(k, e)| family(k, e).samples).collect();
+            let samples: Vec<Sample> = fresh_samples(ex.series.iter().map(|(k, e)| (&**k, e)), t);
             m.remote.push(&samples, t);
         }
     }

@@ -1,8 +1,11 @@
 //! Prometheus remote write (protocol 1.0: a snappy-compressed protobuf `WriteRequest`): after each flush the
 //! series that had data are queued as samples and a sender posts them to `[metrics.remote_write] url`, so a
 //! team past one machine keeps its series in VictoriaMetrics, Mimir or Prometheus. A 429 or 5xx (or no answer)
-//! is retried with capped exponential backoff (honouring `Retry-After`); another 4xx drops the batch. The queue
-//! is bounded: when the store is away for long, the oldest batches are dropped, and counted.
+//! is retried with capped exponential backoff (honouring `Retry-After`) for at most `retry_for` (5 min by
+//! default), then dropped, so a batch a receiver keeps failing on never holds back newer data; another 4xx drops
+//! the batch at once (the receiver will never take it). The queue is bounded: when the store is away for long,
+//! the oldest batches are dropped. Every drop is counted by its cause on `/api/v1/metrics/status`. The samples
+//! are the exposition's (`exposition::fresh_samples`): labels by Prometheus' rules, no duplicate series.
 
 use super::exposition::Sample;
 use serde::Deserialize;
@@ -17,7 +20,12 @@ pub struct RemoteWriteSection {
     pub url: String,
     /// The environment variable holding a bearer token, if the receiver needs one.
     pub bearer_token_env: Option<String>,
+    /// How long a batch refused with 429 or 5xx (or unanswered) is retried before it is dropped (`"5m"`).
+    pub retry_for: Option<String>,
 }
+
+/// How long a failing batch is retried when `retry_for` is not set.
+const RETRY_FOR: Duration = Duration::from_secs(300);
 
 impl RemoteWriteSection {
     pub fn check(&self) -> Result<(), String> {
@@ -25,7 +33,18 @@ impl RemoteWriteSection {
         if !matches!(u.scheme(), "http" | "https") {
             return Err("[metrics.remote_write] url: an http:// or https:// URL".into());
         }
-        Ok(())
+        self.retry_for().map(|_| ())
+    }
+
+    /// `retry_for`, checked: from 1 s to 24 h.
+    pub fn retry_for(&self) -> Result<Duration, String> {
+        let Some(v) = &self.retry_for else { return Ok(RETRY_FOR) };
+        let d = humantime::parse_duration(v)
+            .map_err(|e| format!("[metrics.remote_write] retry_for = \"{v}\": {e}; write e.g. \"30s\", \"5m\""))?;
+        if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+            return Err(format!("[metrics.remote_write] retry_for = \"{v}\": from 1s to 24h"));
+        }
+        Ok(d)
     }
 }
 
@@ -80,14 +99,34 @@ pub fn encode(samples: &[Sample], t: i64) -> Vec<u8> {
 /// Batches waiting, at most this many.
 const QUEUE: usize = 360;
 
+/// A queued batch: its number (to know it again after others were dropped for room), its samples, its body.
+struct Batch {
+    seq: u64,
+    samples: usize,
+    body: Vec<u8>,
+}
+
+/// Why a batch was given up.
+enum GaveUp {
+    /// A 4xx other than 429: the receiver will never take it.
+    Refused(String),
+    /// 429, 5xx or no answer for longer than `retry_for`.
+    Failing(String),
+}
+
 #[derive(Default)]
 pub struct RemoteWrite {
-    queue: Mutex<std::collections::VecDeque<(usize, Vec<u8>)>>,
+    queue: Mutex<(u64, std::collections::VecDeque<Batch>)>,
     wake: tokio::sync::Notify,
     pub sent_samples: AtomicU64,
     pub sent_batches: AtomicU64,
     pub retries: AtomicU64,
-    pub dropped_batches: AtomicU64,
+    /// Batches dropped, by cause: refused (4xx), failing past `retry_for`, and the oldest when the queue was full.
+    pub dropped_refused: AtomicU64,
+    pub dropped_failing: AtomicU64,
+    pub dropped_full: AtomicU64,
+    /// Samples in every dropped batch.
+    pub dropped_samples: AtomicU64,
     pub last_error: Mutex<Option<String>>,
 }
 
@@ -99,11 +138,15 @@ impl RemoteWrite {
         }
         let body = encode(samples, t);
         let mut q = self.queue.lock().expect("not poisoned");
-        if q.len() >= QUEUE {
-            q.pop_front();
-            self.dropped_batches.fetch_add(1, Ordering::Relaxed);
+        if q.1.len() >= QUEUE {
+            if let Some(old) = q.1.pop_front() {
+                self.dropped_full.fetch_add(1, Ordering::Relaxed);
+                self.dropped_samples.fetch_add(old.samples as u64, Ordering::Relaxed);
+            }
         }
-        q.push_back((samples.len(), body));
+        q.0 += 1;
+        let seq = q.0;
+        q.1.push_back(Batch { seq, samples: samples.len(), body });
         drop(q);
         self.wake.notify_one();
     }
@@ -112,13 +155,16 @@ impl RemoteWrite {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         // The URL may carry credentials: only its host is shown.
         let host = url::Url::parse(url).ok().and_then(|u| u.host_str().map(String::from)).unwrap_or_default();
+        let (refused, failing, full) = (l(&self.dropped_refused), l(&self.dropped_failing), l(&self.dropped_full));
         serde_json::json!({
             "host": host,
-            "queued": self.queue.lock().expect("not poisoned").len(),
+            "queued": self.queue.lock().expect("not poisoned").1.len(),
             "sent_samples": l(&self.sent_samples),
             "sent_batches": l(&self.sent_batches),
             "retries": l(&self.retries),
-            "dropped_batches": l(&self.dropped_batches),
+            "dropped_batches": refused + failing + full,
+            "dropped": {"refused": refused, "failing": failing, "queue_full": full},
+            "dropped_samples": l(&self.dropped_samples),
             "last_error": self.last_error.lock().expect("not poisoned").clone(),
         })
     }
@@ -127,14 +173,16 @@ impl RemoteWrite {
     pub async fn run(&self, cfg: RemoteWriteSection, shutdown: tokio_util::sync::CancellationToken) {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
         let token = cfg.bearer_token_env.as_ref().and_then(|v| std::env::var(v).ok());
+        let retry_for = cfg.retry_for().unwrap_or(RETRY_FOR);
         loop {
-            let next = self.queue.lock().expect("not poisoned").front().cloned();
-            let Some((n, body)) = next else {
+            let next = self.queue.lock().expect("not poisoned").1.front().map(|b| (b.seq, b.samples, b.body.clone()));
+            let Some((seq, n, body)) = next else {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.wake.notified() => continue,
                 }
             };
+            let started = tokio::time::Instant::now();
             let mut backoff = Duration::from_millis(250);
             let outcome = loop {
                 let mut req = http
@@ -147,7 +195,7 @@ impl RemoteWrite {
                 if let Some(t) = &token {
                     req = req.bearer_auth(t);
                 }
-                let wait = match req.send().await {
+                let (wait, error) = match req.send().await {
                     Ok(r) if r.status().is_success() => break Ok(()),
                     Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
                         let after = r
@@ -156,32 +204,38 @@ impl RemoteWrite {
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.trim().parse::<u64>().ok())
                             .map(Duration::from_secs);
-                        *self.last_error.lock().expect("not poisoned") = Some(format!("HTTP {}", r.status()));
-                        after.unwrap_or(backoff)
+                        let status = r.status();
+                        let text: String = r.text().await.unwrap_or_default().chars().take(200).collect();
+                        (after.unwrap_or(backoff), format!("HTTP {status}: {}", text.trim()))
                     }
                     Ok(r) => {
                         let status = r.status();
                         let text: String = r.text().await.unwrap_or_default().chars().take(200).collect();
-                        break Err(format!("HTTP {status}: {text}"));
+                        break Err(GaveUp::Refused(format!("HTTP {status}: {}", text.trim())));
                     }
-                    Err(e) => {
-                        *self.last_error.lock().expect("not poisoned") = Some(e.without_url().to_string());
-                        backoff
-                    }
+                    Err(e) => (backoff, e.without_url().to_string()),
                 };
+                // The next try would come after the bound: give the batch up now, so newer data goes out.
+                let wait = wait.min(Duration::from_secs(60));
+                if started.elapsed() + wait > retry_for {
+                    break Err(GaveUp::Failing(format!("{error} (retried for {}s)", started.elapsed().as_secs())));
+                }
+                *self.last_error.lock().expect("not poisoned") = Some(error);
                 self.retries.fetch_add(1, Ordering::Relaxed);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(wait.min(Duration::from_secs(60))) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             };
-            // Only the batch just tried leaves the queue (new ones may have been added meanwhile; an old one
-            // dropped for room would have been this one only if the queue filled while it was retried).
+            // Only the batch just tried leaves the queue; if it was dropped for room meanwhile, it was counted
+            // then (and a delivery is still a delivery).
             {
                 let mut q = self.queue.lock().expect("not poisoned");
-                if q.front().map(|f| f.1 == body).unwrap_or(false) {
-                    q.pop_front();
+                if q.1.front().is_some_and(|f| f.seq == seq) {
+                    q.1.pop_front();
+                } else if outcome.is_err() {
+                    continue;
                 }
             }
             match outcome {
@@ -189,9 +243,14 @@ impl RemoteWrite {
                     self.sent_samples.fetch_add(n as u64, Ordering::Relaxed);
                     self.sent_batches.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "remote write refused a batch; dropped");
-                    self.dropped_batches.fetch_add(1, Ordering::Relaxed);
+                Err(gave_up) => {
+                    let (counter, e) = match gave_up {
+                        GaveUp::Refused(e) => (&self.dropped_refused, e),
+                        GaveUp::Failing(e) => (&self.dropped_failing, e),
+                    };
+                    tracing::warn!(error = %e, samples = n, "remote write dropped a batch");
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.dropped_samples.fetch_add(n as u64, Ordering::Relaxed);
                     *self.last_error.lock().expect("not poisoned") = Some(e);
                 }
             }
