@@ -6,6 +6,11 @@
 //! - **chunks** that became full (staggered per series so they do not all close in the same flush);
 //! - **floors**: per tier, the time below which no open head or open window needs the WAL any more.
 //!
+//! A head closes when full or when its span is over (a full head's points times the tier's step since its first
+//! point), whichever comes first: a series that stops reporting is stored as a chunk and no longer pins the WAL,
+//! so the WAL never reaches further back than one span per tier. A series with nothing open whose last point is
+//! past every tier's retention is forgotten (its chunks expire with it).
+//!
 //! After a crash the server loads the stored chunk ends (`persisted`) and replays the WAL rows in order; points
 //! already in chunks are skipped, and the open rollup windows are rebuilt from the finest tier's points.
 
@@ -91,6 +96,8 @@ struct Series {
     windows: Vec<Option<(i64, Point)>>,
     /// Per tier, the last point's time already stored or taken (replay skips what is not newer).
     last: Vec<i64>,
+    /// The last point's time anywhere: here, or in any replica's stored chunks.
+    seen: i64,
     stagger: u32,
 }
 
@@ -126,16 +133,45 @@ impl Db {
         if let Some(l) = s.last.get_mut(tier as usize) {
             *l = (*l).max(end);
         }
+        s.seen = s.seen.max(end);
     }
 
-    /// A flush's points at time `t`: appended to the finest tier, rolled up into the others.
+    /// A series another replica stored, with its last chunk's end: known here (for queries) until it is past
+    /// retention, without touching what this replica's replay skips.
+    pub fn known(&mut self, key: Arc<str>, kind: Kind, end: i64) {
+        let n = self.tiers.len();
+        let s = series_entry(&mut self.series, &key, kind, n);
+        s.seen = s.seen.max(end);
+    }
+
+    /// A flush's points at time `t`: appended to the finest tier, rolled up into the others; then every head
+    /// whose span is over is closed, and series past retention forgotten.
     pub fn append(&mut self, t: i64, points: &[(Arc<str>, Kind, Point)]) -> Writes {
         let mut w = Writes::default();
         for (key, kind, p) in points {
             self.add(key, *kind, 0, t, *p, &mut w);
         }
         self.close_windows(t, &mut w);
+        self.close_spent(t, &mut w);
         w
+    }
+
+    /// Closes every head whose span is over by `now` (it would have been full by then, had its series kept
+    /// reporting), and forgets the series that hold nothing open and are past every tier's retention.
+    fn close_spent(&mut self, now: i64, w: &mut Writes) {
+        let Db { tiers, series } = self;
+        let keep = tiers.iter().map(|t| t.retention_ms).max().unwrap_or(0);
+        series.retain(|key, s| {
+            for (i, spec) in tiers.iter().enumerate() {
+                let Some(h) = &s.heads[i] else { continue };
+                if now - h.start >= head_limit(spec, s.stagger) as i64 * spec.step_ms {
+                    let h = s.heads[i].take().expect("checked");
+                    w.chunks.push(chunk(key, s.kind, i as u8, &h));
+                }
+            }
+            let open = s.heads.iter().any(Option::is_some) || s.windows.iter().any(Option::is_some);
+            open || now.saturating_sub(s.seen) <= keep
+        });
     }
 
     /// The WAL again after a crash, row by row in the order written. Returns chunks that filled up meanwhile.
@@ -161,6 +197,7 @@ impl Db {
         if s.kind != kind || tier >= tiers.len() {
             return;
         }
+        s.seen = s.seen.max(t);
         if tier == 0 {
             // Rollups are fed by the finest tier even when its point is a replayed duplicate: an open window
             // must be rebuilt whole.
@@ -294,6 +331,7 @@ fn series_entry<'a>(
                 heads: (0..n).map(|_| None).collect(),
                 windows: vec![None; n],
                 last: vec![i64::MIN; n],
+                seen: i64::MIN,
                 stagger: h.finish() as u32,
             },
         );
@@ -329,12 +367,16 @@ fn push_parts(
     head.enc.push(t, &vals[..fields.len()]);
     head.end = t;
     w.entries.push(Entry { series: key.clone(), kind, tier, t, point: p });
-    let spec = tiers[i];
-    let limit = spec.chunk_points + stagger % (spec.chunk_points / 2).max(1);
-    if head.enc.points >= limit {
+    if head.enc.points >= head_limit(&tiers[i], stagger) {
         let h = heads[i].take().expect("just used");
         w.chunks.push(chunk(key, kind, tier, &h));
     }
+}
+
+/// How many points a series' head of a tier holds when full (staggered per series, so heads do not all close
+/// in the same flush).
+fn head_limit(spec: &TierSpec, stagger: u32) -> u32 {
+    spec.chunk_points + stagger % (spec.chunk_points / 2).max(1)
 }
 
 /// WAL rows: entries in a compact binary form (tier, kind, key, time, the kind's fields), little-endian.
@@ -516,6 +558,53 @@ mod tests {
         let minute: Vec<(i64, f64)> =
             later.entries.iter().filter(|e| e.tier == 1).map(|e| (e.t, e.point.sum)).collect();
         assert_eq!(minute, [(120_000, 6.0)]);
+    }
+
+    /// A series sent once, then another sent every flush for longer than a head's span: the once-sent series'
+    /// head is stored as a chunk at the end of its span, every tier's floor moves past it, and the series is
+    /// forgotten once it is past every tier's retention.
+    #[test]
+    fn an_idle_series_is_stored_and_stops_pinning_the_wal_then_is_forgotten() {
+        let tiers = default_tiers(10_000);
+        let (once, live): (Arc<str>, Arc<str>) = (Arc::from("once"), Arc::from("live"));
+        let mut db = Db::new(tiers.clone());
+        let step = tiers[0].step_ms;
+        db.append(step, &[(once.clone(), Kind::Counter, counter(1.0)), (live.clone(), Kind::Counter, counter(1.0))]);
+        // The longest a tier's head can span: its most points times its step.
+        let span = |i: usize| (tiers[i].chunk_points + tiers[i].chunk_points / 2) as i64 * tiers[i].step_ms;
+        let mut closed = vec![];
+        let mut t = step;
+        // Live traffic for longer than the finest tier's span.
+        while t < 2 * span(0) + tiers[1].step_ms {
+            t += step;
+            let w = db.append(t, &[(live.clone(), Kind::Counter, counter(1.0))]);
+            closed.extend(w.chunks.into_iter().filter(|c| c.series == once));
+        }
+        let tier0: Vec<&Chunk> = closed.iter().filter(|c| c.tier == 0).collect();
+        assert_eq!(tier0.len(), 1, "the once-sent head is stored as one chunk");
+        assert_eq!((tier0[0].start, tier0[0].end, tier0[0].points), (step, step, 1));
+        assert!(db.floors()[0] > step, "the finest tier's WAL no longer reaches back to it: {:?}", db.floors());
+        assert!(t - db.floors()[0] <= span(0), "nor further back than one span");
+        // Every tier, once its span is over.
+        while t < span(1).max(span(2)) + tiers[2].step_ms {
+            t += tiers[1].step_ms;
+            let w = db.append(t, &[(live.clone(), Kind::Counter, counter(1.0))]);
+            closed.extend(w.chunks.into_iter().filter(|c| c.series == once));
+        }
+        for i in 0..tiers.len() {
+            assert_eq!(closed.iter().filter(|c| c.tier == i as u8).count(), 1, "tier {i}: {closed:?}");
+            assert!(t - db.floors()[i] <= span(i), "tier {i}'s WAL is at most a span: {:?}", db.floors());
+        }
+        assert!(db.kind("once").is_some(), "kept while within retention");
+        // Past every tier's retention, with nothing open: forgotten; the live series is not.
+        let keep = tiers.iter().map(|t| t.retention_ms).max().unwrap();
+        db.append(step + keep + 1, &[(live.clone(), Kind::Counter, counter(1.0))]);
+        assert!(db.kind("once").is_none(), "forgotten past retention");
+        assert!(db.kind("live").is_some());
+        // A series another replica stored recently is known here, and not forgotten.
+        db.known(Arc::from("theirs"), Kind::Gauge, step + keep);
+        db.append(step + keep + 2, &[]);
+        assert_eq!(db.kind("theirs"), Some(Kind::Gauge));
     }
 
     #[test]

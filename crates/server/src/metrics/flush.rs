@@ -49,8 +49,11 @@ pub async fn learn_series(store: &dyn Store, m: &Live) -> anyhow::Result<()> {
     let mut db = m.db.lock().expect("not poisoned");
     for (key, kind, tier, src, end) in series {
         if let Some(kind) = kind_of(&kind) {
-            let end = if src == source { end } else { i64::MIN };
-            db.persisted(Arc::from(key.as_str()), kind, tier as u8, end);
+            if src == source {
+                db.persisted(Arc::from(key.as_str()), kind, tier as u8, end);
+            } else {
+                db.known(Arc::from(key.as_str()), kind, end);
+            }
         }
     }
     Ok(())
@@ -144,8 +147,12 @@ pub fn start(
         let mut floors = vec![i64::MAX; m.config.tiers.len()];
         floors[0] = floor;
         let source = m.source();
-        let chunks = chunks.iter().map(|c| stored(c, &source)).collect();
-        if let Err(e) = store.write_metrics(&source, vec![], chunks, floors).await {
+        let (wal, mut unstored): (Vec<MetricWal>, Vec<MetricChunk>) = {
+            let mut u = m.unstored.lock().expect("not poisoned");
+            (std::mem::take(&mut u.wal).into(), std::mem::take(&mut u.chunks).into())
+        };
+        unstored.extend(chunks.iter().map(|c| stored(c, &source)));
+        if let Err(e) = store.write_metrics(&source, wal, unstored, floors).await {
             tracing::warn!(error = %e, "the open metric chunks were not stored at shutdown");
         }
     })
@@ -170,8 +177,23 @@ pub async fn flush(store: &Arc<dyn Store>, m: &Arc<Live>, t: i64) -> anyhow::Res
     Ok(())
 }
 
+/// What flushes the store refused: their write-ahead rows and the chunks that closed in them, oldest first,
+/// written with the next flush that the store takes (bounded: past it the oldest go, and are counted).
+#[derive(Default)]
+pub struct Unstored {
+    pub wal: std::collections::VecDeque<MetricWal>,
+    pub chunks: std::collections::VecDeque<MetricChunk>,
+}
+
+/// At most this many refused flushes' write-ahead rows (per tier) wait: an hour at 1 s.
+const UNSTORED_WAL: usize = 3_600 * 3;
+/// At most this many refused chunks wait (about a day of 50,000 series at 10 s).
+const UNSTORED_CHUNKS: usize = 500_000;
+
 /// A flush's points at `t` (Unix ms, after every earlier flush) into the heads, the exposition, remote write
-/// and the store. Also how `crew demo` lays down an hour of history before it starts.
+/// and the store. Also how `crew demo` lays down an hour of history before it starts. When the store refuses
+/// the write, its rows and chunks are kept and go with the next flush: a chunk that closed during a failed flush
+/// is never lost.
 pub async fn store_points(
     store: &Arc<dyn Store>,
     m: &Arc<Live>,
@@ -220,7 +242,132 @@ pub async fn store_points(
         .filter(|(_, es)| !es.is_empty())
         .map(|(tier, es)| MetricWal { source: source.clone(), tier: tier as i32, t_ms: t, data: encode_entries(es) })
         .collect();
-    let chunks = writes.chunks.iter().map(|c| stored(c, &source)).collect();
-    store.write_metrics(&source, wal, chunks, floors).await?;
+    let chunks: Vec<MetricChunk> = writes.chunks.iter().map(|c| stored(c, &source)).collect();
+    let (mut all_wal, mut all_chunks) = {
+        let mut u = m.unstored.lock().expect("not poisoned");
+        (std::mem::take(&mut u.wal), std::mem::take(&mut u.chunks))
+    };
+    all_wal.extend(wal);
+    all_chunks.extend(chunks);
+    let (all_wal, all_chunks): (Vec<MetricWal>, Vec<MetricChunk>) = (all_wal.into(), all_chunks.into());
+    if let Err(e) = store.write_metrics(&source, all_wal.clone(), all_chunks.clone(), floors).await {
+        m.totals.flush_failures.fetch_add(1, Ordering::Relaxed);
+        let mut u = m.unstored.lock().expect("not poisoned");
+        // Anything refused meanwhile (another writer) stays after these, which are older.
+        let (later_wal, later_chunks) = (std::mem::take(&mut u.wal), std::mem::take(&mut u.chunks));
+        u.wal = all_wal.into();
+        u.wal.extend(later_wal);
+        u.chunks = all_chunks.into();
+        u.chunks.extend(later_chunks);
+        while u.wal.len() > UNSTORED_WAL {
+            u.wal.pop_front();
+            m.totals.unstored_dropped_rows.fetch_add(1, Ordering::Relaxed);
+        }
+        while u.chunks.len() > UNSTORED_CHUNKS {
+            u.chunks.pop_front();
+            m.totals.unstored_dropped_chunks.fetch_add(1, Ordering::Relaxed);
+        }
+        return Err(e.into());
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The flush against a real SQLite store, on synthetic time (the flush takes its time as an argument).
+    use super::*;
+    use crate::metrics::MetricsSection;
+    use sqlx::Connection;
+
+    fn counter() -> Point {
+        Point { sum: 1.0, count: 1.0, ..Point::default() }
+    }
+
+    async fn sqlite() -> (tempfile::TempDir, String, Arc<dyn Store>, Arc<Live>) {
+        let d = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", d.path().join("crew.db").display());
+        let store = crew_store::open(&url).await.unwrap();
+        // The default: 10 s flushes, heads of 90 to 134 points.
+        let live = Arc::new(Live::new(MetricsSection::default().check().unwrap()));
+        (d, url, store, live)
+    }
+
+    const STEP: i64 = 10_000;
+
+    fn points(keys: &[&str]) -> Vec<(Arc<str>, Kind, Point)> {
+        keys.iter().map(|k| (Arc::from(*k), Kind::Counter, counter())).collect()
+    }
+
+    /// One series sent once, then live traffic for longer than a head's span: the write-ahead log shrinks (it
+    /// no longer reaches back to the once-sent point, which is stored as a chunk).
+    #[tokio::test]
+    async fn a_series_sent_once_stops_pinning_the_write_ahead_log() {
+        let (_d, _url, store, m) = sqlite().await;
+        let source = m.source();
+        store_points(&store, &m, STEP, points(&["once", "live"])).await.unwrap();
+        let span = 135 * STEP; // a head's longest span at the finest tier
+        let mut t = STEP;
+        let mut most = 0;
+        while t < STEP + 2 * span {
+            t += STEP;
+            store_points(&store, &m, t, points(&["live"])).await.unwrap();
+            let rows = store.metric_wal(&source).await.unwrap().iter().filter(|w| w.tier == 0).count();
+            most = most.max(rows);
+        }
+        let wal = store.metric_wal(&source).await.unwrap();
+        let finest: Vec<i64> = wal.iter().filter(|w| w.tier == 0).map(|w| w.t_ms).collect();
+        assert!(finest.iter().all(|t| *t > STEP), "no row reaches back to the once-sent point");
+        assert!(finest.len() < most, "the WAL shrank: {} rows, {most} at most", finest.len());
+        assert!(finest.len() as i64 <= span / STEP, "at most a span of rows: {}", finest.len());
+        let once = store.metric_chunks("once", 0, 0, i64::MAX).await.unwrap();
+        assert_eq!(once.len(), 1, "the once-sent head is stored");
+        assert_eq!((once[0].start_ms, once[0].points), (STEP, 1));
+    }
+
+    /// A flush the store refuses (here a trigger makes SQLite answer as a full disk does) keeps its rows and
+    /// the chunks that closed in it, and the next flush the store takes writes them: no point is lost.
+    #[tokio::test]
+    async fn a_flush_the_store_refuses_keeps_its_chunks_for_the_next() {
+        let (_d, url, store, m) = sqlite().await;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for table in ["metric_chunks", "metric_wal"] {
+            sqlx::query(&format!(
+                "CREATE TRIGGER full_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            ))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        }
+        // 150 refused flushes: the live series' head fills (at most 134 points) and closes during them.
+        let mut t = 0;
+        for _ in 0..150 {
+            t += STEP;
+            let r = store_points(&store, &m, t, points(&["live"])).await;
+            assert!(r.unwrap_err().to_string().contains("full"), "the store refuses");
+        }
+        assert!(!m.unstored.lock().unwrap().chunks.is_empty(), "the chunk that closed is kept");
+        assert_eq!(m.status()["flush_failures"], 150);
+        for table in ["metric_chunks", "metric_wal"] {
+            sqlx::query(&format!("DROP TRIGGER full_{table}")).execute(&mut c).await.unwrap();
+        }
+        t += STEP;
+        store_points(&store, &m, t, points(&["live"])).await.unwrap();
+        assert!(m.unstored.lock().unwrap().chunks.is_empty() && m.unstored.lock().unwrap().wal.is_empty());
+        let stored = store.metric_chunks("live", 0, 0, i64::MAX).await.unwrap();
+        assert!(!stored.is_empty(), "the refused chunk is stored now");
+        let mut times: Vec<i64> = vec![];
+        for c in &stored {
+            times.extend(
+                crew_metrics::tsdb::points_of(Kind::Counter, &c.data, c.points as u32).unwrap().iter().map(|p| p.0),
+            );
+        }
+        let head = m.db.lock().unwrap().head_points("live", 0, 0, i64::MAX);
+        times.extend(head.iter().map(|p| p.0));
+        let want: Vec<i64> = (1..=151).map(|i| i * STEP).collect();
+        assert_eq!(times, want, "every point, once, in order");
+        // And a crash now replays the WAL into the same head.
+        let again = Arc::new(Live::new(MetricsSection::default().check().unwrap()));
+        recover(&*store, &again).await.unwrap();
+        assert_eq!(again.db.lock().unwrap().head_points("live", 0, 0, i64::MAX), head);
+    }
 }

@@ -152,6 +152,11 @@ pub struct Totals {
     pub series: AtomicU64,
     pub flushes: AtomicU64,
     pub last_flush_us: AtomicU64,
+    /// Flushes the store did not take (their rows and chunks wait in `Live::unstored` for the next).
+    pub flush_failures: AtomicU64,
+    /// Write-ahead rows and chunks given up because the store refused them for too long.
+    pub unstored_dropped_rows: AtomicU64,
+    pub unstored_dropped_chunks: AtomicU64,
 }
 
 /// What `/metrics` exposes of a series: its latest interval with data, running totals (a counter's total; a
@@ -186,6 +191,8 @@ pub struct Live {
     pub(crate) tcp_open: Arc<std::sync::atomic::AtomicUsize>,
     pub remote: remote_write::RemoteWrite,
     pub alerts: crate::alerts::Alerts,
+    /// What flushes the store refused (a full disk, the database away), written with the next flush.
+    pub(crate) unstored: Mutex<flush::Unstored>,
     /// This replica's name for the chunks and write-ahead rows it writes (its data folder's replica.id).
     source: Mutex<String>,
 }
@@ -211,6 +218,7 @@ impl Live {
             tcp_open: Arc::default(),
             remote: Default::default(),
             alerts: Default::default(),
+            unstored: Mutex::default(),
             source: Mutex::new("local".into()),
         }
     }
@@ -218,6 +226,15 @@ impl Live {
     pub fn status(&self) -> serde_json::Value {
         let t = &self.totals;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let unstored = {
+            let u = self.unstored.lock().expect("not poisoned");
+            serde_json::json!({
+                "wal_rows": u.wal.len(),
+                "chunks": u.chunks.len(),
+                "dropped_wal_rows": l(&t.unstored_dropped_rows),
+                "dropped_chunks": l(&t.unstored_dropped_chunks),
+            })
+        };
         serde_json::json!({
             "statsd": self.addr.lock().expect("not poisoned").map(|a| a.to_string()),
             "flush_seconds": self.config.flush.as_secs(),
@@ -235,6 +252,8 @@ impl Live {
             "series": l(&t.series),
             "flushes": l(&t.flushes),
             "last_flush_ms": l(&t.last_flush_us) as f64 / 1000.0,
+            "flush_failures": l(&t.flush_failures),
+            "unstored": unstored,
             "remote_write": self.config.remote_write.as_ref().map(|rw| self.remote.status(&rw.url)),
         })
     }
