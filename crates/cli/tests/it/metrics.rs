@@ -299,6 +299,37 @@ print(json.dumps(out))
     assert_eq!(parsed["hostile_lat"].as_array().map(|a| a.len()), Some(3), "three quantiles: {parsed}");
     assert_eq!(parsed["crew_metrics_flush_seconds"][0]["type"], "gauge", "{parsed}");
 
+    // OpenMetrics when asked for it, as Prometheus asks: Python's strict OpenMetrics parser reads it whole.
+    let om = s
+        .req(reqwest::Method::GET, "/metrics", &s.admin)
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert!(om.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let om = om.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.lines().any(|l| l == "# TYPE hostile_req counter"), "a counter's family without _total:\n{om}");
+    let om_file = d.path().join("metrics.om");
+    std::fs::write(&om_file, &om).unwrap();
+    let py_om = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(open(sys.argv[1], encoding="utf-8").read()):
+    for s in f.samples:
+        out.setdefault(s.name, []).append({"type": f.type, "labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", py_om, om_file.to_str().unwrap()])
+        .output()
+        .expect("python3 with prometheus_client");
+    assert!(out.status.success(), "OpenMetrics parser: {}\n{om}", String::from_utf8_lossy(&out.stderr));
+    let parsed_om: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed_om["hostile_req_total"][0]["labels"], parsed["hostile_req_total"][0]["labels"]);
+    assert_eq!(parsed_om["hostile_req_total"][0]["type"], "counter");
+
     // A real Prometheus (2.42) scraping crew while the client goes on sending: the target stays up.
     let viewer = s.token("prometheus", "viewer").await;
     let url = url::Url::parse(&s.url).unwrap();

@@ -51,9 +51,13 @@ pub async fn query(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw): Raw
     Ok(Json(metrics.query(&q).await?))
 }
 
-/// `GET /metrics`: the Prometheus text format.
-pub async fn prometheus(_: Viewer, State(metrics): State<Metrics>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.exposition()).into_response()
+/// `GET /metrics`: the Prometheus text format, or OpenMetrics when the `Accept` header prefers it.
+pub async fn prometheus(_: Viewer, State(metrics): State<Metrics>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = super::exposition::Format::from_accept(accept);
+    let mut res = ([(header::CONTENT_TYPE, format.content_type())], metrics.exposition(format)).into_response();
+    res.headers_mut().insert(header::VARY, axum::http::HeaderValue::from_static("accept"));
+    res
 }
 
 /// Grafana's time as its data sources send it: Unix milliseconds (13 digits or more), or what the rest of the

@@ -5,6 +5,11 @@
 //! name would put it in another family's samples (a gauge `x_total` beside a counter `x`, say), or that repeats a
 //! series already written (`a.b` and `a-b`), is left out and counted (`crew_metrics_exposition_conflicts`), so
 //! Prometheus never sees a duplicate and never marks the target down.
+//!
+//! OpenMetrics 1.0 (`application/openmetrics-text`) is offered when the scraper asks for it, as Prometheus does:
+//! the same families, a counter's family named without `_total`, `# EOF` at the end; a family whose names would
+//! clash with another's there (a gauge `x` beside a counter `x`), or a series whose values OpenMetrics forbids (a
+//! negative counter, a count that is not whole, as a sample rate can make), is left out of it and counted.
 
 use super::{split_key, Exposed, Live};
 use crew_metrics::{prom, Kind};
@@ -83,6 +88,87 @@ pub fn family(key: &str, e: &Exposed) -> Family {
     Family { name, typ, help, samples, renamed }
 }
 
+/// The exposition formats crew writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.
+    OpenMetrics,
+}
+
+impl Format {
+    /// What an `Accept` header prefers: OpenMetrics when it weighs it at least as much as the text format.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        let (mut om, mut text) = (0.0f64, 0.0f64);
+        for range in accept.unwrap_or("").split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f64>().ok())
+                .filter(|q| (0.0..=1.0).contains(q))
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => om = om.max(q),
+                "text/plain" | "*/*" | "text/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if om > 0.0 && om >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// A family's name in OpenMetrics: a counter's without its `_total`.
+fn om_name<'a>(name: &'a str, typ: &str) -> &'a str {
+    if typ == "counter" {
+        name.strip_suffix("_total").unwrap_or(name)
+    } else {
+        name
+    }
+}
+
+/// Every name a family takes: its samples' names, and in OpenMetrics the names its type reserves.
+fn names_taken(f: &Family, format: Format) -> Vec<String> {
+    let mut names: Vec<String> = f.samples.iter().map(|(n, _, _)| n.clone()).collect();
+    if format == Format::OpenMetrics {
+        let base = om_name(&f.name, f.typ);
+        let suffixes: &[&str] = match f.typ {
+            "counter" => &["", "_total", "_created"],
+            "summary" => &["", "_count", "_sum", "_created"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|s| format!("{base}{s}")));
+    }
+    names
+}
+
+/// Whether OpenMetrics allows a family's values: counter-like samples neither negative nor NaN, counts whole,
+/// quantiles not negative.
+fn om_values_allowed(f: &Family) -> bool {
+    let base = om_name(&f.name, f.typ);
+    f.samples.iter().all(|(n, _, v)| {
+        let suffix = &n[base.len().min(n.len())..];
+        match (f.typ, suffix) {
+            ("counter", "_total") | ("summary", "_sum") => *v >= 0.0,
+            ("summary", "_count") => *v >= 0.0 && v.fract() == 0.0,
+            ("summary", "") => v.is_nan() || *v >= 0.0,
+            _ => true,
+        }
+    })
+}
+
 /// Every family, sorted by name, with the series that may be exposed, and the two counts.
 struct Plan {
     families: BTreeMap<String, (&'static str, String, Vec<Sample>)>,
@@ -91,18 +177,22 @@ struct Plan {
 }
 
 fn plan<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>) -> Plan {
-    plan_with(series, |_| true)
+    plan_with(series, |_| true, Format::Text)
 }
 
 /// The samples of the series seen in the flush at `t`, as remote write sends them: the same names and labels
 /// as the exposition, and the same series left out (a receiver refuses a batch with a duplicate series, or
 /// whose name is another family's, as Prometheus refuses a scrape).
 pub fn fresh_samples<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>, t: i64) -> Vec<Sample> {
-    plan_with(series, |e| e.seen_ms == t).families.into_values().flat_map(|(_, _, s)| s).collect()
+    plan_with(series, |e| e.seen_ms == t, Format::Text).families.into_values().flat_map(|(_, _, s)| s).collect()
 }
 
 /// The plan of every series, judged against all of them, keeping the samples of those `keep` says.
-fn plan_with<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>, keep: impl Fn(&Exposed) -> bool) -> Plan {
+fn plan_with<'a>(
+    series: impl IntoIterator<Item = (&'a str, &'a Exposed)>,
+    keep: impl Fn(&Exposed) -> bool,
+    format: Format,
+) -> Plan {
     let mut series: Vec<(&str, &Exposed)> = series.into_iter().collect();
     series.sort_by_key(|(k, _)| *k);
     let mut families: BTreeMap<String, (&'static str, String, Vec<Sample>)> = BTreeMap::new();
@@ -110,20 +200,28 @@ fn plan_with<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>, keep:
     // (name, labels) written.
     let mut owner: HashMap<String, String> =
         [RENAMED, CONFLICTS].iter().map(|n| (n.to_string(), String::new())).collect();
+    if format == Format::OpenMetrics {
+        // `# EOF` ends the exposition; no family may be named after it.
+        owner.insert("EOF".into(), String::new());
+    }
     let mut written: HashSet<(String, Vec<(String, String)>)> = HashSet::new();
     let (mut renamed, mut conflicts) = (0, 0);
     for (key, e) in series {
         let f = family(key, e);
         let same_type = families.get(&f.name).is_none_or(|(t, _, _)| *t == f.typ);
-        let names_free = f.samples.iter().all(|(n, _, _)| owner.get(n).is_none_or(|o| *o == f.name));
+        let taken = names_taken(&f, format);
+        let names_free = taken.iter().all(|n| owner.get(n).is_none_or(|o| *o == f.name));
         let new = f.samples.iter().all(|(n, l, _)| !written.contains(&(n.clone(), l.clone())));
-        if !(same_type && names_free && new) {
+        let allowed = format == Format::Text || om_values_allowed(&f);
+        if !(same_type && names_free && new && allowed) {
             conflicts += 1;
             continue;
         }
         renamed += f.renamed;
+        for n in taken {
+            owner.insert(n, f.name.clone());
+        }
         for (n, l, _) in &f.samples {
-            owner.insert(n.clone(), f.name.clone());
             written.insert((n.clone(), l.clone()));
         }
         let family = families.entry(f.name).or_insert((f.typ, f.help, vec![]));
@@ -134,13 +232,21 @@ fn plan_with<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>, keep:
     Plan { families, renamed, conflicts }
 }
 
-fn write_family(out: &mut String, name: &str, typ: &str, help: &str, samples: &[Sample]) {
+fn write_family(out: &mut String, name: &str, typ: &str, help: &str, samples: &[Sample], format: Format) {
+    let family = match format {
+        Format::Text => name,
+        Format::OpenMetrics => om_name(name, typ),
+    };
     out.push_str("# HELP ");
-    out.push_str(name);
+    out.push_str(family);
     out.push(' ');
-    prom::escape_help(help, out);
+    match format {
+        Format::Text => prom::escape_help(help, out),
+        // OpenMetrics escapes `"` in HELP too, as in label values.
+        Format::OpenMetrics => prom::escape_value(help, out),
+    }
     out.push('\n');
-    out.push_str(&format!("# TYPE {name} {typ}\n"));
+    out.push_str(&format!("# TYPE {family} {typ}\n"));
     for (n, labels, v) in samples {
         out.push_str(n);
         if !labels.is_empty() {
@@ -162,14 +268,14 @@ fn write_family(out: &mut String, name: &str, typ: &str, help: &str, samples: &[
     }
 }
 
-/// The Prometheus text format (0.0.4): every family with `# HELP` and `# TYPE`.
-pub fn exposition(m: &Live) -> String {
+/// The exposition in `format`: every family with `# HELP` and `# TYPE`.
+pub fn exposition(m: &Live, format: Format) -> String {
     let ex = m.exposition.lock().expect("not poisoned");
-    let plan = plan(ex.series.iter().map(|(k, e)| (&**k, e)));
+    let plan = plan_with(ex.series.iter().map(|(k, e)| (&**k, e)), |_| true, format);
     drop(ex);
     let mut out = String::new();
     for (name, (typ, help, samples)) in &plan.families {
-        write_family(&mut out, name, typ, help, samples);
+        write_family(&mut out, name, typ, help, samples, format);
     }
     let own = [
         (
@@ -184,7 +290,10 @@ pub fn exposition(m: &Live) -> String {
         ),
     ];
     for (name, help, v) in own {
-        write_family(&mut out, name, "gauge", help, &[(name.to_string(), vec![], v as f64)]);
+        write_family(&mut out, name, "gauge", help, &[(name.to_string(), vec![], v as f64)], format);
+    }
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
     }
     out
 }
@@ -245,7 +354,55 @@ mod tests {
             "gauge",
             "line\\one\ntwo",
             &[("a_b".into(), vec![("p".into(), "/a\"b\\c\nd".into())], 0.5)],
+            Format::Text,
         );
         assert_eq!(out, "# HELP a_b line\\\\one\\ntwo\n# TYPE a_b gauge\na_b{p=\"/a\\\"b\\\\c\\nd\"} 0.5\n");
+    }
+
+    #[test]
+    fn openmetrics_when_the_scraper_prefers_it() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, want) in [
+            (Some(prometheus), Format::OpenMetrics),
+            (Some("application/openmetrics-text"), Format::OpenMetrics),
+            (Some("text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5"), Format::Text),
+            (Some("application/openmetrics-text;q=0"), Format::Text),
+            (Some("*/*"), Format::Text),
+            (Some("garbage;;;q=x,,"), Format::Text),
+            (None, Format::Text),
+        ] {
+            assert_eq!(Format::from_accept(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_leaves_out_what_it_forbids_and_names_counters_without_total() {
+        let (c, g, t) = (exposed(Kind::Counter), exposed(Kind::Gauge), exposed(Kind::Timer));
+        let mut negative = exposed(Kind::Counter);
+        negative.totals.0 = -3.0;
+        let mut sampled = exposed(Kind::Timer);
+        sampled.totals.0 = 3.5; // a count a sample rate made
+        let series = [
+            ("x", &c),
+            ("x.created", &g), // a counter's reserved name in OpenMetrics
+            ("y", &g),
+            ("y", &g),
+            ("neg", &negative),
+            ("lat", &t),
+            ("lat.created", &g),
+            ("rated", &sampled),
+            ("EOF", &g),
+        ];
+        let om = plan_with(series, |_| true, Format::OpenMetrics);
+        assert_eq!(om.families.keys().collect::<Vec<_>>(), ["lat", "x_total", "y"]);
+        assert_eq!(om.conflicts, 6);
+        let text = plan_with(series, |_| true, Format::Text);
+        assert_eq!(
+            text.families.keys().collect::<Vec<_>>(),
+            ["EOF", "lat", "lat_created", "neg_total", "rated", "x_created", "x_total", "y"]
+        );
+        let mut out = String::new();
+        write_family(&mut out, "x_total", "counter", "say \"hi\"", &om.families["x_total"].2, Format::OpenMetrics);
+        assert_eq!(out, "# HELP x say \\\"hi\\\"\n# TYPE x counter\nx_total 2\n");
     }
 }

@@ -307,9 +307,9 @@ impl Metrics {
         self.live.status()
     }
 
-    /// The Prometheus text format of every series with recent data.
-    pub fn exposition(&self) -> String {
-        exposition::exposition(&self.live)
+    /// The Prometheus exposition of every series with recent data, in the text format or OpenMetrics.
+    pub fn exposition(&self, format: exposition::Format) -> String {
+        exposition::exposition(&self.live, format)
     }
 
     /// The deploy events, flag changes and the judge's verdicts in [from, to] (Unix ms), oldest first: what graphs and annotations
