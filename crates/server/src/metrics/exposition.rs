@@ -176,6 +176,7 @@ struct Plan {
     conflicts: usize,
 }
 
+#[cfg(test)]
 fn plan<'a>(series: impl IntoIterator<Item = (&'a str, &'a Exposed)>) -> Plan {
     plan_with(series, |_| true, Format::Text)
 }
