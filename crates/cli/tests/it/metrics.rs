@@ -448,24 +448,47 @@ async fn bad_input_is_counted_or_refused_and_nothing_stored_is_damaged() {
     assert_eq!(total(&s, "keep", "count").await, 6.0, "what was stored is intact");
 }
 
+/// A VictoriaMetrics (Debian's victoria-metrics) on a free port in a temporary folder; killed when dropped.
+struct VictoriaMetrics {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl VictoriaMetrics {
+    async fn start() -> VictoriaMetrics {
+        let dir = tempfile::tempdir().unwrap();
+        let port = crew_testkit::free_port();
+        let child = std::process::Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-search.latencyOffset=0s")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("victoria-metrics (Debian's victoria-metrics package; scripts/test installs it)");
+        let http = reqwest::Client::new();
+        let up = eventually(Duration::from_secs(20), || async {
+            http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        assert!(up, "victoria-metrics started");
+        VictoriaMetrics { port, child, _dir: dir }
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test]
 async fn remote_write_reaches_a_real_victoria_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = crew_testkit::free_port();
-    let mut vm = std::process::Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        .arg("-search.latencyOffset=0s")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("victoria-metrics (Debian's victoria-metrics package; scripts/test installs it)");
+    let vm = VictoriaMetrics::start().await;
+    let port = vm.port;
     let http = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(20), || async {
-        http.get(format!("http://127.0.0.1:{port}/health")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    assert!(up, "victoria-metrics started");
     let (_d, cfg) = config(&format!("[metrics.remote_write]\nurl = \"http://127.0.0.1:{port}/api/v1/write\"\n"));
     let s = Server::start_with_statsd(&cfg).await;
     let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -478,8 +501,7 @@ async fn remote_write_reaches_a_real_victoria_metrics() {
     let orders = q("shop_orders_total").await;
     let stock = q("shop_stock").await;
     let latency = q("shop_latency_count").await;
-    let _ = vm.kill();
-    let _ = vm.wait();
+    drop(vm);
     assert!(got, "VictoriaMetrics answered a query for crew's series");
     let orders = orders.unwrap();
     assert_eq!(orders["metric"]["region"], "eu", "{orders}");
@@ -497,22 +519,9 @@ async fn remote_write_reaches_a_real_victoria_metrics() {
 #[tokio::test]
 async fn remote_write_of_hostile_tags_is_taken_by_real_prometheus_and_victoria_metrics() {
     let prom = crew_testkit::Prometheus::start_with("", &[]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let vm_port = crew_testkit::free_port();
-    let mut vm = std::process::Command::new("victoria-metrics")
-        .arg(format!("-storageDataPath={}", dir.path().join("vm").display()))
-        .arg(format!("-httpListenAddr=127.0.0.1:{vm_port}"))
-        .arg("-search.latencyOffset=0s")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("victoria-metrics (Debian's victoria-metrics package; scripts/test installs it)");
+    let vm = VictoriaMetrics::start().await;
+    let vm_port = vm.port;
     let http = reqwest::Client::new();
-    let up = eventually(Duration::from_secs(20), || async {
-        http.get(format!("http://127.0.0.1:{vm_port}/health")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-    assert!(up, "victoria-metrics started");
     let mut servers = vec![];
     for (name, url) in [
         ("prometheus", format!("{}/api/v1/write", prom.url())),
@@ -551,8 +560,6 @@ async fn remote_write_of_hostile_tags_is_taken_by_real_prometheus_and_victoria_m
         assert_eq!(q("hostile_same_x").await.unwrap()["value"][1], "2", "{name}");
         assert_eq!(q("hostile_dup_total").await.unwrap()["value"][1], "1", "{name}: the counter, not the gauge");
     }
-    let _ = vm.kill();
-    let _ = vm.wait();
 }
 
 /// A receiver answering each request with the status `script` gives it (by the request's number and the time
