@@ -264,6 +264,8 @@ pub enum IrcError {
     ServerError(String),
     #[error("no PONG within {0:?}")]
     PingTimeout(Duration),
+    #[error("not registered within {0:?}")]
+    NotRegistered(Duration),
     #[error("no nick accepted (tried {0})")]
     NoNick(String),
 }
@@ -491,6 +493,7 @@ async fn session(
     let mut registered = false;
     let mut negotiation = Negotiation::new(cfg.login());
     let mut account_tag = false;
+    let connected_at = Instant::now();
     let mut last_read = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     let mut regain_at = Instant::now() + Duration::from_secs(60);
@@ -550,20 +553,14 @@ async fn session(
                         outbox.urgent(line);
                     }
                     account_tag = negotiation.account_tag;
-                    let now = negotiation.status().cloned();
-                    if now.is_some() {
-                        state.send_if_modified(|s| {
-                            let changed = s.sasl != now;
-                            if changed {
-                                match &now {
-                                    Some(SaslStatus::LoggedIn { .. }) => tracing::info!(sasl = %now.as_ref().expect("some"), "IRC login"),
-                                    Some(why) => tracing::warn!(sasl = %why, "IRC login: continuing without an account"),
-                                    None => {}
-                                }
+                    if let Some(now) = negotiation.status() {
+                        if state.borrow().sasl.as_ref() != Some(now) {
+                            match now {
+                                SaslStatus::LoggedIn { .. } => tracing::info!(sasl = %now, "IRC login"),
+                                why => tracing::warn!(sasl = %why, "IRC login: continuing without an account"),
                             }
-                            s.sasl = now.clone();
-                            changed
-                        });
+                            state.send_modify(|s| s.sasl = Some(now.clone()));
+                        }
                     }
                 }
                 match &msg.command {
@@ -730,8 +727,9 @@ async fn session(
                     regain_at = now + Duration::from_secs(60);
                     outbox.urgent(format!("NICK {}", cfg.nick));
                 }
-                if !registered && now.duration_since(last_read) > cfg.ping_every + cfg.ping_timeout {
-                    return Err(IrcError::PingTimeout(cfg.ping_timeout));
+                // However chatty, a server that has not welcomed the robot by then is left (and tried again).
+                if !registered && now.duration_since(connected_at) > cfg.ping_every + cfg.ping_timeout {
+                    return Err(IrcError::NotRegistered(cfg.ping_every + cfg.ping_timeout));
                 }
             }
         }

@@ -379,6 +379,19 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
             "`#dev` is not one of chat.irc.channels",
         ),
         ("[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\nnickname = \"x\"\n", "unknown field `nickname`"),
+        (
+            "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\nclient_cert = \"crew.pem\"\n",
+            "chat.irc.client_cert: needs tls = true",
+        ),
+        (
+            "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\ntls = true\nclient_cert = \"crew.pem\"\n\
+             sasl = { account = \"crew\", password_env = \"X\" }\n",
+            "remove chat.irc.sasl",
+        ),
+        (
+            "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\ntls = true\nfingerprints = [\"E1:EE\"]\n",
+            "chat.irc.fingerprints[0]: `E1:EE` is not a SHA-256 fingerprint",
+        ),
         ("[[chat.webhooks]]\nkind = \"slack\"\n", "chat.webhooks[0]: url_env (or url) is missing"),
         ("[[chat.webhooks]]\nkind = \"teams\"\nurl = \"http://x\"\n", "unknown variant `teams`"),
     ] {
@@ -394,6 +407,39 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(says), "{toml}: {err}");
+    }
+}
+
+/// The robot's client certificate holds its private key: one that others may read, or a file without its
+/// certificate, stops the server before it starts, naming the field and the file.
+#[tokio::test]
+async fn a_client_cert_others_may_read_or_without_a_certificate_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("crew.pem");
+    std::fs::write(&pem, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let path = dir.path().join("crew.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[chat.irc]\nserver = \"127.0.0.1\"\nport = 1\ntls = true\nchannels = [\"#ops\"]\nclient_cert = \"{}\"\n",
+            pem.display()
+        ),
+    )
+    .unwrap();
+    for (mode, says) in [(0o644, "others may read it (mode 644); chmod 600 it"), (0o600, "no certificate in the file")]
+    {
+        std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = std::process::Command::new(crate::harness::CREW)
+            .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("chat.irc.client_cert") && err.contains(says), "{mode:o}: {err}");
     }
 }
 
