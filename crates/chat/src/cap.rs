@@ -88,8 +88,8 @@ impl std::fmt::Display for SaslStatus {
             }
             SaslStatus::LoggedIn { mechanism, account: None } => write!(f, "logged in (SASL {})", mechanism.name()),
             SaslStatus::NoSasl { mechanism: Mechanism::External } => f.write_str(
-                "not logged in: the server offers no SASL (the client certificate was presented in TLS, \
-                 which some networks take as CertFP)",
+                "not logged in: the server offers no SASL (where the network asks for the client certificate in \
+                 TLS, it may still know the robot by it: CertFP)",
             ),
             SaslStatus::NoSasl { .. } => f.write_str("not logged in: the server offers no SASL"),
             SaslStatus::NotOffered { mechanism, offered } if offered.is_empty() => {
@@ -252,7 +252,9 @@ impl Negotiation {
             }
             Command::Response(Response::RPL_LOGGEDIN, args) => {
                 // `<me> <nick!user@host> <account> :You are now logged in as <account>`
-                self.account = args.get(2).cloned();
+                if args.len() >= 4 {
+                    self.account = Some(said(&args[2], 100));
+                }
                 Vec::new()
             }
             Command::Response(Response::RPL_SASLSUCCESS, _) if self.authenticating() => {
@@ -280,7 +282,7 @@ impl Negotiation {
                             SaslStatus::NotOffered { mechanism, offered }
                         }
                         _ => {
-                            let reason = args.last().map(|r| crate::text::truncate(r, 200)).unwrap_or_default();
+                            let reason = args.last().map(|r| said(r, 200)).unwrap_or_default();
                             SaslStatus::Failed { mechanism, reason }
                         }
                     });
@@ -347,8 +349,15 @@ fn mechanism_list(list: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|m| !m.is_empty())
         .take(MAX_MECHANISMS)
-        .map(|m| crate::text::truncate(m, 40).to_ascii_uppercase())
+        .map(|m| said(m, 40).to_ascii_uppercase())
         .collect()
+}
+
+/// The server's words as the status may show them: no control characters (a terminal's escapes in
+/// `crew chat status`), bounded.
+fn said(text: &str, max: usize) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+    crate::text::truncate(&clean, max)
 }
 
 /// Our one response to the server's `AUTHENTICATE +`.
@@ -404,6 +413,8 @@ mod tests {
                 (":s CAP * ACK :account-tag sasl", &["AUTHENTICATE PLAIN"]),
                 ("AUTHENTICATE +", &[PLAIN_B64]),
                 (":s 900 crew crew!c@h crewbot :You are now logged in as crewbot", &[]),
+                // A 900 without its account is not taken for one.
+                (":s 900 crew :You are now logged in", &[]),
                 (":s 903 crew :SASL authentication successful", &["CAP END"]),
             ],
         );
@@ -509,7 +520,7 @@ mod tests {
         let status = check(plain(), &[(":s CAP * LS :multi-prefix", &["CAP END"])]);
         assert_eq!(status.as_deref(), Some("not logged in: the server offers no SASL"));
         let status = check(Some(Login::External), &[(":s CAP * LS :", &["CAP END"])]);
-        assert!(status.unwrap().contains("the client certificate was presented in TLS"));
+        assert!(status.unwrap().contains("it may still know the robot by it: CertFP"));
         // A server that knows no CAP registers the robot at once.
         let status = check(plain(), &[(":s 001 crew :Welcome", &[])]);
         assert_eq!(status.as_deref(), Some("not logged in: the server offers no SASL"));
@@ -541,6 +552,16 @@ mod tests {
             ],
         );
         assert_eq!(status.as_deref(), Some("failed: SASL PLAIN: SASL authentication aborted"));
+        // The server's words reach the status without a terminal's escapes.
+        let status = check(
+            plain(),
+            &[
+                (":s CAP * LS :sasl", &["CAP REQ :sasl"]),
+                (":s CAP * ACK :sasl", &["AUTHENTICATE PLAIN"]),
+                (":s 904 crew :\x1b[2Jno\x07", &["CAP END"]),
+            ],
+        );
+        assert_eq!(status.as_deref(), Some("failed: SASL PLAIN: [2Jno"));
         // A 903 or 904 out of turn ends nothing; an ACK of what was never asked for enables nothing.
         let mut n = Negotiation::new(plain());
         for line in [":s 903 crew :ok", ":s 904 crew :no", ":s CAP * ACK :sasl account-tag"] {

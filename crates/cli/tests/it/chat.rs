@@ -208,6 +208,42 @@ async fn the_robot_comes_back_after_the_server_restarts_and_speaks_tls() {
     mo_irc.wait(|l| l.contains("NOTICE #ops :[note] after the restart"), "an announcement after the restart").await;
 }
 
+/// A robot with a client certificate (SASL EXTERNAL) in ngircd over TLS: the handshake with a real TLS stack
+/// takes it, and as ngircd has no SASL the robot joins without an account and its status says why. (The EXTERNAL
+/// exchange itself is in crew-chat's fake server and irctest: ngircd has no SASL.)
+#[tokio::test]
+async fn a_robot_with_a_client_certificate_joins_ngircd_and_says_it_has_no_sasl() {
+    use std::os::unix::fs::PermissionsExt;
+    let irc = Ngircd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("robot.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=crew-robot", "-keyout"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&pem)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = config(dir.path(), &irc, true);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("nick = \"crew\"\n", &format!("client_cert = \"{}\"\nnick = \"crew\"\n", pem.display())),
+    )
+    .unwrap();
+    let s = Server::start_with_config(&path).await;
+    assert!(robot_in(&s, "#ops").await, "the robot joins over TLS: {}", s.get_json("/api/v1/chat", &s.admin).await);
+    let sasl = s.get_json("/api/v1/chat", &s.admin).await["irc"]["sasl"].as_str().unwrap_or_default().to_string();
+    assert!(sasl.starts_with("not logged in: the server offers no SASL"), "{sasl}");
+    let session = crate::domains::sign_in(&s, &s.admin).await;
+    let res = s.client().get(format!("{}/status", s.url)).header("cookie", &session.cookie).send().await.unwrap();
+    let page = res.text().await.unwrap();
+    assert!(page.contains("not logged in: the server offers no SASL"), "the status page says why: {page}");
+}
+
 #[tokio::test]
 async fn a_mapped_user_deploys_from_the_channel_and_hears_the_outcome() {
     let irc = Ngircd::start().unwrap();
