@@ -1,4 +1,5 @@
-//! The IRC connection: registration (`CAP LS 302`, SASL PLAIN, `CAP END`), PING/PONG both ways with a timeout,
+//! The IRC connection: TLS (CA-checked or pinned by fingerprint, with an optional client certificate),
+//! registration (`CAP LS 302`, SASL PLAIN or EXTERNAL as [`crate::cap`] negotiates it, `CAP END`), PING/PONG both ways with a timeout,
 //! alternate nicks on 433/432 and regaining the wanted one later, reconnect with capped exponential backoff and
 //! jitter, rejoining the channels, and every outgoing line through the [`Outbox`] (flood rule, PONG first,
 //! bounded announcements). Messages go out as NOTICE for announcements and PRIVMSG for replies and pages; a page's
@@ -9,13 +10,13 @@
 //! that must stay in the channel through a netsplit depends on. Framing is tokio-util's delimiter codec with a
 //! length bound, so an over-long or non-UTF-8 line from the server is skipped, never fatal.
 
+use crate::cap::{Login, Negotiation, SaslStatus};
 use crate::mask::Sender;
 use crate::outbox::{Line, Outbox, Rate};
 use crate::text;
-use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use irc_proto::{CapSubCommand, Command, Message, Prefix, Response};
+use irc_proto::{Command, Message, Prefix, Response};
 use rand::Rng;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,6 +39,12 @@ pub struct IrcConfig {
     pub channels: Vec<String>,
     /// SASL PLAIN account and password.
     pub sasl: Option<(String, String)>,
+    /// A PEM file with the TLS client certificate and its private key; when set, the robot logs in with SASL
+    /// EXTERNAL (the certificate is the credential) instead of PLAIN.
+    pub client_cert: Option<PathBuf>,
+    /// SHA-256 fingerprints of the server's certificate: when any are given, the certificate must be one of
+    /// them, instead of being checked against CAs and the server's name.
+    pub fingerprints: Vec<[u8; 32]>,
     pub rate: Rate,
     /// Silence before we PING the server, and how long its PONG may take.
     pub ping_every: Duration,
@@ -60,11 +67,24 @@ impl IrcConfig {
             alternates: Vec::new(),
             channels,
             sasl: None,
+            client_cert: None,
+            fingerprints: Vec::new(),
             rate: Rate::default(),
             ping_every: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(30),
             backoff: (Duration::from_secs(1), Duration::from_secs(60)),
             whois: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// How the robot logs in: EXTERNAL with a client certificate, else PLAIN with an account, else not.
+    pub fn login(&self) -> Option<Login> {
+        match (&self.client_cert, &self.sasl) {
+            (Some(_), _) => Some(Login::External),
+            (None, Some((account, password))) => {
+                Some(Login::Plain { account: account.clone(), password: password.clone() })
+            }
+            (None, None) => None,
         }
     }
 }
@@ -157,7 +177,8 @@ pub struct State {
     pub last_error: Option<String>,
     /// Announcements waiting or held back by the flood rule.
     pub backlog: usize,
-    pub sasl: Option<String>,
+    /// The login's outcome on the latest connection (shown as a sentence: why the robot is not logged in).
+    pub sasl: Option<SaslStatus>,
 }
 
 /// The running robot connection.
@@ -243,6 +264,8 @@ pub enum IrcError {
     ServerError(String),
     #[error("no PONG within {0:?}")]
     PingTimeout(Duration),
+    #[error("not registered within {0:?}")]
+    NotRegistered(Duration),
     #[error("no nick accepted (tried {0})")]
     NoNick(String),
 }
@@ -260,31 +283,144 @@ async fn connect(cfg: &IrcConfig) -> Result<Box<dyn Stream>, IrcError> {
     if !cfg.tls {
         return Ok(Box::new(tcp));
     }
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(ca) = &cfg.ca_file {
-        use rustls_pki_types::pem::PemObject;
-        let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
-            .map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
-        for c in certs {
-            let c = c.map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
-            roots.add(c).map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
-        }
-    }
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| IrcError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = tls_config(cfg)?;
     let name = rustls_pki_types::ServerName::try_from(cfg.server.clone())
         .map_err(|e| IrcError::Tls(format!("server name {}: {e}", cfg.server)))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| IrcError::Tls(e.to_string()))?;
+    // A server that takes the connection and never finishes the handshake does not hold the robot.
+    let tls = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| IrcError::Tls("no TLS handshake within 15 s".into()))?
+    .map_err(|e| IrcError::Tls(e.to_string()))?;
     Ok(Box::new(tls))
+}
+
+use tokio_rustls::rustls;
+
+/// The TLS client configuration: the trusted CAs (webpki's roots and `ca_file`) or the pinned fingerprints,
+/// and the client certificate if any. Built at every connect, so a renewed certificate is picked up on the
+/// next one; the server calls it once at start-up too, so that a mistake in a file is named before it runs.
+pub fn tls_config(cfg: &IrcConfig) -> Result<rustls::ClientConfig, IrcError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| IrcError::Tls(e.to_string()))?;
+    let builder = if cfg.fingerprints.is_empty() {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(ca) = &cfg.ca_file {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca)
+                .map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
+            for c in certs {
+                let c = c.map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
+                roots.add(c).map_err(|e| IrcError::Tls(format!("{}: {e}", ca.display())))?;
+            }
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        let pinned =
+            Pinned { fingerprints: cfg.fingerprints.clone(), algorithms: provider.signature_verification_algorithms };
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(pinned))
+    };
+    match &cfg.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some(path) => {
+            let (certs, key) = client_cert(path).map_err(IrcError::Tls)?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| IrcError::Tls(format!("{}: {e}", path.display())))
+        }
+    }
+}
+
+/// The certificate chain and private key in one PEM file, as Libera's and OFTC's CertFP guides make it
+/// (`openssl req -x509 -newkey ... -keyout crew.pem -out crew.pem`).
+fn client_cert(
+    path: &std::path::Path,
+) -> Result<(Vec<rustls_pki_types::CertificateDer<'static>>, rustls_pki_types::PrivateKeyDer<'static>), String> {
+    use rustls_pki_types::pem::PemObject;
+    let at = path.display();
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{at}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{at}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{at}: no certificate in the file (it should hold the certificate and its key)"));
+    }
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            format!("{at}: no private key in the file (it should hold the certificate and its key)")
+        }
+        e => format!("{at}: {e}"),
+    })?;
+    Ok((certs, key))
+}
+
+/// A server certificate accepted by its SHA-256 fingerprint alone (no CA, name or dates), for a server with a
+/// self-signed certificate; the handshake's signatures are still checked against that certificate's key.
+#[derive(Debug)]
+struct Pinned {
+    fingerprints: Vec<[u8; 32]>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let got: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        if self.fingerprints.contains(&got) {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            let hex: String = got.iter().map(|b| format!("{b:02X}")).collect();
+            Err(rustls::Error::General(format!(
+                "the server's certificate (SHA-256 {hex}) is not one of chat.irc.fingerprints"
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A SHA-256 fingerprint as people copy it (`openssl x509 -fingerprint -sha256`: hex, colons allowed, any
+/// case) → its bytes; `None` if it is not one.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Lines up to this long are read (512 plus IRCv3 tags); longer ones are skipped.
@@ -355,8 +491,9 @@ async fn session(
     send(&mut io, &format!("USER {user} 0 * :crew robot")).await?;
 
     let mut registered = false;
-    let mut cap_done = false;
+    let mut negotiation = Negotiation::new(cfg.login());
     let mut account_tag = false;
+    let connected_at = Instant::now();
     let mut last_read = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     let mut regain_at = Instant::now() + Duration::from_secs(60);
@@ -411,69 +548,26 @@ async fn session(
                         continue;
                     }
                 };
+                if !negotiation.ended() {
+                    for line in negotiation.on(&msg.command) {
+                        outbox.urgent(line);
+                    }
+                    account_tag = negotiation.account_tag;
+                    if let Some(now) = negotiation.status() {
+                        if state.borrow().sasl.as_ref() != Some(now) {
+                            match now {
+                                SaslStatus::LoggedIn { .. } => tracing::info!(sasl = %now, "IRC login"),
+                                why => tracing::warn!(sasl = %why, "IRC login: continuing without an account"),
+                            }
+                            state.send_modify(|s| s.sasl = Some(now.clone()));
+                        }
+                    }
+                }
                 match &msg.command {
                     Command::PING(a, b) => {
                         outbox.urgent(match b { Some(b) => format!("PONG {a} :{b}"), None => format!("PONG :{a}") });
                     }
                     Command::ERROR(e) => return Err(IrcError::ServerError(e.clone())),
-                    Command::CAP(_, CapSubCommand::LS, a, b) if !cap_done => {
-                        // `CAP * LS * :caps` continues on the next line; the last line has no `*`.
-                        let (more, caps) = match (a.as_deref(), b) { (Some("*"), Some(c)) => (true, c.clone()), (Some(c), _) => (false, c.to_string()), _ => (false, String::new()) };
-                        let offered: Vec<&str> = caps.split_whitespace().map(|c| c.split('=').next().unwrap_or(c)).collect();
-                        if more { continue; }
-                        let mut want = Vec::new();
-                        if offered.contains(&"account-tag") { want.push("account-tag"); }
-                        if offered.contains(&"message-tags") { want.push("message-tags"); }
-                        if cfg.sasl.is_some() && offered.contains(&"sasl") { want.push("sasl"); }
-                        else if cfg.sasl.is_some() {
-                            tracing::warn!("the IRC server offers no SASL; continuing without an account");
-                            state.send_modify(|s| s.sasl = Some("not offered by the server".into()));
-                        }
-                        if want.is_empty() {
-                            cap_done = true;
-                            outbox.urgent("CAP END".into());
-                        } else {
-                            outbox.urgent(format!("CAP REQ :{}", want.join(" ")));
-                        }
-                    }
-                    Command::CAP(_, CapSubCommand::ACK, a, b) if !cap_done => {
-                        let acked = b.clone().or(a.clone()).unwrap_or_default();
-                        account_tag = acked.split_whitespace().any(|c| c == "account-tag");
-                        if acked.split_whitespace().any(|c| c == "sasl") {
-                            outbox.urgent("AUTHENTICATE PLAIN".into());
-                        } else {
-                            cap_done = true;
-                            outbox.urgent("CAP END".into());
-                        }
-                    }
-                    Command::CAP(_, CapSubCommand::NAK, _, _) if !cap_done => {
-                        cap_done = true;
-                        outbox.urgent("CAP END".into());
-                    }
-                    Command::AUTHENTICATE(a) if a == "+" => {
-                        if let Some((account, password)) = &cfg.sasl {
-                            let plain = format!("{account}\0{account}\0{password}");
-                            let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
-                            // AUTHENTICATE carries at most 400 bytes per line; a last full chunk is followed by "+".
-                            let chunks: Vec<&str> = b64.as_bytes().chunks(400).map(|c| std::str::from_utf8(c).expect("base64")).collect();
-                            for c in &chunks { outbox.urgent(format!("AUTHENTICATE {c}")); }
-                            if b64.len() % 400 == 0 { outbox.urgent("AUTHENTICATE +".into()); }
-                        }
-                    }
-                    Command::Response(Response::RPL_SASLSUCCESS, _) => {
-                        state.send_modify(|s| s.sasl = Some("logged in".into()));
-                        cap_done = true;
-                        outbox.urgent("CAP END".into());
-                    }
-                    Command::Response(r @ (Response::ERR_SASLFAIL | Response::ERR_SASLTOOLONG | Response::ERR_SASLABORT | Response::ERR_SASLALREADY), args) => {
-                        let why = args.last().cloned().unwrap_or_default();
-                        tracing::warn!(code = ?r, reason = %why, "SASL failed; continuing without an account");
-                        state.send_modify(|s| s.sasl = Some(format!("failed: {why}")));
-                        if !cap_done {
-                            cap_done = true;
-                            outbox.urgent("CAP END".into());
-                        }
-                    }
                     // The token of a page's PING: the server processed the page without complaint.
                     Command::PONG(a, b) => {
                         let token = [b.as_deref(), Some(a.as_str())]
@@ -633,8 +727,9 @@ async fn session(
                     regain_at = now + Duration::from_secs(60);
                     outbox.urgent(format!("NICK {}", cfg.nick));
                 }
-                if !registered && now.duration_since(last_read) > cfg.ping_every + cfg.ping_timeout {
-                    return Err(IrcError::PingTimeout(cfg.ping_timeout));
+                // However chatty, a server that has not welcomed the robot by then is left (and tried again).
+                if !registered && now.duration_since(connected_at) > cfg.ping_every + cfg.ping_timeout {
+                    return Err(IrcError::NotRegistered(cfg.ping_every + cfg.ping_timeout));
                 }
             }
         }

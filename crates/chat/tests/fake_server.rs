@@ -1,6 +1,8 @@
 //! The robot's connection against an in-process fake IRC server, for what ngircd cannot be made to show:
-//! SASL success and failure (ngircd has no SASL), a server that stops answering PING, and a flood of
-//! announcements held to the rate. Each fake speaks just enough of the protocol for its case.
+//! SASL success and failure, a server whose mechanisms lack ours, SASL EXTERNAL with a TLS client certificate
+//! (ngircd has no SASL at all, nor asks for client certificates), a pinned server certificate, a server that
+//! stops answering PING, and a flood of announcements held to the rate. Each fake speaks just enough of the
+//! protocol for its case.
 
 use crew_chat::irc::{self, IrcConfig, Outgoing};
 use std::time::{Duration, Instant};
@@ -98,7 +100,7 @@ async fn sasl_plain_logs_in_before_registration_ends() {
     c.welcome("crew").await;
     assert_eq!(c.until("JOIN").await, "JOIN #ops");
     let s = state_until(&h, |s| s.connected).await;
-    assert_eq!(s.sasl.as_deref(), Some("logged in"));
+    assert_eq!(s.sasl.unwrap().to_string(), "logged in as crewbot (SASL PLAIN)");
     stop.cancel();
 }
 
@@ -120,7 +122,7 @@ async fn a_failed_sasl_is_reported_and_registration_goes_on() {
     c.until("CAP END").await;
     c.welcome("crew").await;
     let s = state_until(&h, |s| s.connected).await;
-    assert_eq!(s.sasl.as_deref(), Some("failed: SASL authentication failed"));
+    assert_eq!(s.sasl.unwrap().to_string(), "failed: SASL PLAIN: SASL authentication failed");
     stop.cancel();
 }
 
@@ -337,4 +339,237 @@ async fn a_page_is_delivered_when_the_server_has_processed_it_and_refused_for_an
     let got = tokio::time::timeout(Duration::from_secs(5), answer).await.unwrap().unwrap();
     assert_eq!(got, irc::PageOutcome::Refused("the IRC server says carol: No such nick or channel name".into()));
     stop.cancel();
+}
+
+/// The server's `sasl=` list lacks PLAIN: the robot asks for `sasl` but never sends `AUTHENTICATE PLAIN` (nor
+/// its password), ends CAP, registers, and its status says why it is not logged in.
+#[tokio::test]
+async fn a_server_without_plain_gets_no_password_and_the_status_says_why() {
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.sasl = Some(("crewbot".into(), "s3cret".into()));
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let mut c = Conn::new(l.accept().await.unwrap().0);
+    c.register("sasl=EXTERNAL,SCRAM-SHA-256").await;
+    assert_eq!(c.until("CAP REQ").await, "CAP REQ :sasl");
+    c.send(":fake CAP crew ACK :sasl").await;
+    let next = c.until("CAP END").await;
+    assert_eq!(next, "CAP END");
+    c.welcome("crew").await;
+    assert_eq!(c.until("JOIN").await, "JOIN #ops", "no AUTHENTICATE went out before");
+    let s = state_until(&h, |s| s.connected).await;
+    assert_eq!(
+        s.sasl.unwrap().to_string(),
+        "not logged in: SASL PLAIN not offered by the server (it offers EXTERNAL, SCRAM-SHA-256)"
+    );
+    stop.cancel();
+}
+
+mod tls {
+    //! A TLS fake: a self-signed server certificate and a robot's client certificate made by `openssl`, and a
+    //! rustls acceptor that asks for (and records) any client certificate.
+
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    pub fn openssl_cert(dir: &Path, name: &str, cn: &str) -> PathBuf {
+        let path = dir.join(format!("{name}.pem"));
+        let ok = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={cn}")])
+            .args(["-addext", &format!("subjectAltName=DNS:{cn}"), "-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&path)
+            .arg("-out")
+            .arg(&path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl (Debian's openssl package)")
+            .success();
+        assert!(ok, "openssl made {name}");
+        path
+    }
+
+    pub fn der(
+        path: &Path,
+    ) -> (Vec<rustls_pki_types::CertificateDer<'static>>, rustls_pki_types::PrivateKeyDer<'static>) {
+        use rustls_pki_types::pem::PemObject;
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).unwrap().map(|c| c.unwrap()).collect();
+        (certs, rustls_pki_types::PrivateKeyDer::from_pem_file(path).unwrap())
+    }
+
+    pub fn sha256(cert: &[u8]) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(cert).into()
+    }
+
+    /// Accepts any client certificate (or none): the test looks at what was presented.
+    #[derive(Debug)]
+    struct AnyClient(Arc<rustls::crypto::CryptoProvider>);
+
+    impl rustls::server::danger::ClientCertVerifier for AnyClient {
+        fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+            &[]
+        }
+        fn client_auth_mandatory(&self) -> bool {
+            false
+        }
+        fn verify_client_cert(
+            &self,
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &[rustls_pki_types::CertificateDer<'_>],
+            _: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+            Ok(rustls::server::danger::ClientCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &rustls_pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &rustls_pki_types::CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub fn acceptor(server_pem: &Path) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (certs, key) = der(server_pem);
+        let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(Arc::new(AnyClient(provider)))
+            .with_single_cert(certs, key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// Lines over a TLS stream.
+    pub struct TlsConn {
+        pub lines: tokio::io::Lines<BufReader<tokio::io::ReadHalf<tokio_rustls::server::TlsStream<TcpStream>>>>,
+        pub w: tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>,
+    }
+
+    impl TlsConn {
+        pub async fn send(&mut self, line: &str) {
+            self.w.write_all(format!("{line}\r\n").as_bytes()).await.unwrap();
+        }
+        pub async fn until(&mut self, prefix: &str) -> String {
+            loop {
+                let l = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+                    .await
+                    .expect("a line within 10 s")
+                    .unwrap()
+                    .expect("open");
+                if l.starts_with(prefix) {
+                    return l;
+                }
+            }
+        }
+    }
+}
+
+/// SASL EXTERNAL: the robot presents `client_cert` in the TLS handshake, asks for EXTERNAL and answers the
+/// server's `+` with `+` (no identity, the account is the certificate's). The server's certificate is taken by
+/// its pinned fingerprint (self-signed, for a name the robot does not use).
+#[tokio::test]
+async fn sasl_external_presents_the_client_certificate_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_pem = tls::openssl_cert(dir.path(), "server", "irc.invalid");
+    let robot_pem = tls::openssl_cert(dir.path(), "robot", "crew-robot");
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.tls = true;
+    cfg.client_cert = Some(robot_pem.clone());
+    cfg.fingerprints = vec![tls::sha256(tls::der(&server_pem).0[0].as_ref())];
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let tcp = l.accept().await.unwrap().0;
+    let stream = tls::acceptor(&server_pem).accept(tcp).await.expect("the handshake");
+    let presented = stream.get_ref().1.peer_certificates().expect("a client certificate").to_vec();
+    assert_eq!(presented[0], tls::der(&robot_pem).0[0], "the robot presented client_cert");
+    let (r, w) = tokio::io::split(stream);
+    let mut c = tls::TlsConn { lines: BufReader::new(r).lines(), w };
+    assert_eq!(c.until("CAP LS").await, "CAP LS 302");
+    c.send(":fake CAP * LS :sasl=EXTERNAL,PLAIN").await;
+    assert_eq!(c.until("CAP REQ").await, "CAP REQ :sasl");
+    c.send(":fake CAP crew ACK :sasl").await;
+    assert_eq!(c.until("AUTHENTICATE").await, "AUTHENTICATE EXTERNAL");
+    c.send("AUTHENTICATE +").await;
+    assert_eq!(c.until("AUTHENTICATE").await, "AUTHENTICATE +");
+    c.send(":fake 900 crew crew!crew@h crew-robot :You are now logged in as crew-robot").await;
+    c.send(":fake 903 crew :SASL authentication successful").await;
+    assert_eq!(c.until("CAP END").await, "CAP END");
+    c.send(":fake 001 crew :Welcome").await;
+    let s = state_until(&h, |s| s.connected).await;
+    assert_eq!(s.sasl.unwrap().to_string(), "logged in as crew-robot (SASL EXTERNAL)");
+    stop.cancel();
+}
+
+/// A server whose certificate is not the pinned one is refused in the handshake, and the status names the
+/// fingerprint it had.
+#[tokio::test]
+async fn a_certificate_that_is_not_pinned_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_pem = tls::openssl_cert(dir.path(), "server", "irc.invalid");
+    let (l, port) = fake().await;
+    let mut cfg = config(port);
+    cfg.tls = true;
+    cfg.fingerprints = vec![[7u8; 32]];
+    let stop = CancellationToken::new();
+    let (h, _in) = irc::spawn(cfg, String::new(), stop.clone());
+    let tcp = l.accept().await.unwrap().0;
+    assert!(tls::acceptor(&server_pem).accept(tcp).await.is_err(), "the robot hangs up");
+    let s = state_until(&h, |s| s.last_error.is_some()).await;
+    let hex: String = tls::sha256(tls::der(&server_pem).0[0].as_ref()).iter().map(|b| format!("{b:02X}")).collect();
+    assert!(s.last_error.as_ref().unwrap().contains(&hex), "{:?}", s.last_error);
+    assert!(!s.connected);
+    stop.cancel();
+}
+
+#[test]
+fn fingerprints_are_read_as_people_copy_them() {
+    let colons = "E1:EE:6D:E2:DB:C0:D4:3E:3B:60:40:7B:5E:E3:89:AE:C9:D2:C5:31:78:E0:FB:14:CD:51:C3:DF:D5:44:AA:2B";
+    let bytes = irc::parse_fingerprint(colons).unwrap();
+    assert_eq!(bytes[0], 0xE1);
+    assert_eq!(irc::parse_fingerprint(&colons.replace(':', "").to_lowercase()), Some(bytes));
+    for bad in ["", "E1EE", &"G".repeat(64), &"é".repeat(32), &"0".repeat(66)] {
+        assert_eq!(irc::parse_fingerprint(bad), None, "{bad}");
+    }
+}
+
+/// A client certificate file without its key (or no certificate at all) is named before any connection.
+#[test]
+fn a_client_cert_file_without_its_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let robot = tls::openssl_cert(dir.path(), "robot", "crew-robot");
+    let text = std::fs::read_to_string(&robot).unwrap();
+    let cert_only = dir.path().join("cert-only.pem");
+    let begin = text.find("-----BEGIN CERTIFICATE-----").unwrap();
+    std::fs::write(&cert_only, &text[begin..]).unwrap();
+    let key_only = dir.path().join("key-only.pem");
+    std::fs::write(&key_only, &text[..begin]).unwrap();
+    let mut cfg = config(1);
+    cfg.tls = true;
+    cfg.client_cert = Some(robot);
+    assert!(irc::tls_config(&cfg).is_ok());
+    cfg.client_cert = Some(cert_only);
+    let err = irc::tls_config(&cfg).unwrap_err().to_string();
+    assert!(err.contains("cert-only.pem: no private key in the file"), "{err}");
+    cfg.client_cert = Some(key_only);
+    let err = irc::tls_config(&cfg).unwrap_err().to_string();
+    assert!(err.contains("key-only.pem: no certificate in the file"), "{err}");
 }

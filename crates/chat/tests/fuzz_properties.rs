@@ -61,7 +61,10 @@ fn irc_line() -> impl Strategy<Value = String> {
         Just("AUTHENTICATE"),
         Just("001"),
         Just("433"),
+        Just("900"),
+        Just("903"),
         Just("904"),
+        Just("908"),
         Just("JOIN"),
         Just("KICK"),
         Just("NICK"),
@@ -111,5 +114,60 @@ proptest! {
     #[test]
     fn lines_like_a_server_sends(line in irc_line()) {
         parse_holds(line.as_bytes());
+    }
+}
+
+/// CAP and SASL negotiation on whatever a server sends: no panic, a few lines per server line at most, the
+/// password only ever in answer to our own `AUTHENTICATE PLAIN`, and `CAP END` at most once.
+fn negotiation_holds(lines: &[String], external: bool) -> Result<(), TestCaseError> {
+    use crew_chat::cap::{Login, Negotiation};
+    let login =
+        if external { Login::External } else { Login::Plain { account: "crewbot".into(), password: "s3cret".into() } };
+    let mut n = Negotiation::new(Some(login));
+    let (mut ends, mut asked_plain) = (0, false);
+    for line in lines {
+        let Some(Ok(msg)) = parse_line(line.as_bytes()) else { continue };
+        let out = n.on(&msg.command);
+        prop_assert!(out.len() <= 4, "{} lines after {:?}", out.len(), line);
+        for l in &out {
+            asked_plain |= l == "AUTHENTICATE PLAIN";
+            ends += usize::from(l == "CAP END");
+            if l.starts_with("AUTHENTICATE ")
+                && !["AUTHENTICATE PLAIN", "AUTHENTICATE EXTERNAL", "AUTHENTICATE +", "AUTHENTICATE *"]
+                    .contains(&l.as_str())
+            {
+                prop_assert!(asked_plain && !external, "a payload without asking for PLAIN: {:?}", l);
+            }
+        }
+    }
+    prop_assert!(ends <= 1, "CAP END {} times", ends);
+    Ok(())
+}
+
+/// Registration lines, mostly the ones negotiation reacts to.
+fn registration_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(":s CAP * LS :sasl account-tag".to_string()),
+        Just(":s CAP * LS * :sasl=PLAIN,EXTERNAL".to_string()),
+        Just(":s CAP * LS :sasl=SCRAM-SHA-256".to_string()),
+        Just(":s CAP * ACK :sasl".to_string()),
+        Just(":s CAP * NAK :sasl".to_string()),
+        Just("AUTHENTICATE +".to_string()),
+        Just("AUTHENTICATE Zm9v".to_string()),
+        Just(":s 900 crew crew!c@h acct :logged in".to_string()),
+        Just(":s 903 crew :ok".to_string()),
+        Just(":s 904 crew :failed".to_string()),
+        Just(":s 908 crew EXTERNAL :mechs".to_string()),
+        Just(":s 001 crew :welcome".to_string()),
+        irc_line(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(5000))]
+
+    #[test]
+    fn negotiation_on_what_any_server_sends(lines in proptest::collection::vec(registration_line(), 0..24), external in any::<bool>()) {
+        negotiation_holds(&lines, external)?;
     }
 }

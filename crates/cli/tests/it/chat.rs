@@ -208,6 +208,42 @@ async fn the_robot_comes_back_after_the_server_restarts_and_speaks_tls() {
     mo_irc.wait(|l| l.contains("NOTICE #ops :[note] after the restart"), "an announcement after the restart").await;
 }
 
+/// A robot with a client certificate (SASL EXTERNAL) in ngircd over TLS: the handshake with a real TLS stack
+/// takes it, and as ngircd has no SASL the robot joins without an account and its status says why. (The EXTERNAL
+/// exchange itself is in crew-chat's fake server and irctest: ngircd has no SASL.)
+#[tokio::test]
+async fn a_robot_with_a_client_certificate_joins_ngircd_and_says_it_has_no_sasl() {
+    use std::os::unix::fs::PermissionsExt;
+    let irc = Ngircd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("robot.pem");
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=crew-robot", "-keyout"])
+        .arg(&pem)
+        .arg("-out")
+        .arg(&pem)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = config(dir.path(), &irc, true);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("nick = \"crew\"\n", &format!("client_cert = \"{}\"\nnick = \"crew\"\n", pem.display())),
+    )
+    .unwrap();
+    let s = Server::start_with_config(&path).await;
+    assert!(robot_in(&s, "#ops").await, "the robot joins over TLS: {}", s.get_json("/api/v1/chat", &s.admin).await);
+    let sasl = s.get_json("/api/v1/chat", &s.admin).await["irc"]["sasl"].as_str().unwrap_or_default().to_string();
+    assert!(sasl.starts_with("not logged in: the server offers no SASL"), "{sasl}");
+    let session = crate::domains::sign_in(&s, &s.admin).await;
+    let res = s.client().get(format!("{}/status", s.url)).header("cookie", &session.cookie).send().await.unwrap();
+    let page = res.text().await.unwrap();
+    assert!(page.contains("not logged in: the server offers no SASL"), "the status page says why: {page}");
+}
+
 #[tokio::test]
 async fn a_mapped_user_deploys_from_the_channel_and_hears_the_outcome() {
     let irc = Ngircd::start().unwrap();
@@ -379,6 +415,19 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
             "`#dev` is not one of chat.irc.channels",
         ),
         ("[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\nnickname = \"x\"\n", "unknown field `nickname`"),
+        (
+            "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\nclient_cert = \"crew.pem\"\n",
+            "chat.irc.client_cert: needs tls = true",
+        ),
+        (
+            "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\ntls = true\nclient_cert = \"crew.pem\"\n\
+             sasl = { account = \"crew\", password_env = \"X\" }\n",
+            "remove chat.irc.sasl",
+        ),
+        (
+            "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\ntls = true\nfingerprints = [\"E1:EE\"]\n",
+            "chat.irc.fingerprints[0]: `E1:EE` is not a SHA-256 fingerprint",
+        ),
         ("[[chat.webhooks]]\nkind = \"slack\"\n", "chat.webhooks[0]: url_env (or url) is missing"),
         ("[[chat.webhooks]]\nkind = \"teams\"\nurl = \"http://x\"\n", "unknown variant `teams`"),
     ] {
@@ -394,6 +443,39 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(says), "{toml}: {err}");
+    }
+}
+
+/// The robot's client certificate holds its private key: one that others may read, or a file without its
+/// certificate, stops the server before it starts, naming the field and the file.
+#[tokio::test]
+async fn a_client_cert_others_may_read_or_without_a_certificate_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("crew.pem");
+    std::fs::write(&pem, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    let path = dir.path().join("crew.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[chat.irc]\nserver = \"127.0.0.1\"\nport = 1\ntls = true\nchannels = [\"#ops\"]\nclient_cert = \"{}\"\n",
+            pem.display()
+        ),
+    )
+    .unwrap();
+    for (mode, says) in [(0o644, "others may read it (mode 644); chmod 600 it"), (0o600, "no certificate in the file")]
+    {
+        std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = std::process::Command::new(crate::harness::CREW)
+            .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("chat.irc.client_cert") && err.contains(says), "{mode:o}: {err}");
     }
 }
 

@@ -45,6 +45,13 @@ pub struct IrcSection {
     pub tls: bool,
     /// Extra CA certificates (PEM) for a server with a private certificate.
     pub ca_file: Option<PathBuf>,
+    /// Or the server's certificate pinned: SHA-256 fingerprints (hex, colons allowed), checked instead of CAs,
+    /// names and dates (a self-signed server).
+    #[serde(default)]
+    pub fingerprints: Vec<String>,
+    /// A PEM file holding the robot's client certificate and its private key (one file, as Libera's and OFTC's
+    /// CertFP guides make it), presented in TLS; the robot then logs in with SASL EXTERNAL.
+    pub client_cert: Option<PathBuf>,
     #[serde(default = "default_nick")]
     pub nick: String,
     #[serde(default)]
@@ -99,6 +106,27 @@ impl ChatSection {
             for room in irc.announce.keys() {
                 if !irc.channels.iter().any(|c| c.eq_ignore_ascii_case(room)) {
                     return Err(format!("chat.irc.announce: `{room}` is not one of chat.irc.channels"));
+                }
+            }
+            if irc.client_cert.is_some() && !irc.tls {
+                return Err("chat.irc.client_cert: needs tls = true (the certificate is presented in TLS)".into());
+            }
+            if irc.client_cert.is_some() && irc.sasl.is_some() {
+                return Err("chat.irc.client_cert: the robot logs in with the certificate (SASL EXTERNAL); \
+                            remove chat.irc.sasl, whose password would never be used"
+                    .into());
+            }
+            if !irc.fingerprints.is_empty() && !irc.tls {
+                return Err("chat.irc.fingerprints: needs tls = true".into());
+            }
+            if !irc.fingerprints.is_empty() && irc.ca_file.is_some() {
+                return Err("chat.irc.fingerprints: give ca_file or fingerprints, not both".into());
+            }
+            for (i, f) in irc.fingerprints.iter().enumerate() {
+                if crew_chat::irc::parse_fingerprint(f).is_none() {
+                    return Err(format!(
+                        "chat.irc.fingerprints[{i}]: `{f}` is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+                    ));
                 }
             }
             if irc.lines_per_second.is_some_and(|r| !(r > 0.0 && r <= 100.0)) {

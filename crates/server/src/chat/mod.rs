@@ -349,6 +349,23 @@ fn irc_config(s: &IrcSection) -> Result<IrcConfig, String> {
     cfg.tls = s.tls;
     cfg.ca_file = s.ca_file.clone();
     cfg.alternates = s.alternates.clone();
+    cfg.fingerprints = s.fingerprints.iter().filter_map(|f| irc::parse_fingerprint(f)).collect();
+    if let Some(path) = &s.client_cert {
+        // It holds the robot's private key: like ssh with its keys, refuse one that others may read.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("chat.irc.client_cert: {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "chat.irc.client_cert: {} holds a private key and others may read it (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            ));
+        }
+        cfg.client_cert = Some(path.clone());
+    }
     if let Some(sasl) = &s.sasl {
         let password = std::env::var(&sasl.password_env)
             .map_err(|_| format!("chat.irc.sasl.password_env: ${} is not set", sasl.password_env))?;
@@ -359,6 +376,11 @@ fn irc_config(s: &IrcSection) -> Result<IrcConfig, String> {
     }
     if let Some(r) = s.lines_per_second {
         cfg.rate.every = Duration::from_secs_f64(1.0 / r);
+    }
+    if cfg.tls {
+        // The CA file and the client certificate are read at every connect; a mistake in them is named now.
+        let field = if s.client_cert.is_some() { "chat.irc.client_cert" } else { "chat.irc.ca_file" };
+        irc::tls_config(&cfg).map_err(|e| format!("{field}: {e}"))?;
     }
     Ok(cfg)
 }

@@ -56,6 +56,8 @@ fn robot(sys: &System) -> Markup {
                 }
                 dt { "Rooms" }
                 dd { @for c in irc["channels"].as_array().into_iter().flatten() { code { (text(c)) } " " } }
+                // Why the robot is or is not logged in to its account (SASL), in a sentence.
+                @if let Some(sasl) = irc["sasl"].as_str() { dt { "Account" } dd #sasl { (sasl) } }
                 dt { "Reconnects" } dd { (irc["reconnects"]) }
                 dt { "Waiting to be said" } dd { (irc["backlog"]) }
             }
