@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate does no IO; it is tested as tables and by the flagd-testbed suite
 //! (`tests/testbed.rs`).
 
+mod cbor;
 pub mod cost;
 pub mod knobs;
 pub mod logic;
@@ -16,6 +17,38 @@ use logic::{Expr, Scope};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+/// How `fractional` turns its bucketing value into a bucket: which flagd it agrees with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fractional {
+    /// flagd 0.15 and 0.16 (today's release), flagd-testbed's `@fractional-v2`: MurmurHash3 of the string
+    /// (flag key and targeting key concatenated by default); only a string buckets.
+    #[default]
+    V2,
+    /// flagd-testbed 3.9.0's `@fractional-v3` (flagd's ADR on non-string hashing inputs, not yet in a flagd
+    /// release): MurmurHash3 of the value's deterministic CBOR, so numbers, booleans and objects bucket too;
+    /// by default the pair `[flag key, targeting key]`.
+    V3,
+}
+
+impl Fractional {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fractional::V2 => "v2",
+            Fractional::V3 => "v3",
+        }
+    }
+
+    /// `v2` or `v3`, as crew.toml and the definitions stream write it.
+    pub fn parse(s: &str) -> Option<Fractional> {
+        match s {
+            "v2" => Some(Fractional::V2),
+            "v3" => Some(Fractional::V3),
+            _ => None,
+        }
+    }
+}
 
 /// Why a flag resolved as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,6 +209,8 @@ pub struct FlagSet {
     /// hash buys nothing here and SipHash would be a third of a static flag's evaluation.
     flags: FxHashMap<String, Flag>,
     pub metadata: Map<String, Value>,
+    /// How its `fractional` rules bucket.
+    fractional: Fractional,
 }
 
 /// A definition that cannot be stored, naming where.
@@ -211,7 +246,17 @@ impl FlagSet {
         for (key, def) in flags_v {
             flags.insert(key.clone(), Flag::compile_with(key, def, evaluators, false)?);
         }
-        Ok(FlagSet { flags, metadata })
+        Ok(FlagSet { flags, metadata, fractional: Fractional::default() })
+    }
+
+    /// The same set, its `fractional` rules bucketing as `f` says.
+    pub fn with_fractional(mut self, f: Fractional) -> FlagSet {
+        self.fractional = f;
+        self
+    }
+
+    pub fn fractional(&self) -> Fractional {
+        self.fractional
     }
 
     pub fn get(&self, key: &str) -> Option<&Flag> {
@@ -240,7 +285,7 @@ impl FlagSet {
                 set_metadata: Some(&self.metadata),
             },
             Some(flag) => {
-                let mut e = flag.evaluate_in(key, context, now_unix);
+                let mut e = flag.evaluate_in(key, context, now_unix, self.fractional);
                 e.set_metadata = Some(&self.metadata);
                 e
             }
@@ -357,12 +402,12 @@ impl Flag {
         }
     }
 
-    /// Evaluates this flag alone (no set metadata).
+    /// Evaluates this flag alone (no set metadata), bucketing as today's flagd.
     pub fn evaluate(&self, key: &str, context: &Value, now_unix: i64) -> Resolution {
-        self.evaluate_in(key, context, now_unix).to_resolution()
+        self.evaluate_in(key, context, now_unix, Fractional::default()).to_resolution()
     }
 
-    fn evaluate_in<'a>(&'a self, key: &str, context: &Value, now_unix: i64) -> Evaluation<'a> {
+    fn evaluate_in<'a>(&'a self, key: &str, context: &Value, now_unix: i64, f: Fractional) -> Evaluation<'a> {
         if !self.enabled {
             return self.resolution(None, Reason::Disabled);
         }
@@ -374,7 +419,7 @@ impl Flag {
             Ok(rule) => rule,
             Err(e) => return self.error(ErrorCode::ParseError, e.clone()),
         };
-        let scope = Scope::new(key, now_unix);
+        let scope = Scope::new(key, now_unix).with_fractional(f);
         let mut e = self.decide(key, rule, context, &scope);
         e.steps = scope.spent();
         e
@@ -489,6 +534,46 @@ mod tests {
             let share = counts[v] as f64 / n as f64 * 100.0;
             assert!((share - w as f64).abs() < 1.0, "{v}: {share:.2}% for weight {w}");
         }
+    }
+
+    /// Which inputs bucket under each `fractional`: v2 hashes strings only, v3 any value but null and lists;
+    /// without a bucketing value both need a targeting key (a string; v2 also not empty), else the default.
+    #[test]
+    fn fractional_inputs_by_version() {
+        let doc = json!({"flags": {
+            "short": {"state": "ENABLED", "variants": {"a": "a", "b": "b", "d": "d"}, "defaultVariant": "d",
+                      "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+            "by": {"state": "ENABLED", "variants": {"a": "a", "b": "b", "d": "d"}, "defaultVariant": "d",
+                   "targeting": {"fractional": [{"var": "id"}, ["a", 50], ["b", 50]]}}
+        }});
+        let bucketed = |r: Resolution| match r.reason {
+            Reason::TargetingMatch => true,
+            Reason::Default => false,
+            other => panic!("{other:?}: {r:?}"),
+        };
+        let table = [
+            ("short", json!({"targetingKey": "alice"}), true, true),
+            ("short", json!({"targetingKey": ""}), false, true),
+            ("short", json!({}), false, false),
+            ("short", json!({"targetingKey": 42}), false, false),
+            ("by", json!({"id": "alice"}), true, true),
+            ("by", json!({"id": 42}), false, true),
+            ("by", json!({"id": 4.5}), false, true),
+            ("by", json!({"id": true}), false, true),
+            ("by", json!({"id": {"org": 1}}), false, true),
+            ("by", json!({"id": null}), false, false),
+            ("by", json!({"id": [1]}), false, false),
+            ("by", json!({}), false, false),
+        ];
+        let v2 = FlagSet::from_value(&doc).unwrap();
+        let v3 = FlagSet::from_value(&doc).unwrap().with_fractional(Fractional::V3);
+        for (key, ctx, in_v2, in_v3) in table {
+            assert_eq!(bucketed(v2.evaluate(key, &ctx, 0)), in_v2, "v2 {key} {ctx}");
+            assert_eq!(bucketed(v3.evaluate(key, &ctx, 0)), in_v3, "v3 {key} {ctx}");
+        }
+        // v3: 1 and 1.0 are the same number, so the same bucket.
+        let one = v3.evaluate("by", &json!({"id": 1}), 0).variant;
+        assert_eq!(v3.evaluate("by", &json!({"id": 1.0}), 0).variant, one);
     }
 
     #[test]

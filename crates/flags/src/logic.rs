@@ -328,6 +328,8 @@ pub struct Scope<'a> {
     /// every operator keeps the common paths as they were, plus one subtraction per node.)
     left: Cell<i64>,
     budget: i64,
+    /// How `fractional` buckets.
+    pub fractional: crate::Fractional,
 }
 
 impl<'a> Scope<'a> {
@@ -337,7 +339,13 @@ impl<'a> Scope<'a> {
 
     pub fn with_budget(flag_key: &'a str, timestamp: i64, steps: u64) -> Scope<'a> {
         let budget = steps.min(i64::MAX as u64) as i64;
-        Scope { flag_key, timestamp, left: Cell::new(budget), budget }
+        Scope { flag_key, timestamp, left: Cell::new(budget), budget, fractional: crate::Fractional::V2 }
+    }
+
+    /// The same scope, `fractional` bucketing as `f` says.
+    pub fn with_fractional(mut self, f: crate::Fractional) -> Scope<'a> {
+        self.fractional = f;
+        self
     }
 
     /// The steps taken so far (the whole budget once it is exceeded).
@@ -786,42 +794,85 @@ fn eval_op(op: Op, args: &[Expr], data: &Value, scope: &Scope) -> Value {
 }
 
 /// flagd's `fractional`: `[bucketing value?, [variant, weight?], ...]`. Without a bucketing value it is the
-/// flag key followed by the targeting key. The bucket is `(murmur3(value) × total weight) >> 32`; weights are
-/// integers, a missing one is 1, a negative one 0. Variant names and weights may be rules themselves.
+/// flag key and the targeting key; without a targeting key (or with one that is not a string) there is no
+/// bucket, and the flag answers its default, as flagd does. The hash is MurmurHash3 (seed 0) of the value's
+/// bytes as [`Scope::fractional`] says (v2: a string's UTF-8; v3: any value's deterministic CBOR), the bucket
+/// `(hash × total weight) >> 32`; weights are integers, a missing one is 1, a negative one 0. Variant names
+/// and weights may be rules themselves.
 fn fractional<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Cow<'a, Value> {
-    let owned: Vec<u8>;
-    let mut stack = [0u8; 192];
-    let (key, buckets): (&[u8], &[Expr]) = match args.first() {
-        None => return Cow::Borrowed(&NULL),
-        Some(Expr::Array(_)) => {
-            let tk = match lookup(data, "targetingKey") {
-                Some(Value::String(s)) => s.as_str(),
-                _ => "",
-            };
-            if !scope.spend(tk.len() as u64 >> 4) {
-                return Cow::Borrowed(&NULL);
-            }
+    let hashed = match scope.fractional {
+        crate::Fractional::V2 => hash_v2(args, data, scope),
+        crate::Fractional::V3 => hash_v3(args, data, scope),
+    };
+    match hashed {
+        Some((hash, buckets)) => distribute(hash, buckets, data, scope),
+        None => Cow::Borrowed(&NULL),
+    }
+}
+
+/// The targeting key when `fractional` has no bucketing value: a string that is not empty, charged by length.
+fn targeting_key<'a>(data: &'a Value, scope: &Scope) -> Option<&'a str> {
+    match lookup(data, "targetingKey") {
+        Some(Value::String(s)) if !s.is_empty() && scope.spend(s.len() as u64 >> 4) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// v2: the hash of a string (the flag key followed by the targeting key when there is no bucketing value), and
+/// the buckets after it. Anything but a string has no bucket.
+fn hash_v2<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Option<(u32, &'a [Expr])> {
+    match args.first()? {
+        Expr::Array(_) => {
+            let tk = targeting_key(data, scope)?.as_bytes();
             // The flag key and the targeting key are hashed as one string: built on the stack when short.
-            let (fk, tk) = (scope.flag_key.as_bytes(), tk.as_bytes());
+            let fk = scope.flag_key.as_bytes();
+            let mut stack = [0u8; 192];
             let n = fk.len() + tk.len();
-            if n <= stack.len() {
+            let hash = if n <= stack.len() {
                 stack[..fk.len()].copy_from_slice(fk);
                 stack[fk.len()..n].copy_from_slice(tk);
-                (&stack[..n], args)
+                murmur3_32(&stack[..n], 0)
             } else {
-                owned = [fk, tk].concat();
-                (owned.as_slice(), args)
-            }
+                murmur3_32(&[fk, tk].concat(), 0)
+            };
+            Some((hash, args))
         }
-        Some(_) => match arg_ref(args, 0, data, scope) {
-            Cow::Borrowed(Value::String(s)) => (s.as_bytes(), &args[1..]),
-            Cow::Owned(Value::String(s)) => {
-                owned = s.into_bytes();
-                (owned.as_slice(), &args[1..])
-            }
-            _ => return Cow::Borrowed(&NULL),
+        _ => match arg_ref(args, 0, data, scope).as_ref() {
+            Value::String(s) => Some((murmur3_32(s.as_bytes(), 0), &args[1..])),
+            _ => None,
         },
-    };
+    }
+}
+
+/// v3: the hash of a value's deterministic CBOR (the pair `[flag key, targeting key]` when there is no bucketing
+/// value), and the buckets after it. Null has no bucket (a missing attribute must not put everyone in one), and
+/// neither has a list: flagd reads a list there as the first bucket, and crew's buckets are written as lists.
+fn hash_v3<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Option<(u32, &'a [Expr])> {
+    let mut bytes = Vec::with_capacity(64);
+    match args.first()? {
+        Expr::Array(_) => {
+            let tk = match lookup(data, "targetingKey") {
+                Some(Value::String(s)) if scope.spend(s.len() as u64 >> 4) => s.as_str(),
+                _ => return None,
+            };
+            crate::cbor::array_head(2, &mut bytes);
+            crate::cbor::text(scope.flag_key, &mut bytes);
+            crate::cbor::text(tk, &mut bytes);
+            Some((murmur3_32(&bytes, 0), args))
+        }
+        _ => {
+            let v = arg_ref(args, 0, data, scope);
+            if matches!(v.as_ref(), Value::Null | Value::Array(_)) || !spend_deep(v.as_ref(), scope) {
+                return None;
+            }
+            crate::cbor::encode(v.as_ref(), &mut bytes);
+            Some((murmur3_32(&bytes, 0), &args[1..]))
+        }
+    }
+}
+
+/// The bucket a hash falls in, by the buckets' weights, and that bucket's variant.
+fn distribute<'a>(hash: u32, buckets: &'a [Expr], data: &'a Value, scope: &Scope) -> Cow<'a, Value> {
     // Weights first (the variants are only evaluated for the chosen bucket). Weights are clamped to
     // 0..=i32::MAX so their sum and the bucket arithmetic cannot overflow.
     if !scope.spend(buckets.len() as u64) {
@@ -854,7 +905,7 @@ fn fractional<'a>(args: &'a [Expr], data: &'a Value, scope: &Scope) -> Cow<'a, V
         return Cow::Borrowed(&NULL);
     }
     let weights: &[u64] = if many { &heap_weights } else { &weights[..buckets.len()] };
-    let hash = murmur3_32(key, 0) as u128;
+    let hash = hash as u128;
     let bucket = ((hash * total as u128) >> 32) as u64;
     let mut upper = 0u64;
     for (b, w) in buckets.iter().zip(weights) {

@@ -1,13 +1,16 @@
-//! The flagd-testbed evaluator suite (`../shared/conformance/flagd-testbed/`, copied unchanged into
-//! `tests/flagd-testbed/`), run with the `cucumber` crate.
-//! Scenarios tagged `@fractional-v1` and `@fractional-v3` are not current flagd behaviour and are left out.
+//! The flagd-testbed suites, run with the `cucumber` crate: the evaluator suite (`../shared/conformance/flagd-testbed/`,
+//! copied unchanged into `tests/flagd-testbed/`) as today's flagd buckets (`Fractional::V2`), then the
+//! `fractional` scenarios of the providers' targeting suite (release 3.9.0's `gherkin/targeting.feature` and its
+//! `flags/custom-ops.json`, copied unchanged into `tests/flagd-testbed/provider/`): those tagged
+//! `@fractional-v2` with `Fractional::V2` and those tagged `@fractional-v3` with `Fractional::V3`.
+//! `@fractional-v1` (the legacy float bucketing) is never run.
 
-use crew_flags::{ErrorCode, FlagSet, Resolution};
+use crew_flags::{ErrorCode, FlagSet, Fractional, Resolution};
 use cucumber::gherkin::Step;
 use cucumber::{given, then, when, World};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// The workplace's copy (`../shared/conformance/flagd-testbed` beside the project) when there is one, else the
 /// unchanged copy kept in this crate, so the suite runs wherever the project is cloned.
@@ -21,14 +24,18 @@ fn testbed() -> PathBuf {
     }
 }
 
+/// The flags the suite being run evaluates, bucketing as it asks: set before each run (the runs go one
+/// after another).
+static FLAGS: Mutex<Option<Arc<FlagSet>>> = Mutex::new(None);
+
 fn flags() -> Arc<FlagSet> {
-    static FLAGS: OnceLock<Arc<FlagSet>> = OnceLock::new();
-    FLAGS
-        .get_or_init(|| {
-            let text = std::fs::read_to_string(testbed().join("flags/testkit-flags.json")).expect("testkit flags");
-            Arc::new(FlagSet::parse(&text).expect("the testkit flags parse"))
-        })
-        .clone()
+    FLAGS.lock().unwrap().clone().expect("a suite's flags")
+}
+
+fn load(path: PathBuf, fractional: Fractional) {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let set = FlagSet::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    *FLAGS.lock().unwrap() = Some(Arc::new(set.with_fractional(fractional)));
 }
 
 #[derive(Debug, Default, World)]
@@ -75,6 +82,20 @@ fn evaluator(w: &mut Eval) {
     w.flags = Some(flags());
 }
 
+/// The providers' suite: its provider is this engine, its options (a cache) mean nothing here.
+#[given("a stable flagd provider")]
+fn provider(w: &mut Eval) {
+    w.flags = Some(flags());
+}
+
+#[given(expr = "an option {string} of type {string} with value {string}")]
+fn option(_: &mut Eval, _name: String, _kind: String, _value: String) {}
+
+#[given(expr = "a {word}-flag with key {string} and a default value {string}")]
+fn flag_with_default(w: &mut Eval, kind: String, key: String, fallback: String) {
+    flag(w, kind, key, fallback);
+}
+
 #[given(expr = "a {word}-flag with key {string} and a fallback value {string}")]
 fn flag(w: &mut Eval, kind: String, key: String, fallback: String) {
     if w.flags.is_none() {
@@ -88,7 +109,8 @@ fn targeting_key(w: &mut Eval, v: String) {
     w.context.insert("targetingKey".into(), Value::String(v));
 }
 
-#[given(expr = "a context containing a key {string}, with type {string} and with value {string}")]
+// A regex, not `{string}`: the providers' suite writes objects with their quotes as they are.
+#[given(regex = r#"^a context containing a key "([^"]*)", with type "([^"]*)" and with value "(.*)"$"#)]
 fn context_key(w: &mut Eval, key: String, kind: String, v: String) {
     w.context.insert(key, typed(&kind, &v));
 }
@@ -168,13 +190,69 @@ fn no_metadata(w: &mut Eval) {
     assert!(r.metadata.is_empty(), "{r:?}");
 }
 
+/// Reads a feature file as the gherkin crate does, except that an outline's placeholder with a space in its
+/// name (`<targeting key>`, which the providers' suite uses and `cucumber` leaves unexpanded) is read with an
+/// underscore, in the steps and in the examples' heading alike. The file itself stays as upstream wrote it.
+struct Placeholders;
+
+impl<I: AsRef<std::path::Path>> cucumber::Parser<I> for Placeholders {
+    type Cli = cucumber::cli::Empty;
+    type Output = futures_util::stream::Iter<std::vec::IntoIter<cucumber::parser::Result<cucumber::gherkin::Feature>>>;
+
+    fn parse(self, input: I, _: Self::Cli) -> Self::Output {
+        let path = input.as_ref().to_path_buf();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = text.replace("<targeting key>", "<targeting_key>").replace("| targeting key ", "| targeting_key ");
+        let feature = cucumber::gherkin::Feature::parse(text, Default::default())
+            .map_err(|e| {
+                let e = cucumber::gherkin::ParseFileError::Parsing { path: path.clone(), error: None, source: e };
+                cucumber::parser::Error::from(e)
+            })
+            .and_then(|mut f| {
+                use cucumber::feature::Ext as _;
+                f.path = Some(path.clone());
+                f.expand_examples().map_err(|e| cucumber::parser::Error::ExampleExpansion(Arc::new(e)))
+            });
+        futures_util::stream::iter(vec![feature])
+    }
+}
+
+/// Whether a feature, rule or scenario carries `tag`.
+fn tagged(
+    feature: &cucumber::gherkin::Feature,
+    rule: Option<&cucumber::gherkin::Rule>,
+    scenario: &cucumber::gherkin::Scenario,
+    tag: &str,
+) -> bool {
+    let has = |tags: &[String]| tags.iter().any(|t| t == tag);
+    has(&feature.tags) || rule.is_some_and(|r| has(&r.tags)) || has(&scenario.tags)
+}
+
 #[tokio::main]
 async fn main() {
-    Eval::cucumber()
+    use cucumber::writer::Stats;
+    let mut failed = Vec::new();
+    load(testbed().join("flags/testkit-flags.json"), Fractional::V2);
+    let w = Eval::cucumber()
         .fail_on_skipped()
-        .filter_run_and_exit(testbed().join("gherkin"), |feature, rule, scenario| {
-            let skip = |tags: &[String]| tags.iter().any(|t| t == "fractional-v1" || t == "fractional-v3");
-            !(skip(&feature.tags) || rule.is_some_and(|r| skip(&r.tags)) || skip(&scenario.tags))
+        .filter_run(testbed().join("gherkin"), |f, r, s| {
+            !tagged(f, r, s, "fractional-v1") && !tagged(f, r, s, "fractional-v3")
         })
         .await;
+    if w.execution_has_failed() {
+        failed.push("the evaluator suite");
+    }
+    let provider = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/flagd-testbed/provider");
+    for (fractional, tag) in [(Fractional::V2, "fractional-v2"), (Fractional::V3, "fractional-v3")] {
+        load(provider.join("flags/custom-ops.json"), fractional);
+        let w = Eval::cucumber::<PathBuf>()
+            .with_parser(Placeholders)
+            .fail_on_skipped()
+            .filter_run(provider.join("gherkin/targeting.feature"), move |f, r, s| tagged(f, r, s, tag))
+            .await;
+        if w.execution_has_failed() {
+            failed.push(tag);
+        }
+    }
+    assert!(failed.is_empty(), "failed: {}", failed.join(", "));
 }

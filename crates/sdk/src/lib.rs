@@ -39,8 +39,17 @@ struct Flags {
 
 impl Flags {
     fn parse(doc: &str) -> Result<Flags, String> {
-        let set = FlagSet::parse(doc).map_err(|e| e.to_string())?;
         let v: Value = serde_json::from_str(doc).map_err(|e| e.to_string())?;
+        // The server says how its `fractional` rules bucket; a document without it (a file from elsewhere)
+        // buckets as today's flagd.
+        let fractional = match v.get("fractional") {
+            None => crew_flags::Fractional::default(),
+            Some(f) => f
+                .as_str()
+                .and_then(crew_flags::Fractional::parse)
+                .ok_or_else(|| format!("`fractional` {f}: this SDK knows \"v2\" and \"v3\""))?,
+        };
+        let set = FlagSet::from_value(&v).map_err(|e| e.to_string())?.with_fractional(fractional);
         let splits = v["flags"]
             .as_object()
             .map(|m| {

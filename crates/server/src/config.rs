@@ -67,7 +67,7 @@ pub struct FileConfig {
     pub escalations: Vec<crate::oncall::config::EscalationSection>,
     pub incidents: Option<crate::oncall::config::IncidentsSection>,
     pub drills: Option<crate::drills::DrillsSection>,
-    /// `[flags]`: `require_plan_above`.
+    /// `[flags]`: `require_plan_above`, `fractional`.
     pub flags: Option<crate::flags::FlagsSection>,
     /// `[experiments]`: `max_users`, `metrics`.
     pub experiments: Option<crate::experiments::ExperimentsSection>,

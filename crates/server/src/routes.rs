@@ -54,6 +54,7 @@ pub fn api() -> Vec<Route> {
         Route::delete("/api/v1/flags/{key}/ramp", Token(Member), flags::api::cancel_ramp),
         Route::post("/ofrep/v1/evaluate/flags", Token(Evaluate), flags::ofrep::all).map(ofrep_limit),
         Route::post("/ofrep/v1/evaluate/flags/{key}", Token(Evaluate), flags::ofrep::one).map(ofrep_limit),
+        Route::get(flags::ofrep::EVENTS_PATH, Token(Evaluate), flags::ofrep::events),
         Route::get("/api/v1/metrics", Token(Viewer), metrics::api::list),
         Route::get("/api/v1/metrics/query", Token(Viewer), metrics::api::query),
         Route::get("/api/v1/metrics/status", Token(Viewer), metrics::api::status),

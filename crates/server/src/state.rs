@@ -101,7 +101,8 @@ impl AppState {
             require_plan_above: settings.file.flags.as_ref().and_then(|f| f.require_plan_above),
             flush: settings.metrics.flush,
         };
-        let flags = Flags::new(store.clone(), Arc::new(FlagCache::default()), feedback.clone(), flags_config);
+        let fractional = settings.file.flags.as_ref().and_then(|f| f.fractional).unwrap_or_default();
+        let flags = Flags::new(store.clone(), Arc::new(FlagCache::new(fractional)), feedback.clone(), flags_config);
         let status = Arc::new(ChatStatus::default());
         let chat = Chat::new(&platform, status.clone(), tokens.clone());
         let infra = Infra::new(&platform, timeline.clone());

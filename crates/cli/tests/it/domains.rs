@@ -92,6 +92,7 @@ fn table() -> BTreeMap<(&'static str, &'static str), Least> {
         (("DELETE", "/api/v1/flags/{key}/ramp"), m),
         (("POST", "/ofrep/v1/evaluate/flags"), e),
         (("POST", "/ofrep/v1/evaluate/flags/{key}"), e),
+        (("GET", "/ofrep/v1/events"), e),
         (("GET", "/api/v1/metrics"), v),
         (("GET", "/api/v1/metrics/query"), v),
         (("GET", "/api/v1/metrics/status"), v),

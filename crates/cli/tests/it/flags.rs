@@ -477,3 +477,194 @@ async fn a_costly_rule_is_refused_and_a_costly_evaluation_is_cut_short() {
     let (status, v) = ofrep(&s, ("authorization", &format!("Bearer {app}")), "a-costly", json!({"items": [1]})).await;
     assert_eq!((status, v["value"].clone()), (200, json!(true)));
 }
+
+/// The next event of a stream, within a second.
+async fn notice<S, E>(st: &mut S) -> eventsource_stream::Event
+where
+    S: futures_util::Stream<Item = Result<eventsource_stream::Event, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    let next = tokio::time::timeout(Duration::from_secs(1), futures_util::StreamExt::next(st)).await;
+    next.expect("a notification within a second").expect("the stream is open").unwrap()
+}
+
+/// OFREP's change notifications (the protocol's ADR 0008 and `service/event-streams.yaml`), as a provider uses
+/// them: the bulk answer names an SSE stream; a change of a flag arrives on it as a `message` whose data is
+/// `{"type": "refetchEvaluation", "etag"}`; the re-fetch it triggers (with `flagConfigEtag`) gets the new
+/// answers; a provider that reconnects with `Last-Event-ID` after missing a change hears of it at once.
+#[tokio::test]
+async fn an_ofrep_provider_hears_of_a_change_on_the_event_stream_the_bulk_answer_names() {
+    use eventsource_stream::Eventsource;
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("www", "evaluate").await;
+    let knob = |body: Value| {
+        let req = s.req(Method::POST, "/api/v1/flags/video/knob", &mo).json(&body);
+        async move { assert_eq!(req.send().await.unwrap().status(), 200) }
+    };
+    knob(json!({"knob": "on", "reason": "launch"})).await;
+    let bulk = |query: &'static str, etag: Option<String>| {
+        let mut r = s
+            .client()
+            .post(format!("{}/ofrep/v1/evaluate/flags{query}", s.url))
+            .header("x-api-key", &app)
+            .json(&json!({"context": {"targetingKey": "alice"}}));
+        if let Some(e) = etag {
+            r = r.header("if-none-match", e);
+        }
+        r.send()
+    };
+    let res = bulk("", None).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["flags"][0]["value"], json!(true));
+    // The protocol's eventStream: a type, and exactly one of `url` or `endpoint` (`requestUri` on the origin
+    // the provider is configured with, when `origin` is absent).
+    let streams = v["eventStreams"].as_array().expect("eventStreams").clone();
+    assert_eq!(streams.len(), 1, "{v}");
+    assert_eq!(streams[0]["type"], "sse");
+    assert!(streams[0].get("url").is_none() && streams[0].get("endpoint").is_some(), "{v}");
+    assert!(streams[0]["inactivityDelaySec"].as_u64().unwrap() >= 1);
+    let uri = streams[0]["endpoint"]["requestUri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with('/'), "{uri}");
+    let url = format!("{}{uri}", s.url);
+    let open = |last: Option<String>| {
+        let mut r = s.client().get(&url).header("x-api-key", &app).header("accept", "text/event-stream");
+        if let Some(id) = last {
+            r = r.header("last-event-id", id);
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+            Box::pin(res.bytes_stream().eventsource())
+        }
+    };
+    let mut st = open(None).await;
+    knob(json!({"knob": "off", "reason": "stop"})).await;
+    let e = notice(&mut st).await;
+    // The envelope's event is always `message`; the provider reads the type inside the data.
+    assert_eq!(e.event, "message");
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(data["type"], "refetchEvaluation", "{data}");
+    let config_etag = data["etag"].as_str().unwrap().to_string();
+    assert!(!config_etag.is_empty());
+    assert_eq!(e.id, config_etag, "a stable id to resume from");
+    // The re-fetch the notification triggers, with its metadata as the protocol's query parameters.
+    let res =
+        bulk(Box::leak(format!("?flagConfigEtag={config_etag}").into_boxed_str()), Some(etag.clone())).await.unwrap();
+    assert_eq!(res.status(), 200, "the flags changed, so not 304");
+    assert_ne!(res.headers()["etag"].to_str().unwrap(), etag);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["flags"][0]["reason"], "DISABLED");
+    assert!(v["flags"][0].get("value").is_none(), "the code default: {v}");
+    // Gone while the flag changes again: on its way back, with Last-Event-ID, it hears of it at once.
+    drop(st);
+    knob(json!({"knob": "on", "reason": "again"})).await;
+    let mut st = open(Some(config_etag.clone())).await;
+    let e = notice(&mut st).await;
+    let data: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(data["type"], "refetchEvaluation");
+    assert_ne!(data["etag"].as_str().unwrap(), config_etag);
+    // A stream with no credentials, or an application key of nobody, is refused.
+    let res = s.client().get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = s.client().get(&url).header("x-api-key", "nope").send().await.unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+/// `[flags] fractional = "v3"`: OFREP buckets a number as flagd-testbed 3.9.0's `@fractional-v3` does (the
+/// engine's own evaluation with `Fractional::V3` is the oracle the testbed checked), the definitions stream tells
+/// the SDKs so; a value crew does not know stops `crew serve` naming it.
+#[tokio::test]
+async fn fractional_v3_in_crew_toml_buckets_numbers_and_the_stream_says_so() {
+    use eventsource_stream::Eventsource;
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("crew.toml");
+    std::fs::write(&cfg, "[flags]\nfractional = \"v3\"\n").unwrap();
+    let s = Server::start_with_config(&cfg).await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("www", "evaluate").await;
+    let def = json!({"state": "ENABLED", "variants": {"a": "a", "b": "b", "c": "c", "d": "d"}, "defaultVariant": "d",
+        "targeting": {"fractional": [{"var": "org"}, ["a", 34], ["b", 33], ["c", 33]]}});
+    let res = s.req(Method::PUT, "/api/v1/flags/org-split", &mo).json(&json!({"definition": def, "reason": "x"}));
+    assert_eq!(res.send().await.unwrap().status(), 200);
+    let local = crew_flags::FlagSet::from_value(&json!({"flags": {"org-split": def}}))
+        .unwrap()
+        .with_fractional(crew_flags::Fractional::V3);
+    let key = ("x-api-key", &*Box::leak(app.clone().into_boxed_str()));
+    for org in [json!(42), json!(7.5), json!(true), json!({"id": 1}), json!("acme")] {
+        let (status, v) = ofrep(&s, key, "org-split", json!({"org": org})).await;
+        assert_eq!(status, 200);
+        let want = local.evaluate("org-split", &json!({"org": org}), 0);
+        assert_eq!(v["reason"], "TARGETING_MATCH", "{org}: {v}");
+        assert_eq!(v["variant"].as_str(), want.variant.as_deref(), "{org}");
+    }
+    // No bucketing value: the code default's variant, as flagd.
+    let (_, v) = ofrep(&s, key, "org-split", json!({})).await;
+    assert_eq!((v["reason"].clone(), v["variant"].clone()), (json!("DEFAULT"), json!("d")));
+    let res = s.client().get(format!("{}/api/v1/flags/stream", s.url)).header("x-api-key", &app).send().await.unwrap();
+    let mut defs = Box::pin(res.bytes_stream().eventsource());
+    let doc: Value = serde_json::from_str(&defs.next().await.unwrap().unwrap().data).unwrap();
+    assert_eq!(doc["fractional"], "v3");
+
+    std::fs::write(&cfg, "[flags]\nfractional = \"v4\"\n").unwrap();
+    let out = std::process::Command::new(crate::harness::CREW)
+        .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("flags") && err.contains("v4"), "{err}");
+}
+
+/// OFREP's ADR 0006: where the code default applies — targeting that chooses nothing with no `defaultVariant`, a
+/// flag with neither, a flag switched off — the answer is a success with no `value` (and no `variant`), its
+/// reason DEFAULT (DISABLED when off), in the single and the bulk evaluation alike.
+#[tokio::test]
+async fn ofrep_answers_without_a_value_where_the_code_default_applies() {
+    let s = Server::start().await;
+    let mo = s.token("mo", "member").await;
+    let app = s.token("www", "evaluate").await;
+    let defs = [
+        (
+            "beta-only",
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": null,
+                "targeting": {"if": [{"in": [{"var": "targetingKey"}, ["alice"]]}, "on", null]}}),
+        ),
+        ("no-default", json!({"state": "ENABLED", "variants": {"on": true, "off": false}})),
+        ("switched-off", json!({"state": "DISABLED", "variants": {"on": true}, "defaultVariant": "on"})),
+    ];
+    for (key, def) in &defs {
+        let res =
+            s.req(Method::PUT, &format!("/api/v1/flags/{key}"), &mo).json(&json!({"definition": def, "reason": "x"}));
+        assert_eq!(res.send().await.unwrap().status(), 200, "{key}");
+    }
+    let key = ("x-api-key", &*Box::leak(app.clone().into_boxed_str()));
+    let (status, v) = ofrep(&s, key, "beta-only", json!({"targetingKey": "alice"})).await;
+    assert_eq!((status, v["value"].clone(), v["reason"].clone()), (200, json!(true), json!("TARGETING_MATCH")));
+    let want = [("beta-only", "DEFAULT"), ("no-default", "DEFAULT"), ("switched-off", "DISABLED")];
+    for (flag, reason) in want {
+        let (status, v) = ofrep(&s, key, flag, json!({"targetingKey": "bob"})).await;
+        assert_eq!(status, 200, "{flag}: {v}");
+        assert_eq!(v, json!({"key": flag, "reason": reason, "metadata": {}}), "{flag}");
+    }
+    let res = s
+        .client()
+        .post(format!("{}/ofrep/v1/evaluate/flags", s.url))
+        .header("x-api-key", &app)
+        .json(&json!({"context": {"targetingKey": "bob"}}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    for (flag, reason) in want {
+        let got = v["flags"].as_array().unwrap().iter().find(|f| f["key"] == flag).unwrap();
+        assert_eq!(*got, json!({"key": flag, "reason": reason, "metadata": {}}), "bulk {flag}");
+    }
+}

@@ -39,12 +39,14 @@ async fn every_stream_ends_within_a_second_of_its_tokens_revocation() {
     let app = s.token("www-app", "evaluate").await;
     let vera = s.token("vera", "viewer").await;
     let definitions = Box::pin(open(&s, "/api/v1/flags/stream", &app).await);
+    let changes = Box::pin(open(&s, "/ofrep/v1/events", &app).await);
     let timeline = Box::pin(open(&s, "/api/v1/events/stream", &vera).await);
     for name in ["www-app", "vera"] {
         let res = s.req(Method::DELETE, &format!("/api/v1/tokens/{name}"), &s.admin).send().await.unwrap();
         assert_eq!(res.status(), 200);
     }
     assert!(ends_within(definitions, Duration::from_secs(1)).await, "the evaluation key's definitions stream ended");
+    assert!(ends_within(changes, Duration::from_secs(1)).await, "the evaluation key's OFREP event stream ended");
     assert!(ends_within(timeline, Duration::from_secs(1)).await, "the viewer's timeline stream ended");
 }
 

@@ -13,7 +13,7 @@ pub mod web;
 use crate::error::ApiError;
 use crew_core::{kind, Actor, Event, EventFilter, NewEvent};
 use crew_flags::knobs::Knob;
-use crew_flags::{knobs, Flag, FlagSet};
+use crew_flags::{knobs, Flag, FlagSet, Fractional};
 use crew_store::{Store, StoredFlag};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -44,10 +44,19 @@ pub struct FlagCache {
     current: tokio::sync::watch::Sender<Arc<Compiled>>,
     /// One reload at a time, so a slow reload that read older rows never publishes after a newer one.
     reloading: tokio::sync::Mutex<()>,
+    /// `[flags] fractional`: how every set this cache compiles buckets.
+    fractional: Fractional,
 }
 
 impl Default for FlagCache {
     fn default() -> Self {
+        FlagCache::new(Fractional::default())
+    }
+}
+
+impl FlagCache {
+    /// An empty cache whose sets bucket as `fractional` says.
+    pub fn new(fractional: Fractional) -> Self {
         let empty = Arc::new(Compiled {
             set: FlagSet::default(),
             stored: Vec::new(),
@@ -55,11 +64,13 @@ impl Default for FlagCache {
             uses_time: false,
             splits: Default::default(),
         });
-        FlagCache { current: tokio::sync::watch::Sender::new(empty), reloading: tokio::sync::Mutex::new(()) }
+        FlagCache {
+            current: tokio::sync::watch::Sender::new(empty),
+            reloading: tokio::sync::Mutex::new(()),
+            fractional,
+        }
     }
-}
 
-impl FlagCache {
     pub fn current(&self) -> Arc<Compiled> {
         self.current.borrow().clone()
     }
@@ -75,6 +86,8 @@ impl FlagCache {
         let stored = store.flags().await?;
         let mut flags = Map::new();
         let mut hash = Sha256::new();
+        // The bucketing is part of every answer, so a restart with another one makes a new version (and ETag).
+        hash.update(self.fractional.as_str().as_bytes());
         for f in &stored {
             flags.insert(f.key.clone(), f.definition.clone());
             hash.update(f.key.as_bytes());
@@ -82,7 +95,7 @@ impl FlagCache {
             // A definition set again anew starts a new experiment phase, so its time is part of the version.
             hash.update(f.updated_at.timestamp_millis().to_le_bytes());
         }
-        let set = FlagSet::from_value(&json!({ "flags": flags }))?;
+        let set = FlagSet::from_value(&json!({ "flags": flags }))?.with_fractional(self.fractional);
         let version = format!("{:x}", hash.finalize())[..16].to_string();
         let uses_time = stored.iter().any(|f| f.definition.to_string().contains("$flagd.timestamp"));
         let splits = stored
@@ -106,6 +119,9 @@ impl FlagCache {
 pub struct FlagsSection {
     /// A rollout or a ramp past this percent needs a launch plan (none required when absent).
     pub require_plan_above: Option<u8>,
+    /// How `fractional` buckets: `v2` (flagd 0.15 and 0.16, the default) or `v3` (flagd-testbed 3.9.0's
+    /// `@fractional-v3`: non-string values hashed as deterministic CBOR).
+    pub fractional: Option<Fractional>,
 }
 
 impl FlagsSection {
@@ -370,9 +386,10 @@ pub async fn follow_changes(
 }
 
 impl Compiled {
-    /// The flagd document of every definition, for SDKs that evaluate locally.
+    /// The flagd document of every definition, for SDKs that evaluate locally, with how `fractional` buckets
+    /// (`"fractional": "v2"`), so they bucket as the server does.
     pub fn document(&self) -> Value {
         let flags: Map<String, Value> = self.stored.iter().map(|f| (f.key.clone(), f.definition.clone())).collect();
-        json!({"version": self.version, "flags": flags})
+        json!({"version": self.version, "fractional": self.set.fractional().as_str(), "flags": flags})
     }
 }

@@ -1,6 +1,7 @@
 //! OFREP (https://openfeature.dev/specification/appendix-c): every OpenFeature SDK can evaluate crew's flags,
-//! one or all at once (with an ETag), and SDKs that evaluate locally follow the definitions stream. A single-flag
-//! evaluation of a split for a user is handed to the experiments service as an exposure.
+//! one or all at once (with an ETag), hear of changes on the event stream the bulk answer names (OFREP's ADR
+//! 0008), and SDKs that evaluate locally follow the definitions stream. A single-flag evaluation of a split for
+//! a user is handed to the experiments service as an exposure.
 
 use super::Flags;
 use crate::auth::Evaluator;
@@ -168,7 +169,70 @@ pub async fn all(
             }
         }
     }
-    (StatusCode::OK, [(header::ETAG, etag)], Json(json!({"flags": flags}))).into_response()
+    (StatusCode::OK, [(header::ETAG, etag)], Json(json!({"flags": flags, "eventStreams": event_streams()})))
+        .into_response()
+}
+
+/// Where OFREP's ADR 0008 has providers of the bulk evaluation hear that it changed: crew's own event stream,
+/// as a path on the origin the provider already talks to (`endpoint.requestUri`), so it works behind any proxy
+/// and carries no secret; the provider sends the credentials it evaluates with. `inactivityDelaySec` is the
+/// protocol's default, said explicitly.
+fn event_streams() -> Value {
+    json!([{"type": "sse", "endpoint": {"requestUri": EVENTS_PATH}, "inactivityDelaySec": 120}])
+}
+
+/// The route of [`events`].
+pub const EVENTS_PATH: &str = "/ofrep/v1/events";
+
+/// `GET /ofrep/v1/events`: OFREP's change notifications (ADR 0008, `service/event-streams.yaml`). Each change of
+/// the definitions, from any replica, is one SSE `message` whose data is
+/// `{"type": "refetchEvaluation", "etag": VERSION}`, its id that version; changes faster than a provider reads
+/// are one notification. A provider that reconnects with `Last-Event-ID` hears at once when the definitions
+/// changed since (a replay of what it missed, in one). A live stream like crew's others: bounded per token and
+/// in all, and it ends when its token is revoked or the server stops.
+pub async fn events(
+    Evaluator(caller): Evaluator,
+    State(flags): State<Flags>,
+    State(platform): State<crate::state::Platform>,
+    State(auth): State<crate::auth::Auth>,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut held = match auth.open_stream(&caller).await {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    let mut rx = flags.subscribe();
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let missed = last.is_some_and(|id| id != rx.borrow().version);
+    let shutdown = platform.shutdown.clone();
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<Event, std::convert::Infallible>>(16);
+    tokio::spawn(async move {
+        let notice = |version: &str| {
+            let data = json!({"type": "refetchEvaluation", "etag": version});
+            Event::default().event("message").id(version).data(data.to_string())
+        };
+        if missed {
+            let version = rx.borrow_and_update().version.clone();
+            if tx.send(Ok(notice(&version))).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                // A revoked key stops hearing of changes at once.
+                _ = held.ended() => return,
+                _ = tx.closed() => return,
+                r = rx.changed() => if r.is_err() { return },
+            }
+            let version = rx.borrow_and_update().version.clone();
+            if tx.send(Ok(notice(&version))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).keep_alive(KeepAlive::default()).into_response()
 }
 
 /// `GET /api/v1/flags/stream`: the definitions as server-sent events, for SDKs that evaluate locally: the whole
