@@ -278,7 +278,7 @@ async fn storage(dir: &std::path::Path) -> String {
     // The heads still open are stored as they would be at a clean stop.
     let open = m.db.lock().unwrap().open_chunks();
     let chunks: Vec<crew_store::MetricChunk> = open.iter().map(|c| crew_server::metrics::stored(c, "local")).collect();
-    store.write_metrics("local", vec![], chunks, vec![i64::MAX; 3]).await.unwrap();
+    store.write_metrics("local", &[], &chunks, &[i64::MAX; 3]).await.unwrap();
     let mut report = String::new();
     for (key, kind) in [("steady.requests", "counter"), ("slow.gauge", "gauge"), ("noisy.latency", "timer")] {
         let cs = store.metric_chunks(key, 0, 0, i64::MAX).await.unwrap();

@@ -11,6 +11,10 @@ use crate::Kind;
 /// The longest line accepted (over TCP a longer one is cut off and counted bad).
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// The longest series key (name and tags) accepted: a key is stored in the chunk table's key, and PostgreSQL
+/// refuses an index entry past about 2.7 KB, which would make every chunk of that series unstorable.
+pub const MAX_KEY: usize = 1024;
+
 /// A value of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value<'a> {
@@ -42,6 +46,8 @@ pub enum BadLine {
     UnknownField,
     #[error("the line is longer than 64 KiB")]
     TooLong,
+    #[error("the series name and tags are longer than 1 KiB")]
+    KeyTooLong,
     #[error("not UTF-8 where text is needed")]
     NotText,
 }
@@ -186,6 +192,9 @@ impl Parser {
                 self.key.push('}');
             }
         }
+        if self.key.len() > MAX_KEY {
+            return Err(BadLine::KeyTooLong);
+        }
         // Check every value before calling for any: a bad line is skipped whole.
         let mut n = 0;
         for v in values.split(|&b| b == b':') {
@@ -305,5 +314,8 @@ mod tests {
         assert_eq!(p.parse(b"a:1|c|#t:\xff", |_, _, _, _| panic!("a bad line gives nothing")), Err(BadLine::NotText));
         assert_eq!(p.parse(b"a:1|c|#t\xff:v", |k, _, _, _| assert_eq!(k, "a{t=v}")), Ok(1));
         assert_eq!(all(&format!("a:1|c|#t:{}", "x".repeat(MAX_LINE))), Err(BadLine::TooLong));
+        assert_eq!(all(&format!("a:1|c|#t:{}", "x".repeat(MAX_KEY))), Err(BadLine::KeyTooLong));
+        assert_eq!(all(&format!("{}:1|c", "n".repeat(MAX_KEY + 1))), Err(BadLine::KeyTooLong));
+        assert!(all(&format!("{}:1|c", "n".repeat(MAX_KEY))).is_ok());
     }
 }

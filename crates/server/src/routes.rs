@@ -60,7 +60,8 @@ pub fn api() -> Vec<Route> {
         Route::get("/api/v1/metrics/status", Token(Viewer), metrics::api::status),
         Route::get("/api/v1", Token(Viewer), metrics::api::index),
         Route::get("/api/v1/annotations", Token(Viewer), metrics::api::annotations),
-        Route::post("/api/v1/annotations", Token(Viewer), metrics::api::annotations_post),
+        Route::post("/api/v1/annotations", Token(Viewer), metrics::api::annotations_post)
+            .map(|m| m.layer(DefaultBodyLimit::max(metrics::api::ANNOTATIONS_BODY_MAX))),
         Route::get("/metrics", Token(Viewer), metrics::api::prometheus),
         Route::get("/api/v1/chat", Token(Viewer), chat::api::status),
         Route::post("/api/v1/chat/command", Token(Viewer), chat::api::command),

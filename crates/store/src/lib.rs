@@ -265,9 +265,9 @@ pub trait MetricStore: Send + Sync + 'static {
     async fn write_metrics(
         &self,
         source: &str,
-        wal: Vec<MetricWal>,
-        chunks: Vec<MetricChunk>,
-        floors: Vec<i64>,
+        wal: &[MetricWal],
+        chunks: &[MetricChunk],
+        floors: &[i64],
     ) -> Result<()>;
 
     /// The chunks of a series and tier that overlap [from_ms, to_ms], every replica's, oldest first.

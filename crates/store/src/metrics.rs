@@ -37,21 +37,25 @@ impl<B: Backend> MetricStore for B {
     async fn write_metrics(
         &self,
         source: &str,
-        wal: Vec<MetricWal>,
-        chunks: Vec<MetricChunk>,
-        floors: Vec<i64>,
+        wal: &[MetricWal],
+        chunks: &[MetricChunk],
+        floors: &[i64],
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        for w in &wal {
-            query("INSERT INTO metric_wal (source, tier, t_ms, data) VALUES ($1, $2, $3, $4)")
-                .bind(&w.source)
-                .bind(w.tier)
-                .bind(w.t_ms)
-                .bind(&w.data)
-                .execute(&mut tx)
-                .await?;
+        for w in wal {
+            // A flush retried after a commit that did reach the database writes its rows again: kept once.
+            query(
+                "INSERT INTO metric_wal (source, tier, t_ms, data) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (source, tier, t_ms) DO NOTHING",
+            )
+            .bind(&w.source)
+            .bind(w.tier)
+            .bind(w.t_ms)
+            .bind(&w.data)
+            .execute(&mut tx)
+            .await?;
         }
-        for c in &chunks {
+        for c in chunks {
             query(
                 "INSERT INTO metric_chunks (series, source, kind, tier, start_ms, end_ms, points, data) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (series, tier, source, start_ms) DO UPDATE SET \
@@ -120,7 +124,7 @@ impl<B: Backend> MetricStore for B {
     }
 
     async fn metric_wal(&self, source: &str) -> Result<Vec<MetricWal>> {
-        let rows = query("SELECT tier, t_ms, data FROM metric_wal WHERE source = $1 ORDER BY id")
+        let rows = query("SELECT tier, t_ms, data FROM metric_wal WHERE source = $1 ORDER BY t_ms, tier")
             .bind(source)
             .fetch_all(self.reader())
             .await?;

@@ -866,6 +866,10 @@ async fn grafana_reads_annotations_and_the_dashboard_in_docs_works_against_crew_
         (json!({"range": {"from": "now", "to": "now-1h"}, "annotation": {}}), "after"),
         (json!({"annotation": {}}), "range"),
         (json!({"range": {"from": "now-1h", "to": "now"}, "annotation": "x"}), "annotation"),
+        (
+            json!({"range": {"from": "now-1h", "to": "now"}, "annotation": {"name": "x".repeat(5000)}}),
+            "at most 4096 bytes",
+        ),
     ] {
         let res = s.req(reqwest::Method::POST, "/api/v1/annotations", &viewer).json(&bad).send().await.unwrap();
         assert_eq!(res.status(), 400, "{bad}");

@@ -148,6 +148,12 @@ pub async fn annotations(_: Viewer, State(metrics): State<Metrics>, RawQuery(raw
     Ok(Json(Value::Array(annotations_in(&metrics, since, until, &tags).await?)))
 }
 
+/// The largest annotation query body taken (Grafana's are a few hundred bytes).
+pub const ANNOTATIONS_BODY_MAX: usize = 64 * 1024;
+
+/// The largest `annotation` echoed back with every answer (it is copied into each of up to thousands).
+const ANNOTATION_ECHO_MAX: usize = 4096;
+
 /// What Grafana's JSON and SimpleJSON data sources post to `<url>/annotations`: the dashboard's range and the
 /// annotation query (its `query` text names the tags: `deploy`, `flag` or both; empty is both).
 #[derive(serde::Deserialize)]
@@ -177,6 +183,9 @@ pub async fn annotations_post(_: Viewer, State(metrics): State<Metrics>, body: a
         },
         _ => return Err(ApiError::BadRequest("`annotation`: an object".into())),
     };
+    if req.annotation.to_string().len() > ANNOTATION_ECHO_MAX {
+        return Err(ApiError::BadRequest(format!("`annotation`: at most {ANNOTATION_ECHO_MAX} bytes")));
+    }
     let tags = annotation_tags("annotation.query", &query)?;
     let mut out = annotations_in(&metrics, since, until, &tags).await?;
     for a in &mut out {

@@ -36,7 +36,8 @@ pub async fn recover(store: &dyn Store, m: &Live) -> anyhow::Result<usize> {
         chunks
     };
     if !chunks.is_empty() {
-        store.write_metrics(&source, vec![], chunks.iter().map(|c| stored(c, &source)).collect(), vec![]).await?;
+        let chunks: Vec<MetricChunk> = chunks.iter().map(|c| stored(c, &source)).collect();
+        store.write_metrics(&source, &[], &chunks, &[]).await?;
     }
     Ok(wal.len())
 }
@@ -147,12 +148,9 @@ pub fn start(
         let mut floors = vec![i64::MAX; m.config.tiers.len()];
         floors[0] = floor;
         let source = m.source();
-        let (wal, mut unstored): (Vec<MetricWal>, Vec<MetricChunk>) = {
-            let mut u = m.unstored.lock().expect("not poisoned");
-            (std::mem::take(&mut u.wal).into(), std::mem::take(&mut u.chunks).into())
-        };
+        let (wal, mut unstored) = m.unstored.lock().expect("not poisoned").take();
         unstored.extend(chunks.iter().map(|c| stored(c, &source)));
-        if let Err(e) = store.write_metrics(&source, wal, unstored, floors).await {
+        if let Err(e) = store.write_metrics(&source, &wal, &unstored, &floors).await {
             tracing::warn!(error = %e, "the open metric chunks were not stored at shutdown");
         }
     })
@@ -178,17 +176,59 @@ pub async fn flush(store: &Arc<dyn Store>, m: &Arc<Live>, t: i64) -> anyhow::Res
 }
 
 /// What flushes the store refused: their write-ahead rows and the chunks that closed in them, oldest first,
-/// written with the next flush that the store takes (bounded: past it the oldest go, and are counted).
+/// written with the next flush that the store takes. Bounded by bytes: past it the oldest go, and are counted.
 #[derive(Default)]
 pub struct Unstored {
     pub wal: std::collections::VecDeque<MetricWal>,
     pub chunks: std::collections::VecDeque<MetricChunk>,
+    bytes: usize,
 }
 
-/// At most this many refused flushes' write-ahead rows (per tier) wait: an hour at 1 s.
-const UNSTORED_WAL: usize = 3_600 * 3;
-/// At most this many refused chunks wait (about a day of 50,000 series at 10 s).
-const UNSTORED_CHUNKS: usize = 500_000;
+/// At most this many bytes of refused rows and chunks wait for the store (a flush's row is about 100 bytes a
+/// series: at 100,000 series, about 25 minutes of 10 s flushes).
+const UNSTORED_BYTES: usize = 256 << 20;
+
+fn wal_bytes(w: &MetricWal) -> usize {
+    w.data.len() + w.source.len() + 32
+}
+
+fn chunk_bytes(c: &MetricChunk) -> usize {
+    c.data.len() + c.series.len() + c.source.len() + 64
+}
+
+impl Unstored {
+    /// Keeps a refused write (older than anything here), then drops the oldest past the bound, chunks last:
+    /// a chunk holds a whole span of a series, a row one flush of points already in a head or a chunk.
+    fn keep(&mut self, wal: Vec<MetricWal>, chunks: Vec<MetricChunk>, totals: &super::Totals) {
+        self.keep_within(wal, chunks, totals, UNSTORED_BYTES)
+    }
+
+    fn keep_within(&mut self, wal: Vec<MetricWal>, chunks: Vec<MetricChunk>, totals: &super::Totals, bound: usize) {
+        self.bytes += wal.iter().map(wal_bytes).sum::<usize>() + chunks.iter().map(chunk_bytes).sum::<usize>();
+        let (later_wal, later_chunks) = (std::mem::take(&mut self.wal), std::mem::take(&mut self.chunks));
+        self.wal = wal.into();
+        self.wal.extend(later_wal);
+        self.chunks = chunks.into();
+        self.chunks.extend(later_chunks);
+        while self.bytes > bound {
+            if let Some(w) = self.wal.pop_front() {
+                self.bytes -= wal_bytes(&w);
+                totals.unstored_dropped_rows.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(c) = self.chunks.pop_front() {
+                self.bytes -= chunk_bytes(&c);
+                totals.unstored_dropped_chunks.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.bytes = 0;
+            }
+        }
+    }
+
+    /// Everything waiting, oldest first; empties it.
+    fn take(&mut self) -> (Vec<MetricWal>, Vec<MetricChunk>) {
+        self.bytes = 0;
+        (std::mem::take(&mut self.wal).into(), std::mem::take(&mut self.chunks).into())
+    }
+}
 
 /// A flush's points at `t` (Unix ms, after every earlier flush) into the heads, the exposition, remote write
 /// and the store. Also how `crew demo` lays down an hour of history before it starts. When the store refuses
@@ -243,30 +283,12 @@ pub async fn store_points(
         .map(|(tier, es)| MetricWal { source: source.clone(), tier: tier as i32, t_ms: t, data: encode_entries(es) })
         .collect();
     let chunks: Vec<MetricChunk> = writes.chunks.iter().map(|c| stored(c, &source)).collect();
-    let (mut all_wal, mut all_chunks) = {
-        let mut u = m.unstored.lock().expect("not poisoned");
-        (std::mem::take(&mut u.wal), std::mem::take(&mut u.chunks))
-    };
+    let (mut all_wal, mut all_chunks) = m.unstored.lock().expect("not poisoned").take();
     all_wal.extend(wal);
     all_chunks.extend(chunks);
-    let (all_wal, all_chunks): (Vec<MetricWal>, Vec<MetricChunk>) = (all_wal.into(), all_chunks.into());
-    if let Err(e) = store.write_metrics(&source, all_wal.clone(), all_chunks.clone(), floors).await {
+    if let Err(e) = store.write_metrics(&source, &all_wal, &all_chunks, &floors).await {
         m.totals.flush_failures.fetch_add(1, Ordering::Relaxed);
-        let mut u = m.unstored.lock().expect("not poisoned");
-        // Anything refused meanwhile (another writer) stays after these, which are older.
-        let (later_wal, later_chunks) = (std::mem::take(&mut u.wal), std::mem::take(&mut u.chunks));
-        u.wal = all_wal.into();
-        u.wal.extend(later_wal);
-        u.chunks = all_chunks.into();
-        u.chunks.extend(later_chunks);
-        while u.wal.len() > UNSTORED_WAL {
-            u.wal.pop_front();
-            m.totals.unstored_dropped_rows.fetch_add(1, Ordering::Relaxed);
-        }
-        while u.chunks.len() > UNSTORED_CHUNKS {
-            u.chunks.pop_front();
-            m.totals.unstored_dropped_chunks.fetch_add(1, Ordering::Relaxed);
-        }
+        m.unstored.lock().expect("not poisoned").keep(all_wal, all_chunks, &m.totals);
         return Err(e.into());
     }
     Ok(())
@@ -296,6 +318,39 @@ mod tests {
 
     fn points(keys: &[&str]) -> Vec<(Arc<str>, Kind, Point)> {
         keys.iter().map(|k| (Arc::from(*k), Kind::Counter, counter())).collect()
+    }
+
+    /// What waits for the store is bounded by bytes: the oldest rows go first, then the oldest chunks, each
+    /// counted; what is newer stays, in order.
+    #[test]
+    fn what_waits_for_the_store_is_bounded_and_the_oldest_go_first() {
+        let totals = crate::metrics::Totals::default();
+        let row = |t: i64| MetricWal { source: "r".into(), tier: 0, t_ms: t, data: vec![0; 1000] };
+        let chunk = |t: i64| MetricChunk {
+            series: "s".into(),
+            source: "r".into(),
+            kind: "counter".into(),
+            tier: 0,
+            start_ms: t,
+            end_ms: t,
+            points: 1,
+            data: vec![0; 1000],
+        };
+        let mut u = Unstored::default();
+        u.keep_within(vec![row(3), row(4)], vec![chunk(3)], &totals, 10_000);
+        // An older refused write goes before what is there.
+        u.keep_within(vec![row(1), row(2)], vec![chunk(1)], &totals, 10_000);
+        assert_eq!(u.wal.iter().map(|w| w.t_ms).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        u.keep_within(vec![], vec![chunk(0)], &totals, 4_500);
+        assert_eq!(u.wal.iter().map(|w| w.t_ms).collect::<Vec<_>>(), [4], "the oldest rows went first");
+        assert_eq!(u.chunks.iter().map(|c| c.start_ms).collect::<Vec<_>>(), [0, 1, 3]);
+        assert_eq!(totals.unstored_dropped_rows.load(Ordering::Relaxed), 3);
+        u.keep_within(vec![], vec![], &totals, 2_500);
+        assert_eq!(u.chunks.iter().map(|c| c.start_ms).collect::<Vec<_>>(), [1, 3], "then the oldest chunks");
+        assert!(u.wal.is_empty());
+        assert_eq!(totals.unstored_dropped_chunks.load(Ordering::Relaxed), 1);
+        let (w, c) = u.take();
+        assert_eq!((w.len(), c.len(), u.bytes), (0, 2, 0));
     }
 
     /// One series sent once, then live traffic for longer than a head's span: the write-ahead log shrinks (it

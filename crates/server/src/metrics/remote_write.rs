@@ -110,8 +110,8 @@ struct Batch {
 enum GaveUp {
     /// A 4xx other than 429: the receiver will never take it.
     Refused(String),
-    /// 429, 5xx or no answer for longer than `retry_for`.
-    Failing(String),
+    /// 429, 5xx or no answer for longer than `retry_for`; the receiver asked for this pause before the next try.
+    Failing(String, Duration),
 }
 
 #[derive(Default)]
@@ -218,7 +218,8 @@ impl RemoteWrite {
                 // The next try would come after the bound: give the batch up now, so newer data goes out.
                 let wait = wait.min(Duration::from_secs(60));
                 if started.elapsed() + wait > retry_for {
-                    break Err(GaveUp::Failing(format!("{error} (retried for {}s)", started.elapsed().as_secs())));
+                    let e = format!("{error} (retried for {}s)", started.elapsed().as_secs());
+                    break Err(GaveUp::Failing(e, wait));
                 }
                 *self.last_error.lock().expect("not poisoned") = Some(error);
                 self.retries.fetch_add(1, Ordering::Relaxed);
@@ -228,30 +229,41 @@ impl RemoteWrite {
                     _ = tokio::time::sleep(wait) => {}
                 }
             };
-            // Only the batch just tried leaves the queue; if it was dropped for room meanwhile, it was counted
-            // then (and a delivery is still a delivery).
-            {
+            // Only the batch just tried leaves the queue. One dropped for room meanwhile was counted dropped
+            // then: delivered after all, it is counted sent instead.
+            let was_dropped = {
                 let mut q = self.queue.lock().expect("not poisoned");
-                if q.1.front().is_some_and(|f| f.seq == seq) {
+                let front = q.1.front().is_some_and(|f| f.seq == seq);
+                if front {
                     q.1.pop_front();
-                } else if outcome.is_err() {
-                    continue;
                 }
-            }
+                !front
+            };
             match outcome {
                 Ok(()) => {
+                    if was_dropped {
+                        self.dropped_full.fetch_sub(1, Ordering::Relaxed);
+                        self.dropped_samples.fetch_sub(n as u64, Ordering::Relaxed);
+                    }
                     self.sent_samples.fetch_add(n as u64, Ordering::Relaxed);
                     self.sent_batches.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(gave_up) => {
-                    let (counter, e) = match gave_up {
-                        GaveUp::Refused(e) => (&self.dropped_refused, e),
-                        GaveUp::Failing(e) => (&self.dropped_failing, e),
+                    let (counter, e, pause) = match gave_up {
+                        GaveUp::Refused(e) => (&self.dropped_refused, e, Duration::ZERO),
+                        GaveUp::Failing(e, pause) => (&self.dropped_failing, e, pause),
                     };
-                    tracing::warn!(error = %e, samples = n, "remote write dropped a batch");
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    self.dropped_samples.fetch_add(n as u64, Ordering::Relaxed);
+                    if !was_dropped {
+                        tracing::warn!(error = %e, samples = n, "remote write dropped a batch");
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        self.dropped_samples.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                     *self.last_error.lock().expect("not poisoned") = Some(e);
+                    // The receiver is still failing: the next batch waits the pause it asked for.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                 }
             }
         }

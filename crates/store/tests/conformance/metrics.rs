@@ -23,22 +23,25 @@ async fn metric_chunks_and_the_write_ahead_rows(e: Engine) {
         t_ms: t,
         data: vec![tier as u8, t as u8],
     };
+    s.write_metrics("a", &[wal("a", 0, 10), wal("a", 0, 20), wal("a", 1, 20)], &[chunk("a", 0, 0, 10)], &[0, 0])
+        .await
+        .unwrap();
+    s.write_metrics("b", &[wal("b", 0, 10)], &[], &[]).await.unwrap();
+    // Rows come back in time order, whatever order they were written in (a refused flush's rows are written
+    // after newer ones), and a row written again (a retried flush) is kept once.
+    s.write_metrics("a", &[wal("a", 0, 30)], &[], &[]).await.unwrap();
     s.write_metrics(
         "a",
-        vec![wal("a", 0, 10), wal("a", 0, 20), wal("a", 1, 20)],
-        vec![chunk("a", 0, 0, 10)],
-        vec![0, 0],
+        &[wal("a", 0, 25), wal("a", 0, 30)],
+        &[chunk("a", 0, 20, 30), chunk("a", 1, 0, 60)],
+        &[20, i64::MIN],
     )
     .await
     .unwrap();
-    s.write_metrics("b", vec![wal("b", 0, 10)], vec![], vec![]).await.unwrap();
-    s.write_metrics("a", vec![wal("a", 0, 30)], vec![chunk("a", 0, 20, 30), chunk("a", 1, 0, 60)], vec![20, i64::MIN])
-        .await
-        .unwrap();
     let rows = s.metric_wal("a").await.unwrap();
     assert_eq!(
         rows,
-        vec![wal("a", 0, 20), wal("a", 1, 20), wal("a", 0, 30)],
+        vec![wal("a", 0, 20), wal("a", 1, 20), wal("a", 0, 25), wal("a", 0, 30)],
         "a's tier 0 rows before 20 are gone, in order"
     );
     assert_eq!(s.metric_wal("b").await.unwrap(), vec![wal("b", 0, 10)], "another replica's rows are its own");
@@ -49,8 +52,8 @@ async fn metric_chunks_and_the_write_ahead_rows(e: Engine) {
     // the same series and time stands beside it.
     let mut longer = chunk("a", 0, 20, 40);
     longer.points = 5;
-    s.write_metrics("a", vec![], vec![longer.clone()], vec![]).await.unwrap();
-    s.write_metrics("b", vec![], vec![chunk("b", 0, 20, 40)], vec![]).await.unwrap();
+    s.write_metrics("a", &[], std::slice::from_ref(&longer), &[]).await.unwrap();
+    s.write_metrics("b", &[], &[chunk("b", 0, 20, 40)], &[]).await.unwrap();
     assert_eq!(s.metric_chunks("lat{route=/}", 0, 35, 100).await.unwrap(), vec![longer, chunk("b", 0, 20, 40)]);
     let series = s.metric_series().await.unwrap();
     assert_eq!(
