@@ -355,8 +355,12 @@ fn mechanism_list(list: &str) -> Vec<String> {
 
 /// The server's words as the status may show them: no control characters (a terminal's escapes in
 /// `crew chat status`), bounded.
-fn said(text: &str, max: usize) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
+/// A server's words as crew shows them: without control characters, nor the bidi overrides and zero-width
+/// characters that would make a status line read as something else, and at most `max` bytes.
+pub(crate) fn said(text: &str, max: usize) -> String {
+    let format =
+        |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+    let clean: String = text.chars().filter(|c| !c.is_control() && !format(*c)).collect();
     crate::text::truncate(&clean, max)
 }
 
@@ -385,6 +389,12 @@ fn respond(login: &Login) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_servers_words_lose_control_and_format_characters() {
+        assert_eq!(said("ok\u{202E}gnp.exe\u{200B} \x07bell\r\n", 100), "okgnp.exe bell");
+        assert!(said(&"é".repeat(100), 11).len() <= 11);
+    }
 
     fn plain() -> Option<Login> {
         Some(Login::Plain { account: "crewbot".into(), password: "s3cret".into() })

@@ -220,6 +220,8 @@ async fn run(
             s.connected = false;
             s.channels.clear();
             s.since = None;
+            // The next connection logs in again (or not): no stale "logged in as".
+            s.sasl = None;
         });
         match result {
             Ok(()) => return,
@@ -567,7 +569,8 @@ async fn session(
                     Command::PING(a, b) => {
                         outbox.urgent(match b { Some(b) => format!("PONG {a} :{b}"), None => format!("PONG :{a}") });
                     }
-                    Command::ERROR(e) => return Err(IrcError::ServerError(e.clone())),
+                    // The server's words reach the status page: no control or format characters, and bounded.
+                    Command::ERROR(e) => return Err(IrcError::ServerError(crate::cap::said(e, 300))),
                     // The token of a page's PING: the server processed the page without complaint.
                     Command::PONG(a, b) => {
                         let token = [b.as_deref(), Some(a.as_str())]

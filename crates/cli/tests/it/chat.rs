@@ -425,6 +425,11 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
             "remove chat.irc.sasl",
         ),
         (
+            "[chat.irc]\nserver = \"irc.example.com\"\nchannels = [\"#ops\"]\n\
+             sasl = { account = \"crew\", password_env = \"X\" }\n",
+            "chat.irc.sasl: needs tls = true",
+        ),
+        (
             "[chat.irc]\nserver = \"irc\"\nchannels = [\"#ops\"]\ntls = true\nfingerprints = [\"E1:EE\"]\n",
             "chat.irc.fingerprints[0]: `E1:EE` is not a SHA-256 fingerprint",
         ),

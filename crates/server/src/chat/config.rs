@@ -108,6 +108,15 @@ impl ChatSection {
                     return Err(format!("chat.irc.announce: `{room}` is not one of chat.irc.channels"));
                 }
             }
+            // SASL PLAIN without TLS hands the password to anyone on the path (who can also offer `sasl=PLAIN`):
+            // only to a server on this machine (a bouncer, a test server).
+            let loopback = matches!(irc.server.trim(), "localhost" | "::1" | "[::1]")
+                || irc.server.trim().parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback());
+            if irc.sasl.is_some() && !irc.tls && !loopback {
+                return Err(
+                    "chat.irc.sasl: needs tls = true (without it the password crosses the network in clear)".into()
+                );
+            }
             if irc.client_cert.is_some() && !irc.tls {
                 return Err("chat.irc.client_cert: needs tls = true (the certificate is presented in TLS)".into());
             }
