@@ -38,6 +38,10 @@ class CrewController(BaseClientController, DirectoryBasedController):
         """Starts the robot. `client_cert` (a PEM with the certificate and its key) is crew's own addition,
         for the SASL EXTERNAL case in crew_cases.py: irctest's Authentication has no EXTERNAL."""
         assert self.proc is None
+        # irctest gives the address its server is bound to (0.0.0.0): that is this machine, where crew lets SASL
+        # PLAIN go without TLS.
+        if hostname in ("0.0.0.0", "::"):
+            hostname = "127.0.0.1"
         self.create_config()
         assert self.directory
         env = dict(os.environ)
