@@ -9,6 +9,7 @@ pub mod cost;
 pub mod knobs;
 pub mod logic;
 mod murmur3;
+pub mod ofrep;
 mod semver;
 
 pub use murmur3::murmur3_32;
@@ -120,6 +121,8 @@ pub struct Evaluation<'a> {
     pub steps: u64,
     flag_metadata: Option<&'a Map<String, Value>>,
     set_metadata: Option<&'a Map<String, Value>>,
+    /// The chosen variant as stored, with its OFREP JSON written once when the flag was compiled.
+    choice: Option<&'a Choice>,
 }
 
 impl Evaluation<'_> {
@@ -154,7 +157,23 @@ pub struct Flag {
     pub metadata: Map<String, Value>,
     /// The definition as given, for export.
     pub definition: Value,
+    /// The variants in order, each with what an evaluation that chooses it needs, so choosing one copies and
+    /// renders nothing; `by_name` indexes them when there are many.
+    choices: Vec<Choice>,
+    by_name: FxHashMap<String, usize>,
+    default_choice: Option<usize>,
 }
+
+/// A variant as an evaluation chooses it: its name and value, and OFREP's `,"value":…,"variant":"…"` for it.
+#[derive(Debug, Clone, PartialEq)]
+struct Choice {
+    name: String,
+    value: Value,
+    ofrep: Box<str>,
+}
+
+/// The most variants found by comparing names in order: a flag has a handful, and comparing beats hashing.
+const SCAN_VARIANTS: usize = 8;
 
 /// The DogStatsD tag key that says which variant of flag `key` a measurement was made under: `flag_` and the
 /// key with every character other than an ASCII letter or digit as `_` (`search-v2` → `flag_search_v2`), so
@@ -283,6 +302,7 @@ impl FlagSet {
                 steps: 0,
                 flag_metadata: None,
                 set_metadata: Some(&self.metadata),
+                choice: None,
             },
             Some(flag) => {
                 let mut e = flag.evaluate_in(key, context, now_unix, self.fractional);
@@ -371,21 +391,49 @@ impl Flag {
             Some(Value::Object(m)) => m.clone(),
             Some(_) => return Err(err("`metadata` must be an object".into())),
         };
-        Ok(Flag { enabled, variants, default_variant, targeting, metadata, definition: def.clone() })
+        let choices: Vec<Choice> = variants
+            .iter()
+            .map(|(name, value)| Choice { name: name.clone(), value: value.clone(), ofrep: ofrep::choice(name, value) })
+            .collect();
+        let by_name = match choices.len() {
+            n if n <= SCAN_VARIANTS => FxHashMap::default(),
+            _ => choices.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect(),
+        };
+        let default_choice = default_variant.as_deref().and_then(|d| choices.iter().position(|c| c.name == d));
+        Ok(Flag {
+            enabled,
+            variants,
+            default_variant,
+            targeting,
+            metadata,
+            definition: def.clone(),
+            choices,
+            by_name,
+            default_choice,
+        })
     }
 
-    fn resolution<'a>(&'a self, variant: Option<&'a str>, reason: Reason) -> Evaluation<'a> {
-        let value = variant.and_then(|v| self.variant(v)).map(|(_, value)| value);
-        let (flag_metadata, set_metadata) = (Some(&self.metadata), None);
-        Evaluation { value, variant, reason, error: None, steps: 0, flag_metadata, set_metadata }
+    /// An answer that chose `choice` (an index into `choices`) or, with none, the caller's code default.
+    fn resolution(&self, choice: Option<usize>, reason: Reason) -> Evaluation<'_> {
+        let choice = choice.and_then(|i| self.choices.get(i));
+        Evaluation {
+            value: choice.map(|c| &c.value),
+            variant: choice.map(|c| c.name.as_str()),
+            reason,
+            error: None,
+            steps: 0,
+            flag_metadata: Some(&self.metadata),
+            set_metadata: None,
+            choice,
+        }
     }
 
-    /// A variant by name. A flag has a handful of variants: comparing names in order beats hashing the name.
-    fn variant(&self, name: &str) -> Option<(&String, &Value)> {
-        if self.variants.len() <= 8 {
-            self.variants.iter().find(|(k, _)| k.as_str() == name)
+    /// A variant by name, as an index into `choices`.
+    fn variant(&self, name: &str) -> Option<usize> {
+        if self.by_name.is_empty() {
+            self.choices.iter().position(|c| logic::same(&c.name, name))
         } else {
-            self.variants.get_key_value(name)
+            self.by_name.get(name).copied()
         }
     }
 
@@ -399,6 +447,7 @@ impl Flag {
             steps: 0,
             flag_metadata,
             set_metadata,
+            choice: None,
         }
     }
 
@@ -412,8 +461,8 @@ impl Flag {
             return self.resolution(None, Reason::Disabled);
         }
         let Some(targeting) = &self.targeting else {
-            let reason = if self.default_variant.is_some() { Reason::Static } else { Reason::Default };
-            return self.resolution(self.default_variant.as_deref(), reason);
+            let reason = if self.default_choice.is_some() { Reason::Static } else { Reason::Default };
+            return self.resolution(self.default_choice, reason);
         };
         let rule = match targeting {
             Ok(rule) => rule,
@@ -438,7 +487,7 @@ impl Flag {
         }
         let number;
         let name = match out.as_ref() {
-            Value::Null => return self.resolution(self.default_variant.as_deref(), Reason::Default),
+            Value::Null => return self.resolution(self.default_choice, Reason::Default),
             Value::String(s) => s.as_str(),
             Value::Bool(true) => "true",
             Value::Bool(false) => "false",
@@ -449,7 +498,7 @@ impl Flag {
             other => return self.error(ErrorCode::General, format!("targeting returned {other}, not a variant name")),
         };
         match self.variant(name) {
-            Some((name, _)) => self.resolution(Some(name.as_str()), Reason::TargetingMatch),
+            Some(i) => self.resolution(Some(i), Reason::TargetingMatch),
             None => {
                 self.error(ErrorCode::General, format!("targeting chose `{name}`, which is not a variant of `{key}`"))
             }

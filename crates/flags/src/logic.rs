@@ -298,6 +298,26 @@ fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// Whether two strings are equal, decided in place for short ones (a context's keys, a variant's name): a few
+/// word compares instead of a call to `memcmp`, which is most of the cost of comparing a 12-byte key.
+#[inline]
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// Looks up a dotted path (`user.name`, `items.0`) in the data.
 fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
@@ -307,7 +327,7 @@ fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     for part in path.split('.') {
         cur = match cur {
             // A context has a handful of keys: comparing them in order beats hashing the name.
-            Value::Object(m) if m.len() <= 8 => m.iter().find(|(k, _)| k.as_str() == part)?.1,
+            Value::Object(m) if m.len() <= 8 => m.iter().find(|(k, _)| same(k, part))?.1,
             Value::Object(m) => m.get(part)?,
             Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
             _ => return None,
@@ -436,7 +456,7 @@ fn contains(args: &[Expr], data: &Value, scope: &Scope) -> bool {
         }
         if let Value::String(n) = needle.as_ref() {
             return items.iter().enumerate().any(|(i, item)| match item {
-                Expr::Lit(Value::String(s)) => s == n,
+                Expr::Lit(Value::String(s)) => same(s, n),
                 Expr::Lit(_) => false,
                 _ => strict_eq(&arg_ref(items, i, data, scope), &needle),
             });
@@ -916,4 +936,47 @@ fn distribute<'a>(hash: u32, buckets: &'a [Expr], data: &'a Value, scope: &Scope
         }
     }
     Cow::Borrowed(&NULL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn same_is_string_equality() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ac",
+            "abc",
+            "abd",
+            "bbc",
+            "axc",
+            "abcd",
+            "abce",
+            "abcdefg",
+            "abcdefh",
+            "bbcdefg",
+            "abcxefg",
+            "abcdefgh",
+            "targetingKey",
+            "targetingKez",
+            "uargetingKey",
+            "targetXngKey",
+            "targetingKey_16b",
+            "targetingKey_16c",
+            "targetingKey_17by",
+            "targetingKey_17bz",
+            "é",
+            "ü",
+            "éa",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
 }

@@ -8,10 +8,10 @@ use crate::auth::Evaluator;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use crew_flags::{ErrorCode, Resolution};
+use crew_flags::{ErrorCode, Evaluation};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -63,29 +63,28 @@ fn context(body: Result<Bytes, BytesRejection>, key: Option<&str>) -> Result<Val
     }
 }
 
-fn ofrep_json(key: &str, r: &Resolution) -> (StatusCode, Value) {
-    match &r.error {
-        Some((code, detail)) => {
-            // OFREP: 404 for a missing flag; every other evaluation error is a 400 with its errorCode.
-            let status = match code {
-                ErrorCode::FlagNotFound => StatusCode::NOT_FOUND,
-                ErrorCode::ParseError | ErrorCode::TypeMismatch | ErrorCode::General => StatusCode::BAD_REQUEST,
-            };
-            (status, json!({"key": key, "errorCode": code.as_str(), "errorDetails": detail, "metadata": r.metadata}))
-        }
-        None => {
-            let mut out = json!({"key": key, "reason": r.reason.as_str(), "metadata": r.metadata});
-            if let (Some(v), Some(variant)) = (&r.value, &r.variant) {
-                out["value"] = v.clone();
-                out["variant"] = json!(variant);
-            }
-            (StatusCode::OK, out)
-        }
+/// OFREP's status for an evaluation: 404 for a missing flag; every other evaluation error is a 400 with its
+/// errorCode; 200 otherwise.
+fn status(e: &Evaluation) -> StatusCode {
+    match &e.error {
+        None => StatusCode::OK,
+        Some((ErrorCode::FlagNotFound, _)) => StatusCode::NOT_FOUND,
+        Some((ErrorCode::ParseError | ErrorCode::TypeMismatch | ErrorCode::General, _)) => StatusCode::BAD_REQUEST,
     }
 }
 
+/// Appends the OFREP answer of flag `key` to a JSON body being written.
+fn write_answer(out: &mut Vec<u8>, key: &str, e: &Evaluation) {
+    e.ofrep(key).write_json(out);
+}
+
+/// A JSON body already written.
+fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
 /// `POST /ofrep/v1/evaluate/flags/{key}`: one flag. A switched-off flag answers 200 with reason DISABLED and
-/// no value (the caller's code default wins).
+/// no value (the caller's code default wins). The answer is written straight from the borrowed evaluation.
 pub async fn one(
     _: Evaluator,
     State(flags): State<Flags>,
@@ -98,17 +97,24 @@ pub async fn one(
         Err(r) => return r,
     };
     let c = flags.current();
-    let r = c.set.evaluate(&key, &ctx, now());
+    let e = c.set.evaluate_ref(&key, &ctx, now());
     // An evaluation of a split for a user is an exposure of the bucket test (the bulk call is a prefetch, not a
     // look: SDKs that use it report what they show with `POST /api/v1/exposures`).
-    if c.splits.contains_key(&key) && r.error.is_none() {
-        experiments.evaluated(&c, &key, &ctx, r.variant.as_deref());
+    if e.error.is_none() && c.splits.contains_key(&key) {
+        experiments.evaluated(&c, &key, &ctx, e.variant);
     }
-    let (status, body) = ofrep_json(&key, &r);
-    (status, Json(body)).into_response()
+    let mut out = Vec::with_capacity(ANSWER_BYTES);
+    write_answer(&mut out, &key, &e);
+    json_body(status(&e), out)
 }
 
-/// `POST /ofrep/v1/evaluate/flags`: every flag, with an ETag; `If-None-Match` with the same ETag gets 304.
+/// What one flag's answer usually takes (a key, a reason, a small value and variant, no metadata): the buffer
+/// is made this large per flag at once.
+const ANSWER_BYTES: usize = 128;
+
+/// `POST /ofrep/v1/evaluate/flags`: every flag, with an ETag; `If-None-Match` with the same ETag gets 304. The
+/// body `{"flags": [...], "eventStreams": [...]}` is written in one pass into one buffer, each answer straight
+/// from its borrowed evaluation.
 pub async fn all(
     _: Evaluator,
     State(flags): State<Flags>,
@@ -120,8 +126,7 @@ pub async fn all(
         Err(r) => return r,
     };
     let c = flags.current();
-    // The answers depend on the definitions and the context, so the ETag is made from both.
-    let etag = format!("\"{}\"", &format!("{:x}", Sha256::digest(format!("{}:{}", c.version, ctx).as_bytes()))[..20]);
+    let etag = etag(&c.version, &ctx);
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -138,30 +143,48 @@ pub async fn all(
     const INLINE_STEPS: u64 = 50_000;
     fn sorted(set: &crew_flags::FlagSet) -> Vec<&String> {
         let mut keys: Vec<&String> = set.keys().collect();
-        keys.sort();
+        keys.sort_unstable();
         keys
     }
-    let keys = sorted(&c.set);
-    let mut flags = Vec::with_capacity(keys.len());
-    let mut spent = 0u64;
-    for k in &keys {
-        if spent > INLINE_STEPS {
-            break;
+    /// Writes the answers of `keys[from..]` (a comma before each but the very first); stops once the steps
+    /// pass `limit`, saying how far it got.
+    fn write(
+        out: &mut Vec<u8>,
+        set: &crew_flags::FlagSet,
+        keys: &[&String],
+        from: usize,
+        ctx: &Value,
+        limit: u64,
+    ) -> usize {
+        let (now, mut spent) = (now(), 0u64);
+        for (i, k) in keys.iter().enumerate().skip(from) {
+            if spent > limit {
+                return i;
+            }
+            let e = set.evaluate_ref(k, ctx, now);
+            spent += e.steps;
+            if i > 0 {
+                out.push(b',');
+            }
+            write_answer(out, k, &e);
         }
-        let e = c.set.evaluate_ref(k, &ctx, now());
-        spent += e.steps;
-        flags.push(ofrep_json(k, &e.to_resolution()).1);
+        keys.len()
     }
-    let done = flags.len();
+    let keys = sorted(&c.set);
+    let mut out = Vec::with_capacity(64 + EVENT_STREAMS.len() + keys.len() * ANSWER_BYTES);
+    out.extend_from_slice(b"{\"flags\":[");
+    let done = write(&mut out, &c.set, &keys, 0, &ctx, INLINE_STEPS);
     if done < keys.len() {
         drop(keys);
         let more = tokio::task::spawn_blocking(move || {
             let keys = sorted(&c.set);
-            keys[done..].iter().map(|k| ofrep_json(k, &c.set.evaluate(k, &ctx, now())).1).collect::<Vec<_>>()
+            let mut more = Vec::with_capacity((keys.len() - done) * ANSWER_BYTES);
+            write(&mut more, &c.set, &keys, done, &ctx, u64::MAX);
+            more
         })
         .await;
         match more {
-            Ok(more) => flags.extend(more),
+            Ok(more) => out.extend_from_slice(&more),
             Err(e) => {
                 tracing::error!(error = %e, "bulk flag evaluation failed");
                 let body = json!({"errorCode": "GENERAL", "errorDetails": "evaluation failed"});
@@ -169,17 +192,39 @@ pub async fn all(
             }
         }
     }
-    (StatusCode::OK, [(header::ETAG, etag)], Json(json!({"flags": flags, "eventStreams": event_streams()})))
-        .into_response()
+    out.extend_from_slice(b"],\"eventStreams\":");
+    out.extend_from_slice(EVENT_STREAMS.as_bytes());
+    out.push(b'}');
+    let mut r = json_body(StatusCode::OK, out);
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// The bulk answer's ETag: the answers depend on the definitions and the context, so it is made from both (the
+/// first 80 bits of SHA-256 over `VERSION:CONTEXT`, the context as compact JSON), quoted.
+fn etag(version: &str, ctx: &Value) -> String {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut h = Sha256::new();
+    let _ = write!(h, "{version}:");
+    // Hashing cannot fail, and a context parsed from JSON serialises.
+    let _ = serde_json::to_writer(&mut h, ctx);
+    let mut tag = String::with_capacity(22);
+    tag.push('"');
+    for b in &h.finalize()[..10] {
+        let _ = write!(tag, "{b:02x}");
+    }
+    tag.push('"');
+    tag
 }
 
 /// Where OFREP's ADR 0008 has providers of the bulk evaluation hear that it changed: crew's own event stream,
-/// as a path on the origin the provider already talks to (`endpoint.requestUri`), so it works behind any proxy
-/// and carries no secret; the provider sends the credentials it evaluates with. `inactivityDelaySec` is the
-/// protocol's default, said explicitly.
-fn event_streams() -> Value {
-    json!([{"type": "sse", "endpoint": {"requestUri": EVENTS_PATH}, "inactivityDelaySec": 120}])
-}
+/// as a path on the origin the provider already talks to (`endpoint.requestUri`, [`EVENTS_PATH`]), so it works
+/// behind any proxy and carries no secret; the provider sends the credentials it evaluates with.
+/// `inactivityDelaySec` is the protocol's default, said explicitly. Written as the bulk answer's JSON.
+const EVENT_STREAMS: &str = r#"[{"type":"sse","endpoint":{"requestUri":"/ofrep/v1/events"},"inactivityDelaySec":120}]"#;
 
 /// The route of [`events`].
 pub const EVENTS_PATH: &str = "/ofrep/v1/events";
@@ -269,4 +314,24 @@ pub async fn definitions(
         }
     });
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(out)).keep_alive(KeepAlive::default()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_streams_name_the_events_route() {
+        let v: Value = serde_json::from_str(EVENT_STREAMS).unwrap();
+        assert_eq!(v, json!([{"type": "sse", "endpoint": {"requestUri": EVENTS_PATH}, "inactivityDelaySec": 120}]));
+    }
+
+    /// The ETag is what it was when the whole `VERSION:CONTEXT` string was formatted first, so ETags that
+    /// providers hold stay valid across an upgrade.
+    #[test]
+    fn etags_are_unchanged() {
+        let ctx = json!({"targetingKey": "user-7", "plan": "pro", "n": [1, 2.5, null], "s": "é\"\n"});
+        let want = format!("\"{}\"", &format!("{:x}", Sha256::digest(format!("v42:{ctx}").as_bytes()))[..20]);
+        assert_eq!(etag("v42", &ctx), want);
+    }
 }
