@@ -323,6 +323,15 @@ fn lookup<'a>(data: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return Some(data);
     }
+    // The common path is one key (`targetingKey`, `email`): looked up without splitting.
+    if !path.as_bytes().contains(&b'.') {
+        return match data {
+            Value::Object(m) if m.len() <= 8 => m.iter().find(|(k, _)| same(k, path)).map(|(_, v)| v),
+            Value::Object(m) => m.get(path),
+            Value::Array(a) => a.get(path.parse::<usize>().ok()?),
+            _ => None,
+        };
+    }
     let mut cur = data;
     for part in path.split('.') {
         cur = match cur {
