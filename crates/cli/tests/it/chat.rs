@@ -438,13 +438,7 @@ async fn chat_config_mistakes_are_named_before_the_server_starts() {
     ] {
         let path = dir.path().join("crew.toml");
         std::fs::write(&path, toml).unwrap();
-        let out = std::process::Command::new(crate::harness::CREW)
-            .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
+        let out = crate::harness::serve_refused(&path, dir.path());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{toml}: {err}");
         assert!(err.contains(says), "{toml}: {err}");
@@ -471,13 +465,7 @@ async fn a_client_cert_others_may_read_or_without_a_certificate_is_refused_at_st
     for (mode, says) in [(0o644, "others may read it (mode 644); chmod 600 it"), (0o600, "no certificate in the file")]
     {
         std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(mode)).unwrap();
-        let out = std::process::Command::new(crate::harness::CREW)
-            .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
+        let out = crate::harness::serve_refused(&path, dir.path());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{err}");
         assert!(err.contains("chat.irc.client_cert") && err.contains(says), "{mode:o}: {err}");

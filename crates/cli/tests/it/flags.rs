@@ -611,13 +611,7 @@ async fn fractional_v3_in_crew_toml_buckets_numbers_and_the_stream_says_so() {
     assert_eq!(doc["fractional"], "v3");
 
     std::fs::write(&cfg, "[flags]\nfractional = \"v4\"\n").unwrap();
-    let out = std::process::Command::new(crate::harness::CREW)
-        .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
-        .arg(&cfg)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
+    let out = crate::harness::serve_refused(&cfg, dir.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("flags") && err.contains("v4"), "{err}");

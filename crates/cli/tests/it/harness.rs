@@ -227,6 +227,17 @@ impl Drop for Server {
     }
 }
 
+/// `crew serve` with `config` and a data folder in `dir`, expected to refuse to start: its output.
+pub fn serve_refused(config: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
+    Command::new(CREW)
+        .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap()
+}
+
 /// Polls `check` every 50 ms until it is true or `within` has passed.
 pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where

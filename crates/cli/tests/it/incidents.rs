@@ -283,13 +283,7 @@ async fn on_call_configuration_mistakes_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crew.toml");
         std::fs::write(&path, &text).unwrap();
-        let out = std::process::Command::new(crate::harness::CREW)
-            .args(["serve", "--listen", "127.0.0.1:0", "--statsd", "off", "--config"])
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .output()
-            .unwrap();
+        let out = crate::harness::serve_refused(&path, dir.path());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text}\n{err}");
         assert!(err.contains(says), "{text}\nwant {says:?} in: {err}");

@@ -230,6 +230,25 @@ hostile.dup:1|c\nhostile.dup_total:1|g\n\
 hostile.same.x:1|g\nhostile.same-x:2|g\n\
 hostile.ok:1|c|#region:eu\n";
 
+/// Every sample of an exposition file as Python's prometheus_client reads it with `module`'s
+/// `text_string_to_metric_families` (the text format's parser, or the strict OpenMetrics one): name → [{type,
+/// labels, value}].
+fn python_reads(file: &std::path::Path, module: &str, body: &str) -> Value {
+    let py = format!(
+        "import json, sys\nfrom {module} import text_string_to_metric_families\nout = {{}}\n\
+         for f in text_string_to_metric_families(open(sys.argv[1], encoding='utf-8').read()):\n\
+         \x20   for s in f.samples:\n\
+         \x20       out.setdefault(s.name, []).append({{'type': f.type, 'labels': s.labels, 'value': s.value}})\n\
+         print(json.dumps(out))\n"
+    );
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &py, file.to_str().unwrap()])
+        .output()
+        .expect("python3 with prometheus_client (Debian's python3-prometheus-client)");
+    assert!(out.status.success(), "{module}: {}\n{body}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The `/metrics` body while a hostile client sends tags: `promtool check metrics` (parse and lint) reports
 /// nothing, Python's prometheus_client reads it with the values as sent, and a real Prometheus scraping crew
 /// keeps the target up and stores the series with their renamed labels.
@@ -275,21 +294,7 @@ async fn hostile_tags_keep_the_exposition_valid_and_prometheus_scraping() {
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{body}");
 
     // Python's prometheus_client reads every family, with the values as sent.
-    let py = r#"
-import json, sys
-from prometheus_client.parser import text_string_to_metric_families
-out = {}
-for f in text_string_to_metric_families(open(sys.argv[1], encoding="utf-8").read()):
-    for s in f.samples:
-        out.setdefault(s.name, []).append({"type": f.type, "labels": s.labels, "value": s.value})
-print(json.dumps(out))
-"#;
-    let out = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", py, file.to_str().unwrap()])
-        .output()
-        .expect("python3 with prometheus_client (Debian's python3-prometheus-client)");
-    assert!(out.status.success(), "prometheus_client: {}", String::from_utf8_lossy(&out.stderr));
-    let parsed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parsed = python_reads(&file, "prometheus_client.parser", &body);
     let req = &parsed["hostile_req_total"][0];
     assert_eq!(req["type"], "counter", "{parsed}");
     assert_eq!(req["labels"]["city"], "Zürich", "{parsed}");
@@ -312,21 +317,7 @@ print(json.dumps(out))
     assert!(om.lines().any(|l| l == "# TYPE hostile_req counter"), "a counter's family without _total:\n{om}");
     let om_file = d.path().join("metrics.om");
     std::fs::write(&om_file, &om).unwrap();
-    let py_om = r#"
-import json, sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-out = {}
-for f in text_string_to_metric_families(open(sys.argv[1], encoding="utf-8").read()):
-    for s in f.samples:
-        out.setdefault(s.name, []).append({"type": f.type, "labels": s.labels, "value": s.value})
-print(json.dumps(out))
-"#;
-    let out = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", py_om, om_file.to_str().unwrap()])
-        .output()
-        .expect("python3 with prometheus_client");
-    assert!(out.status.success(), "OpenMetrics parser: {}\n{om}", String::from_utf8_lossy(&out.stderr));
-    let parsed_om: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parsed_om = python_reads(&om_file, "prometheus_client.openmetrics.parser", &om);
     assert_eq!(parsed_om["hostile_req_total"][0]["labels"], parsed["hostile_req_total"][0]["labels"]);
     assert_eq!(parsed_om["hostile_req_total"][0]["type"], "counter");
 
