@@ -231,6 +231,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
          crew events --kind deploy.judged          # then a slower canary, switched back by the judge itself\n    \
          crew status\n\n\
          The Metrics page ({url}/graphs) has the sample app's dashboard; StatsD is on udp://{statsd}.\n\
+         Prometheus scrapes {url}/metrics (a viewer token; OpenMetrics when it asks), and Grafana draws the deploys\n\
+         and flag changes from {url}/api/v1/annotations (docs/grafana/crew.json is a dashboard to import).\n\
          The sample app's repository is {}; its hosts are folders under {}.\n\
          Data lives in {} until you stop the demo with Ctrl-C.",
         repo.display(),

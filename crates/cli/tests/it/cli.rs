@@ -321,6 +321,29 @@ async fn demo_serves_real_events_until_interrupted() {
     })
     .await;
     assert!(live, "the demo sends traffic to its StatsD port");
+    // What the banner tells a newcomer to point Prometheus and Grafana at answers: OpenMetrics when asked for,
+    // and the demo's deploys as annotations.
+    let om = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth(&token)
+        .header("accept", "application/openmetrics-text;version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(om.contains("# TYPE www_requests counter") && om.ends_with("# EOF\n"), "{om}");
+    let ann: Value = http
+        .get(format!("{url}/api/v1/annotations?from=now-2h&to=now&tags=deploy"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ann.as_array().is_some_and(|a| !a.is_empty()), "the demo's deploys: {ann}");
     // The live error burst fires the page alert: an incident pages alice (on call), and she acknowledges it.
     let acked = crate::harness::eventually(Duration::from_secs(60), || async {
         let v: Value =
