@@ -174,7 +174,7 @@ impl Db {
         });
     }
 
-    /// The WAL again after a crash, row by row in the order written. Returns chunks that filled up meanwhile.
+    /// The WAL again after a crash, row by row in time order. Returns chunks that filled up meanwhile.
     pub fn replay(&mut self, entries: &[Entry]) -> Writes {
         let mut w = Writes::default();
         for e in entries {
